@@ -1,0 +1,122 @@
+//! Every API write the operator makes: server-side apply with named field managers, force for
+//! what it owns, and only the fields it manages on objects it does not own.
+
+use crate::api::StreamingToken;
+use crate::error::Error;
+use crate::plan::{self, MirrorWrite, Notice, Severity};
+use crate::workload::{ConsumerPatch, WorkloadKind};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{ObjectMeta, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::json;
+use std::collections::BTreeMap;
+
+pub const SECRETS_MANAGER: &str = "streamingtoken.io/secrets";
+pub const CONSUMERS_MANAGER: &str = "streamingtoken.io/consumers";
+pub const STATUS_MANAGER: &str = "streamingtoken.io/status";
+
+/// The mirror Secret for `write`. The one place token values leave [`crate::token::Token`].
+pub fn mirror_secret(token: &StreamingToken, write: &MirrorWrite) -> Secret {
+    let spec = &token.spec.secret;
+    let data = BTreeMap::from([
+        (spec.token1_key.clone(), ByteString(write.pair.token1.expose().as_bytes().to_vec())),
+        (spec.token2_key.clone(), ByteString(write.pair.token2.expose().as_bytes().to_vec())),
+    ]);
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(token.secret_name()),
+            namespace: token.namespace(),
+            labels: Some(plan::mirror_labels(&token.name_any())),
+            annotations: Some(plan::mirror_annotations(write)),
+            owner_references: if write.owned {
+                token.controller_owner_ref(&()).map(|reference| vec![reference])
+            } else {
+                None
+            },
+            resource_version: write.precondition.clone(),
+            ..ObjectMeta::default()
+        },
+        type_: Some("Opaque".into()),
+        data: Some(data),
+        ..Secret::default()
+    }
+}
+
+/// Writes the mirror Secret (creating it, or updating it if unchanged since it was observed).
+pub async fn secret(client: &Client, token: &StreamingToken, write: &MirrorWrite) -> Result<(), Error> {
+    let namespace = token.namespace().unwrap_or_default();
+    let name = token.secret_name();
+    let mut body = serde_json::to_value(mirror_secret(token, write)).map_err(Error::Serialize)?;
+    body["apiVersion"] = json!("v1");
+    body["kind"] = json!("Secret");
+    Api::<Secret>::namespaced(client.clone(), &namespace)
+        .patch(&name, &PatchParams::apply(SECRETS_MANAGER).force(), &Patch::Apply(body))
+        .await
+        .map_err(|source| Error::ApplySecret { name, source })?;
+    Ok(())
+}
+
+/// Applies one consumer patch.
+pub async fn consumer(client: &Client, namespace: &str, patch: &ConsumerPatch) -> Result<(), Error> {
+    let params = PatchParams::apply(CONSUMERS_MANAGER).force();
+    let body = Patch::Apply(patch.body());
+    let name = patch.name.as_str();
+    let result = match patch.kind {
+        WorkloadKind::Deployment => Api::<Deployment>::namespaced(client.clone(), namespace)
+            .patch(name, &params, &body)
+            .await
+            .map(drop),
+        WorkloadKind::StatefulSet => Api::<StatefulSet>::namespaced(client.clone(), namespace)
+            .patch(name, &params, &body)
+            .await
+            .map(drop),
+        WorkloadKind::DaemonSet => Api::<DaemonSet>::namespaced(client.clone(), namespace)
+            .patch(name, &params, &body)
+            .await
+            .map(drop),
+    };
+    result.map_err(|source| Error::ApplyConsumer {
+        kind: patch.kind.as_str(),
+        name: patch.name.clone(),
+        source,
+    })
+}
+
+/// Writes the status.
+pub async fn status(
+    client: &Client,
+    token: &StreamingToken,
+    status: &crate::api::StreamingTokenStatus,
+) -> Result<(), Error> {
+    let namespace = token.namespace().unwrap_or_default();
+    let body = json!({
+        "apiVersion": StreamingToken::api_version(&()),
+        "kind": StreamingToken::kind(&()),
+        "status": status,
+    });
+    Api::<StreamingToken>::namespaced(client.clone(), &namespace)
+        .patch_status(&token.name_any(), &PatchParams::apply(STATUS_MANAGER).force(), &Patch::Apply(body))
+        .await
+        .map_err(|source| Error::PatchStatus { source })?;
+    Ok(())
+}
+
+/// Publishes an Event on the StreamingToken. Failing to publish is logged, not fatal.
+pub async fn event(recorder: &Recorder, token: &StreamingToken, notice: &Notice) {
+    let event = Event {
+        type_: match notice.severity {
+            Severity::Normal => EventType::Normal,
+            Severity::Warning => EventType::Warning,
+        },
+        reason: notice.reason.into(),
+        note: Some(notice.message.clone()),
+        action: notice.action.into(),
+        secondary: None,
+    };
+    if let Err(error) = recorder.publish(&event, &token.object_ref(&())).await {
+        tracing::warn!(reason = notice.reason, error = %error, "could not publish an Event");
+    }
+}

@@ -1,0 +1,433 @@
+//! Watches and the reconcile driver: observe -> decide ([`crate::plan`]) -> apply.
+//!
+//! Watches are narrow: StreamingTokens in full; Secrets, consumer workloads and pods only when
+//! they carry the `streamingtoken.io/token` label, with managedFields stripped before caching.
+//! Secrets and pods are watched by metadata only, to wake the right StreamingToken; the reconcile
+//! reads the (few) Secrets it needs directly, so no Secret data is ever cached.
+
+use crate::api::{MANAGED_BY_LABEL, MANAGER_NAME, StreamingToken, TOKEN_LABEL};
+use crate::apply;
+use crate::error::Error;
+use crate::metrics::Metrics;
+use crate::plan::{
+    self, FreshMaterial, MirrorObservation, ObservedMirror, Plan, Requeue, Snapshot, SourceObservation,
+    SourceProblem,
+};
+use crate::token::{self, Token, TokenPair};
+use crate::workload::{self, ConsumerObservation, PodObservation};
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::ListParams;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::core::PartialObjectMeta;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+/// Which namespaces the operator serves.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    All,
+    Namespace(String),
+}
+
+impl Scope {
+    fn api<K>(&self, client: &Client) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        match self {
+            Self::All => Api::all(client.clone()),
+            Self::Namespace(namespace) => Api::namespaced(client.clone(), namespace),
+        }
+    }
+}
+
+/// Shared state of the reconcilers.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub deployments: Store<Deployment>,
+    pub statefulsets: Store<StatefulSet>,
+    pub daemonsets: Store<DaemonSet>,
+    pub metrics: Arc<Metrics>,
+    /// True while this replica holds the leader lease; only the leader writes.
+    pub leader: watch::Receiver<bool>,
+    failures: Mutex<HashMap<(String, String), u32>>,
+}
+
+fn token_ref(labels: &std::collections::BTreeMap<String, String>, namespace: Option<String>) -> Option<ObjectRef<StreamingToken>> {
+    let name = labels.get(TOKEN_LABEL)?;
+    let namespace = namespace?;
+    Some(ObjectRef::new(name).within(&namespace))
+}
+
+fn reflect<K>(
+    api: Api<K>,
+    config: watcher::Config,
+) -> (Store<K>, impl Stream<Item = Result<K, watcher::Error>> + Send + 'static)
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let (reader, writer) = reflector::store();
+    let stream = watcher(api, config)
+        .default_backoff()
+        .modify(|object: &mut K| object.managed_fields_mut().clear())
+        .reflect(writer)
+        .applied_objects();
+    (reader, stream)
+}
+
+/// Runs the controller until `shutdown` resolves. `ready` is set once every cache has synced.
+pub async fn run(
+    client: Client,
+    scope: Scope,
+    reporter: Reporter,
+    metrics: Arc<Metrics>,
+    leader: watch::Receiver<bool>,
+    ready: watch::Sender<bool>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let labelled = || watcher::Config::default().labels(TOKEN_LABEL).any_semantic();
+    let (tokens, token_stream) = reflect(scope.api::<StreamingToken>(&client), watcher::Config::default().any_semantic());
+    let (deployments, deployment_stream) = reflect(scope.api::<Deployment>(&client), labelled());
+    let (statefulsets, statefulset_stream) = reflect(scope.api::<StatefulSet>(&client), labelled());
+    let (daemonsets, daemonset_stream) = reflect(scope.api::<DaemonSet>(&client), labelled());
+    let secrets = watcher(scope.api::<PartialObjectMeta<Secret>>(&client), labelled())
+        .default_backoff()
+        .applied_objects();
+    let pods = watcher(scope.api::<PartialObjectMeta<Pod>>(&client), labelled())
+        .default_backoff()
+        .touched_objects();
+
+    let context = Arc::new(Context {
+        client: client.clone(),
+        recorder: Recorder::new(client.clone(), reporter),
+        deployments: deployments.clone(),
+        statefulsets: statefulsets.clone(),
+        daemonsets: daemonsets.clone(),
+        metrics,
+        leader: leader.clone(),
+        failures: Mutex::new(HashMap::new()),
+    });
+
+    let token_store = tokens.clone();
+    tokio::spawn(async move {
+        let synced = token_store.wait_until_ready().await.is_ok()
+            && deployments.wait_until_ready().await.is_ok()
+            && statefulsets.wait_until_ready().await.is_ok()
+            && daemonsets.wait_until_ready().await.is_ok();
+        if synced {
+            info!("caches synced");
+            let _ = ready.send(true);
+        }
+    });
+
+    // A replica that becomes leader re-reconciles everything: it skipped work while standby.
+    let became_leader = futures::stream::unfold(leader.clone(), |mut receiver| async move {
+        loop {
+            receiver.changed().await.ok()?;
+            if *receiver.borrow_and_update() {
+                return Some(((), receiver));
+            }
+        }
+    });
+
+    Controller::for_stream(token_stream, tokens)
+        .with_config(
+            kube::runtime::controller::Config::default()
+                .concurrency(16)
+                .debounce(Duration::from_millis(50)),
+        )
+        .watches_stream(secrets, |secret| token_ref(secret.labels(), secret.namespace()))
+        .watches_stream(deployment_stream, |object| token_ref(object.labels(), object.namespace()))
+        .watches_stream(statefulset_stream, |object| token_ref(object.labels(), object.namespace()))
+        .watches_stream(daemonset_stream, |object| token_ref(object.labels(), object.namespace()))
+        .watches_stream(pods, |pod| token_ref(pod.labels(), pod.namespace()))
+        .reconcile_all_on(became_leader)
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, context)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                debug!(error = %error, "controller event");
+            }
+        })
+        .await;
+}
+
+async fn reconcile(token: Arc<StreamingToken>, context: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let name = token.name_any();
+    let namespace = token.namespace().unwrap_or_default();
+    if token.metadata.deletion_timestamp.is_some() {
+        context.metrics.forget(&namespace, &name);
+        return Ok(Action::await_change());
+    }
+    if !*context.leader.borrow() {
+        // A standby keeps its caches warm and writes nothing.
+        return Ok(Action::await_change());
+    }
+    let snapshot = observe(&token, &context).await?;
+    // Whole seconds: Kubernetes serializes times to the second, and a status compared with its
+    // stored copy must not differ by a fraction of a second (that would write on every reconcile).
+    let now = Time(jiff::Timestamp::from_second(jiff::Timestamp::now().as_second()).unwrap_or_default());
+    let plan = plan::plan(&snapshot, &now);
+    let result = execute(&token, &context, &snapshot, plan).await;
+    context.metrics.observe_reconcile(&namespace, &name, started.elapsed(), result.as_ref().err().map(Error::reason));
+    result
+}
+
+async fn execute(token: &StreamingToken, context: &Context, snapshot: &Snapshot, plan: Plan) -> Result<Action, Error> {
+    let name = token.name_any();
+    let namespace = token.namespace().unwrap_or_default();
+    // Order matters: the Secret first (consumers are only ever pointed at keys that exist),
+    // then consumers, then the status that records what was done.
+    if let Some(write) = &plan.secret {
+        apply::secret(&context.client, token, write).await?;
+        info!(%namespace, %name, secret = %snapshot.secret_name, token1_serial = write.identities[0].serial, token2_serial = write.identities[1].serial, "mirror Secret written");
+    }
+    for patch in &plan.consumer_patches {
+        apply::consumer(&context.client, &namespace, patch).await?;
+        info!(%namespace, %name, kind = patch.kind.as_str(), consumer = %patch.name, rotation = %patch.rotation_id, "consumer patched");
+    }
+    if token.status.as_ref() != Some(&plan.status) {
+        apply::status(&context.client, token, &plan.status).await?;
+        debug!(%namespace, %name, "status written");
+    }
+    for notice in &plan.events {
+        info!(%namespace, %name, reason = notice.reason, message = %notice.message, "event");
+        apply::event(&context.recorder, token, notice).await;
+    }
+    context.metrics.observe_status(&namespace, &name, token.status.as_ref(), &plan.status, &plan.events);
+
+    let key = (namespace.clone(), name.clone());
+    let mut failures = context.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    match plan.failed {
+        Some(reason) => {
+            *failures.entry(key).or_insert(0) += 1;
+            warn!(%namespace, %name, reason, "needs attention");
+        }
+        None => {
+            failures.remove(&key);
+        }
+    }
+    Ok(match plan.requeue {
+        Requeue::Never => Action::await_change(),
+        Requeue::After(after) => Action::requeue(after),
+    })
+}
+
+fn error_policy(token: Arc<StreamingToken>, error: &Error, context: Arc<Context>) -> Action {
+    let key = (token.namespace().unwrap_or_default(), token.name_any());
+    let failures = {
+        let mut failures = context.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = failures.entry(key.clone()).or_insert(0);
+        *count += 1;
+        *count
+    };
+    warn!(namespace = %key.0, name = %key.1, reason = error.reason(), error = %error, failures, "reconcile failed");
+    if error.is_conflict() {
+        // Someone changed the object since it was read: look again at once.
+        return Action::requeue(Duration::from_millis(200));
+    }
+    Action::requeue(plan::backoff(failures.saturating_sub(1)))
+}
+
+/// Gathers the snapshot `plan` decides on.
+async fn observe(token: &StreamingToken, context: &Context) -> Result<Snapshot, Error> {
+    let name = token.name_any();
+    let namespace = token.namespace().unwrap_or_default();
+    let secrets = Api::<Secret>::namespaced(context.client.clone(), &namespace);
+    let secret_name = token.secret_name();
+
+    let mirror = match secrets
+        .get_opt(&secret_name)
+        .await
+        .map_err(|source| Error::GetSecret { name: secret_name.clone(), source })?
+    {
+        None => MirrorObservation::Missing,
+        Some(secret) => classify_mirror(token, &secret),
+    };
+
+    let source = match (&token.spec.source.generate, &token.spec.source.secret_ref) {
+        (_, Some(reference)) => {
+            let secret = secrets
+                .get_opt(&reference.name)
+                .await
+                .map_err(|source| Error::GetSecret { name: reference.name.clone(), source })?;
+            SourceObservation::SecretRef(read_source(secret.as_ref(), reference))
+        }
+        (Some(_), None) => SourceObservation::Generate,
+        (None, None) => SourceObservation::SecretRef(Err(SourceProblem::NotFound {
+            name: "(spec.source sets neither generate nor secretRef)".into(),
+        })),
+    };
+
+    let consumers = observe_consumers(token, context).await?;
+    let (prefix, length) = token
+        .spec
+        .source
+        .generate
+        .as_ref()
+        .map_or((String::new(), 48), |generate| {
+            // The schema bounds the length; clamp anyway so a hand-edited object cannot ask for more.
+            (generate.prefix.clone(), usize::try_from(generate.length.clamp(32, 256)).unwrap_or(48))
+        });
+    let fresh = FreshMaterial {
+        tokens: [
+            Token::generate(&prefix, length)?,
+            Token::generate(&prefix, length)?,
+        ],
+        fingerprint_key: token::new_fingerprint_key()?,
+    };
+    let failures = context
+        .failures
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .get(&(namespace.clone(), name.clone()))
+        .copied()
+        .unwrap_or(0);
+    Ok(Snapshot {
+        name,
+        namespace,
+        generation: token.metadata.generation.unwrap_or(0),
+        spec: token.spec.clone(),
+        status: token.status.clone().unwrap_or_default(),
+        secret_name,
+        mirror,
+        source,
+        consumers,
+        fresh,
+        failures,
+    })
+}
+
+fn classify_mirror(token: &StreamingToken, secret: &Secret) -> MirrorObservation {
+    let labels = secret.labels();
+    if labels.get(MANAGED_BY_LABEL).map(String::as_str) != Some(MANAGER_NAME) {
+        return MirrorObservation::NotOwned;
+    }
+    match labels.get(TOKEN_LABEL) {
+        Some(owner) if *owner == token.name_any() => {}
+        Some(owner) => return MirrorObservation::ClaimedBy(owner.clone()),
+        None => return MirrorObservation::NotOwned,
+    }
+    let read = |key: &str| {
+        secret
+            .data
+            .as_ref()
+            .and_then(|data| data.get(key))
+            .map(|value| Token::parse(&value.0))
+    };
+    let uid = token.uid();
+    MirrorObservation::Owned(ObservedMirror {
+        resource_version: secret.resource_version(),
+        token1: read(&token.spec.secret.token1_key),
+        token2: read(&token.spec.secret.token2_key),
+        labels: labels.clone(),
+        annotations: secret.annotations().clone(),
+        owner_uids: secret
+            .owner_references()
+            .iter()
+            .filter(|reference| Some(&reference.uid) == uid.as_ref())
+            .map(|reference| reference.uid.clone())
+            .collect(),
+    })
+}
+
+fn read_source(secret: Option<&Secret>, reference: &crate::api::SecretRefSource) -> Result<TokenPair, SourceProblem> {
+    let name = reference.name.clone();
+    let secret = secret.ok_or_else(|| SourceProblem::NotFound { name: name.clone() })?;
+    let read = |key: &str| -> Result<Token, SourceProblem> {
+        let value = secret
+            .data
+            .as_ref()
+            .and_then(|data| data.get(key))
+            .ok_or_else(|| SourceProblem::KeyMissing { name: name.clone(), key: key.into() })?;
+        Token::parse(&value.0).map_err(|problem| SourceProblem::InvalidToken {
+            name: name.clone(),
+            key: key.into(),
+            problem,
+        })
+    };
+    let pair = TokenPair {
+        token1: read(&reference.token1_key)?,
+        token2: read(&reference.token2_key)?,
+    };
+    if pair.token1 == pair.token2 {
+        return Err(SourceProblem::IdenticalTokens { name });
+    }
+    Ok(pair)
+}
+
+async fn observe_consumers(token: &StreamingToken, context: &Context) -> Result<Vec<ConsumerObservation>, Error> {
+    let name = token.name_any();
+    let namespace = token.namespace().unwrap_or_default();
+    let env_var = &token.spec.consumers.env_var;
+    let belongs = |metadata: &kube::api::ObjectMeta| {
+        metadata.namespace.as_deref() == Some(namespace.as_str())
+            && metadata.labels.as_ref().and_then(|labels| labels.get(TOKEN_LABEL)) == Some(&name)
+    };
+    let mut consumers: Vec<ConsumerObservation> = Vec::new();
+    consumers.extend(
+        context
+            .deployments
+            .state_filter(|object| belongs(&object.metadata))
+            .iter()
+            .map(|object| workload::observe_deployment(object, env_var)),
+    );
+    consumers.extend(
+        context
+            .statefulsets
+            .state_filter(|object| belongs(&object.metadata))
+            .iter()
+            .map(|object| workload::observe_statefulset(object, env_var)),
+    );
+    consumers.extend(
+        context
+            .daemonsets
+            .state_filter(|object| belongs(&object.metadata))
+            .iter()
+            .map(|object| workload::observe_daemonset(object, env_var)),
+    );
+    consumers.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+
+    // Pods matter only while a rotation waits on rollouts.
+    if token.status.as_ref().and_then(|status| status.rotation.as_ref()).is_some() {
+        let pods = Api::<Pod>::namespaced(context.client.clone(), &namespace);
+        for consumer in &mut consumers {
+            let Some(selector) = &consumer.selector else {
+                continue;
+            };
+            let list = pods
+                .list_metadata(&ListParams::default().labels(selector))
+                .await
+                .map_err(|source| Error::ListPods {
+                    kind: consumer.kind.as_str(),
+                    name: consumer.name.clone(),
+                    source,
+                })?;
+            consumer.pods = Some(
+                list.items
+                    .iter()
+                    .map(|pod| PodObservation {
+                        name: pod.name_any(),
+                        rotation: pod.annotations().get(workload::ROTATION_ANNOTATION).cloned(),
+                        terminating: pod.metadata.deletion_timestamp.is_some(),
+                    })
+                    .collect(),
+            );
+        }
+    }
+    Ok(consumers)
+}

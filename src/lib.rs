@@ -1,0 +1,29 @@
+//! streaming-token-operator: mirrors a pair of streaming tokens into a Secret and rotates them
+//! without downtime, deactivating Token 1 only once no consumer pod can still hold it.
+//!
+//! The reconcile loop follows observe, decide, apply: [`controller`] gathers a
+//! [`plan::Snapshot`], [`plan::plan`] decides with no client and no clock of its own (the
+//! rotation state machine is [`rotation`], consumer checks are [`workload`]), and [`apply`]
+//! performs the writes with server-side apply.
+
+pub mod api;
+pub mod apply;
+pub mod cli;
+pub mod conditions;
+pub mod controller;
+pub mod error;
+pub mod metrics;
+pub mod plan;
+pub mod rotation;
+pub mod server;
+pub mod token;
+pub mod workload;
+
+use kube::CustomResourceExt;
+
+/// The CRD manifest as committed under `crds/`.
+pub fn crd_yaml() -> String {
+    let crd = api::StreamingToken::crd();
+    let body = serde_norway::to_string(&crd).expect("a CRD always serializes to YAML");
+    format!("# Generated from src/api.rs by `streaming-token-operator crd`; do not edit.\n{body}")
+}

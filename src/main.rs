@@ -1,0 +1,126 @@
+//! The `streaming-token-operator` binary: `run` the operator, print the `crd`, or `rotate` a
+//! StreamingToken (also usable as the kubectl plugin `kubectl-streamingtoken`).
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::process::ExitCode;
+use streaming_token_operator::{cli, server};
+
+#[derive(Parser)]
+#[command(name = "streaming-token-operator", version, about = "Mirrors and safely rotates streaming token pairs")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the operator.
+    Run {
+        /// Serve only these namespaces (repeatable). Default: all namespaces.
+        #[arg(long = "namespace", env = "WATCH_NAMESPACES", value_delimiter = ',')]
+        namespaces: Vec<String>,
+        /// Elect a leader among replicas through a coordination.k8s.io Lease; only the leader writes.
+        #[arg(long, env = "LEADER_ELECT", default_value_t = false)]
+        leader_elect: bool,
+        /// Name of the leader-election Lease.
+        #[arg(long, env = "LEASE_NAME", default_value = "streaming-token-operator")]
+        lease_name: String,
+        /// Namespace of the leader-election Lease (defaults to the pod's namespace).
+        #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+        lease_namespace: String,
+        /// Seconds a leader's lease stays valid without renewal (failover happens after it lapses).
+        #[arg(long, default_value_t = 15)]
+        lease_duration_seconds: u64,
+        /// Identity of this replica (defaults to the pod name, or the host name and process id).
+        #[arg(long, env = "POD_NAME")]
+        identity: Option<String>,
+        /// Address of the /metrics, /healthz and /readyz server.
+        #[arg(long, env = "METRICS_BIND_ADDRESS", default_value = "127.0.0.1:8080")]
+        metrics_bind_address: std::net::SocketAddr,
+        /// Log format.
+        #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
+    /// Print the CustomResourceDefinition (YAML).
+    Crd,
+    /// Ask for one rotation of a StreamingToken now (sets spec.rotation.trigger).
+    Rotate {
+        /// Name of the StreamingToken.
+        name: String,
+        /// Namespace of the StreamingToken (default: the kubeconfig's namespace).
+        #[arg(short, long)]
+        namespace: Option<String>,
+        /// Trigger value to set (default: `manual-<current time>`).
+        #[arg(long)]
+        trigger: Option<String>,
+        /// Follow the rotation to its end, printing its phases.
+        #[arg(long)]
+        wait: bool,
+        /// Give up waiting after this long (for example 30m).
+        #[arg(long, default_value = "30m")]
+        timeout: String,
+    },
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Crd => {
+            print!("{}", streaming_token_operator::crd_yaml());
+            Ok(())
+        }
+        Command::Run {
+            namespaces,
+            leader_elect,
+            lease_name,
+            lease_namespace,
+            lease_duration_seconds,
+            identity,
+            metrics_bind_address,
+            log_format,
+        } => {
+            init_logging(log_format);
+            server::run(server::Options {
+                namespaces,
+                leader_elect,
+                lease_name,
+                lease_namespace,
+                lease_duration_seconds,
+                identity,
+                metrics_bind_address,
+            })
+            .await
+        }
+        Command::Rotate {
+            name,
+            namespace,
+            trigger,
+            wait,
+            timeout,
+        } => cli::rotate(&name, namespace.as_deref(), trigger, wait, &timeout).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! Prometheus metrics. Labels carry names and PascalCase reasons, never token values.
+
+use crate::api::StreamingTokenStatus;
+use crate::plan::Notice;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RotationLabels {
+    pub strategy: String,
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabels {
+    pub phase: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TokenLabels {
+    pub namespace: String,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConsumerLabels {
+    namespace: String,
+    name: String,
+    state: String,
+}
+
+/// Per-StreamingToken facts, turned into gauges at scrape time (so ages are current).
+#[derive(Debug, Default, Clone)]
+struct TokenFacts {
+    token1_issued_at: Option<jiff::Timestamp>,
+    consumers_total: i64,
+    consumers_pending: i64,
+    consumers_blocked: i64,
+    rotating: bool,
+}
+
+#[derive(Debug, Default)]
+struct PerToken(Mutex<BTreeMap<(String, String), TokenFacts>>);
+
+impl Collector for PerToken {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let facts = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        let now = jiff::Timestamp::now();
+        {
+            let mut metric = encoder.encode_descriptor(
+                "streamingtoken_token1_age_seconds",
+                "Seconds since the current Token 1 was issued or first mirrored (alert on old tokens)",
+                None,
+                MetricType::Gauge,
+            )?;
+            for ((namespace, name), fact) in &facts {
+                if let Some(issued) = fact.token1_issued_at {
+                    let age = now.duration_since(issued).as_secs_f64().max(0.0);
+                    let labels = TokenLabels { namespace: namespace.clone(), name: name.clone() };
+                    ConstGauge::new(age).encode(metric.encode_family(&labels)?)?;
+                }
+            }
+        }
+        {
+            let mut metric = encoder.encode_descriptor(
+                "streamingtoken_consumers",
+                "Consumers per StreamingToken by state: total, pending (not yet verified during a rotation) and blocked",
+                None,
+                MetricType::Gauge,
+            )?;
+            for ((namespace, name), fact) in &facts {
+                for (state, value) in [
+                    ("total", fact.consumers_total),
+                    ("pending", fact.consumers_pending),
+                    ("blocked", fact.consumers_blocked),
+                ] {
+                    let labels = ConsumerLabels { namespace: namespace.clone(), name: name.clone(), state: state.into() };
+                    ConstGauge::new(value).encode(metric.encode_family(&labels)?)?;
+                }
+            }
+        }
+        {
+            let mut metric = encoder.encode_descriptor(
+                "streamingtoken_rotation_in_progress",
+                "1 while a rotation is in progress for the StreamingToken",
+                None,
+                MetricType::Gauge,
+            )?;
+            for ((namespace, name), fact) in &facts {
+                let labels = TokenLabels { namespace: namespace.clone(), name: name.clone() };
+                ConstGauge::new(i64::from(fact.rotating)).encode(metric.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The operator's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    reconciles: Family<ResultLabels, Counter>,
+    reconcile_errors: Family<ReasonLabels, Counter>,
+    reconcile_duration: Histogram,
+    rotations: Family<RotationLabels, Counter>,
+    phase_duration: Family<PhaseLabels, Histogram>,
+    events: Family<ReasonLabels, Counter>,
+    leader: Gauge,
+    per_token: Arc<PerToken>,
+}
+
+impl Metrics {
+    /// Creates the metrics and registers them in `registry`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            reconciles: Family::default(),
+            reconcile_errors: Family::default(),
+            reconcile_duration: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
+            rotations: Family::default(),
+            phase_duration: Family::new_with_constructor(|| Histogram::new(exponential_buckets(1.0, 2.0, 14))),
+            events: Family::default(),
+            leader: Gauge::default(),
+            per_token: Arc::new(PerToken::default()),
+        };
+        registry.register("streamingtoken_reconciles", "Reconciles by result (success, error)", metrics.reconciles.clone());
+        registry.register(
+            "streamingtoken_reconcile_errors",
+            "Failed reconciles by reason",
+            metrics.reconcile_errors.clone(),
+        );
+        registry.register(
+            "streamingtoken_reconcile_duration_seconds",
+            "Duration of a reconcile",
+            metrics.reconcile_duration.clone(),
+        );
+        registry.register(
+            "streamingtoken_rotations",
+            "Rotations by strategy and result (started, completed, aborted)",
+            metrics.rotations.clone(),
+        );
+        registry.register(
+            "streamingtoken_rotation_phase_duration_seconds",
+            "Duration of each completed rotation phase",
+            metrics.phase_duration.clone(),
+        );
+        registry.register("streamingtoken_events", "Events published, by reason", metrics.events.clone());
+        registry.register("streamingtoken_leader", "1 while this replica holds the leader lease", metrics.leader.clone());
+        registry.register_collector(Box::new(metrics.per_token.clone()));
+        metrics
+    }
+
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.set(i64::from(leader));
+    }
+
+    pub fn observe_reconcile(&self, _namespace: &str, _name: &str, duration: Duration, error: Option<&'static str>) {
+        self.reconcile_duration.observe(duration.as_secs_f64());
+        let result = if error.is_some() { "error" } else { "success" };
+        self.reconciles.get_or_create(&ResultLabels { result: result.into() }).inc();
+        if let Some(reason) = error {
+            self.reconcile_errors.get_or_create(&ReasonLabels { reason: reason.into() }).inc();
+        }
+    }
+
+    /// Records what a reconcile decided: status facts, Events, rotation progress.
+    pub fn observe_status(
+        &self,
+        namespace: &str,
+        name: &str,
+        previous: Option<&StreamingTokenStatus>,
+        status: &StreamingTokenStatus,
+        events: &[Notice],
+    ) {
+        for notice in events {
+            self.events.get_or_create(&ReasonLabels { reason: notice.reason.into() }).inc();
+            let result = match notice.reason {
+                "RotationStarted" => Some("started"),
+                "RotationCompleted" => Some("completed"),
+                "RotationAborted" => Some("aborted"),
+                _ => None,
+            };
+            if let Some(result) = result {
+                let strategy = match notice.reason {
+                    "RotationCompleted" => status
+                        .last_rotation
+                        .as_ref()
+                        .map(|last| last.strategy.as_str())
+                        .unwrap_or("Unknown"),
+                    _ => status
+                        .rotation
+                        .as_ref()
+                        .map(|rotation| rotation.strategy.as_str())
+                        .unwrap_or("Unknown"),
+                };
+                self.rotations
+                    .get_or_create(&RotationLabels { strategy: strategy.into(), result: result.into() })
+                    .inc();
+            }
+        }
+        // A phase ended when the previous status had a rotation in another phase (or none now).
+        if let Some(before) = previous.and_then(|status| status.rotation.as_ref()) {
+            let after = status.rotation.as_ref().filter(|rotation| rotation.id == before.id);
+            if after.is_none_or(|rotation| rotation.phase != before.phase) {
+                let ended = after
+                    .map(|rotation| rotation.phase_started_at.0)
+                    .or_else(|| status.last_rotation.as_ref().map(|last| last.completed_at.0))
+                    .unwrap_or_else(jiff::Timestamp::now);
+                let seconds = ended.duration_since(before.phase_started_at.0).as_secs_f64().max(0.0);
+                self.phase_duration
+                    .get_or_create(&PhaseLabels { phase: before.phase.clone() })
+                    .observe(seconds);
+            }
+        }
+        let consumers = status.consumers.clone().unwrap_or_default();
+        let rotating = status.rotation.is_some();
+        let facts = TokenFacts {
+            token1_issued_at: status.token1.as_ref().map(|token| token.issued_at.0),
+            consumers_total: i64::from(consumers.total),
+            consumers_pending: if rotating {
+                i64::from(consumers.total - consumers.verified.unwrap_or(0))
+            } else {
+                0
+            },
+            consumers_blocked: i64::try_from(consumers.blocked.len()).unwrap_or(i64::MAX),
+            rotating,
+        };
+        self.per_token
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert((namespace.to_string(), name.to_string()), facts);
+    }
+
+    /// Forgets a StreamingToken that no longer exists.
+    pub fn forget(&self, namespace: &str, name: &str) {
+        self.per_token
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(&(namespace.to_string(), name.to_string()));
+    }
+}

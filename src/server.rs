@@ -1,0 +1,213 @@
+//! The `run` command: health and metrics server, leader election, and the controllers.
+
+use crate::controller::{self, Scope};
+use crate::metrics::Metrics;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use kube::Client;
+use kube::runtime::events::Reporter;
+use prometheus_client::registry::Registry;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+/// What `run` needs.
+pub struct Options {
+    pub namespaces: Vec<String>,
+    pub leader_elect: bool,
+    pub lease_name: String,
+    pub lease_namespace: String,
+    pub lease_duration_seconds: u64,
+    pub identity: Option<String>,
+    pub metrics_bind_address: SocketAddr,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("connecting to the Kubernetes API: {0}")]
+    Client(#[source] kube::Error),
+    #[error("listening on {address}: {source}")]
+    Listen {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("setting up leader election: {0}")]
+    LeaderElection(#[source] kube_lease_manager::LeaseManagerError),
+}
+
+#[derive(Clone)]
+struct Health {
+    registry: Arc<Registry>,
+    ready: watch::Receiver<bool>,
+}
+
+async fn metrics_handler(State(health): State<Health>) -> impl IntoResponse {
+    let mut body = String::new();
+    match prometheus_client::encoding::text::encode(&mut body, &health.registry) {
+        Ok(()) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+            body,
+        ),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "text/plain")],
+            "encoding metrics failed".to_string(),
+        ),
+    }
+}
+
+async fn readyz(State(health): State<Health>) -> impl IntoResponse {
+    if *health.ready.borrow() {
+        (StatusCode::OK, "ok")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "caches not synced yet")
+    }
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}
+
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .unwrap_or_else(|_| "operator".into());
+    format!("{host}-{}", std::process::id())
+}
+
+/// Runs until SIGTERM or Ctrl-C.
+pub async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
+    let client = Client::try_default().await.map_err(RunError::Client)?;
+    let identity = options.identity.clone().unwrap_or_else(default_identity);
+    let mut registry = Registry::default();
+    let metrics = Arc::new(Metrics::register(&mut registry));
+
+    let (ready_sender, ready) = watch::channel(false);
+    let health = Health {
+        registry: Arc::new(registry),
+        ready: ready.clone(),
+    };
+    let app = Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .with_state(health);
+    let listener = tokio::net::TcpListener::bind(options.metrics_bind_address)
+        .await
+        .map_err(|source| RunError::Listen { address: options.metrics_bind_address, source })?;
+    info!(address = %options.metrics_bind_address, "serving /metrics, /healthz and /readyz");
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            error!(%error, "metrics server stopped");
+        }
+    });
+
+    // Leadership: a channel that is true while this replica may write.
+    let (leader, lease_task) = if options.leader_elect {
+        let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &options.lease_name)
+            .with_namespace(&options.lease_namespace)
+            .with_identity(&identity)
+            .with_duration(options.lease_duration_seconds)
+            .with_grace(options.lease_duration_seconds.div_ceil(3).max(2))
+            .with_field_manager("streamingtoken.io/leader-election")
+            .build()
+            .await
+            .map_err(RunError::LeaderElection)?;
+        let (receiver, task) = manager.watch().await;
+        info!(lease = %options.lease_name, namespace = %options.lease_namespace, %identity, "leader election enabled; waiting for the lease");
+        (receiver, Some(task))
+    } else {
+        let (sender, receiver) = watch::channel(true);
+        std::mem::forget(sender);
+        (receiver, None)
+    };
+    let leadership_logger = {
+        let metrics = metrics.clone();
+        let mut changes = leader.clone();
+        tokio::spawn(async move {
+            loop {
+                let is_leader = *changes.borrow_and_update();
+                metrics.set_leader(is_leader);
+                info!(leader = is_leader, "leadership");
+                if changes.changed().await.is_err() {
+                    break;
+                }
+            }
+        })
+    };
+
+    let reporter = Reporter {
+        controller: "streaming-token-operator".into(),
+        instance: Some(identity.clone()),
+    };
+    let scopes: Vec<Scope> = if options.namespaces.is_empty() {
+        vec![Scope::All]
+    } else {
+        options.namespaces.iter().cloned().map(Scope::Namespace).collect()
+    };
+    let (stop_sender, stop) = watch::channel(false);
+    let mut controllers = Vec::new();
+    let mut ready_flags = Vec::new();
+    for scope in scopes {
+        info!(?scope, "starting controller");
+        let (sender, receiver) = watch::channel(false);
+        ready_flags.push(receiver);
+        let mut stop = stop.clone();
+        controllers.push(tokio::spawn(controller::run(
+            client.clone(),
+            scope,
+            reporter.clone(),
+            metrics.clone(),
+            leader.clone(),
+            sender,
+            async move {
+                let _ = stop.wait_for(|stopping| *stopping).await;
+            },
+        )));
+    }
+    tokio::spawn(async move {
+        for mut flag in ready_flags {
+            let _ = flag.wait_for(|ready| *ready).await;
+        }
+        let _ = ready_sender.send(true);
+    });
+
+    shutdown_signal().await;
+    info!("shutting down");
+    let _ = stop_sender.send(true);
+    for controller in controllers {
+        let _ = controller.await;
+    }
+    if let Some(task) = lease_task {
+        // Dropping the last receiver makes the lease manager release the lease.
+        leadership_logger.abort();
+        let _ = leadership_logger.await;
+        drop(leader);
+        match task.await {
+            Ok(Ok(_)) => info!("leader lease released"),
+            Ok(Err(error)) => warn!(%error, "releasing the leader lease failed"),
+            Err(error) => warn!(%error, "lease task failed"),
+        }
+    }
+    Ok(())
+}
