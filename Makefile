@@ -1,0 +1,62 @@
+# streaming-token-operator: `make run` and `make test` are all a fresh machine needs
+# (Rust and Go 1.26+). Kubernetes binaries are built from Go modules and cached in
+# ~/.cache/streaming-token-operator (override with STO_CACHE_DIR).
+
+SHELL := /bin/bash
+CARGO ?= cargo
+CLUSTER_DIR ?= $(CURDIR)/.cluster
+E2E_CLUSTER_DIR ?= $(CURDIR)/.cluster/e2e
+CRD := crds/streamingtokens.streamingtoken.io.yaml
+
+.PHONY: all build crds controlplane cluster-up cluster-down run test test-unit test-e2e lint helm-test
+
+all: build
+
+build:
+	$(CARGO) build --release
+
+## Regenerate the CRD (and the chart's copy) from src/api.rs.
+crds:
+	$(CARGO) run --quiet -- crd > $(CRD)
+	cp $(CRD) charts/streaming-token-operator/crds/
+
+## Build (or reuse from the cache) etcd, kube-apiserver, kube-controller-manager,
+## kube-scheduler, kubectl, kwok and helm.
+controlplane:
+	@tests/controlplane/build.sh >/dev/null
+	@echo "control-plane binaries: $$(tests/controlplane/build.sh)/bin"
+
+## Start the local control plane in the background; admin kubeconfig in .cluster/kubeconfig.
+cluster-up:
+	@CLUSTER_DIR=$(CLUSTER_DIR) tests/controlplane/cluster.sh up
+
+## Stop every process cluster-up started and remove its state.
+cluster-down:
+	@CLUSTER_DIR=$(CLUSTER_DIR) tests/controlplane/cluster.sh down
+
+## Run the operator: against $$KUBECONFIG if set, else on a fresh local control plane with the
+## CRDs and examples installed, showing a rotation. Ctrl-C stops everything.
+run:
+	@tests/run-local.sh
+
+## Every test: lints, unit tests, chart tests, then e2e tests on a fresh control plane
+## (always torn down, also when tests fail).
+test: lint test-unit helm-test
+	@tests/run-e2e.sh
+
+test-unit:
+	$(CARGO) test --locked
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --locked --all-targets --features e2e -- -D warnings
+
+## helm lint and helm template with default and non-default values.
+helm-test: controlplane
+	@tests/helm-test.sh
+
+## e2e tests against an already running `make cluster-up` control plane.
+test-e2e:
+	STO_E2E_KUBECONFIG=$(CLUSTER_DIR)/kubeconfig STO_E2E_BIN=$$(cat $(CLUSTER_DIR)/run/bin) \
+	STO_E2E_AUDIT_LOG=$(CLUSTER_DIR)/logs/audit.log \
+	$(CARGO) test --locked --features e2e --test e2e -- --test-threads=4

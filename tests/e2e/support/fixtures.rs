@@ -1,0 +1,188 @@
+//! Fixtures as builders: `token("telemetry").generate().with_trigger("x")`.
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::core::v1::{Container, EnvVar, EnvVarSource, PodSpec, PodTemplateSpec, Secret, SecretKeySelector};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::ByteString;
+use kube::api::ObjectMeta;
+use std::collections::BTreeMap;
+use streaming_token_operator::api::{
+    DeletionPolicy, GenerateSource, Rotation, RotationStrategy, SecretRefSource, StreamingToken,
+    StreamingTokenSpec, TokenSource, TOKEN_LABEL,
+};
+
+pub fn metadata(name: &str, namespace: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.into()),
+        namespace: Some(namespace.into()),
+        ..ObjectMeta::default()
+    }
+}
+
+pub struct TokenBuilder(StreamingToken);
+
+/// A StreamingToken with a `generate` source and defaults everywhere else.
+pub fn token(name: &str, namespace: &str) -> TokenBuilder {
+    let mut object = StreamingToken::new(
+        name,
+        StreamingTokenSpec {
+            source: TokenSource {
+                generate: Some(GenerateSource::default()),
+                secret_ref: None,
+            },
+            secret: Default::default(),
+            consumers: Default::default(),
+            rotation: Rotation::default(),
+            suspend: false,
+            deletion_policy: DeletionPolicy::Retain,
+        },
+    );
+    object.metadata.namespace = Some(namespace.into());
+    TokenBuilder(object)
+}
+
+impl TokenBuilder {
+    pub fn generate(mut self, prefix: &str, length: i32) -> Self {
+        self.0.spec.source = TokenSource {
+            generate: Some(GenerateSource {
+                length,
+                prefix: prefix.into(),
+            }),
+            secret_ref: None,
+        };
+        self
+    }
+
+    pub fn secret_ref(mut self, name: &str) -> Self {
+        self.0.spec.source = TokenSource {
+            generate: None,
+            secret_ref: Some(SecretRefSource {
+                name: name.into(),
+                token1_key: "token1".into(),
+                token2_key: "token2".into(),
+            }),
+        };
+        self
+    }
+
+    pub fn secret_name(mut self, name: &str) -> Self {
+        self.0.spec.secret.name = Some(name.into());
+        self
+    }
+
+    pub fn with_trigger(mut self, trigger: &str) -> Self {
+        self.0.spec.rotation.trigger = Some(trigger.into());
+        self
+    }
+
+    pub fn strategy(mut self, strategy: RotationStrategy) -> Self {
+        self.0.spec.rotation.strategy = strategy;
+        self
+    }
+
+    pub fn rollout_timeout(mut self, timeout: &str) -> Self {
+        self.0.spec.rotation.rollout_timeout = timeout.into();
+        self
+    }
+
+    pub fn deletion_policy(mut self, policy: DeletionPolicy) -> Self {
+        self.0.spec.deletion_policy = policy;
+        self
+    }
+
+    pub fn suspend(mut self, suspend: bool) -> Self {
+        self.0.spec.suspend = suspend;
+        self
+    }
+
+    pub fn build(self) -> StreamingToken {
+        self.0
+    }
+}
+
+/// A source Secret holding the given pair, labelled so the operator watches it.
+pub fn source_secret(name: &str, namespace: &str, token_name: &str, token1: &str, token2: &str) -> Secret {
+    let mut meta = metadata(name, namespace);
+    meta.labels = Some(BTreeMap::from([(TOKEN_LABEL.to_string(), token_name.to_string())]));
+    Secret {
+        metadata: meta,
+        data: Some(BTreeMap::from([
+            ("token1".to_string(), ByteString(token1.as_bytes().to_vec())),
+            ("token2".to_string(), ByteString(token2.as_bytes().to_vec())),
+        ])),
+        ..Secret::default()
+    }
+}
+
+fn pod_template(app: &str, env: Option<(&str, &str, &str)>) -> PodTemplateSpec {
+    PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(BTreeMap::from([("app".to_string(), app.to_string())])),
+            ..ObjectMeta::default()
+        }),
+        spec: Some(PodSpec {
+            termination_grace_period_seconds: Some(1),
+            containers: vec![Container {
+                name: "app".into(),
+                image: Some("registry.example/app:1".into()),
+                env: env.map(|(variable, secret, key)| {
+                    vec![EnvVar {
+                        name: variable.into(),
+                        value_from: Some(EnvVarSource {
+                            secret_key_ref: Some(SecretKeySelector {
+                                name: secret.into(),
+                                key: key.into(),
+                                optional: None,
+                            }),
+                            ..EnvVarSource::default()
+                        }),
+                        ..EnvVar::default()
+                    }]
+                }),
+                ..Container::default()
+            }],
+            ..PodSpec::default()
+        }),
+    }
+}
+
+/// A Deployment labelled as a consumer of `token_name` (or of nothing with `None`).
+pub fn deployment(name: &str, namespace: &str, token_name: Option<&str>, replicas: i32) -> Deployment {
+    let mut meta = metadata(name, namespace);
+    if let Some(token_name) = token_name {
+        meta.labels = Some(BTreeMap::from([(TOKEN_LABEL.to_string(), token_name.to_string())]));
+    }
+    Deployment {
+        metadata: meta,
+        spec: DeploymentSpec {
+            replicas: Some(replicas),
+            selector: LabelSelector {
+                match_labels: Some(BTreeMap::from([("app".to_string(), name.to_string())])),
+                ..LabelSelector::default()
+            },
+            template: pod_template(name, None),
+            ..DeploymentSpec::default()
+        },
+        ..Deployment::default()
+    }
+}
+
+/// A StatefulSet labelled as a consumer of `token_name`.
+pub fn statefulset(name: &str, namespace: &str, token_name: &str, replicas: i32) -> StatefulSet {
+    let mut meta = metadata(name, namespace);
+    meta.labels = Some(BTreeMap::from([(TOKEN_LABEL.to_string(), token_name.to_string())]));
+    StatefulSet {
+        metadata: meta,
+        spec: StatefulSetSpec {
+            replicas: Some(replicas),
+            selector: LabelSelector {
+                match_labels: Some(BTreeMap::from([("app".to_string(), name.to_string())])),
+                ..LabelSelector::default()
+            },
+            service_name: Some(name.into()),
+            template: pod_template(name, None),
+            ..StatefulSetSpec::default()
+        },
+        ..StatefulSet::default()
+    }
+}

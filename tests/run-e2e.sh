@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Starts a fresh control plane, runs the e2e tests against it, and always tears it down.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export CLUSTER_DIR=${E2E_CLUSTER_DIR:-$PWD/.cluster/e2e}
+cleanup() { tests/controlplane/cluster.sh down || true; }
+trap cleanup EXIT INT TERM
+start=$(date +%s)
+tests/controlplane/cluster.sh up
+export STO_E2E_KUBECONFIG=$CLUSTER_DIR/kubeconfig
+export STO_E2E_BIN=$(cat "$CLUSTER_DIR/run/bin")
+export STO_E2E_AUDIT_LOG=$CLUSTER_DIR/logs/audit.log
+status=0
+cargo test --locked --features e2e --test e2e -- --test-threads="${E2E_THREADS:-4}" || status=$?
+echo "[e2e] control plane + e2e tests took $(( $(date +%s) - start ))s (exit $status)"
+exit $status
