@@ -20,6 +20,8 @@ pub const MANAGER_NAME: &str = "streaming-token-operator";
 
 /// A pair of streaming tokens (Token 1 and Token 2, both valid at all times), where they come
 /// from, the Secret they are mirrored into, the workloads that consume them and how they rotate.
+// clippy reads the repeated `type_` of printer columns as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "streamingtoken.io",
@@ -32,13 +34,37 @@ pub const MANAGER_NAME: &str = "streaming-token-operator";
     status = "StreamingTokenStatus",
     doc = "A pair of streaming tokens mirrored into a Secret and rotated safely across its consumers.",
     printcolumn(name = "Secret", type_ = "string", json_path = ".status.secretName"),
-    printcolumn(name = "Strategy", type_ = "string", json_path = ".spec.rotation.strategy"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
+    printcolumn(
+        name = "Strategy",
+        type_ = "string",
+        json_path = ".spec.rotation.strategy"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.rotation.phase"),
-    printcolumn(name = "Consumers", type_ = "integer", json_path = ".status.consumers.total"),
-    printcolumn(name = "Last Rotation", type_ = "date", json_path = ".status.lastRotation.completedAt"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Consumers",
+        type_ = "integer",
+        json_path = ".status.consumers.total"
+    ),
+    printcolumn(
+        name = "Last Rotation",
+        type_ = "date",
+        json_path = ".status.lastRotation.completedAt"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct StreamingTokenSpec {
@@ -121,7 +147,10 @@ fn default_generate_length() -> i32 {
 #[x_kube(validation = Rule::new("self.token1Key != self.token2Key").message("secretRef.token1Key and secretRef.token2Key must differ"))]
 pub struct SecretRefSource {
     /// Name of the source Secret, in the StreamingToken's namespace.
-    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
     pub name: String,
 
     /// Key of Token 1 in the source Secret.
@@ -143,7 +172,10 @@ pub struct MirrorSecret {
     /// Name of the mirror Secret. Defaults to the StreamingToken's name. The operator refuses to
     /// take over a Secret it did not create, or one that another StreamingToken manages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
     pub name: Option<String>,
 
     /// Key holding Token 1 (the older token, deactivated by the next rotation).
@@ -183,7 +215,10 @@ pub struct Consumers {
     /// the token (the zero-downtime procedure). During a ZeroDowntime rotation the operator points
     /// it at the mirror Secret's Token 2 key.
     #[serde(default = "default_env_var")]
-    #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))]
+    #[schemars(
+        length(min = 1, max = 128),
+        regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$")
+    )]
     pub env_var: String,
 
     /// Names of the containers that use the token. Empty (the default) means every container of
@@ -451,7 +486,12 @@ pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
     let mut number: Option<u64> = None;
     for character in text.chars() {
         if let Some(digit) = character.to_digit(10) {
-            number = Some(number.unwrap_or(0).checked_mul(10)?.checked_add(u64::from(digit))?);
+            number = Some(
+                number
+                    .unwrap_or(0)
+                    .checked_mul(10)?
+                    .checked_add(u64::from(digit))?,
+            );
             continue;
         }
         let unit = match character {

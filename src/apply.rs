@@ -22,8 +22,14 @@ pub const STATUS_MANAGER: &str = "streamingtoken.io/status";
 pub fn mirror_secret(token: &StreamingToken, write: &MirrorWrite) -> Secret {
     let spec = &token.spec.secret;
     let data = BTreeMap::from([
-        (spec.token1_key.clone(), ByteString(write.pair.token1.expose().as_bytes().to_vec())),
-        (spec.token2_key.clone(), ByteString(write.pair.token2.expose().as_bytes().to_vec())),
+        (
+            spec.token1_key.clone(),
+            ByteString(write.pair.token1.expose().as_bytes().to_vec()),
+        ),
+        (
+            spec.token2_key.clone(),
+            ByteString(write.pair.token2.expose().as_bytes().to_vec()),
+        ),
     ]);
     Secret {
         metadata: ObjectMeta {
@@ -32,7 +38,9 @@ pub fn mirror_secret(token: &StreamingToken, write: &MirrorWrite) -> Secret {
             labels: Some(plan::mirror_labels(&token.name_any())),
             annotations: Some(plan::mirror_annotations(write)),
             owner_references: if write.owned {
-                token.controller_owner_ref(&()).map(|reference| vec![reference])
+                token
+                    .controller_owner_ref(&())
+                    .map(|reference| vec![reference])
             } else {
                 None
             },
@@ -46,21 +54,33 @@ pub fn mirror_secret(token: &StreamingToken, write: &MirrorWrite) -> Secret {
 }
 
 /// Writes the mirror Secret (creating it, or updating it if unchanged since it was observed).
-pub async fn secret(client: &Client, token: &StreamingToken, write: &MirrorWrite) -> Result<(), Error> {
+pub async fn secret(
+    client: &Client,
+    token: &StreamingToken,
+    write: &MirrorWrite,
+) -> Result<(), Error> {
     let namespace = token.namespace().unwrap_or_default();
     let name = token.secret_name();
     let mut body = serde_json::to_value(mirror_secret(token, write)).map_err(Error::Serialize)?;
     body["apiVersion"] = json!("v1");
     body["kind"] = json!("Secret");
     Api::<Secret>::namespaced(client.clone(), &namespace)
-        .patch(&name, &PatchParams::apply(SECRETS_MANAGER).force(), &Patch::Apply(body))
+        .patch(
+            &name,
+            &PatchParams::apply(SECRETS_MANAGER).force(),
+            &Patch::Apply(body),
+        )
         .await
         .map_err(|source| Error::ApplySecret { name, source })?;
     Ok(())
 }
 
 /// Applies one consumer patch.
-pub async fn consumer(client: &Client, namespace: &str, patch: &ConsumerPatch) -> Result<(), Error> {
+pub async fn consumer(
+    client: &Client,
+    namespace: &str,
+    patch: &ConsumerPatch,
+) -> Result<(), Error> {
     let params = PatchParams::apply(CONSUMERS_MANAGER).force();
     let body = Patch::Apply(patch.body());
     let name = patch.name.as_str();
@@ -98,7 +118,11 @@ pub async fn status(
         "status": status,
     });
     Api::<StreamingToken>::namespaced(client.clone(), &namespace)
-        .patch_status(&token.name_any(), &PatchParams::apply(STATUS_MANAGER).force(), &Patch::Apply(body))
+        .patch_status(
+            &token.name_any(),
+            &PatchParams::apply(STATUS_MANAGER).force(),
+            &Patch::Apply(body),
+        )
         .await
         .map_err(|source| Error::PatchStatus { source })?;
     Ok(())

@@ -21,15 +21,28 @@ pub async fn rotate(
     wait: bool,
     timeout: &str,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let timeout = crate::api::parse_duration(timeout).ok_or("--timeout must look like 30m, 1h or 90s")?;
+    let timeout =
+        crate::api::parse_duration(timeout).ok_or("--timeout must look like 30m, 1h or 90s")?;
     let client = Client::try_default().await?;
     let api: Api<StreamingToken> = match namespace {
         Some(namespace) => Api::namespaced(client, namespace),
         None => Api::default_namespaced(client),
     };
-    let trigger = trigger.unwrap_or_else(|| format!("manual-{}", jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ")));
-    let before = api.get(name).await.map_err(|error| format!("reading StreamingToken {name}: {error}"))?;
-    let last_before = before.status.as_ref().and_then(|status| status.last_rotation.clone()).map(|last| last.id);
+    let trigger = trigger.unwrap_or_else(|| {
+        format!(
+            "manual-{}",
+            jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ")
+        )
+    });
+    let before = api
+        .get(name)
+        .await
+        .map_err(|error| format!("reading StreamingToken {name}: {error}"))?;
+    let last_before = before
+        .status
+        .as_ref()
+        .and_then(|status| status.last_rotation.clone())
+        .map(|last| last.id);
     api.patch(
         name,
         &PatchParams {
@@ -51,20 +64,35 @@ pub async fn rotate(
         let mut stream = watcher(api.clone(), config).applied_objects().boxed();
         while let Some(object) = stream.next().await {
             let object = object?;
-            let Some(status) = object.status else { continue };
+            let Some(status) = object.status else {
+                continue;
+            };
             if let Some(rotation) = &status.rotation {
                 if rotation.trigger.as_deref() == Some(trigger.as_str()) {
                     seen_our_rotation = true;
                 }
                 if seen_our_rotation && rotation.phase != last_phase {
-                    println!("streamingtoken/{name}: rotation {} {}", rotation.id, rotation.phase);
-                    for blocked in status.consumers.iter().flat_map(|summary| summary.blocked.iter()) {
-                        println!("  blocked: {}/{} ({}) {}", blocked.kind, blocked.name, blocked.reason, blocked.message);
+                    println!(
+                        "streamingtoken/{name}: rotation {} {}",
+                        rotation.id, rotation.phase
+                    );
+                    for blocked in status
+                        .consumers
+                        .iter()
+                        .flat_map(|summary| summary.blocked.iter())
+                    {
+                        println!(
+                            "  blocked: {}/{} ({}) {}",
+                            blocked.kind, blocked.name, blocked.reason, blocked.message
+                        );
                     }
                     last_phase = rotation.phase.clone();
                 }
             }
-            let completed = status.rotation.as_ref().is_none_or(|rotation| rotation.trigger.as_deref() != Some(trigger.as_str()))
+            let completed = status
+                .rotation
+                .as_ref()
+                .is_none_or(|rotation| rotation.trigger.as_deref() != Some(trigger.as_str()))
                 && status.observed_trigger.as_deref() == Some(trigger.as_str())
                 && status.last_rotation.as_ref().map(|last| &last.id) != last_before.as_ref();
             if completed && (seen_our_rotation || status.rotation.is_none()) {
@@ -81,6 +109,10 @@ pub async fn rotate(
     };
     match tokio::time::timeout(timeout, follow).await {
         Ok(result) => result,
-        Err(_) => Err(format!("rotation did not complete within {}", humantime::format_duration(Duration::from_secs(timeout.as_secs()))).into()),
+        Err(_) => Err(format!(
+            "rotation did not complete within {}",
+            humantime::format_duration(Duration::from_secs(timeout.as_secs()))
+        )
+        .into()),
     }
 }

@@ -20,7 +20,10 @@ pub fn set(
 ) {
     let status = if status { "True" } else { "False" }.to_string();
     let message = message.into();
-    match conditions.iter_mut().find(|condition| condition.type_ == type_) {
+    match conditions
+        .iter_mut()
+        .find(|condition| condition.type_ == type_)
+    {
         Some(condition) => {
             if condition.status != status {
                 condition.last_transition_time = now.clone();

@@ -10,8 +10,8 @@ use crate::apply;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::plan::{
-    self, FreshMaterial, MirrorObservation, ObservedMirror, Plan, Requeue, Snapshot, SourceObservation,
-    SourceProblem,
+    self, FreshMaterial, MirrorObservation, ObservedMirror, Plan, Requeue, Snapshot,
+    SourceObservation, SourceProblem,
 };
 use crate::token::{self, Token, TokenPair};
 use crate::workload::{self, ConsumerObservation, PodObservation};
@@ -20,10 +20,10 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::ListParams;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::core::PartialObjectMeta;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use std::collections::HashMap;
@@ -65,7 +65,10 @@ pub struct Context {
     failures: Mutex<HashMap<(String, String), u32>>,
 }
 
-fn token_ref(labels: &std::collections::BTreeMap<String, String>, namespace: Option<String>) -> Option<ObjectRef<StreamingToken>> {
+fn token_ref(
+    labels: &std::collections::BTreeMap<String, String>,
+    namespace: Option<String>,
+) -> Option<ObjectRef<StreamingToken>> {
     let name = labels.get(TOKEN_LABEL)?;
     let namespace = namespace?;
     Some(ObjectRef::new(name).within(&namespace))
@@ -74,7 +77,10 @@ fn token_ref(labels: &std::collections::BTreeMap<String, String>, namespace: Opt
 fn reflect<K>(
     api: Api<K>,
     config: watcher::Config,
-) -> (Store<K>, impl Stream<Item = Result<K, watcher::Error>> + Send + 'static)
+) -> (
+    Store<K>,
+    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+)
 where
     K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
@@ -84,8 +90,23 @@ where
         .default_backoff()
         .modify(|object: &mut K| object.managed_fields_mut().clear())
         .reflect(writer)
-        .applied_objects();
+        .touched_objects();
     (reader, stream)
+}
+
+/// Waits until `store` has its first full list. Polls again every half second: the store's
+/// readiness signal wakes only one waiter, and the controller waits on it too.
+async fn synced<K>(store: &Store<K>) -> bool
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        match tokio::time::timeout(Duration::from_millis(500), store.wait_until_ready()).await {
+            Ok(result) => return result.is_ok(),
+            Err(_elapsed) => continue,
+        }
+    }
 }
 
 /// Runs the controller until `shutdown` resolves. `ready` is set once every cache has synced.
@@ -98,14 +119,21 @@ pub async fn run(
     ready: watch::Sender<bool>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let labelled = || watcher::Config::default().labels(TOKEN_LABEL).any_semantic();
-    let (tokens, token_stream) = reflect(scope.api::<StreamingToken>(&client), watcher::Config::default().any_semantic());
+    let labelled = || {
+        watcher::Config::default()
+            .labels(TOKEN_LABEL)
+            .any_semantic()
+    };
+    let (tokens, token_stream) = reflect(
+        scope.api::<StreamingToken>(&client),
+        watcher::Config::default().any_semantic(),
+    );
     let (deployments, deployment_stream) = reflect(scope.api::<Deployment>(&client), labelled());
     let (statefulsets, statefulset_stream) = reflect(scope.api::<StatefulSet>(&client), labelled());
     let (daemonsets, daemonset_stream) = reflect(scope.api::<DaemonSet>(&client), labelled());
     let secrets = watcher(scope.api::<PartialObjectMeta<Secret>>(&client), labelled())
         .default_backoff()
-        .applied_objects();
+        .touched_objects();
     let pods = watcher(scope.api::<PartialObjectMeta<Pod>>(&client), labelled())
         .default_backoff()
         .touched_objects();
@@ -123,10 +151,10 @@ pub async fn run(
 
     let token_store = tokens.clone();
     tokio::spawn(async move {
-        let synced = token_store.wait_until_ready().await.is_ok()
-            && deployments.wait_until_ready().await.is_ok()
-            && statefulsets.wait_until_ready().await.is_ok()
-            && daemonsets.wait_until_ready().await.is_ok();
+        let synced = synced(&token_store).await
+            && synced(&deployments).await
+            && synced(&statefulsets).await
+            && synced(&daemonsets).await;
         if synced {
             info!("caches synced");
             let _ = ready.send(true);
@@ -149,10 +177,18 @@ pub async fn run(
                 .concurrency(16)
                 .debounce(Duration::from_millis(50)),
         )
-        .watches_stream(secrets, |secret| token_ref(secret.labels(), secret.namespace()))
-        .watches_stream(deployment_stream, |object| token_ref(object.labels(), object.namespace()))
-        .watches_stream(statefulset_stream, |object| token_ref(object.labels(), object.namespace()))
-        .watches_stream(daemonset_stream, |object| token_ref(object.labels(), object.namespace()))
+        .watches_stream(secrets, |secret| {
+            token_ref(secret.labels(), secret.namespace())
+        })
+        .watches_stream(deployment_stream, |object| {
+            token_ref(object.labels(), object.namespace())
+        })
+        .watches_stream(statefulset_stream, |object| {
+            token_ref(object.labels(), object.namespace())
+        })
+        .watches_stream(daemonset_stream, |object| {
+            token_ref(object.labels(), object.namespace())
+        })
         .watches_stream(pods, |pod| token_ref(pod.labels(), pod.namespace()))
         .reconcile_all_on(became_leader)
         .graceful_shutdown_on(shutdown)
@@ -180,14 +216,25 @@ async fn reconcile(token: Arc<StreamingToken>, context: Arc<Context>) -> Result<
     let snapshot = observe(&token, &context).await?;
     // Whole seconds: Kubernetes serializes times to the second, and a status compared with its
     // stored copy must not differ by a fraction of a second (that would write on every reconcile).
-    let now = Time(jiff::Timestamp::from_second(jiff::Timestamp::now().as_second()).unwrap_or_default());
+    let now =
+        Time(jiff::Timestamp::from_second(jiff::Timestamp::now().as_second()).unwrap_or_default());
     let plan = plan::plan(&snapshot, &now);
     let result = execute(&token, &context, &snapshot, plan).await;
-    context.metrics.observe_reconcile(&namespace, &name, started.elapsed(), result.as_ref().err().map(Error::reason));
+    context.metrics.observe_reconcile(
+        &namespace,
+        &name,
+        started.elapsed(),
+        result.as_ref().err().map(Error::reason),
+    );
     result
 }
 
-async fn execute(token: &StreamingToken, context: &Context, snapshot: &Snapshot, plan: Plan) -> Result<Action, Error> {
+async fn execute(
+    token: &StreamingToken,
+    context: &Context,
+    snapshot: &Snapshot,
+    plan: Plan,
+) -> Result<Action, Error> {
     let name = token.name_any();
     let namespace = token.namespace().unwrap_or_default();
     // Order matters: the Secret first (consumers are only ever pointed at keys that exist),
@@ -208,10 +255,19 @@ async fn execute(token: &StreamingToken, context: &Context, snapshot: &Snapshot,
         info!(%namespace, %name, reason = notice.reason, message = %notice.message, "event");
         apply::event(&context.recorder, token, notice).await;
     }
-    context.metrics.observe_status(&namespace, &name, token.status.as_ref(), &plan.status, &plan.events);
+    context.metrics.observe_status(
+        &namespace,
+        &name,
+        token.status.as_ref(),
+        &plan.status,
+        &plan.events,
+    );
 
     let key = (namespace.clone(), name.clone());
-    let mut failures = context.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut failures = context
+        .failures
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     match plan.failed {
         Some(reason) => {
             *failures.entry(key).or_insert(0) += 1;
@@ -230,7 +286,10 @@ async fn execute(token: &StreamingToken, context: &Context, snapshot: &Snapshot,
 fn error_policy(token: Arc<StreamingToken>, error: &Error, context: Arc<Context>) -> Action {
     let key = (token.namespace().unwrap_or_default(), token.name_any());
     let failures = {
-        let mut failures = context.failures.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut failures = context
+            .failures
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let count = failures.entry(key.clone()).or_insert(0);
         *count += 1;
         *count
@@ -253,18 +312,24 @@ async fn observe(token: &StreamingToken, context: &Context) -> Result<Snapshot, 
     let mirror = match secrets
         .get_opt(&secret_name)
         .await
-        .map_err(|source| Error::GetSecret { name: secret_name.clone(), source })?
-    {
+        .map_err(|source| Error::GetSecret {
+            name: secret_name.clone(),
+            source,
+        })? {
         None => MirrorObservation::Missing,
         Some(secret) => classify_mirror(token, &secret),
     };
 
     let source = match (&token.spec.source.generate, &token.spec.source.secret_ref) {
         (_, Some(reference)) => {
-            let secret = secrets
-                .get_opt(&reference.name)
-                .await
-                .map_err(|source| Error::GetSecret { name: reference.name.clone(), source })?;
+            let secret =
+                secrets
+                    .get_opt(&reference.name)
+                    .await
+                    .map_err(|source| Error::GetSecret {
+                        name: reference.name.clone(),
+                        source,
+                    })?;
             SourceObservation::SecretRef(read_source(secret.as_ref(), reference))
         }
         (Some(_), None) => SourceObservation::Generate,
@@ -274,15 +339,19 @@ async fn observe(token: &StreamingToken, context: &Context) -> Result<Snapshot, 
     };
 
     let consumers = observe_consumers(token, context).await?;
-    let (prefix, length) = token
-        .spec
-        .source
-        .generate
-        .as_ref()
-        .map_or((String::new(), 48), |generate| {
-            // The schema bounds the length; clamp anyway so a hand-edited object cannot ask for more.
-            (generate.prefix.clone(), usize::try_from(generate.length.clamp(32, 256)).unwrap_or(48))
-        });
+    let (prefix, length) =
+        token
+            .spec
+            .source
+            .generate
+            .as_ref()
+            .map_or((String::new(), 48), |generate| {
+                // The schema bounds the length; clamp anyway so a hand-edited object cannot ask for more.
+                (
+                    generate.prefix.clone(),
+                    usize::try_from(generate.length.clamp(32, 256)).unwrap_or(48),
+                )
+            });
     let fresh = FreshMaterial {
         tokens: [
             Token::generate(&prefix, length)?,
@@ -345,7 +414,10 @@ fn classify_mirror(token: &StreamingToken, secret: &Secret) -> MirrorObservation
     })
 }
 
-fn read_source(secret: Option<&Secret>, reference: &crate::api::SecretRefSource) -> Result<TokenPair, SourceProblem> {
+fn read_source(
+    secret: Option<&Secret>,
+    reference: &crate::api::SecretRefSource,
+) -> Result<TokenPair, SourceProblem> {
     let name = reference.name.clone();
     let secret = secret.ok_or_else(|| SourceProblem::NotFound { name: name.clone() })?;
     let read = |key: &str| -> Result<Token, SourceProblem> {
@@ -353,7 +425,10 @@ fn read_source(secret: Option<&Secret>, reference: &crate::api::SecretRefSource)
             .data
             .as_ref()
             .and_then(|data| data.get(key))
-            .ok_or_else(|| SourceProblem::KeyMissing { name: name.clone(), key: key.into() })?;
+            .ok_or_else(|| SourceProblem::KeyMissing {
+                name: name.clone(),
+                key: key.into(),
+            })?;
         Token::parse(&value.0).map_err(|problem| SourceProblem::InvalidToken {
             name: name.clone(),
             key: key.into(),
@@ -370,13 +445,20 @@ fn read_source(secret: Option<&Secret>, reference: &crate::api::SecretRefSource)
     Ok(pair)
 }
 
-async fn observe_consumers(token: &StreamingToken, context: &Context) -> Result<Vec<ConsumerObservation>, Error> {
+async fn observe_consumers(
+    token: &StreamingToken,
+    context: &Context,
+) -> Result<Vec<ConsumerObservation>, Error> {
     let name = token.name_any();
     let namespace = token.namespace().unwrap_or_default();
     let env_var = &token.spec.consumers.env_var;
     let belongs = |metadata: &kube::api::ObjectMeta| {
         metadata.namespace.as_deref() == Some(namespace.as_str())
-            && metadata.labels.as_ref().and_then(|labels| labels.get(TOKEN_LABEL)) == Some(&name)
+            && metadata
+                .labels
+                .as_ref()
+                .and_then(|labels| labels.get(TOKEN_LABEL))
+                == Some(&name)
     };
     let mut consumers: Vec<ConsumerObservation> = Vec::new();
     consumers.extend(
@@ -403,7 +485,12 @@ async fn observe_consumers(token: &StreamingToken, context: &Context) -> Result<
     consumers.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
 
     // Pods matter only while a rotation waits on rollouts.
-    if token.status.as_ref().and_then(|status| status.rotation.as_ref()).is_some() {
+    if token
+        .status
+        .as_ref()
+        .and_then(|status| status.rotation.as_ref())
+        .is_some()
+    {
         let pods = Api::<Pod>::namespaced(context.client.clone(), &namespace);
         for consumer in &mut consumers {
             let Some(selector) = &consumer.selector else {
@@ -422,7 +509,10 @@ async fn observe_consumers(token: &StreamingToken, context: &Context) -> Result<
                     .iter()
                     .map(|pod| PodObservation {
                         name: pod.name_any(),
-                        rotation: pod.annotations().get(workload::ROTATION_ANNOTATION).cloned(),
+                        rotation: pod
+                            .annotations()
+                            .get(workload::ROTATION_ANNOTATION)
+                            .cloned(),
                         terminating: pod.metadata.deletion_timestamp.is_some(),
                     })
                     .collect(),

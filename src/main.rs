@@ -6,7 +6,11 @@ use std::process::ExitCode;
 use streaming_token_operator::{cli, server};
 
 #[derive(Parser)]
-#[command(name = "streaming-token-operator", version, about = "Mirrors and safely rotates streaming token pairs")]
+#[command(
+    name = "streaming-token-operator",
+    version,
+    about = "Mirrors and safely rotates streaming token pairs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

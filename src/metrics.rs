@@ -4,11 +4,11 @@ use crate::api::StreamingTokenStatus;
 use crate::plan::Notice;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -63,7 +63,11 @@ struct PerToken(Mutex<BTreeMap<(String, String), TokenFacts>>);
 
 impl Collector for PerToken {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let facts = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        let facts = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
         let now = jiff::Timestamp::now();
         {
             let mut metric = encoder.encode_descriptor(
@@ -75,7 +79,10 @@ impl Collector for PerToken {
             for ((namespace, name), fact) in &facts {
                 if let Some(issued) = fact.token1_issued_at {
                     let age = now.duration_since(issued).as_secs_f64().max(0.0);
-                    let labels = TokenLabels { namespace: namespace.clone(), name: name.clone() };
+                    let labels = TokenLabels {
+                        namespace: namespace.clone(),
+                        name: name.clone(),
+                    };
                     ConstGauge::new(age).encode(metric.encode_family(&labels)?)?;
                 }
             }
@@ -93,7 +100,11 @@ impl Collector for PerToken {
                     ("pending", fact.consumers_pending),
                     ("blocked", fact.consumers_blocked),
                 ] {
-                    let labels = ConsumerLabels { namespace: namespace.clone(), name: name.clone(), state: state.into() };
+                    let labels = ConsumerLabels {
+                        namespace: namespace.clone(),
+                        name: name.clone(),
+                        state: state.into(),
+                    };
                     ConstGauge::new(value).encode(metric.encode_family(&labels)?)?;
                 }
             }
@@ -106,7 +117,10 @@ impl Collector for PerToken {
                 MetricType::Gauge,
             )?;
             for ((namespace, name), fact) in &facts {
-                let labels = TokenLabels { namespace: namespace.clone(), name: name.clone() };
+                let labels = TokenLabels {
+                    namespace: namespace.clone(),
+                    name: name.clone(),
+                };
                 ConstGauge::new(i64::from(fact.rotating)).encode(metric.encode_family(&labels)?)?;
             }
         }
@@ -135,12 +149,18 @@ impl Metrics {
             reconcile_errors: Family::default(),
             reconcile_duration: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
             rotations: Family::default(),
-            phase_duration: Family::new_with_constructor(|| Histogram::new(exponential_buckets(1.0, 2.0, 14))),
+            phase_duration: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(1.0, 2.0, 14))
+            }),
             events: Family::default(),
             leader: Gauge::default(),
             per_token: Arc::new(PerToken::default()),
         };
-        registry.register("streamingtoken_reconciles", "Reconciles by result (success, error)", metrics.reconciles.clone());
+        registry.register(
+            "streamingtoken_reconciles",
+            "Reconciles by result (success, error)",
+            metrics.reconciles.clone(),
+        );
         registry.register(
             "streamingtoken_reconcile_errors",
             "Failed reconciles by reason",
@@ -161,8 +181,16 @@ impl Metrics {
             "Duration of each completed rotation phase",
             metrics.phase_duration.clone(),
         );
-        registry.register("streamingtoken_events", "Events published, by reason", metrics.events.clone());
-        registry.register("streamingtoken_leader", "1 while this replica holds the leader lease", metrics.leader.clone());
+        registry.register(
+            "streamingtoken_events",
+            "Events published, by reason",
+            metrics.events.clone(),
+        );
+        registry.register(
+            "streamingtoken_leader",
+            "1 while this replica holds the leader lease",
+            metrics.leader.clone(),
+        );
         registry.register_collector(Box::new(metrics.per_token.clone()));
         metrics
     }
@@ -171,12 +199,26 @@ impl Metrics {
         self.leader.set(i64::from(leader));
     }
 
-    pub fn observe_reconcile(&self, _namespace: &str, _name: &str, duration: Duration, error: Option<&'static str>) {
+    pub fn observe_reconcile(
+        &self,
+        _namespace: &str,
+        _name: &str,
+        duration: Duration,
+        error: Option<&'static str>,
+    ) {
         self.reconcile_duration.observe(duration.as_secs_f64());
         let result = if error.is_some() { "error" } else { "success" };
-        self.reconciles.get_or_create(&ResultLabels { result: result.into() }).inc();
+        self.reconciles
+            .get_or_create(&ResultLabels {
+                result: result.into(),
+            })
+            .inc();
         if let Some(reason) = error {
-            self.reconcile_errors.get_or_create(&ReasonLabels { reason: reason.into() }).inc();
+            self.reconcile_errors
+                .get_or_create(&ReasonLabels {
+                    reason: reason.into(),
+                })
+                .inc();
         }
     }
 
@@ -190,7 +232,11 @@ impl Metrics {
         events: &[Notice],
     ) {
         for notice in events {
-            self.events.get_or_create(&ReasonLabels { reason: notice.reason.into() }).inc();
+            self.events
+                .get_or_create(&ReasonLabels {
+                    reason: notice.reason.into(),
+                })
+                .inc();
             let result = match notice.reason {
                 "RotationStarted" => Some("started"),
                 "RotationCompleted" => Some("completed"),
@@ -211,21 +257,37 @@ impl Metrics {
                         .unwrap_or("Unknown"),
                 };
                 self.rotations
-                    .get_or_create(&RotationLabels { strategy: strategy.into(), result: result.into() })
+                    .get_or_create(&RotationLabels {
+                        strategy: strategy.into(),
+                        result: result.into(),
+                    })
                     .inc();
             }
         }
         // A phase ended when the previous status had a rotation in another phase (or none now).
         if let Some(before) = previous.and_then(|status| status.rotation.as_ref()) {
-            let after = status.rotation.as_ref().filter(|rotation| rotation.id == before.id);
+            let after = status
+                .rotation
+                .as_ref()
+                .filter(|rotation| rotation.id == before.id);
             if after.is_none_or(|rotation| rotation.phase != before.phase) {
                 let ended = after
                     .map(|rotation| rotation.phase_started_at.0)
-                    .or_else(|| status.last_rotation.as_ref().map(|last| last.completed_at.0))
+                    .or_else(|| {
+                        status
+                            .last_rotation
+                            .as_ref()
+                            .map(|last| last.completed_at.0)
+                    })
                     .unwrap_or_else(jiff::Timestamp::now);
-                let seconds = ended.duration_since(before.phase_started_at.0).as_secs_f64().max(0.0);
+                let seconds = ended
+                    .duration_since(before.phase_started_at.0)
+                    .as_secs_f64()
+                    .max(0.0);
                 self.phase_duration
-                    .get_or_create(&PhaseLabels { phase: before.phase.clone() })
+                    .get_or_create(&PhaseLabels {
+                        phase: before.phase.clone(),
+                    })
                     .observe(seconds);
             }
         }

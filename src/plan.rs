@@ -25,6 +25,8 @@ pub const ANNOTATION_TOKEN2_ISSUED_AT: &str = "streamingtoken.io/token2-issued-a
 pub const ANNOTATION_TOKEN1_FINGERPRINT: &str = "streamingtoken.io/token1-fingerprint";
 pub const ANNOTATION_TOKEN2_FINGERPRINT: &str = "streamingtoken.io/token2-fingerprint";
 pub const ANNOTATION_FINGERPRINT_KEY: &str = "streamingtoken.io/fingerprint-key";
+/// MAC over the four identity annotations, so an edited serial is noticed and restored.
+pub const ANNOTATION_IDENTITY_MAC: &str = "streamingtoken.io/identity-mac";
 
 /// Longest wait between retries of a problem the user must fix.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -230,7 +232,14 @@ pub fn plan(snapshot: &Snapshot, now: &Time) -> Plan {
                 "Secret {} is managed for StreamingToken {other}; set spec.secret.name to another name",
                 snapshot.secret_name
             );
-            return failure(snapshot, status, events, "SecretClaimedByOther", message, now);
+            return failure(
+                snapshot,
+                status,
+                events,
+                "SecretClaimedByOther",
+                message,
+                now,
+            );
         }
         MirrorObservation::Missing => None,
         MirrorObservation::Owned(observed) => Some(observed),
@@ -283,9 +292,15 @@ pub fn plan(snapshot: &Snapshot, now: &Time) -> Plan {
         now,
     );
     match &rotation.degraded {
-        Some((reason, message)) => {
-            conditions::set(&mut status.conditions, DEGRADED, true, reason, message.clone(), generation, now)
-        }
+        Some((reason, message)) => conditions::set(
+            &mut status.conditions,
+            DEGRADED,
+            true,
+            reason,
+            message.clone(),
+            generation,
+            now,
+        ),
         None => conditions::set(
             &mut status.conditions,
             DEGRADED,
@@ -299,7 +314,7 @@ pub fn plan(snapshot: &Snapshot, now: &Time) -> Plan {
 
     let secret = needs_write(&mirror, observed).then_some(mirror);
     let mut requeue = rotation.requeue;
-    if matches!(snapshot.spec.source.secret_ref, Some(_)) && requeue == Requeue::Never {
+    if snapshot.spec.source.secret_ref.is_some() && requeue == Requeue::Never {
         // An unlabelled source Secret is not watched: look again from time to time.
         requeue = Requeue::After(UNWATCHED_SOURCE_RESYNC);
     }
@@ -343,8 +358,24 @@ fn failure(
     if !already {
         events.push(Notice::warning(reason, "Reconcile", message.clone()));
     }
-    conditions::set(&mut status.conditions, READY, false, reason, message.clone(), generation, now);
-    conditions::set(&mut status.conditions, DEGRADED, true, reason, message, generation, now);
+    conditions::set(
+        &mut status.conditions,
+        READY,
+        false,
+        reason,
+        message.clone(),
+        generation,
+        now,
+    );
+    conditions::set(
+        &mut status.conditions,
+        DEGRADED,
+        true,
+        reason,
+        message,
+        generation,
+        now,
+    );
     Plan {
         secret: None,
         consumer_patches: Vec::new(),
@@ -363,14 +394,29 @@ fn current_pair(mirror: &ObservedMirror) -> Option<(TokenPair, Option<[TokenIden
     if let Some(key) = mirror.annotations.get(ANNOTATION_FINGERPRINT_KEY) {
         let expected1 = mirror.annotations.get(ANNOTATION_TOKEN1_FINGERPRINT);
         let expected2 = mirror.annotations.get(ANNOTATION_TOKEN2_FINGERPRINT);
-        if expected1 != Some(&token1.fingerprint(key)) || expected2 != Some(&token2.fingerprint(key)) {
+        if expected1 != Some(&token1.fingerprint(key))
+            || expected2 != Some(&token2.fingerprint(key))
+        {
             return None;
         }
     }
     Some((TokenPair { token1, token2 }, recorded_identities(mirror)))
 }
 
+fn identity_mac(key: &str, identities: &[TokenIdentity; 2]) -> String {
+    let message = format!(
+        "{}|{}|{}|{}",
+        identities[0].serial,
+        identities[0].issued_at.0,
+        identities[1].serial,
+        identities[1].issued_at.0
+    );
+    crate::token::mac(key, message.as_bytes())
+}
+
+/// The identities recorded on the mirror Secret, if present and not edited by hand.
 fn recorded_identities(mirror: &ObservedMirror) -> Option<[TokenIdentity; 2]> {
+    let key = mirror.annotations.get(ANNOTATION_FINGERPRINT_KEY)?;
     let identity = |serial_key: &str, time_key: &str| -> Option<TokenIdentity> {
         let serial = mirror.annotations.get(serial_key)?.parse().ok()?;
         let issued_at = mirror.annotations.get(time_key)?.parse().ok()?;
@@ -379,16 +425,21 @@ fn recorded_identities(mirror: &ObservedMirror) -> Option<[TokenIdentity; 2]> {
             issued_at: Time(issued_at),
         })
     };
-    Some([
+    let identities = [
         identity(ANNOTATION_TOKEN1_SERIAL, ANNOTATION_TOKEN1_ISSUED_AT)?,
         identity(ANNOTATION_TOKEN2_SERIAL, ANNOTATION_TOKEN2_ISSUED_AT)?,
-    ])
+    ];
+    (mirror.annotations.get(ANNOTATION_IDENTITY_MAC) == Some(&identity_mac(key, &identities)))
+        .then_some(identities)
 }
 
 /// Highest serial known from status and the mirror Secret.
 pub fn highest_serial(snapshot: &Snapshot) -> i64 {
     let mut highest = 0;
-    for identity in [&snapshot.status.token1, &snapshot.status.token2].into_iter().flatten() {
+    for identity in [&snapshot.status.token1, &snapshot.status.token2]
+        .into_iter()
+        .flatten()
+    {
         highest = highest.max(identity.serial);
     }
     if let MirrorObservation::Owned(mirror) = &snapshot.mirror
@@ -423,31 +474,51 @@ fn resolve_pair(
     let had_tokens = snapshot.status.token1.is_some();
     let next = highest_serial(snapshot) + 1;
     let status_identities = || -> Option<[TokenIdentity; 2]> {
-        Some([snapshot.status.token1.clone()?, snapshot.status.token2.clone()?])
+        Some([
+            snapshot.status.token1.clone()?,
+            snapshot.status.token2.clone()?,
+        ])
     };
 
     let mut change = PairChange::None;
     let (pair, identities) = match &snapshot.source {
-        SourceObservation::Generate => match current {
-            Some((pair, Some(identities))) => (pair, identities),
-            Some((pair, None)) => {
-                let identities = status_identities()
-                    .unwrap_or_else(|| [fresh_identity(next, now), fresh_identity(next + 1, now)]);
-                events.push(Notice::normal(
-                    "SecretAdopted",
-                    "MirrorSecret",
-                    format!("adopted the pair already in Secret {}", snapshot.secret_name),
-                ));
-                (pair, identities)
-            }
-            None => {
-                let pair = TokenPair {
-                    token1: snapshot.fresh.tokens[0].clone(),
-                    token2: snapshot.fresh.tokens[1].clone(),
-                };
-                let identities = [fresh_identity(next, now), fresh_identity(next + 1, now)];
-                change = if had_tokens { PairChange::Replaced } else { PairChange::Initial };
-                events.push(match (observed, had_tokens) {
+        SourceObservation::Generate => {
+            match current {
+                Some((pair, Some(identities))) => (pair, identities),
+                Some((pair, None)) => {
+                    let identities = status_identities().unwrap_or_else(|| {
+                        [fresh_identity(next, now), fresh_identity(next + 1, now)]
+                    });
+                    let verified_values = observed.is_some_and(|mirror| {
+                        mirror.annotations.contains_key(ANNOTATION_FINGERPRINT_KEY)
+                    });
+                    events.push(if verified_values {
+                    Notice::warning(
+                        "MirrorSecretRepaired",
+                        "MirrorSecret",
+                        format!("the operator's annotations on Secret {} were edited; restored them", snapshot.secret_name),
+                    )
+                } else {
+                    Notice::normal(
+                        "SecretAdopted",
+                        "MirrorSecret",
+                        format!("adopted the pair already in Secret {}", snapshot.secret_name),
+                    )
+                });
+                    (pair, identities)
+                }
+                None => {
+                    let pair = TokenPair {
+                        token1: snapshot.fresh.tokens[0].clone(),
+                        token2: snapshot.fresh.tokens[1].clone(),
+                    };
+                    let identities = [fresh_identity(next, now), fresh_identity(next + 1, now)];
+                    change = if had_tokens {
+                        PairChange::Replaced
+                    } else {
+                        PairChange::Initial
+                    };
+                    events.push(match (observed, had_tokens) {
                     (Some(_), _) => Notice::warning(
                         "MirrorSecretTampered",
                         "IssueTokens",
@@ -475,18 +546,25 @@ fn resolve_pair(
                         ),
                     ),
                 });
-                (pair, identities)
+                    (pair, identities)
+                }
             }
-        },
+        }
         SourceObservation::SecretRef(Err(problem)) => return Err(problem.clone()),
         SourceObservation::SecretRef(Ok(source)) => {
             let recorded = observed.and_then(|mirror| {
                 let key = mirror.annotations.get(ANNOTATION_FINGERPRINT_KEY)?;
                 Some((
                     key.clone(),
-                    mirror.annotations.get(ANNOTATION_TOKEN1_FINGERPRINT)?.clone(),
-                    mirror.annotations.get(ANNOTATION_TOKEN2_FINGERPRINT)?.clone(),
-                    recorded_identities(mirror)?,
+                    mirror
+                        .annotations
+                        .get(ANNOTATION_TOKEN1_FINGERPRINT)?
+                        .clone(),
+                    mirror
+                        .annotations
+                        .get(ANNOTATION_TOKEN2_FINGERPRINT)?
+                        .clone(),
+                    recorded_identities(mirror).or_else(status_identities)?,
                 ))
             });
             match recorded {
@@ -520,7 +598,10 @@ fn resolve_pair(
                         ),
                     ));
                     change = PairChange::Promoted;
-                    (source.clone(), [identities[1].clone(), fresh_identity(next, now)])
+                    (
+                        source.clone(),
+                        [identities[1].clone(), fresh_identity(next, now)],
+                    )
                 }
                 Some(_) => {
                     events.push(Notice::warning(
@@ -534,7 +615,10 @@ fn resolve_pair(
                         ),
                     ));
                     change = PairChange::Replaced;
-                    (source.clone(), [fresh_identity(next, now), fresh_identity(next + 1, now)])
+                    (
+                        source.clone(),
+                        [fresh_identity(next, now), fresh_identity(next + 1, now)],
+                    )
                 }
                 None => {
                     let identities = match (observed.is_none(), status_identities()) {
@@ -551,7 +635,11 @@ fn resolve_pair(
                             identities
                         }
                         _ => {
-                            change = if had_tokens { PairChange::Replaced } else { PairChange::Initial };
+                            change = if had_tokens {
+                                PairChange::Replaced
+                            } else {
+                                PairChange::Initial
+                            };
                             events.push(Notice::normal(
                                 "TokensMirrored",
                                 "MirrorSecret",
@@ -594,7 +682,10 @@ fn source_name(snapshot: &Snapshot) -> &str {
 /// Labels the mirror Secret carries.
 pub fn mirror_labels(token_name: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
-        (crate::api::MANAGED_BY_LABEL.to_string(), crate::api::MANAGER_NAME.to_string()),
+        (
+            crate::api::MANAGED_BY_LABEL.to_string(),
+            crate::api::MANAGER_NAME.to_string(),
+        ),
         (crate::api::TOKEN_LABEL.to_string(), token_name.to_string()),
     ])
 }
@@ -604,12 +695,34 @@ pub fn mirror_annotations(write: &MirrorWrite) -> BTreeMap<String, String> {
     let key = &write.fingerprint_key;
     BTreeMap::from([
         (ANNOTATION_FINGERPRINT_KEY.to_string(), key.clone()),
-        (ANNOTATION_TOKEN1_FINGERPRINT.to_string(), write.pair.token1.fingerprint(key)),
-        (ANNOTATION_TOKEN2_FINGERPRINT.to_string(), write.pair.token2.fingerprint(key)),
-        (ANNOTATION_TOKEN1_SERIAL.to_string(), write.identities[0].serial.to_string()),
-        (ANNOTATION_TOKEN2_SERIAL.to_string(), write.identities[1].serial.to_string()),
-        (ANNOTATION_TOKEN1_ISSUED_AT.to_string(), write.identities[0].issued_at.0.to_string()),
-        (ANNOTATION_TOKEN2_ISSUED_AT.to_string(), write.identities[1].issued_at.0.to_string()),
+        (
+            ANNOTATION_TOKEN1_FINGERPRINT.to_string(),
+            write.pair.token1.fingerprint(key),
+        ),
+        (
+            ANNOTATION_TOKEN2_FINGERPRINT.to_string(),
+            write.pair.token2.fingerprint(key),
+        ),
+        (
+            ANNOTATION_TOKEN1_SERIAL.to_string(),
+            write.identities[0].serial.to_string(),
+        ),
+        (
+            ANNOTATION_TOKEN2_SERIAL.to_string(),
+            write.identities[1].serial.to_string(),
+        ),
+        (
+            ANNOTATION_TOKEN1_ISSUED_AT.to_string(),
+            write.identities[0].issued_at.0.to_string(),
+        ),
+        (
+            ANNOTATION_TOKEN2_ISSUED_AT.to_string(),
+            write.identities[1].issued_at.0.to_string(),
+        ),
+        (
+            ANNOTATION_IDENTITY_MAC.to_string(),
+            identity_mac(key, &write.identities),
+        ),
     ])
 }
 
@@ -618,9 +731,7 @@ fn needs_write(write: &MirrorWrite, observed: Option<&ObservedMirror>) -> bool {
     let Some(observed) = observed else {
         return true;
     };
-    let same_token = |observed: &Option<Result<Token, TokenProblem>>, wanted: &Token| {
-        matches!(observed, Some(Ok(token)) if token == wanted)
-    };
+    let same_token = |observed: &Option<Result<Token, TokenProblem>>, wanted: &Token| matches!(observed, Some(Ok(token)) if token == wanted);
     let labels_present = observed
         .labels
         .get(crate::api::TOKEN_LABEL)
@@ -629,7 +740,7 @@ fn needs_write(write: &MirrorWrite, observed: Option<&ObservedMirror>) -> bool {
     let annotations_present = mirror_annotations(write)
         .iter()
         .all(|(key, value)| observed.annotations.get(key) == Some(value));
-    let owner_matches = write.owned == !observed.owner_uids.is_empty();
+    let owner_matches = write.owned != observed.owner_uids.is_empty();
     !(same_token(&observed.token1, &write.pair.token1)
         && same_token(&observed.token2, &write.pair.token2)
         && labels_present

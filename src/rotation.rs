@@ -13,7 +13,8 @@
 //! has been deactivated is read from the mirror Secret's serials, never assumed.
 
 use crate::api::{
-    BlockedConsumer, LastRotation, RotationStatus, RotationStrategy, StreamingTokenStatus, TokenIdentity,
+    BlockedConsumer, LastRotation, RotationStatus, RotationStrategy, StreamingTokenStatus,
+    TokenIdentity,
 };
 use crate::conditions::{self, READY_TO_ROTATE, ROTATING};
 use crate::plan::{MirrorWrite, Notice, Requeue, Snapshot, SourceObservation, highest_serial};
@@ -75,7 +76,8 @@ fn elapsed(since: &Time, now: &Time) -> Duration {
 }
 
 fn rollout_timeout(snapshot: &Snapshot) -> Duration {
-    crate::api::parse_duration(&snapshot.spec.rotation.rollout_timeout).unwrap_or(Duration::from_secs(600))
+    crate::api::parse_duration(&snapshot.spec.rotation.rollout_timeout)
+        .unwrap_or(Duration::from_secs(600))
 }
 
 fn next_rotation_at(snapshot: &Snapshot, status: &StreamingTokenStatus) -> Option<Time> {
@@ -113,23 +115,47 @@ pub fn advance(
         events.push(Notice::normal(
             "RotationQueued",
             "Rotate",
-            format!("a new trigger arrived during rotation {}; it will run when this one completes", rotation.id),
+            format!(
+                "a new trigger arrived during rotation {}; it will run when this one completes",
+                rotation.id
+            ),
         ));
     }
 
     // Tokens replaced out of band: consumers hold dead tokens, so restart them now, even in the
     // middle of a rotation (the tokens it was deactivating are gone).
-    if change == PairChange::Replaced && snapshot.status.token1.is_some() && !snapshot.consumers.is_empty() {
+    if change == PairChange::Replaced
+        && snapshot.status.token1.is_some()
+        && !snapshot.consumers.is_empty()
+    {
         if let Some(rotation) = &status.rotation {
             events.push(Notice::warning(
                 "RotationAborted",
                 "Rotate",
-                format!("rotation {} was abandoned: the tokens were replaced out of band", rotation.id),
+                format!(
+                    "rotation {} was abandoned: the tokens were replaced out of band",
+                    rotation.id
+                ),
             ));
         }
-        let queued = status.rotation.as_ref().and_then(|rotation| rotation.queued_trigger.clone());
-        let deactivated = snapshot.status.token1.as_ref().map_or(0, |token| token.serial);
-        start(status, Cause::TokensReplaced, RotationStrategy::Restart, deactivated, trigger.clone(), now, events);
+        let queued = status
+            .rotation
+            .as_ref()
+            .and_then(|rotation| rotation.queued_trigger.clone());
+        let deactivated = snapshot
+            .status
+            .token1
+            .as_ref()
+            .map_or(0, |token| token.serial);
+        start(
+            status,
+            Cause::TokensReplaced,
+            RotationStrategy::Restart,
+            deactivated,
+            trigger.clone(),
+            now,
+            events,
+        );
         if let Some(rotation) = status.rotation.as_mut() {
             rotation.phase = PHASE_RESTARTING.into();
             rotation.queued_trigger = queued;
@@ -149,9 +175,16 @@ pub fn advance(
             }
             _ => None,
         }
-        .or_else(|| match (change, status.token1.is_some() || snapshot.status.token1.is_some()) {
-            (PairChange::Promoted, true) if !snapshot.consumers.is_empty() => Some(Cause::TokensReplaced),
-            _ => None,
+        .or_else(|| {
+            match (
+                change,
+                status.token1.is_some() || snapshot.status.token1.is_some(),
+            ) {
+                (PairChange::Promoted, true) if !snapshot.consumers.is_empty() => {
+                    Some(Cause::TokensReplaced)
+                }
+                _ => None,
+            }
         })
         .or_else(|| {
             let due = next_rotation_at(snapshot, status)?;
@@ -177,12 +210,24 @@ pub fn advance(
                 }
                 let (strategy, deactivates) = if cause == Cause::TokensReplaced {
                     // Promoted out of band: the former Token 1 is already gone; restart consumers.
-                    let former = snapshot.status.token1.as_ref().map_or(0, |token| token.serial);
+                    let former = snapshot
+                        .status
+                        .token1
+                        .as_ref()
+                        .map_or(0, |token| token.serial);
                     (RotationStrategy::Restart, former)
                 } else {
                     (snapshot.spec.rotation.strategy, mirror.identities[0].serial)
                 };
-                start(status, cause, strategy, deactivates, trigger.clone(), now, events);
+                start(
+                    status,
+                    cause,
+                    strategy,
+                    deactivates,
+                    trigger.clone(),
+                    now,
+                    events,
+                );
                 if cause == Cause::TokensReplaced
                     && let Some(rotation) = status.rotation.as_mut()
                 {
@@ -192,7 +237,15 @@ pub fn advance(
         }
     }
 
-    step(snapshot, mirror, status, is_secret_ref, now, events, generation)
+    step(
+        snapshot,
+        mirror,
+        status,
+        is_secret_ref,
+        now,
+        events,
+        generation,
+    )
 }
 
 fn start(
@@ -221,7 +274,11 @@ fn start(
     status.rotation = Some(RotationStatus {
         id,
         cause: cause.as_str().into(),
-        trigger: if cause == Cause::Trigger { trigger } else { None },
+        trigger: if cause == Cause::Trigger {
+            trigger
+        } else {
+            None
+        },
         strategy,
         phase: phase.into(),
         started_at: now.clone(),
@@ -233,7 +290,15 @@ fn start(
 
 fn idle(snapshot: &Snapshot, status: &mut StreamingTokenStatus, is_secret_ref: bool, now: &Time) {
     let generation = Some(snapshot.generation);
-    conditions::set(&mut status.conditions, ROTATING, false, "Idle", "no rotation in progress", generation, now);
+    conditions::set(
+        &mut status.conditions,
+        ROTATING,
+        false,
+        "Idle",
+        "no rotation in progress",
+        generation,
+        now,
+    );
     if is_secret_ref {
         conditions::set(
             &mut status.conditions,
@@ -278,21 +343,30 @@ fn phase_reason(phase: &str) -> &'static str {
 fn phase_message(phase: &str) -> &'static str {
     match phase {
         PHASE_REPOINTING => "pointing every consumer at Token 2",
-        PHASE_AWAITING_ROLLOUT => "waiting until every consumer is verified on the new pod template",
+        PHASE_AWAITING_ROLLOUT => {
+            "waiting until every consumer is verified on the new pod template"
+        }
         PHASE_DEACTIVATING => "deactivating Token 1",
-        PHASE_AWAITING_SOURCE => "every consumer uses Token 2; waiting for the source Secret to show the rotated pair",
+        PHASE_AWAITING_SOURCE => {
+            "every consumer uses Token 2; waiting for the source Secret to show the rotated pair"
+        }
         _ => "restarting every consumer",
     }
 }
 
 /// Patches for consumers whose template is not yet on the rotation (or, when repointing, whose
 /// variable does not reference the Token 2 key), and consumers that cannot be patched.
-fn patches_for(snapshot: &Snapshot, id: &str, repoint: bool) -> (Vec<ConsumerPatch>, Vec<BlockedConsumer>) {
+fn patches_for(
+    snapshot: &Snapshot,
+    id: &str,
+    repoint: bool,
+) -> (Vec<ConsumerPatch>, Vec<BlockedConsumer>) {
     let mut patches = Vec::new();
     let mut blocked = Vec::new();
     let token2_key = &snapshot.spec.secret.token2_key;
     for consumer in &snapshot.consumers {
-        let containers = workload::selected_containers(consumer, &snapshot.spec.consumers.containers);
+        let containers =
+            workload::selected_containers(consumer, &snapshot.spec.consumers.containers);
         if repoint {
             if containers.is_empty() {
                 blocked.push(BlockedConsumer {
@@ -303,7 +377,10 @@ fn patches_for(snapshot: &Snapshot, id: &str, repoint: bool) -> (Vec<ConsumerPat
                 });
                 continue;
             }
-            if let Some(container) = containers.iter().find(|container| container.source == EnvSource::Literal) {
+            if let Some(container) = containers
+                .iter()
+                .find(|container| container.source == EnvSource::Literal)
+            {
                 blocked.push(BlockedConsumer {
                     kind: consumer.kind.as_str().into(),
                     name: consumer.name.clone(),
@@ -333,7 +410,10 @@ fn patches_for(snapshot: &Snapshot, id: &str, repoint: bool) -> (Vec<ConsumerPat
             rotation_id: id.into(),
             token_name: snapshot.name.clone(),
             repoint: repoint.then(|| Repoint {
-                containers: containers.iter().map(|container| container.name.clone()).collect(),
+                containers: containers
+                    .iter()
+                    .map(|container| container.name.clone())
+                    .collect(),
                 env_var: snapshot.spec.consumers.env_var.clone(),
                 secret: snapshot.secret_name.clone(),
                 key: token2_key.clone(),
@@ -344,7 +424,11 @@ fn patches_for(snapshot: &Snapshot, id: &str, repoint: bool) -> (Vec<ConsumerPat
 }
 
 /// Verifies every consumer; returns how many are verified and the blocked ones.
-fn verify_all(snapshot: &Snapshot, rotation: &RotationStatus, now: &Time) -> (usize, Vec<BlockedConsumer>) {
+fn verify_all(
+    snapshot: &Snapshot,
+    rotation: &RotationStatus,
+    now: &Time,
+) -> (usize, Vec<BlockedConsumer>) {
     let waited = elapsed(&rotation.phase_started_at, now);
     let timeout = rollout_timeout(snapshot);
     let mut verified = 0;
@@ -487,7 +571,12 @@ fn step(
                     events.push(Notice::normal(
                         "ConsumersRestarted",
                         "Rotate",
-                        format!("rotation {}: restarting {} consumer(s) ({})", rotation.id, needed.len(), names(&needed)),
+                        format!(
+                            "rotation {}: restarting {} consumer(s) ({})",
+                            rotation.id,
+                            needed.len(),
+                            names(&needed)
+                        ),
                     ));
                     patches = needed;
                     requeue = Requeue::After(ROLLOUT_POLL);
@@ -636,9 +725,21 @@ fn set_rotating(
         return;
     };
     let reason = phase_reason(&rotation.phase);
-    let message = format!("rotation {}: {}", rotation.id, phase_message(&rotation.phase));
+    let message = format!(
+        "rotation {}: {}",
+        rotation.id,
+        phase_message(&rotation.phase)
+    );
     let secret_name = status.secret_name.clone().unwrap_or_default();
-    conditions::set(&mut status.conditions, ROTATING, true, reason, message, generation, now);
+    conditions::set(
+        &mut status.conditions,
+        ROTATING,
+        true,
+        reason,
+        message,
+        generation,
+        now,
+    );
     if is_secret_ref {
         if ready_to_rotate {
             let serial = status.token2.as_ref().map_or(0, |token| token.serial);

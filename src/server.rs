@@ -51,7 +51,10 @@ async fn metrics_handler(State(health): State<Health>) -> impl IntoResponse {
     match prometheus_client::encoding::text::encode(&mut body, &health.registry) {
         Ok(()) => (
             StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
             body,
         ),
         Err(_) => (
@@ -114,7 +117,10 @@ pub async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
         .with_state(health);
     let listener = tokio::net::TcpListener::bind(options.metrics_bind_address)
         .await
-        .map_err(|source| RunError::Listen { address: options.metrics_bind_address, source })?;
+        .map_err(|source| RunError::Listen {
+            address: options.metrics_bind_address,
+            source,
+        })?;
     info!(address = %options.metrics_bind_address, "serving /metrics, /healthz and /readyz");
     tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, app).await {
@@ -124,15 +130,16 @@ pub async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
 
     // Leadership: a channel that is true while this replica may write.
     let (leader, lease_task) = if options.leader_elect {
-        let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &options.lease_name)
-            .with_namespace(&options.lease_namespace)
-            .with_identity(&identity)
-            .with_duration(options.lease_duration_seconds)
-            .with_grace(options.lease_duration_seconds.div_ceil(3).max(2))
-            .with_field_manager("streamingtoken.io/leader-election")
-            .build()
-            .await
-            .map_err(RunError::LeaderElection)?;
+        let manager =
+            kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &options.lease_name)
+                .with_namespace(&options.lease_namespace)
+                .with_identity(&identity)
+                .with_duration(options.lease_duration_seconds)
+                .with_grace(options.lease_duration_seconds.div_ceil(3).max(2))
+                .with_field_manager("streamingtoken.io/leader-election")
+                .build()
+                .await
+                .map_err(RunError::LeaderElection)?;
         let (receiver, task) = manager.watch().await;
         info!(lease = %options.lease_name, namespace = %options.lease_namespace, %identity, "leader election enabled; waiting for the lease");
         (receiver, Some(task))
@@ -163,7 +170,12 @@ pub async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
     let scopes: Vec<Scope> = if options.namespaces.is_empty() {
         vec![Scope::All]
     } else {
-        options.namespaces.iter().cloned().map(Scope::Namespace).collect()
+        options
+            .namespaces
+            .iter()
+            .cloned()
+            .map(Scope::Namespace)
+            .collect()
     };
     let (stop_sender, stop) = watch::channel(false);
     let mut controllers = Vec::new();

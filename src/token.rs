@@ -35,7 +35,9 @@ pub enum TokenProblem {
     Empty,
     #[error("is {length} bytes long, more than the {MAX_TOKEN_BYTES} allowed")]
     TooLong { length: usize },
-    #[error("contains whitespace, control or non-ASCII characters, which cannot travel in an HTTP header")]
+    #[error(
+        "contains whitespace, control or non-ASCII characters, which cannot travel in an HTTP header"
+    )]
     InvalidCharacters,
 }
 
@@ -100,12 +102,20 @@ impl Token {
     /// Secret's own annotations, next to the values, so the operator can tell later whether a
     /// value was edited. It never leaves that Secret.
     pub fn fingerprint(&self, key: &str) -> String {
-        let mut mac =
-            Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("HMAC accepts keys of any size");
-        mac.update(self.0.as_bytes());
-        let digest = mac.finalize().into_bytes();
-        digest[..16].iter().map(|byte| format!("{byte:02x}")).collect()
+        mac(key, self.0.as_bytes())
     }
+}
+
+/// HMAC-SHA256 of `message` under `key`, truncated to 128 bits, in hex.
+pub fn mac(key: &str, message: &[u8]) -> String {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("HMAC accepts keys of any size");
+    mac.update(message);
+    let digest = mac.finalize().into_bytes();
+    digest[..16]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 /// A random key for [`Token::fingerprint`].

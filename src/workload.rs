@@ -96,7 +96,12 @@ pub enum Verdict {
 
 /// Decides whether `consumer` is verified on rotation `id`. `waited` is how long the current
 /// phase has lasted; past `timeout` a consumer still progressing is blocked.
-pub fn verify(consumer: &ConsumerObservation, id: &str, waited: Duration, timeout: Duration) -> Verdict {
+pub fn verify(
+    consumer: &ConsumerObservation,
+    id: &str,
+    waited: Duration,
+    timeout: Duration,
+) -> Verdict {
     if consumer.paused {
         return Verdict::Blocked {
             reason: "Paused",
@@ -147,13 +152,18 @@ fn progress(consumer: &ConsumerObservation, id: &str) -> Option<String> {
         ));
     }
     if consumer.total > desired {
-        return Some(format!("{} replicas exist for {desired} desired", consumer.total));
+        return Some(format!(
+            "{} replicas exist for {desired} desired",
+            consumer.total
+        ));
     }
     let Some(pods) = &consumer.pods else {
         return Some("its pods have not been listed".into());
     };
-    let old: Vec<&PodObservation> =
-        pods.iter().filter(|pod| pod.rotation.as_deref() != Some(id)).collect();
+    let old: Vec<&PodObservation> = pods
+        .iter()
+        .filter(|pod| pod.rotation.as_deref() != Some(id))
+        .collect();
     if !old.is_empty() {
         let terminating = old.iter().filter(|pod| pod.terminating).count();
         return Some(format!(
@@ -224,7 +234,10 @@ impl ConsumerPatch {
 }
 
 /// The containers of `consumer` the operator manages: the named ones, or all of them.
-pub fn selected_containers<'a>(consumer: &'a ConsumerObservation, names: &[String]) -> Vec<&'a ContainerEnv> {
+pub fn selected_containers<'a>(
+    consumer: &'a ConsumerObservation,
+    names: &[String],
+) -> Vec<&'a ContainerEnv> {
     consumer
         .containers
         .iter()
@@ -232,7 +245,10 @@ pub fn selected_containers<'a>(consumer: &'a ConsumerObservation, names: &[Strin
         .collect()
 }
 
-fn template_parts(template: &PodTemplateSpec, env_var: &str) -> (Option<String>, Vec<ContainerEnv>) {
+fn template_parts(
+    template: &PodTemplateSpec,
+    env_var: &str,
+) -> (Option<String>, Vec<ContainerEnv>) {
     let rotation = template
         .metadata
         .as_ref()
@@ -242,7 +258,12 @@ fn template_parts(template: &PodTemplateSpec, env_var: &str) -> (Option<String>,
     let containers = template
         .spec
         .as_ref()
-        .map(|spec| spec.containers.iter().map(|container| container_env(container, env_var)).collect())
+        .map(|spec| {
+            spec.containers
+                .iter()
+                .map(|container| container_env(container, env_var))
+                .collect()
+        })
         .unwrap_or_default();
     (rotation, containers)
 }
@@ -272,10 +293,17 @@ fn container_env(container: &Container, env_var: &str) -> ContainerEnv {
     }
 }
 
-fn selector_string(selector: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector) -> Option<String> {
+fn selector_string(
+    selector: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+) -> Option<String> {
     // matchExpressions are rare on workloads; matchLabels is what controllers generate.
     let labels = selector.match_labels.as_ref()?;
-    if labels.is_empty() || selector.match_expressions.as_ref().is_some_and(|e| !e.is_empty()) {
+    if labels.is_empty()
+        || selector
+            .match_expressions
+            .as_ref()
+            .is_some_and(|e| !e.is_empty())
+    {
         return None;
     }
     Some(
@@ -297,7 +325,8 @@ pub fn observe_deployment(deployment: &Deployment, env_var: &str) -> ConsumerObs
     let status = deployment.status.clone().unwrap_or_default();
     let (template_rotation, containers) = template_parts(&spec.template, env_var);
     let progress_deadline_exceeded = status.conditions.iter().flatten().any(|condition| {
-        condition.type_.as_deref() == Some("Progressing") && condition.reason.as_deref() == Some("ProgressDeadlineExceeded")
+        condition.type_.as_deref() == Some("Progressing")
+            && condition.reason.as_deref() == Some("ProgressDeadlineExceeded")
     });
     ConsumerObservation {
         kind: WorkloadKind::Deployment,
@@ -416,17 +445,47 @@ mod tests {
     fn verification_table() {
         let minute = Duration::from_secs(60);
         let timeout = Duration::from_secs(600);
-        type Case = (&'static str, fn(&mut ConsumerObservation), Duration, &'static str);
+        type Case = (
+            &'static str,
+            fn(&mut ConsumerObservation),
+            Duration,
+            &'static str,
+        );
         let cases: Vec<Case> = vec![
             ("rolled out", |_| {}, minute, "Verified"),
             ("paused", |c| c.paused = true, minute, "Paused"),
-            ("deadline", |c| c.progress_deadline_exceeded = true, minute, "ProgressDeadlineExceeded"),
-            ("on delete", |c| c.on_delete_strategy = true, minute, "OnDeleteUpdateStrategy"),
-            ("not repointed", |c| c.template_rotation = None, minute, "Progressing"),
-            ("old generation", |c| c.observed_generation = 1, minute, "Progressing"),
+            (
+                "deadline",
+                |c| c.progress_deadline_exceeded = true,
+                minute,
+                "ProgressDeadlineExceeded",
+            ),
+            (
+                "on delete",
+                |c| c.on_delete_strategy = true,
+                minute,
+                "OnDeleteUpdateStrategy",
+            ),
+            (
+                "not repointed",
+                |c| c.template_rotation = None,
+                minute,
+                "Progressing",
+            ),
+            (
+                "old generation",
+                |c| c.observed_generation = 1,
+                minute,
+                "Progressing",
+            ),
             ("not all updated", |c| c.updated = 2, minute, "Progressing"),
             ("not all ready", |c| c.ready = 2, minute, "Progressing"),
-            ("not all available", |c| c.available = 2, minute, "Progressing"),
+            (
+                "not all available",
+                |c| c.available = 2,
+                minute,
+                "Progressing",
+            ),
             ("surplus replica", |c| c.total = 4, minute, "Progressing"),
             ("pods unknown", |c| c.pods = None, minute, "Progressing"),
             (
@@ -449,7 +508,12 @@ mod tests {
                 Duration::from_secs(601),
                 "RolloutTimeout",
             ),
-            ("autoscaled up mid-rollout", |c| c.desired = 5, minute, "Progressing"),
+            (
+                "autoscaled up mid-rollout",
+                |c| c.desired = 5,
+                minute,
+                "Progressing",
+            ),
             (
                 "scaled to zero, no pods",
                 |c| {
@@ -489,11 +553,17 @@ mod tests {
         };
         let body = patch.body();
         assert_eq!(body["kind"], "StatefulSet");
-        assert_eq!(body["spec"]["template"]["metadata"]["annotations"][ROTATION_ANNOTATION], "r7");
+        assert_eq!(
+            body["spec"]["template"]["metadata"]["annotations"][ROTATION_ANNOTATION],
+            "r7"
+        );
         let container = &body["spec"]["template"]["spec"]["containers"][0];
         assert_eq!(container["name"], "app");
         assert!(container.get("image").is_none());
-        assert_eq!(container["env"][0]["valueFrom"]["secretKeyRef"]["key"], "token2");
+        assert_eq!(
+            container["env"][0]["valueFrom"]["secretKeyRef"]["key"],
+            "token2"
+        );
         let restart = ConsumerPatch {
             repoint: None,
             ..patch

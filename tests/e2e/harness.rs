@@ -16,18 +16,29 @@ async fn deployment_rolls_out_and_rolls_again_on_template_change() {
     let admin = support::admin_client().await;
     let namespace = support::namespace(&admin, "harness-rollout").await;
     let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &namespace);
-    support::apply(&deployments, &fixtures::deployment("web", &namespace, None, 3)).await;
+    support::apply(
+        &deployments,
+        &fixtures::deployment("web", &namespace, None, 3),
+    )
+    .await;
 
     let available = |generation: i64| {
         let deployments = deployments.clone();
         async move {
-            let deployment = deployments.get("web").await.map_err(|error| error.to_string())?;
+            let deployment = deployments
+                .get("web")
+                .await
+                .map_err(|error| error.to_string())?;
             let status = deployment.status.clone().unwrap_or_default();
             let done = status.observed_generation >= Some(generation)
                 && status.updated_replicas == Some(3)
                 && status.available_replicas == Some(3)
                 && status.replicas == Some(3);
-            if done { Ok(()) } else { Err(format!("{status:?}")) }
+            if done {
+                Ok(())
+            } else {
+                Err(format!("{status:?}"))
+            }
         }
     };
     wait_for("3 available replicas", TIMEOUT, || available(1)).await;
@@ -42,8 +53,15 @@ async fn deployment_rolls_out_and_rolls_again_on_template_change() {
         .expect("template patched");
     wait_for("the rollout of generation 2", TIMEOUT, || available(2)).await;
     let replica_sets: Api<ReplicaSet> = Api::namespaced(admin.clone(), &namespace);
-    let sets = replica_sets.list(&ListParams::default().labels("app=web")).await.expect("list");
-    assert_eq!(sets.items.len(), 2, "a template change creates a second ReplicaSet");
+    let sets = replica_sets
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .expect("list");
+    assert_eq!(
+        sets.items.len(),
+        2,
+        "a template change creates a second ReplicaSet"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -65,25 +83,47 @@ async fn pod_with_finalizer_stays_terminating_until_it_is_removed() {
         ..Pod::default()
     };
     pod.metadata.finalizers = Some(vec!["example.com/hold".into()]);
-    pods.create(&PostParams::default(), &pod).await.expect("pod created");
+    pods.create(&PostParams::default(), &pod)
+        .await
+        .expect("pod created");
     wait_for("the pod to run", TIMEOUT, || async {
         let pod = pods.get("held").await.map_err(|error| error.to_string())?;
         let phase = pod.status.and_then(|status| status.phase);
-        if phase.as_deref() == Some("Running") { Ok(()) } else { Err(format!("{phase:?}")) }
+        if phase.as_deref() == Some("Running") {
+            Ok(())
+        } else {
+            Err(format!("{phase:?}"))
+        }
     })
     .await;
-    pods.delete("held", &DeleteParams::default()).await.expect("delete accepted");
+    pods.delete("held", &DeleteParams::default())
+        .await
+        .expect("delete accepted");
     tokio::time::sleep(Duration::from_secs(4)).await;
     let still = pods.get("held").await.expect("still there");
-    assert!(still.metadata.deletion_timestamp.is_some(), "the pod is terminating");
+    assert!(
+        still.metadata.deletion_timestamp.is_some(),
+        "the pod is terminating"
+    );
 
-    pods.patch("held", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": null}})))
-        .await
-        .expect("finalizer removed");
+    pods.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .expect("finalizer removed");
     wait_for("the pod to be deleted", TIMEOUT, || async {
-        match pods.get_opt("held").await.map_err(|error| error.to_string())? {
+        match pods
+            .get_opt("held")
+            .await
+            .map_err(|error| error.to_string())?
+        {
             None => Ok(()),
-            Some(pod) => Err(format!("still present, deletionTimestamp {:?}", pod.metadata.deletion_timestamp)),
+            Some(pod) => Err(format!(
+                "still present, deletionTimestamp {:?}",
+                pod.metadata.deletion_timestamp
+            )),
         }
     })
     .await;
@@ -107,8 +147,16 @@ async fn service_account_rbac_is_enforced() {
     .await;
     let client = identity.client().await;
     let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
-    let list = configmaps.list(&ListParams::default()).await.expect("listing ConfigMaps is allowed");
-    assert!(list.items.iter().any(|configmap| configmap.name_any() == "kube-root-ca.crt") || list.items.is_empty());
+    let list = configmaps
+        .list(&ListParams::default())
+        .await
+        .expect("listing ConfigMaps is allowed");
+    assert!(
+        list.items
+            .iter()
+            .any(|configmap| configmap.name_any() == "kube-root-ca.crt")
+            || list.items.is_empty()
+    );
     let secrets: Api<Secret> = Api::namespaced(client, &namespace);
     match secrets.list(&ListParams::default()).await {
         Err(kube::Error::Api(status)) => assert_eq!(status.code, 403, "{status:?}"),
@@ -122,5 +170,9 @@ async fn apiserver_reports_version_1_37() {
     let version = admin.apiserver_version().await.expect("version");
     assert_eq!(version.major, "1");
     assert_eq!(version.minor, "37");
-    assert!(version.git_version.starts_with("v1.37."), "{}", version.git_version);
+    assert!(
+        version.git_version.starts_with("v1.37."),
+        "{}",
+        version.git_version
+    );
 }

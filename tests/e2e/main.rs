@@ -2,4 +2,5 @@
 //! its own process, authenticated as its own ServiceAccount with the chart's RBAC.
 
 mod harness;
+mod mirror;
 mod support;

@@ -1,14 +1,16 @@
 //! Fixtures as builders: `token("telemetry").generate().with_trigger("x")`.
 
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, StatefulSet, StatefulSetSpec};
-use k8s_openapi::api::core::v1::{Container, EnvVar, EnvVarSource, PodSpec, PodTemplateSpec, Secret, SecretKeySelector};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::ByteString;
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::core::v1::{
+    Container, EnvVar, EnvVarSource, PodSpec, PodTemplateSpec, Secret, SecretKeySelector,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::ObjectMeta;
 use std::collections::BTreeMap;
 use streaming_token_operator::api::{
     DeletionPolicy, GenerateSource, Rotation, RotationStrategy, SecretRefSource, StreamingToken,
-    StreamingTokenSpec, TokenSource, TOKEN_LABEL,
+    StreamingTokenSpec, TOKEN_LABEL, TokenSource,
 };
 
 pub fn metadata(name: &str, namespace: &str) -> ObjectMeta {
@@ -101,9 +103,18 @@ impl TokenBuilder {
 }
 
 /// A source Secret holding the given pair, labelled so the operator watches it.
-pub fn source_secret(name: &str, namespace: &str, token_name: &str, token1: &str, token2: &str) -> Secret {
+pub fn source_secret(
+    name: &str,
+    namespace: &str,
+    token_name: &str,
+    token1: &str,
+    token2: &str,
+) -> Secret {
     let mut meta = metadata(name, namespace);
-    meta.labels = Some(BTreeMap::from([(TOKEN_LABEL.to_string(), token_name.to_string())]));
+    meta.labels = Some(BTreeMap::from([(
+        TOKEN_LABEL.to_string(),
+        token_name.to_string(),
+    )]));
     Secret {
         metadata: meta,
         data: Some(BTreeMap::from([
@@ -147,10 +158,18 @@ fn pod_template(app: &str, env: Option<(&str, &str, &str)>) -> PodTemplateSpec {
 }
 
 /// A Deployment labelled as a consumer of `token_name` (or of nothing with `None`).
-pub fn deployment(name: &str, namespace: &str, token_name: Option<&str>, replicas: i32) -> Deployment {
+pub fn deployment(
+    name: &str,
+    namespace: &str,
+    token_name: Option<&str>,
+    replicas: i32,
+) -> Deployment {
     let mut meta = metadata(name, namespace);
     if let Some(token_name) = token_name {
-        meta.labels = Some(BTreeMap::from([(TOKEN_LABEL.to_string(), token_name.to_string())]));
+        meta.labels = Some(BTreeMap::from([(
+            TOKEN_LABEL.to_string(),
+            token_name.to_string(),
+        )]));
     }
     Deployment {
         metadata: meta,
@@ -170,7 +189,10 @@ pub fn deployment(name: &str, namespace: &str, token_name: Option<&str>, replica
 /// A StatefulSet labelled as a consumer of `token_name`.
 pub fn statefulset(name: &str, namespace: &str, token_name: &str, replicas: i32) -> StatefulSet {
     let mut meta = metadata(name, namespace);
-    meta.labels = Some(BTreeMap::from([(TOKEN_LABEL.to_string(), token_name.to_string())]));
+    meta.labels = Some(BTreeMap::from([(
+        TOKEN_LABEL.to_string(),
+        token_name.to_string(),
+    )]));
     StatefulSet {
         metadata: meta,
         spec: StatefulSetSpec {

@@ -83,9 +83,13 @@ where
     K: kube::Resource + Clone + DeserializeOwned + serde::Serialize + std::fmt::Debug,
 {
     let name = object.meta().name.clone().expect("object has a name");
-    api.patch(&name, &PatchParams::apply("e2e-test").force(), &Patch::Apply(object))
-        .await
-        .unwrap_or_else(|error| panic!("applying {name}: {error}"))
+    api.patch(
+        &name,
+        &PatchParams::apply("e2e-test").force(),
+        &Patch::Apply(object),
+    )
+    .await
+    .unwrap_or_else(|error| panic!("applying {name}: {error}"))
 }
 
 /// Waits until `check` returns `Some`, polling every 200 ms, or fails with `what` and the last
@@ -210,8 +214,12 @@ pub async fn identity(admin: &Client, namespace: &str, name: &str) -> ServiceAcc
         .expect("TokenRequest succeeds");
     let bearer = token.status.expect("token issued").token;
     let admin_config = std::fs::read_to_string(kubeconfig_path()).expect("admin kubeconfig");
-    let admin_kubeconfig: Kubeconfig = serde_norway::from_str(&admin_config).expect("kubeconfig parses");
-    let cluster = admin_kubeconfig.clusters[0].cluster.clone().expect("cluster entry");
+    let admin_kubeconfig: Kubeconfig =
+        serde_norway::from_str(&admin_config).expect("kubeconfig parses");
+    let cluster = admin_kubeconfig.clusters[0]
+        .cluster
+        .clone()
+        .expect("cluster entry");
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("kubeconfig");
     let config = serde_json::json!({
@@ -225,7 +233,8 @@ pub async fn identity(admin: &Client, namespace: &str, name: &str) -> ServiceAcc
         "contexts": [{"name": "local", "context": {"cluster": "local", "user": name, "namespace": namespace}}],
         "current-context": "local",
     });
-    std::fs::write(&path, serde_json::to_string(&config).expect("serializes")).expect("kubeconfig written");
+    std::fs::write(&path, serde_json::to_string(&config).expect("serializes"))
+        .expect("kubeconfig written");
     ServiceAccountIdentity {
         namespace: namespace.into(),
         name: name.into(),
@@ -238,12 +247,21 @@ pub async fn identity(admin: &Client, namespace: &str, name: &str) -> ServiceAcc
 pub fn render_chart(template: &str, set: &[&str]) -> Vec<serde_json::Value> {
     let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/streaming-token-operator");
     let mut command = std::process::Command::new(bin_dir().join("helm"));
-    command.args(["template", "sto"]).arg(&chart).args(["--namespace", "sto-system", "--show-only", template]);
+    command.args(["template", "sto"]).arg(&chart).args([
+        "--namespace",
+        "sto-system",
+        "--show-only",
+        template,
+    ]);
     for value in set {
         command.args(["--set", value]);
     }
     let output = command.output().expect("helm runs");
-    assert!(output.status.success(), "helm template failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "helm template failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let text = String::from_utf8(output.stdout).expect("utf-8");
     serde_norway::Deserializer::from_str(&text)
         .map(|document| serde::Deserialize::deserialize(document).expect("YAML document"))
@@ -254,7 +272,8 @@ pub fn render_chart(template: &str, set: &[&str]) -> Vec<serde_json::Value> {
 /// The operator's ClusterRole exactly as the chart ships it, installed under `name`.
 pub async fn install_operator_cluster_role(admin: &Client, name: &str) {
     let documents = render_chart("templates/clusterrole.yaml", &[]);
-    let mut role: ClusterRole = serde_json::from_value(documents[0].clone()).expect("a ClusterRole");
+    let mut role: ClusterRole =
+        serde_json::from_value(documents[0].clone()).expect("a ClusterRole");
     role.metadata = ObjectMeta {
         name: Some(name.into()),
         ..ObjectMeta::default()
@@ -308,7 +327,12 @@ pub async fn operator_identity(admin: &Client, namespace: &str) -> ServiceAccoun
     let lease_rules: Vec<PolicyRule> = render_chart("templates/leader-election.yaml", &[])
         .into_iter()
         .find(|document| document["kind"] == "Role")
-        .map(|role| serde_json::from_value::<Role>(role).expect("Role").rules.unwrap_or_default())
+        .map(|role| {
+            serde_json::from_value::<Role>(role)
+                .expect("Role")
+                .rules
+                .unwrap_or_default()
+        })
         .unwrap_or_default();
     let lease_rules = lease_rules
         .into_iter()
@@ -320,7 +344,15 @@ pub async fn operator_identity(admin: &Client, namespace: &str) -> ServiceAccoun
         })
         .collect();
     let identity = service_account(admin, namespace, account, lease_rules).await;
-    bind(admin, namespace, account, "ClusterRole", "streaming-token-operator-e2e", namespace).await;
+    bind(
+        admin,
+        namespace,
+        account,
+        "ClusterRole",
+        "streaming-token-operator-e2e",
+        namespace,
+    )
+    .await;
     identity
 }
 
@@ -331,7 +363,11 @@ impl Operator {
         Self::start_as(identity, namespace, options).await
     }
 
-    pub async fn start_as(identity: ServiceAccountIdentity, namespace: &str, options: OperatorOptions) -> Self {
+    pub async fn start_as(
+        identity: ServiceAccountIdentity,
+        namespace: &str,
+        options: OperatorOptions,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let log = dir.path().join("operator.log");
         let metrics_port = free_port();
@@ -353,9 +389,10 @@ impl Operator {
             .stderr(log_file)
             .kill_on_drop(true);
         if options.leader_elect {
-            command
-                .arg("--leader-elect")
-                .arg(format!("--lease-duration-seconds={}", options.lease_duration_seconds));
+            command.arg("--leader-elect").arg(format!(
+                "--lease-duration-seconds={}",
+                options.lease_duration_seconds
+            ));
         }
         let child = command.spawn().expect("operator starts");
         let operator = Self {
@@ -393,7 +430,10 @@ impl Operator {
     }
 
     pub async fn metrics(&self) -> String {
-        http_get(self.metrics_port, "/metrics").await.map(|(_, body)| body).unwrap_or_default()
+        http_get(self.metrics_port, "/metrics")
+            .await
+            .map(|(_, body)| body)
+            .unwrap_or_default()
     }
 
     /// SIGKILL, as a crash would.
@@ -405,7 +445,10 @@ impl Operator {
     /// SIGTERM and wait for a clean exit.
     pub async fn terminate(&mut self) -> std::process::ExitStatus {
         if let Some(pid) = self.child.id() {
-            let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+            let _ = std::process::Command::new("kill")
+                .arg("-TERM")
+                .arg(pid.to_string())
+                .status();
         }
         tokio::time::timeout(Duration::from_secs(30), self.child.wait())
             .await
@@ -422,14 +465,19 @@ pub fn tail(text: &str, lines: usize) -> String {
 /// A minimal HTTP/1.1 GET on 127.0.0.1 (no extra client dependency).
 pub async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
     let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.ok()?;
     let mut response = Vec::new();
     stream.read_to_end(&mut response).await.ok()?;
     let text = String::from_utf8_lossy(&response).to_string();
     let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default();
     Some((status, body))
 }
 
@@ -443,7 +491,10 @@ pub fn kubectl(args: &[&str]) -> std::process::Output {
 }
 
 /// `(status, reason)` of condition `type_` on a StreamingToken.
-pub fn condition(token: &streaming_token_operator::api::StreamingToken, type_: &str) -> Option<(String, String)> {
+pub fn condition(
+    token: &streaming_token_operator::api::StreamingToken,
+    type_: &str,
+) -> Option<(String, String)> {
     token
         .status
         .as_ref()?
@@ -462,13 +513,19 @@ pub async fn wait_condition(
     reason: &str,
     timeout: Duration,
 ) -> streaming_token_operator::api::StreamingToken {
-    wait_for(&format!("{name} to have {type_}={status} ({reason})"), timeout, || async {
-        let token = api.get(name).await.map_err(|error| error.to_string())?;
-        match condition(&token, type_) {
-            Some((got_status, got_reason)) if got_status == status && got_reason == reason => Ok(token),
-            other => Err(format!("{type_} is {other:?}")),
-        }
-    })
+    wait_for(
+        &format!("{name} to have {type_}={status} ({reason})"),
+        timeout,
+        || async {
+            let token = api.get(name).await.map_err(|error| error.to_string())?;
+            match condition(&token, type_) {
+                Some((got_status, got_reason)) if got_status == status && got_reason == reason => {
+                    Ok(token)
+                }
+                other => Err(format!("{type_} is {other:?}")),
+            }
+        },
+    )
     .await
 }
 
@@ -479,7 +536,13 @@ pub async fn events(client: &Client, namespace: &str, name: &str) -> Vec<(String
     let mut found: Vec<_> = list
         .items
         .into_iter()
-        .filter(|event| event.regarding.as_ref().and_then(|regarding| regarding.name.as_deref()) == Some(name))
+        .filter(|event| {
+            event
+                .regarding
+                .as_ref()
+                .and_then(|regarding| regarding.name.as_deref())
+                == Some(name)
+        })
         .map(|event| {
             (
                 event.type_.unwrap_or_default(),
@@ -493,25 +556,42 @@ pub async fn events(client: &Client, namespace: &str, name: &str) -> Vec<(String
 }
 
 /// Waits for an Event with `reason` on StreamingToken `name`.
-pub async fn wait_event(client: &Client, namespace: &str, name: &str, reason: &str, timeout: Duration) -> (String, String, String) {
+pub async fn wait_event(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    reason: &str,
+    timeout: Duration,
+) -> (String, String, String) {
     wait_for(&format!("an Event {reason} on {name}"), timeout, || async {
         let all = events(client, namespace, name).await;
         all.iter()
             .find(|(_, got, _)| got == reason)
             .cloned()
-            .ok_or_else(|| format!("events so far: {:?}", all.iter().map(|(_, reason, _)| reason).collect::<Vec<_>>()))
+            .ok_or_else(|| {
+                format!(
+                    "events so far: {:?}",
+                    all.iter().map(|(_, reason, _)| reason).collect::<Vec<_>>()
+                )
+            })
     })
     .await
 }
 
 /// Writes (create, update, patch, delete) recorded in the apiserver's audit log for `username`.
 pub fn audited_writes(username: &str) -> Vec<serde_json::Value> {
-    let path = std::env::var("STO_E2E_AUDIT_LOG").expect("STO_E2E_AUDIT_LOG names the apiserver's audit log (make test sets it)");
+    let path = std::env::var("STO_E2E_AUDIT_LOG")
+        .expect("STO_E2E_AUDIT_LOG names the apiserver's audit log (make test sets it)");
     let text = std::fs::read_to_string(path).expect("audit log readable");
     text.lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .filter(|entry| entry["user"]["username"] == username)
-        .filter(|entry| matches!(entry["verb"].as_str(), Some("create" | "update" | "patch" | "delete" | "deletecollection")))
+        .filter(|entry| {
+            matches!(
+                entry["verb"].as_str(),
+                Some("create" | "update" | "patch" | "delete" | "deletecollection")
+            )
+        })
         .collect()
 }
 
@@ -521,7 +601,12 @@ pub fn service_account_user(namespace: &str, name: &str) -> String {
 }
 
 /// Reads `key` of Secret `name` as text.
-pub async fn secret_value(client: &Client, namespace: &str, name: &str, key: &str) -> Option<String> {
+pub async fn secret_value(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    key: &str,
+) -> Option<String> {
     let secret = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), namespace)
         .get_opt(name)
         .await
