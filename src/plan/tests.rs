@@ -1,1 +1,796 @@
+//! Table-driven tests of `plan` with a fixed clock and fixed "random" material.
 
+use super::*;
+use crate::api::{
+    GenerateSource, RotationStrategy, SecretRefSource, StreamingTokenSpec, TokenSource,
+};
+use crate::conditions::{READY_TO_ROTATE, ROTATING};
+use crate::rotation::{
+    PHASE_AWAITING_ROLLOUT, PHASE_AWAITING_SOURCE, PHASE_REPOINTING, PHASE_RESTARTING,
+};
+use crate::workload::{ContainerEnv, EnvSource, PodObservation, WorkloadKind};
+
+fn at(seconds: i64) -> Time {
+    Time(jiff::Timestamp::from_second(1_800_000_000 + seconds).expect("valid"))
+}
+
+fn token(value: &str) -> Token {
+    Token::parse(value.as_bytes()).expect("valid token")
+}
+
+fn identity(serial: i64) -> TokenIdentity {
+    TokenIdentity {
+        serial,
+        issued_at: at(0),
+    }
+}
+
+const KEY: &str = "fingerprint-key";
+
+/// Builds snapshots: a `generate` StreamingToken named `telemetry` by default.
+struct Fixture {
+    snapshot: Snapshot,
+}
+
+fn fixture() -> Fixture {
+    Fixture {
+        snapshot: Snapshot {
+            name: "telemetry".into(),
+            namespace: "prod".into(),
+            generation: 1,
+            spec: StreamingTokenSpec {
+                source: TokenSource {
+                    generate: Some(GenerateSource::default()),
+                    secret_ref: None,
+                },
+                secret: Default::default(),
+                consumers: Default::default(),
+                rotation: Default::default(),
+                suspend: false,
+                deletion_policy: DeletionPolicy::Retain,
+            },
+            status: StreamingTokenStatus::default(),
+            secret_name: "telemetry".into(),
+            mirror: MirrorObservation::Missing,
+            source: SourceObservation::Generate,
+            consumers: Vec::new(),
+            fresh: FreshMaterial {
+                tokens: [token("fresh-a"), token("fresh-b")],
+                fingerprint_key: "new-key".into(),
+            },
+            failures: 0,
+        },
+    }
+}
+
+fn mirror_of(pair: (&str, &str), serials: (i64, i64)) -> ObservedMirror {
+    let write = MirrorWrite {
+        pair: TokenPair {
+            token1: token(pair.0),
+            token2: token(pair.1),
+        },
+        identities: [identity(serials.0), identity(serials.1)],
+        fingerprint_key: KEY.into(),
+        owned: false,
+        precondition: None,
+    };
+    ObservedMirror {
+        resource_version: Some("10".into()),
+        token1: Some(Ok(token(pair.0))),
+        token2: Some(Ok(token(pair.1))),
+        labels: mirror_labels("telemetry"),
+        annotations: mirror_annotations(&write),
+        owner_uids: Vec::new(),
+    }
+}
+
+impl Fixture {
+    /// An established pair: mirror Secret and status agree.
+    fn established(mut self, pair: (&str, &str), serials: (i64, i64)) -> Self {
+        self.snapshot.mirror = MirrorObservation::Owned(mirror_of(pair, serials));
+        self.snapshot.status.token1 = Some(identity(serials.0));
+        self.snapshot.status.token2 = Some(identity(serials.1));
+        self.snapshot.status.observed_trigger = self.snapshot.spec.rotation.trigger.clone();
+        self
+    }
+
+    fn secret_ref(mut self, source: Result<(&str, &str), SourceProblem>) -> Self {
+        self.snapshot.spec.source = TokenSource {
+            generate: None,
+            secret_ref: Some(SecretRefSource {
+                name: "portal".into(),
+                token1_key: "token1".into(),
+                token2_key: "token2".into(),
+            }),
+        };
+        self.snapshot.source = SourceObservation::SecretRef(source.map(|(one, two)| TokenPair {
+            token1: token(one),
+            token2: token(two),
+        }));
+        self
+    }
+
+    fn trigger(mut self, value: &str) -> Self {
+        self.snapshot.spec.rotation.trigger = Some(value.into());
+        self
+    }
+
+    fn strategy(mut self, strategy: RotationStrategy) -> Self {
+        self.snapshot.spec.rotation.strategy = strategy;
+        self
+    }
+
+    fn consumer(mut self, consumer: ConsumerObservation) -> Self {
+        self.snapshot.consumers.push(consumer);
+        self
+    }
+
+    fn rotating(mut self, phase: &str, deactivates: i64, strategy: RotationStrategy) -> Self {
+        self.snapshot.status.rotation = Some(crate::api::RotationStatus {
+            id: format!("r{deactivates}"),
+            cause: "Trigger".into(),
+            trigger: Some("t2".into()),
+            strategy,
+            phase: phase.into(),
+            started_at: at(0),
+            phase_started_at: at(0),
+            deactivates_serial: deactivates,
+            queued_trigger: None,
+        });
+        self.snapshot.status.observed_trigger = Some("t2".into());
+        self.snapshot.spec.rotation.trigger = Some("t2".into());
+        self
+    }
+
+    fn plan(&self) -> Plan {
+        plan(&self.snapshot, &at(100))
+    }
+}
+
+/// A Deployment consumer that is (or is not) rolled out on rotation `id`.
+fn consumer(name: &str, rotation: Option<&str>, pointed_at_token2: bool) -> ConsumerObservation {
+    ConsumerObservation {
+        kind: WorkloadKind::Deployment,
+        name: name.into(),
+        generation: 2,
+        observed_generation: 2,
+        paused: false,
+        progress_deadline_exceeded: false,
+        on_delete_strategy: false,
+        desired: 2,
+        total: 2,
+        updated: 2,
+        ready: 2,
+        available: 2,
+        template_rotation: rotation.map(Into::into),
+        containers: vec![ContainerEnv {
+            name: "app".into(),
+            source: if pointed_at_token2 {
+                EnvSource::SecretKey {
+                    secret: "telemetry".into(),
+                    key: "token2".into(),
+                }
+            } else {
+                EnvSource::Absent
+            },
+        }],
+        pods: Some(
+            (0..2)
+                .map(|index| PodObservation {
+                    name: format!("{name}-{index}"),
+                    rotation: rotation.map(Into::into),
+                    terminating: false,
+                })
+                .collect(),
+        ),
+        selector: Some(format!("app={name}")),
+    }
+}
+
+fn condition(plan: &Plan, type_: &str) -> Option<(String, String)> {
+    conditions::get(&plan.status.conditions, type_)
+        .map(|condition| (condition.status.clone(), condition.reason.clone()))
+}
+
+fn reasons(plan: &Plan) -> Vec<&'static str> {
+    plan.events.iter().map(|notice| notice.reason).collect()
+}
+
+fn written_pair(plan: &Plan) -> Option<(String, String, i64, i64)> {
+    plan.secret.as_ref().map(|write| {
+        (
+            write.pair.token1.expose().to_string(),
+            write.pair.token2.expose().to_string(),
+            write.identities[0].serial,
+            write.identities[1].serial,
+        )
+    })
+}
+
+#[test]
+fn mirror_decisions() {
+    struct Case {
+        name: &'static str,
+        fixture: Fixture,
+        pair: Option<(&'static str, &'static str, i64, i64)>,
+        ready: (&'static str, &'static str),
+        event: Option<&'static str>,
+    }
+    let mut tampered = mirror_of(("one", "two"), (1, 2));
+    tampered.token1 = Some(Ok(token("edited")));
+    let mut edited_serial = mirror_of(("one", "two"), (1, 2));
+    edited_serial
+        .annotations
+        .insert(ANNOTATION_TOKEN2_SERIAL.into(), "99".into());
+    let cases = vec![
+        Case {
+            name: "first pair is issued",
+            fixture: fixture(),
+            pair: Some(("fresh-a", "fresh-b", 1, 2)),
+            ready: ("True", "TokensReady"),
+            event: Some("TokensIssued"),
+        },
+        Case {
+            name: "converged: nothing written",
+            fixture: fixture().established(("one", "two"), (1, 2)),
+            pair: None,
+            ready: ("True", "TokensReady"),
+            event: None,
+        },
+        Case {
+            name: "deleted generated Secret: new pair, warning",
+            fixture: {
+                let mut fixture = fixture().established(("one", "two"), (1, 2));
+                fixture.snapshot.mirror = MirrorObservation::Missing;
+                fixture
+            },
+            pair: Some(("fresh-a", "fresh-b", 3, 4)),
+            ready: ("True", "TokensReady"),
+            event: Some("MirrorSecretDeleted"),
+        },
+        Case {
+            name: "edited value: pair lost, new pair, warning",
+            fixture: {
+                let mut fixture = fixture().established(("one", "two"), (1, 2));
+                fixture.snapshot.mirror = MirrorObservation::Owned(tampered);
+                fixture
+            },
+            pair: Some(("fresh-a", "fresh-b", 3, 4)),
+            ready: ("True", "TokensReady"),
+            event: Some("MirrorSecretTampered"),
+        },
+        Case {
+            name: "edited serial annotation: restored from status",
+            fixture: {
+                let mut fixture = fixture().established(("one", "two"), (1, 2));
+                fixture.snapshot.mirror = MirrorObservation::Owned(edited_serial);
+                fixture
+            },
+            pair: Some(("one", "two", 1, 2)),
+            ready: ("True", "TokensReady"),
+            event: Some("MirrorSecretRepaired"),
+        },
+        Case {
+            name: "secretRef first mirror",
+            fixture: fixture().secret_ref(Ok(("p1", "p2"))),
+            pair: Some(("p1", "p2", 1, 2)),
+            ready: ("True", "TokensReady"),
+            event: Some("TokensMirrored"),
+        },
+        Case {
+            name: "secretRef unchanged",
+            fixture: fixture()
+                .secret_ref(Ok(("one", "two")))
+                .established(("one", "two"), (1, 2)),
+            pair: None,
+            ready: ("True", "TokensReady"),
+            event: None,
+        },
+        Case {
+            name: "secretRef promoted at the platform",
+            fixture: fixture()
+                .secret_ref(Ok(("two", "three")))
+                .established(("one", "two"), (1, 2)),
+            pair: Some(("two", "three", 2, 3)),
+            ready: ("True", "TokensReady"),
+            event: Some("SourcePromoted"),
+        },
+        Case {
+            name: "secretRef replaced out of band",
+            fixture: fixture()
+                .secret_ref(Ok(("x", "y")))
+                .established(("one", "two"), (1, 2)),
+            pair: Some(("x", "y", 3, 4)),
+            ready: ("True", "TokensReady"),
+            event: Some("SourceReplaced"),
+        },
+        Case {
+            name: "secretRef source missing: mirror kept",
+            fixture: fixture()
+                .secret_ref(Err(SourceProblem::NotFound {
+                    name: "portal".into(),
+                }))
+                .established(("one", "two"), (1, 2)),
+            pair: None,
+            ready: ("False", "SourceSecretNotFound"),
+            event: Some("SourceSecretNotFound"),
+        },
+        Case {
+            name: "secretRef invalid token",
+            fixture: fixture().secret_ref(Err(SourceProblem::InvalidToken {
+                name: "portal".into(),
+                key: "token1".into(),
+                problem: TokenProblem::Empty,
+            })),
+            pair: None,
+            ready: ("False", "SourceTokenInvalid"),
+            event: Some("SourceTokenInvalid"),
+        },
+        Case {
+            name: "foreign Secret",
+            fixture: {
+                let mut fixture = fixture();
+                fixture.snapshot.mirror = MirrorObservation::NotOwned;
+                fixture
+            },
+            pair: None,
+            ready: ("False", "SecretNotOwned"),
+            event: Some("SecretNotOwned"),
+        },
+        Case {
+            name: "Secret of another StreamingToken",
+            fixture: {
+                let mut fixture = fixture();
+                fixture.snapshot.mirror = MirrorObservation::ClaimedBy("other".into());
+                fixture
+            },
+            pair: None,
+            ready: ("False", "SecretClaimedByOther"),
+            event: Some("SecretClaimedByOther"),
+        },
+        Case {
+            name: "source and mirror are one Secret",
+            fixture: {
+                let mut fixture = fixture().secret_ref(Ok(("p1", "p2")));
+                fixture.snapshot.secret_name = "portal".into();
+                fixture
+            },
+            pair: None,
+            ready: ("False", "InvalidSpec"),
+            event: Some("InvalidSpec"),
+        },
+        Case {
+            name: "suspended: deleted Secret not repaired",
+            fixture: {
+                let mut fixture = fixture().established(("one", "two"), (1, 2));
+                fixture.snapshot.mirror = MirrorObservation::Missing;
+                fixture.snapshot.spec.suspend = true;
+                fixture
+            },
+            pair: None,
+            ready: ("False", "Suspended"),
+            event: None,
+        },
+    ];
+    for case in cases {
+        let plan = case.fixture.plan();
+        let pair = written_pair(&plan);
+        let want = case
+            .pair
+            .map(|(a, b, c, d)| (a.to_string(), b.to_string(), c, d));
+        assert_eq!(pair, want, "{}: written pair", case.name);
+        assert_eq!(
+            condition(&plan, READY),
+            Some((case.ready.0.to_string(), case.ready.1.to_string())),
+            "{}: Ready",
+            case.name
+        );
+        assert_eq!(
+            reasons(&plan).first().copied(),
+            case.event,
+            "{}: first event",
+            case.name
+        );
+    }
+}
+
+#[test]
+fn a_problem_already_reported_is_not_reported_again_and_backs_off() {
+    let mut fixture = fixture().secret_ref(Err(SourceProblem::NotFound {
+        name: "portal".into(),
+    }));
+    let first = fixture.plan();
+    assert_eq!(first.failed, Some("SourceSecretNotFound"));
+    assert_eq!(first.requeue, Requeue::After(Duration::from_secs(5)));
+    fixture.snapshot.status = first.status;
+    fixture.snapshot.failures = 3;
+    let again = fixture.plan();
+    assert!(
+        again.events.is_empty(),
+        "no duplicate Event: {:?}",
+        reasons(&again)
+    );
+    assert_eq!(again.requeue, Requeue::After(Duration::from_secs(40)));
+    fixture.snapshot.failures = 30;
+    assert_eq!(fixture.plan().requeue, Requeue::After(MAX_BACKOFF));
+}
+
+#[test]
+fn the_trigger_a_streamingtoken_is_created_with_does_not_rotate() {
+    let plan = fixture()
+        .trigger("initial")
+        .consumer(consumer("api", None, false))
+        .plan();
+    assert!(plan.status.rotation.is_none());
+    assert_eq!(plan.status.observed_trigger.as_deref(), Some("initial"));
+    assert!(plan.consumer_patches.is_empty());
+    assert_eq!(
+        condition(&plan, ROTATING),
+        Some(("False".into(), "Idle".into()))
+    );
+}
+
+#[test]
+fn the_same_trigger_again_does_nothing() {
+    let plan = fixture()
+        .trigger("t1")
+        .established(("one", "two"), (1, 2))
+        .consumer(consumer("api", None, false))
+        .plan();
+    assert!(plan.status.rotation.is_none());
+    assert!(plan.secret.is_none());
+    assert!(plan.consumer_patches.is_empty());
+}
+
+#[test]
+fn a_new_trigger_starts_a_zero_downtime_rotation_by_repointing() {
+    let mut fixture = fixture().trigger("t1").established(("one", "two"), (1, 2));
+    fixture = fixture
+        .trigger("t2")
+        .consumer(consumer("api", None, false))
+        .consumer(consumer("web", Some("r0"), true));
+    let plan = fixture.plan();
+    let rotation = plan.status.rotation.clone().expect("rotation started");
+    assert_eq!(
+        (rotation.id.as_str(), rotation.phase.as_str()),
+        ("r1", PHASE_REPOINTING)
+    );
+    assert_eq!(rotation.deactivates_serial, 1);
+    assert_eq!(plan.status.observed_trigger.as_deref(), Some("t2"));
+    assert!(plan.secret.is_none(), "Token 1 stays active");
+    let patched: Vec<&str> = plan
+        .consumer_patches
+        .iter()
+        .map(|patch| patch.name.as_str())
+        .collect();
+    assert_eq!(patched, ["api", "web"]);
+    let repoint = plan.consumer_patches[0].repoint.clone().expect("repoint");
+    assert_eq!(
+        (repoint.env_var.as_str(), repoint.key.as_str()),
+        ("STREAMING_TOKEN", "token2")
+    );
+    assert_eq!(reasons(&plan), ["RotationStarted", "ConsumersRepointed"]);
+}
+
+#[test]
+fn zero_downtime_deactivates_only_once_every_consumer_is_verified() {
+    let base = || {
+        fixture().established(("one", "two"), (1, 2)).rotating(
+            PHASE_AWAITING_ROLLOUT,
+            1,
+            RotationStrategy::ZeroDowntime,
+        )
+    };
+    let mut terminating = consumer("web", Some("r1"), true);
+    terminating
+        .pods
+        .as_mut()
+        .expect("pods")
+        .push(PodObservation {
+            name: "web-old".into(),
+            rotation: None,
+            terminating: true,
+        });
+    let mut paused = consumer("web", Some("r1"), true);
+    paused.paused = true;
+    let cases: Vec<(&str, Fixture, bool)> = vec![
+        (
+            "all verified",
+            base().consumer(consumer("api", Some("r1"), true)),
+            true,
+        ),
+        ("no consumers", base(), true),
+        (
+            "an old pod is terminating",
+            base()
+                .consumer(consumer("api", Some("r1"), true))
+                .consumer(terminating),
+            false,
+        ),
+        ("a consumer is paused", base().consumer(paused), false),
+    ];
+    for (name, fixture, deactivated) in cases {
+        let plan = fixture.plan();
+        match written_pair(&plan) {
+            Some(pair) => {
+                assert!(deactivated, "{name}: deactivated too early");
+                assert_eq!(pair, ("two".into(), "fresh-a".into(), 2, 3), "{name}");
+                assert!(plan.status.rotation.is_none(), "{name}: completed");
+                assert_eq!(
+                    plan.status
+                        .last_rotation
+                        .as_ref()
+                        .map(|last| last.id.as_str()),
+                    Some("r1")
+                );
+                assert!(reasons(&plan).contains(&"TokenDeactivated"));
+                assert!(reasons(&plan).contains(&"RotationCompleted"));
+            }
+            None => {
+                assert!(!deactivated, "{name}: should have deactivated");
+                assert!(plan.status.rotation.is_some(), "{name}: still rotating");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_blocked_consumer_is_reported_and_degrades() {
+    let mut paused = consumer("web", Some("r1"), true);
+    paused.paused = true;
+    let plan = fixture()
+        .established(("one", "two"), (1, 2))
+        .rotating(PHASE_AWAITING_ROLLOUT, 1, RotationStrategy::ZeroDowntime)
+        .consumer(paused)
+        .plan();
+    assert_eq!(
+        condition(&plan, DEGRADED),
+        Some(("True".into(), "ConsumerBlocked".into()))
+    );
+    let summary = plan.status.consumers.clone().expect("summary");
+    assert_eq!(summary.blocked.len(), 1);
+    assert_eq!(summary.blocked[0].reason, "Paused");
+    assert!(reasons(&plan).contains(&"ConsumerBlocked"));
+    assert!(plan.secret.is_none());
+}
+
+#[test]
+fn restart_strategy_deactivates_first_then_restarts_consumers() {
+    let plan = fixture()
+        .trigger("t1")
+        .established(("one", "two"), (1, 2))
+        .trigger("t2")
+        .strategy(RotationStrategy::Restart)
+        .consumer(consumer("api", None, false))
+        .plan();
+    assert_eq!(
+        written_pair(&plan),
+        Some(("two".into(), "fresh-a".into(), 2, 3))
+    );
+    let rotation = plan.status.rotation.clone().expect("still restarting");
+    assert_eq!(rotation.phase, PHASE_RESTARTING);
+    assert_eq!(plan.consumer_patches.len(), 1);
+    assert!(
+        plan.consumer_patches[0].repoint.is_none(),
+        "Restart does not repoint"
+    );
+    assert_eq!(
+        reasons(&plan),
+        [
+            "RotationStarted",
+            "TokenDeactivated",
+            "Restarting",
+            "ConsumersRestarted"
+        ]
+    );
+}
+
+#[test]
+fn a_crash_after_the_deactivating_write_completes_without_writing_again() {
+    // Status still says AwaitingRollout for r1, but the Secret already holds the promoted pair.
+    let mut fixture = fixture()
+        .established(("two", "three"), (2, 3))
+        .rotating(PHASE_AWAITING_ROLLOUT, 1, RotationStrategy::ZeroDowntime)
+        .consumer(consumer("api", Some("r1"), true));
+    fixture.snapshot.status.token1 = Some(identity(1));
+    fixture.snapshot.status.token2 = Some(identity(2));
+    let plan = fixture.plan();
+    assert!(plan.secret.is_none(), "no second deactivation");
+    assert!(plan.status.rotation.is_none());
+    assert_eq!(
+        plan.status.token1.as_ref().map(|token| token.serial),
+        Some(2)
+    );
+}
+
+#[test]
+fn replayed_repoint_is_a_no_op() {
+    let plan = fixture()
+        .established(("one", "two"), (1, 2))
+        .rotating(PHASE_REPOINTING, 1, RotationStrategy::ZeroDowntime)
+        .consumer(consumer("api", Some("r1"), true))
+        .plan();
+    assert!(
+        plan.consumer_patches.is_empty(),
+        "already on r1 and Token 2: no second roll"
+    );
+}
+
+#[test]
+fn a_trigger_during_a_rotation_is_queued_and_runs_next() {
+    let mut fixture = fixture()
+        .established(("one", "two"), (1, 2))
+        .rotating(PHASE_AWAITING_ROLLOUT, 1, RotationStrategy::ZeroDowntime)
+        .consumer(consumer("api", Some("r0"), true));
+    fixture.snapshot.consumers[0].pods = Some(vec![]);
+    fixture.snapshot.spec.rotation.trigger = Some("t3".into());
+    fixture.snapshot.consumers[0].template_rotation = Some("r1".into());
+    fixture.snapshot.consumers[0]
+        .pods
+        .as_mut()
+        .expect("pods")
+        .push(PodObservation {
+            name: "old".into(),
+            rotation: None,
+            terminating: true,
+        });
+    let plan = fixture.plan();
+    let rotation = plan.status.rotation.clone().expect("same rotation");
+    assert_eq!(rotation.id, "r1", "not interrupted");
+    assert_eq!(rotation.queued_trigger.as_deref(), Some("t3"));
+    assert!(reasons(&plan).contains(&"RotationQueued"));
+
+    // Once r1 completes, the queued trigger starts r2.
+    fixture.snapshot.status = plan.status;
+    fixture.snapshot.consumers[0].pods = Some(vec![]);
+    let plan = fixture.plan();
+    assert_eq!(written_pair(&plan).map(|pair| pair.2), Some(2));
+    let next = plan.status.rotation.expect("queued rotation started");
+    assert_eq!(next.id, "r2");
+    assert_eq!(plan.status.observed_trigger.as_deref(), Some("t3"));
+}
+
+#[test]
+fn secret_ref_rotation_hands_over_to_a_person_and_completes_on_promotion() {
+    let waiting = fixture()
+        .secret_ref(Ok(("one", "two")))
+        .established(("one", "two"), (1, 2))
+        .rotating(PHASE_AWAITING_ROLLOUT, 1, RotationStrategy::ZeroDowntime)
+        .consumer(consumer("api", Some("r1"), true));
+    let plan = waiting.plan();
+    assert_eq!(
+        plan.status
+            .rotation
+            .as_ref()
+            .map(|rotation| rotation.phase.as_str()),
+        Some(PHASE_AWAITING_SOURCE)
+    );
+    assert_eq!(
+        condition(&plan, READY_TO_ROTATE),
+        Some(("True".into(), "ConsumersOnToken2".into()))
+    );
+    assert!(plan.secret.is_none());
+
+    let mut promoted = fixture()
+        .secret_ref(Ok(("two", "three")))
+        .established(("one", "two"), (1, 2))
+        .rotating(PHASE_AWAITING_SOURCE, 1, RotationStrategy::ZeroDowntime)
+        .consumer(consumer("api", Some("r1"), true));
+    promoted.snapshot.status.conditions = plan.status.conditions.clone();
+    let plan = promoted.plan();
+    assert_eq!(
+        written_pair(&plan),
+        Some(("two".into(), "three".into(), 2, 3))
+    );
+    assert!(plan.status.rotation.is_none());
+    assert_eq!(
+        condition(&plan, READY_TO_ROTATE),
+        Some(("False".into(), "NoRotation".into()))
+    );
+}
+
+#[test]
+fn secret_ref_consumers_not_verified_means_not_ready_to_rotate() {
+    let plan = fixture()
+        .secret_ref(Ok(("one", "two")))
+        .established(("one", "two"), (1, 2))
+        .rotating(PHASE_AWAITING_ROLLOUT, 1, RotationStrategy::ZeroDowntime)
+        .consumer(consumer("api", Some("r1"), true))
+        .consumer(consumer("web", Some("r1"), true))
+        .plan();
+    assert_eq!(
+        condition(&plan, READY_TO_ROTATE),
+        Some(("True".into(), "ConsumersOnToken2".into()))
+    );
+    let mut unverified = consumer("web", Some("r1"), true);
+    unverified.ready = 1;
+    let plan = fixture()
+        .secret_ref(Ok(("one", "two")))
+        .established(("one", "two"), (1, 2))
+        .rotating(PHASE_AWAITING_ROLLOUT, 1, RotationStrategy::ZeroDowntime)
+        .consumer(unverified)
+        .plan();
+    assert_eq!(
+        condition(&plan, READY_TO_ROTATE),
+        Some(("False".into(), "ConsumersNotReady".into()))
+    );
+}
+
+#[test]
+fn tokens_replaced_out_of_band_restart_every_consumer() {
+    let plan = fixture()
+        .secret_ref(Ok(("x", "y")))
+        .established(("one", "two"), (1, 2))
+        .consumer(consumer("api", None, false))
+        .plan();
+    let rotation = plan.status.rotation.clone().expect("restart rotation");
+    assert_eq!(rotation.cause, "TokensReplaced");
+    assert_eq!(rotation.phase, PHASE_RESTARTING);
+    assert_eq!(plan.consumer_patches.len(), 1);
+    assert!(reasons(&plan).contains(&"SourceReplaced"));
+}
+
+#[test]
+fn periodic_rotation_is_scheduled_and_starts_when_due() {
+    let mut fixture = fixture().established(("one", "two"), (1, 2));
+    fixture.snapshot.spec.rotation.interval = Some("1h".into());
+    let plan = plan(&fixture.snapshot, &at(60));
+    assert_eq!(plan.status.next_rotation_at, Some(at(3600)));
+    assert_eq!(plan.requeue, Requeue::After(Duration::from_secs(3540)));
+    assert!(plan.status.rotation.is_none());
+    // With no consumers the whole rotation completes in one reconcile.
+    let plan = super::plan(&fixture.snapshot, &at(3600));
+    assert_eq!(
+        written_pair(&plan),
+        Some(("two".into(), "fresh-a".into(), 2, 3))
+    );
+    assert!(reasons(&plan).contains(&"RotationStarted"));
+    assert_eq!(
+        plan.status.last_rotation.map(|last| last.completed_at),
+        Some(at(3600))
+    );
+    assert_eq!(plan.status.next_rotation_at, Some(at(7200)));
+}
+
+#[test]
+fn a_literal_env_value_blocks_repointing_with_a_clear_reason() {
+    let mut literal = consumer("api", None, false);
+    literal.containers[0].source = EnvSource::Literal;
+    let plan = fixture()
+        .established(("one", "two"), (1, 2))
+        .rotating(PHASE_REPOINTING, 1, RotationStrategy::ZeroDowntime)
+        .consumer(literal)
+        .plan();
+    assert!(plan.consumer_patches.is_empty());
+    let summary = plan.status.consumers.clone().expect("summary");
+    assert_eq!(summary.blocked[0].reason, "LiteralEnvValue");
+    assert_eq!(
+        condition(&plan, DEGRADED),
+        Some(("True".into(), "ConsumerBlocked".into()))
+    );
+    assert!(plan.secret.is_none());
+}
+
+#[test]
+fn no_token_value_reaches_status_events_or_debug_output() {
+    let sentinel = "SENTINEL-value-0123456789";
+    let fixtures = [
+        fixture().secret_ref(Ok((sentinel, "other"))),
+        fixture()
+            .secret_ref(Ok(("other", sentinel)))
+            .established(("one", "two"), (1, 2)),
+        fixture().secret_ref(Ok((sentinel, sentinel))),
+    ];
+    for fixture in fixtures {
+        let plan = fixture.plan();
+        let status = serde_json::to_string(&plan.status).expect("serializes");
+        assert!(!status.contains(sentinel));
+        for notice in &plan.events {
+            assert!(!notice.message.contains(sentinel));
+        }
+        assert!(
+            !format!("{plan:?}").contains(sentinel),
+            "Debug of a plan redacts tokens"
+        );
+    }
+}
