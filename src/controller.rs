@@ -213,11 +213,11 @@ async fn reconcile(token: Arc<StreamingToken>, context: Arc<Context>) -> Result<
         // A standby keeps its caches warm and writes nothing.
         return Ok(Action::await_change());
     }
-    let snapshot = observe(&token, &context).await?;
     // Whole seconds: Kubernetes serializes times to the second, and a status compared with its
     // stored copy must not differ by a fraction of a second (that would write on every reconcile).
     let now =
         Time(jiff::Timestamp::from_second(jiff::Timestamp::now().as_second()).unwrap_or_default());
+    let snapshot = observe(&token, &context, &now).await?;
     let plan = plan::plan(&snapshot, &now);
     let result = execute(&token, &context, &snapshot, plan).await;
     context.metrics.observe_reconcile(
@@ -303,7 +303,7 @@ fn error_policy(token: Arc<StreamingToken>, error: &Error, context: Arc<Context>
 }
 
 /// Gathers the snapshot `plan` decides on.
-async fn observe(token: &StreamingToken, context: &Context) -> Result<Snapshot, Error> {
+async fn observe(token: &StreamingToken, context: &Context, now: &Time) -> Result<Snapshot, Error> {
     let name = token.name_any();
     let namespace = token.namespace().unwrap_or_default();
     let secrets = Api::<Secret>::namespaced(context.client.clone(), &namespace);
@@ -338,7 +338,7 @@ async fn observe(token: &StreamingToken, context: &Context) -> Result<Snapshot, 
         })),
     };
 
-    let consumers = observe_consumers(token, context).await?;
+    let consumers = observe_consumers(token, context, now).await?;
     let (prefix, length) =
         token
             .spec
@@ -448,6 +448,7 @@ fn read_source(
 async fn observe_consumers(
     token: &StreamingToken,
     context: &Context,
+    now: &Time,
 ) -> Result<Vec<ConsumerObservation>, Error> {
     let name = token.name_any();
     let namespace = token.namespace().unwrap_or_default();
@@ -514,6 +515,12 @@ async fn observe_consumers(
                             .get(workload::ROTATION_ANNOTATION)
                             .cloned(),
                         terminating: pod.metadata.deletion_timestamp.is_some(),
+                        // deletionTimestamp is when the grace period ends; past it, only a
+                        // finalizer keeps the pod (and whatever token it holds) around.
+                        held_by: match &pod.metadata.deletion_timestamp {
+                            Some(deadline) if deadline.0 <= now.0 => pod.finalizers().to_vec(),
+                            _ => Vec::new(),
+                        },
                     })
                     .collect(),
             );

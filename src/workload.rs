@@ -58,6 +58,8 @@ pub struct PodObservation {
     pub name: String,
     pub rotation: Option<String>,
     pub terminating: bool,
+    /// Finalizers of a terminating pod whose grace period is over: something holds it.
+    pub held_by: Vec<String>,
 }
 
 /// Everything verification and repointing need to know about one consumer.
@@ -118,6 +120,21 @@ pub fn verify(
         return Verdict::Blocked {
             reason: "OnDeleteUpdateStrategy",
             message: "the OnDelete update strategy never replaces pods by itself; delete its pods or use RollingUpdate".into(),
+        };
+    }
+    if let Some(pods) = &consumer.pods
+        && consumer.template_rotation.as_deref() == Some(id)
+        && let Some(held) = pods
+            .iter()
+            .find(|pod| pod.rotation.as_deref() != Some(id) && !pod.held_by.is_empty())
+    {
+        return Verdict::Blocked {
+            reason: "PodHeldByFinalizer",
+            message: format!(
+                "pod {} of an older template is terminating past its grace period, held by finalizer(s) {}; it may still hold Token 1",
+                held.name,
+                held.held_by.join(", ")
+            ),
         };
     }
     let progressing = progress(consumer, id);
@@ -434,6 +451,7 @@ mod tests {
                         name: format!("{name}-{index}"),
                         rotation: Some("r1".into()),
                         terminating: false,
+                        held_by: vec![],
                     })
                     .collect(),
             ),
@@ -495,6 +513,7 @@ mod tests {
                         name: "old".into(),
                         rotation: None,
                         terminating: true,
+                        held_by: vec![],
                     })
                 },
                 minute,

@@ -180,6 +180,7 @@ fn consumer(name: &str, rotation: Option<&str>, pointed_at_token2: bool) -> Cons
                     name: format!("{name}-{index}"),
                     rotation: rotation.map(Into::into),
                     terminating: false,
+                    held_by: vec![],
                 })
                 .collect(),
         ),
@@ -490,6 +491,7 @@ fn zero_downtime_deactivates_only_once_every_consumer_is_verified() {
             name: "web-old".into(),
             rotation: None,
             terminating: true,
+            held_by: vec![],
         });
     let mut paused = consumer("web", Some("r1"), true);
     paused.paused = true;
@@ -633,6 +635,7 @@ fn a_trigger_during_a_rotation_is_queued_and_runs_next() {
             name: "old".into(),
             rotation: None,
             terminating: true,
+            held_by: vec![],
         });
     let plan = fixture.plan();
     let rotation = plan.status.rotation.clone().expect("same rotation");

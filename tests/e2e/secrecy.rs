@@ -23,7 +23,9 @@ fn base64(text: &str) -> String {
             | u32::from(*chunk.get(2).unwrap_or(&0));
         for index in 0..4 {
             if index <= chunk.len() {
-                let _ = out.write_char(char::from(ALPHABET[((n >> (18 - 6 * index)) & 63) as usize]));
+                let _ = out.write_char(char::from(
+                    ALPHABET[((n >> (18 - 6 * index)) & 63) as usize],
+                ));
             } else {
                 out.push('=');
             }
@@ -36,7 +38,10 @@ fn assert_clean(place: &str, text: &str) {
     for secret in [SENTINEL, SENTINEL_NEXT] {
         assert!(!text.contains(secret), "{place} contains a token value");
         let encoded = base64(secret);
-        assert!(!text.contains(encoded.trim_end_matches('=')), "{place} contains a token value in base64");
+        assert!(
+            !text.contains(encoded.trim_end_matches('=')),
+            "{place} contains a token value in base64"
+        );
     }
 }
 
@@ -57,37 +62,100 @@ async fn token_values_never_reach_logs_events_status_or_metrics() {
     let tokens: Api<StreamingToken> = Api::namespaced(admin.clone(), &namespace);
     let secrets: Api<Secret> = Api::namespaced(admin.clone(), &namespace);
     let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &namespace);
-    support::apply(&deployments, &fixtures::deployment("api", &namespace, Some("sentinel"), 1)).await;
+    support::apply(
+        &deployments,
+        &fixtures::deployment("api", &namespace, Some("sentinel"), 1),
+    )
+    .await;
 
     // Bad input first: both keys hold the sentinel.
-    support::apply(&secrets, &fixtures::source_secret("portal", &namespace, "sentinel", SENTINEL, SENTINEL)).await;
-    support::apply(&tokens, &fixtures::token("sentinel", &namespace).secret_ref("portal").with_trigger("one").build()).await;
-    wait_condition(&tokens, "sentinel", "Ready", "False", "SourceTokensIdentical", TIMEOUT).await;
+    support::apply(
+        &secrets,
+        &fixtures::source_secret("portal", &namespace, "sentinel", SENTINEL, SENTINEL),
+    )
+    .await;
+    support::apply(
+        &tokens,
+        &fixtures::token("sentinel", &namespace)
+            .secret_ref("portal")
+            .with_trigger("one")
+            .build(),
+    )
+    .await;
+    wait_condition(
+        &tokens,
+        "sentinel",
+        "Ready",
+        "False",
+        "SourceTokensIdentical",
+        TIMEOUT,
+    )
+    .await;
 
     // Then a valid pair, mirrored.
-    support::apply(&secrets, &fixtures::source_secret("portal", &namespace, "sentinel", "plain-first", SENTINEL)).await;
+    support::apply(
+        &secrets,
+        &fixtures::source_secret("portal", &namespace, "sentinel", "plain-first", SENTINEL),
+    )
+    .await;
     wait_condition(&tokens, "sentinel", "Ready", "True", "TokensReady", TIMEOUT).await;
 
     // A rotation: consumers move to Token 2 (the sentinel), then the platform promotes it.
-    support::apply(&tokens, &fixtures::token("sentinel", &namespace).secret_ref("portal").with_trigger("two").build()).await;
-    wait_condition(&tokens, "sentinel", "ReadyToRotate", "True", "ConsumersOnToken2", TIMEOUT).await;
-    support::apply(&secrets, &fixtures::source_secret("portal", &namespace, "sentinel", SENTINEL, SENTINEL_NEXT)).await;
+    support::apply(
+        &tokens,
+        &fixtures::token("sentinel", &namespace)
+            .secret_ref("portal")
+            .with_trigger("two")
+            .build(),
+    )
+    .await;
+    wait_condition(
+        &tokens,
+        "sentinel",
+        "ReadyToRotate",
+        "True",
+        "ConsumersOnToken2",
+        TIMEOUT,
+    )
+    .await;
+    support::apply(
+        &secrets,
+        &fixtures::source_secret("portal", &namespace, "sentinel", SENTINEL, SENTINEL_NEXT),
+    )
+    .await;
     wait_for("the rotation to complete", TIMEOUT, || async {
-        let token = tokens.get("sentinel").await.map_err(|error| error.to_string())?;
+        let token = tokens
+            .get("sentinel")
+            .await
+            .map_err(|error| error.to_string())?;
         let status = token.status.unwrap_or_default();
-        if status.last_rotation.is_some() && status.rotation.is_none() { Ok(()) } else { Err(format!("{:?}", status.rotation)) }
+        if status.last_rotation.is_some() && status.rotation.is_none() {
+            Ok(())
+        } else {
+            Err(format!("{:?}", status.rotation))
+        }
     })
     .await;
-    assert_eq!(support::secret_value(&admin, &namespace, "sentinel", "token1").await.as_deref(), Some(SENTINEL));
+    assert_eq!(
+        support::secret_value(&admin, &namespace, "sentinel", "token1")
+            .await
+            .as_deref(),
+        Some(SENTINEL)
+    );
 
     let logs = operator.logs();
-    assert!(logs.lines().count() > 200, "trace logging is on ({} lines)", logs.lines().count());
+    assert!(
+        logs.lines().count() > 200,
+        "trace logging is on ({} lines)",
+        logs.lines().count()
+    );
     assert!(logs.contains("TRACE"), "trace level reached");
     assert_clean("the operator's logs", &logs);
     let events = support::events(&admin, &namespace, "sentinel").await;
     assert!(events.len() >= 4, "{events:?}");
     assert_clean("Events", &format!("{events:?}"));
-    let status = serde_json::to_string(&tokens.get("sentinel").await.expect("token")).expect("serializes");
+    let status =
+        serde_json::to_string(&tokens.get("sentinel").await.expect("token")).expect("serializes");
     assert_clean("the StreamingToken (status included)", &status);
     assert_clean("metrics", &operator.metrics().await);
 }
