@@ -9,7 +9,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{ObjectMeta, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -129,7 +129,12 @@ pub async fn status(
 }
 
 /// Publishes an Event on the StreamingToken. Failing to publish is logged, not fatal.
-pub async fn event(recorder: &Recorder, token: &StreamingToken, notice: &Notice) {
+///
+/// A fresh `Recorder` each time: a shared one folds every Event with the same reason into one
+/// series that keeps the first message (rotation r1's "completed" would stand for r2 and r3).
+/// The plan already publishes an Event only when something changes, so nothing repeats.
+pub async fn event(client: &Client, reporter: &Reporter, token: &StreamingToken, notice: &Notice) {
+    let recorder = Recorder::new(client.clone(), reporter.clone());
     let event = Event {
         type_: match notice.severity {
             Severity::Normal => EventType::Normal,

@@ -22,7 +22,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::ListParams;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -55,7 +55,7 @@ impl Scope {
 /// Shared state of the reconcilers.
 pub struct Context {
     pub client: Client,
-    pub recorder: Recorder,
+    pub reporter: Reporter,
     pub deployments: Store<Deployment>,
     pub statefulsets: Store<StatefulSet>,
     pub daemonsets: Store<DaemonSet>,
@@ -63,6 +63,7 @@ pub struct Context {
     /// True while this replica holds the leader lease; only the leader writes.
     pub leader: watch::Receiver<bool>,
     failures: Mutex<HashMap<(String, String), u32>>,
+    halt_after: Option<String>,
 }
 
 fn token_ref(
@@ -140,13 +141,14 @@ pub async fn run(
 
     let context = Arc::new(Context {
         client: client.clone(),
-        recorder: Recorder::new(client.clone(), reporter),
+        reporter,
         deployments: deployments.clone(),
         statefulsets: statefulsets.clone(),
         daemonsets: daemonsets.clone(),
         metrics,
         leader: leader.clone(),
         failures: Mutex::new(HashMap::new()),
+        halt_after: std::env::var("STREAMING_TOKEN_OPERATOR_HALT_AFTER").ok(),
     });
 
     let token_store = tokens.clone();
@@ -242,18 +244,26 @@ async fn execute(
     if let Some(write) = &plan.secret {
         apply::secret(&context.client, token, write).await?;
         info!(%namespace, %name, secret = %snapshot.secret_name, token1_serial = write.identities[0].serial, token2_serial = write.identities[1].serial, "mirror Secret written");
+        halt_point(context, "secret").await;
     }
     for patch in &plan.consumer_patches {
         apply::consumer(&context.client, &namespace, patch).await?;
         info!(%namespace, %name, kind = patch.kind.as_str(), consumer = %patch.name, rotation = %patch.rotation_id, "consumer patched");
+        halt_point(context, "consumer").await;
     }
     if token.status.as_ref() != Some(&plan.status) {
         apply::status(&context.client, token, &plan.status).await?;
         debug!(%namespace, %name, "status written");
+        let phase = plan
+            .status
+            .rotation
+            .as_ref()
+            .map_or("Idle", |rotation| rotation.phase.as_str());
+        halt_point(context, &format!("status:{phase}")).await;
     }
     for notice in &plan.events {
         info!(%namespace, %name, reason = notice.reason, message = %notice.message, "event");
-        apply::event(&context.recorder, token, notice).await;
+        apply::event(&context.client, &context.reporter, token, notice).await;
     }
     context.metrics.observe_status(
         &namespace,
@@ -281,6 +291,16 @@ async fn execute(
         Requeue::Never => Action::await_change(),
         Requeue::After(after) => Action::requeue(after),
     })
+}
+
+/// Crash-safety tests stop the operator right after a given write (`secret`, `consumer`,
+/// `status:<phase>`) through `STREAMING_TOKEN_OPERATOR_HALT_AFTER`, then SIGKILL it there. Unset
+/// in production, where this is a no-op.
+async fn halt_point(context: &Context, step: &str) {
+    if context.halt_after.as_deref() == Some(step) {
+        warn!(step, "test halt point reached; waiting to be killed");
+        std::future::pending::<()>().await;
+    }
 }
 
 fn error_policy(token: Arc<StreamingToken>, error: &Error, context: Arc<Context>) -> Action {

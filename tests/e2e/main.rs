@@ -3,5 +3,6 @@
 
 mod harness;
 mod mirror;
+mod rotation;
 mod secrecy;
 mod support;

@@ -55,8 +55,40 @@ pub async fn client_from_kubeconfig(path: &Path) -> Client {
     Client::try_from(config).expect("client builds")
 }
 
-/// Creates a fresh namespace for one test.
+/// Installs (server-side applies) the committed CRD and waits until it is established.
+pub async fn install_crd(client: &Client) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("crds/streamingtokens.streamingtoken.io.yaml");
+    let text = std::fs::read_to_string(path).expect("committed CRD");
+    let crd: CustomResourceDefinition = serde_norway::from_str(&text).expect("CRD parses");
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    apply(&api, &crd).await;
+    let name = crd.metadata.name.clone().expect("named");
+    wait_for(
+        "the CRD to be established",
+        Duration::from_secs(30),
+        || async {
+            let crd = api.get(&name).await.map_err(|error| error.to_string())?;
+            let established = crd
+                .status
+                .and_then(|status| status.conditions)
+                .unwrap_or_default()
+                .iter()
+                .any(|condition| condition.type_ == "Established" && condition.status == "True");
+            if established {
+                Ok(())
+            } else {
+                Err("not established".into())
+            }
+        },
+    )
+    .await;
+}
+
+/// Creates a fresh namespace for one test (installing the CRD first, idempotently).
 pub async fn namespace(client: &Client, prefix: &str) -> String {
+    install_crd(client).await;
     let name = format!(
         "{prefix}-{}-{}",
         std::process::id(),
@@ -297,6 +329,7 @@ pub struct OperatorOptions {
     pub lease_duration_seconds: u64,
     pub instance: String,
     pub extra_args: Vec<String>,
+    pub extra_env: Vec<(String, String)>,
 }
 
 impl Default for OperatorOptions {
@@ -307,6 +340,7 @@ impl Default for OperatorOptions {
             lease_duration_seconds: 15,
             instance: "operator".into(),
             extra_args: Vec::new(),
+            extra_env: Vec::new(),
         }
     }
 }
@@ -384,6 +418,12 @@ impl Operator {
             .env("RUST_LOG", &options.rust_log)
             .env("NO_COLOR", "1")
             .env("POD_NAMESPACE", namespace)
+            .envs(
+                options
+                    .extra_env
+                    .iter()
+                    .map(|(key, value)| (key.as_str(), value.as_str())),
+            )
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("log file"))
             .stderr(log_file)

@@ -1,0 +1,910 @@
+//! Rotation end to end: zero downtime proven by an independent observer, blocking, the Restart
+//! strategy, the secretRef handshake, GitOps triggers and SIGKILL at every step.
+
+use crate::support::{self, Operator, OperatorOptions, fixtures, wait_condition, wait_for};
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{ListParams, Patch, PatchParams, VersionMatch};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use streaming_token_operator::api::{RotationStrategy, StreamingToken};
+use streaming_token_operator::workload::ROTATION_ANNOTATION;
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Every version of the mirror Secret seen by an independent watch: (resourceVersion, token1,
+/// token2, when).
+type SecretHistory = Arc<Mutex<Vec<(String, String, String, Instant)>>>;
+
+fn record_secret(client: &Client, namespace: &str, name: &str) -> SecretHistory {
+    let history: SecretHistory = Arc::default();
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let sink = history.clone();
+    tokio::spawn(async move {
+        let mut stream = watcher(api, config).applied_objects().boxed();
+        while let Some(Ok(secret)) = stream.next().await {
+            let value = |key: &str| {
+                secret
+                    .data
+                    .as_ref()
+                    .and_then(|data| data.get(key))
+                    .map(|bytes| String::from_utf8_lossy(&bytes.0).to_string())
+                    .unwrap_or_default()
+            };
+            let entry = (
+                secret.resource_version().unwrap_or_default(),
+                value("token1"),
+                value("token2"),
+                Instant::now(),
+            );
+            let mut history = sink.lock().expect("lock");
+            if history.last().map(|last| (&last.1, &last.2)) != Some((&entry.1, &entry.2)) {
+                history.push(entry);
+            }
+        }
+    });
+    history
+}
+
+/// When each old-template pod (no rotation annotation `id`) was last seen deleted.
+type PodDeletions = Arc<Mutex<Vec<Instant>>>;
+
+fn record_pod_deletions(client: &Client, namespace: &str, id: &'static str) -> PodDeletions {
+    let deletions: PodDeletions = Arc::default();
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let sink = deletions.clone();
+    tokio::spawn(async move {
+        let mut stream = watcher(api, watcher::Config::default()).boxed();
+        while let Some(Ok(event)) = stream.next().await {
+            if let watcher::Event::Delete(pod) = event
+                && pod
+                    .annotations()
+                    .get(ROTATION_ANNOTATION)
+                    .map(String::as_str)
+                    != Some(id)
+            {
+                sink.lock().expect("lock").push(Instant::now());
+            }
+        }
+    });
+    deletions
+}
+
+async fn wait_rotation_done(
+    tokens: &Api<StreamingToken>,
+    name: &str,
+    id: &str,
+    timeout: Duration,
+) -> StreamingToken {
+    wait_for(
+        &format!("rotation {id} of {name} to complete"),
+        timeout,
+        || async {
+            let token = tokens.get(name).await.map_err(|error| error.to_string())?;
+            let status = token.status.clone().unwrap_or_default();
+            match (&status.last_rotation, &status.rotation) {
+                (Some(last), None) if last.id == id => Ok(token),
+                _ => Err(format!(
+                    "rotation {:?}, blocked {:?}, last {:?}",
+                    status
+                        .rotation
+                        .as_ref()
+                        .map(|rotation| (&rotation.id, &rotation.phase)),
+                    status
+                        .consumers
+                        .as_ref()
+                        .map(|consumers| &consumers.blocked),
+                    status.last_rotation.as_ref().map(|last| &last.id)
+                )),
+            }
+        },
+    )
+    .await
+}
+
+async fn set_trigger(tokens: &Api<StreamingToken>, name: &str, trigger: &str) {
+    tokens
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"rotation": {"trigger": trigger}}})),
+        )
+        .await
+        .expect("trigger set");
+}
+
+async fn wait_deployments_available(client: &Client, namespace: &str, names: &[&str]) {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    for name in names {
+        wait_for(&format!("Deployment {name} available"), TIMEOUT, || async {
+            let deployment = deployments
+                .get(name)
+                .await
+                .map_err(|error| error.to_string())?;
+            let desired = deployment.spec.replicas.unwrap_or(1);
+            let status = deployment.status.unwrap_or_default();
+            if status.available_replicas == Some(desired)
+                && status.updated_replicas == Some(desired)
+            {
+                Ok(())
+            } else {
+                Err(format!("{status:?}"))
+            }
+        })
+        .await;
+    }
+}
+
+/// How many times each Deployment rolled: ReplicaSets beyond the first.
+async fn rollouts(client: &Client, namespace: &str, name: &str) -> usize {
+    let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), namespace);
+    let list = sets
+        .list(&ListParams::default().labels(&format!("app={name}")))
+        .await
+        .expect("list");
+    list.items.len() - 1
+}
+
+/// Every consumer container references the mirror Secret's Token 2 key, which exists.
+async fn assert_consumers_on_token2(
+    client: &Client,
+    namespace: &str,
+    secret: &str,
+    names: &[&str],
+) {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    assert!(
+        support::secret_value(client, namespace, secret, "token2")
+            .await
+            .is_some()
+    );
+    for name in names {
+        let deployment = deployments.get(name).await.expect("deployment");
+        let template = deployment.spec.template.spec.expect("pod spec");
+        for container in template.containers {
+            let reference = container
+                .env
+                .unwrap_or_default()
+                .into_iter()
+                .find(|variable| variable.name == "STREAMING_TOKEN")
+                .and_then(|variable| variable.value_from?.secret_key_ref)
+                .expect("STREAMING_TOKEN references a Secret key");
+            assert_eq!(
+                (reference.name.as_str(), reference.key.as_str()),
+                (secret, "token2"),
+                "{name}"
+            );
+        }
+    }
+}
+
+/// Pods as they were at `resource_version` (a consistent snapshot served by the apiserver).
+async fn pods_at(client: &Client, namespace: &str, resource_version: &str) -> Vec<Pod> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    pods.list(
+        &ListParams::default()
+            .at(resource_version)
+            .matching(VersionMatch::Exact),
+    )
+    .await
+    .expect("list at an exact resourceVersion")
+    .items
+}
+
+/// Invariant 1, end to end: when Token 1 is deactivated, no pod of a pre-repoint template exists,
+/// terminating ones included; the old Token 2 became Token 1.
+#[tokio::test(flavor = "multi_thread")]
+async fn zero_downtime_rotation_deactivates_only_after_every_old_pod_is_gone() {
+    let admin = support::admin_client().await;
+    let namespace = support::namespace(&admin, "rotate-zero").await;
+    let _operator = Operator::start(&admin, &namespace, OperatorOptions::default()).await;
+    let tokens: Api<StreamingToken> = Api::namespaced(admin.clone(), &namespace);
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &namespace);
+    let statefulsets: Api<StatefulSet> = Api::namespaced(admin.clone(), &namespace);
+    let names = ["alpha", "beta", "gamma"];
+    for name in names {
+        support::apply(
+            &deployments,
+            &fixtures::deployment(name, &namespace, Some("rot"), 2),
+        )
+        .await;
+    }
+    support::apply(
+        &statefulsets,
+        &fixtures::statefulset("delta", &namespace, "rot", 2),
+    )
+    .await;
+    support::apply(
+        &tokens,
+        &fixtures::token("rot", &namespace)
+            .with_trigger("t0")
+            .build(),
+    )
+    .await;
+    wait_condition(&tokens, "rot", "Ready", "True", "TokensReady", TIMEOUT).await;
+    wait_deployments_available(&admin, &namespace, &names).await;
+
+    let history = record_secret(&admin, &namespace, "rot");
+    let deletions = record_pod_deletions(&admin, &namespace, "r1");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let old_token2 = support::secret_value(&admin, &namespace, "rot", "token2")
+        .await
+        .expect("token2");
+    let triggered = Instant::now();
+    set_trigger(&tokens, "rot", "t1").await;
+    let token = wait_rotation_done(&tokens, "rot", "r1", TIMEOUT).await;
+    let done = Instant::now();
+
+    let history = history.lock().expect("lock").clone();
+    let deactivation = history
+        .iter()
+        .find(|(_, token1, _, _)| *token1 == old_token2)
+        .expect("the old Token 2 became Token 1")
+        .clone();
+    let pods = pods_at(&admin, &namespace, &deactivation.0).await;
+    assert!(!pods.is_empty());
+    let stale: Vec<String> = pods
+        .iter()
+        .filter(|pod| {
+            pod.annotations()
+                .get(ROTATION_ANNOTATION)
+                .map(String::as_str)
+                != Some("r1")
+        })
+        .map(|pod| {
+            format!(
+                "{} (terminating: {})",
+                pod.name_any(),
+                pod.metadata.deletion_timestamp.is_some()
+            )
+        })
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "pods of a pre-repoint template existed when Token 1 was deactivated: {stale:?}"
+    );
+    assert_ne!(
+        support::secret_value(&admin, &namespace, "rot", "token2")
+            .await
+            .as_deref(),
+        Some(old_token2.as_str())
+    );
+    let status = token.status.expect("status");
+    assert_eq!(
+        (
+            status.token1.expect("t1").serial,
+            status.token2.expect("t2").serial
+        ),
+        (2, 3)
+    );
+    for name in names {
+        assert_eq!(
+            rollouts(&admin, &namespace, name).await,
+            1,
+            "{name} rolled exactly once"
+        );
+    }
+    assert_consumers_on_token2(&admin, &namespace, "rot", &names).await;
+    let revisions: Api<ControllerRevision> = Api::namespaced(admin.clone(), &namespace);
+    let revisions = revisions
+        .list(&ListParams::default().labels("app=delta"))
+        .await
+        .expect("revisions");
+    assert_eq!(
+        revisions.items.len(),
+        2,
+        "the StatefulSet rolled exactly once"
+    );
+
+    let last_old_pod_gone = deletions
+        .lock()
+        .expect("lock")
+        .iter()
+        .max()
+        .copied()
+        .expect("old pods were deleted");
+    eprintln!(
+        "[measure] 4 consumers: trigger -> deactivation {:?}; last old pod deleted -> deactivation {:?}; trigger -> complete {:?}",
+        deactivation.3 - triggered,
+        deactivation.3.saturating_duration_since(last_old_pod_gone),
+        done - triggered
+    );
+}
+
+/// A pod held in Terminating by a finalizer, and a paused Deployment, each block deactivation
+/// until cleared, and both are reported while they block.
+#[tokio::test(flavor = "multi_thread")]
+async fn finalizer_held_pod_and_paused_deployment_block_deactivation() {
+    let admin = support::admin_client().await;
+    let namespace = support::namespace(&admin, "rotate-blocked").await;
+    let _operator = Operator::start(&admin, &namespace, OperatorOptions::default()).await;
+    let tokens: Api<StreamingToken> = Api::namespaced(admin.clone(), &namespace);
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &namespace);
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), &namespace);
+    support::apply(
+        &deployments,
+        &fixtures::deployment("held", &namespace, Some("blk"), 1),
+    )
+    .await;
+    support::apply(
+        &deployments,
+        &fixtures::deployment("paused", &namespace, Some("blk"), 1),
+    )
+    .await;
+    support::apply(
+        &tokens,
+        &fixtures::token("blk", &namespace)
+            .with_trigger("t0")
+            .build(),
+    )
+    .await;
+    wait_condition(&tokens, "blk", "Ready", "True", "TokensReady", TIMEOUT).await;
+    wait_deployments_available(&admin, &namespace, &["held", "paused"]).await;
+    let old_token1 = support::secret_value(&admin, &namespace, "blk", "token1")
+        .await
+        .expect("token1");
+
+    let held_pod = pods
+        .list(&ListParams::default().labels("app=held"))
+        .await
+        .expect("pods")
+        .items[0]
+        .name_any();
+    pods.patch(
+        &held_pod,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": ["example.com/hold"]}})),
+    )
+    .await
+    .expect("finalizer added");
+    deployments
+        .patch(
+            "paused",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"paused": true}})),
+        )
+        .await
+        .expect("paused");
+    set_trigger(&tokens, "blk", "t1").await;
+
+    let reasons = |token: &StreamingToken| -> Vec<(String, String)> {
+        let mut reasons: Vec<(String, String)> = token
+            .status
+            .as_ref()
+            .and_then(|status| status.consumers.as_ref())
+            .map(|consumers| {
+                consumers
+                    .blocked
+                    .iter()
+                    .map(|blocked| (blocked.name.clone(), blocked.reason.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        reasons.sort();
+        reasons
+    };
+    let blocked = wait_for("both consumers reported as blocked", TIMEOUT, || async {
+        let token = tokens.get("blk").await.map_err(|error| error.to_string())?;
+        let found = reasons(&token);
+        if found
+            == [
+                ("held".to_string(), "PodHeldByFinalizer".to_string()),
+                ("paused".to_string(), "Paused".to_string()),
+            ]
+        {
+            Ok(token)
+        } else {
+            Err(format!("{found:?}"))
+        }
+    })
+    .await;
+    assert_eq!(
+        support::condition(&blocked, "Degraded"),
+        Some(("True".into(), "ConsumerBlocked".into()))
+    );
+    support::wait_event(&admin, &namespace, "blk", "ConsumerBlocked", TIMEOUT).await;
+    assert_eq!(
+        support::secret_value(&admin, &namespace, "blk", "token1")
+            .await
+            .as_deref(),
+        Some(old_token1.as_str())
+    );
+
+    deployments
+        .patch(
+            "paused",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"paused": false}})),
+        )
+        .await
+        .expect("resumed");
+    wait_for(
+        "the paused Deployment to stop blocking",
+        TIMEOUT,
+        || async {
+            let token = tokens.get("blk").await.map_err(|error| error.to_string())?;
+            let found = reasons(&token);
+            if found == [("held".to_string(), "PodHeldByFinalizer".to_string())] {
+                Ok(())
+            } else {
+                Err(format!("{found:?}"))
+            }
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        support::secret_value(&admin, &namespace, "blk", "token1")
+            .await
+            .as_deref(),
+        Some(old_token1.as_str()),
+        "still held by the terminating pod"
+    );
+
+    pods.patch(
+        &held_pod,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .expect("finalizer removed");
+    let token = wait_rotation_done(&tokens, "blk", "r1", TIMEOUT).await;
+    assert_eq!(
+        support::condition(&token, "Degraded"),
+        Some(("False".into(), "AsExpected".into()))
+    );
+    assert_ne!(
+        support::secret_value(&admin, &namespace, "blk", "token1")
+            .await
+            .as_deref(),
+        Some(old_token1.as_str())
+    );
+}
+
+/// Restart: Token 1 is deactivated first, then every consumer rolls exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn restart_strategy_deactivates_first_then_rolls_each_consumer_once() {
+    let admin = support::admin_client().await;
+    let namespace = support::namespace(&admin, "rotate-restart").await;
+    let operator = Operator::start(&admin, &namespace, OperatorOptions::default()).await;
+    let tokens: Api<StreamingToken> = Api::namespaced(admin.clone(), &namespace);
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &namespace);
+    let names = ["one", "two"];
+    for name in names {
+        support::apply(
+            &deployments,
+            &fixtures::deployment(name, &namespace, Some("rs"), 2),
+        )
+        .await;
+    }
+    support::apply(
+        &tokens,
+        &fixtures::token("rs", &namespace)
+            .with_trigger("t0")
+            .strategy(RotationStrategy::Restart)
+            .build(),
+    )
+    .await;
+    wait_condition(&tokens, "rs", "Ready", "True", "TokensReady", TIMEOUT).await;
+    wait_deployments_available(&admin, &namespace, &names).await;
+    let old_token2 = support::secret_value(&admin, &namespace, "rs", "token2")
+        .await
+        .expect("token2");
+    let user = support::service_account_user(&namespace, "streaming-token-operator");
+    let before = support::audited_writes(&user).len();
+
+    set_trigger(&tokens, "rs", "t1").await;
+    wait_rotation_done(&tokens, "rs", "r1", TIMEOUT).await;
+    assert_eq!(
+        support::secret_value(&admin, &namespace, "rs", "token1")
+            .await
+            .as_deref(),
+        Some(old_token2.as_str())
+    );
+    let writes: Vec<String> = support::audited_writes(&user)[before..]
+        .iter()
+        .filter(|entry| {
+            entry["objectRef"]["resource"] != "events"
+                && entry["objectRef"]["subresource"] != "status"
+        })
+        .map(|entry| {
+            format!(
+                "{}/{}",
+                entry["objectRef"]["resource"].as_str().unwrap_or(""),
+                entry["objectRef"]["name"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert_eq!(
+        writes,
+        ["secrets/rs", "deployments/one", "deployments/two"],
+        "Secret first, then each consumer once"
+    );
+    for name in names {
+        assert_eq!(
+            rollouts(&admin, &namespace, name).await,
+            1,
+            "{name} rolled exactly once"
+        );
+    }
+    drop(operator);
+}
+
+/// secretRef: ReadyToRotate only once every consumer is verified on Token 2; the promoted pair
+/// in the source completes the rotation.
+#[tokio::test(flavor = "multi_thread")]
+async fn secret_ref_handshake_waits_for_consumers_then_for_the_platform() {
+    let admin = support::admin_client().await;
+    let namespace = support::namespace(&admin, "rotate-handshake").await;
+    let _operator = Operator::start(&admin, &namespace, OperatorOptions::default()).await;
+    let tokens: Api<StreamingToken> = Api::namespaced(admin.clone(), &namespace);
+    let secrets: Api<Secret> = Api::namespaced(admin.clone(), &namespace);
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &namespace);
+    let names = ["reader", "writer"];
+    for name in names {
+        support::apply(
+            &deployments,
+            &fixtures::deployment(name, &namespace, Some("hs"), 2),
+        )
+        .await;
+    }
+    support::apply(
+        &secrets,
+        &fixtures::source_secret("portal", &namespace, "hs", "p-one", "p-two"),
+    )
+    .await;
+    support::apply(
+        &tokens,
+        &fixtures::token("hs", &namespace)
+            .secret_ref("portal")
+            .with_trigger("t0")
+            .build(),
+    )
+    .await;
+    wait_condition(&tokens, "hs", "Ready", "True", "TokensReady", TIMEOUT).await;
+    wait_condition(
+        &tokens,
+        "hs",
+        "ReadyToRotate",
+        "False",
+        "NoRotation",
+        TIMEOUT,
+    )
+    .await;
+    wait_deployments_available(&admin, &namespace, &names).await;
+
+    // Record the resourceVersion at which ReadyToRotate first turned True.
+    let first_ready: Arc<Mutex<Option<String>>> = Arc::default();
+    {
+        let sink = first_ready.clone();
+        let config = watcher::Config::default().fields("metadata.name=hs");
+        let mut stream = watcher(tokens.clone(), config).applied_objects().boxed();
+        tokio::spawn(async move {
+            while let Some(Ok(token)) = stream.next().await {
+                if support::condition(&token, "ReadyToRotate")
+                    .is_some_and(|(status, _)| status == "True")
+                {
+                    sink.lock()
+                        .expect("lock")
+                        .get_or_insert(token.resource_version().unwrap_or_default());
+                }
+            }
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    set_trigger(&tokens, "hs", "t1").await;
+    let token = wait_condition(
+        &tokens,
+        "hs",
+        "ReadyToRotate",
+        "True",
+        "ConsumersOnToken2",
+        TIMEOUT,
+    )
+    .await;
+    let message = token
+        .status
+        .as_ref()
+        .expect("status")
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "ReadyToRotate")
+        .expect("condition")
+        .message
+        .clone();
+    assert!(
+        message.contains("rotate the tokens at the platform now"),
+        "{message}"
+    );
+    let version = wait_for("the watcher to see ReadyToRotate", TIMEOUT, || async {
+        first_ready
+            .lock()
+            .expect("lock")
+            .clone()
+            .ok_or_else(|| "not yet".to_string())
+    })
+    .await;
+    let stale: Vec<String> = pods_at(&admin, &namespace, &version)
+        .await
+        .iter()
+        .filter(|pod| {
+            pod.annotations()
+                .get(ROTATION_ANNOTATION)
+                .map(String::as_str)
+                != Some("r1")
+        })
+        .map(ResourceExt::name_any)
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "ReadyToRotate while old pods existed: {stale:?}"
+    );
+    assert_consumers_on_token2(&admin, &namespace, "hs", &names).await;
+    assert_eq!(
+        support::secret_value(&admin, &namespace, "hs", "token1")
+            .await
+            .as_deref(),
+        Some("p-one"),
+        "nothing deactivated yet"
+    );
+
+    // The person rotates at the platform and updates the source Secret.
+    support::apply(
+        &secrets,
+        &fixtures::source_secret("portal", &namespace, "hs", "p-two", "p-three"),
+    )
+    .await;
+    wait_rotation_done(&tokens, "hs", "r1", TIMEOUT).await;
+    assert_eq!(
+        support::secret_value(&admin, &namespace, "hs", "token1")
+            .await
+            .as_deref(),
+        Some("p-two")
+    );
+    assert_eq!(
+        support::secret_value(&admin, &namespace, "hs", "token2")
+            .await
+            .as_deref(),
+        Some("p-three")
+    );
+    wait_condition(
+        &tokens,
+        "hs",
+        "ReadyToRotate",
+        "False",
+        "NoRotation",
+        TIMEOUT,
+    )
+    .await;
+}
+
+/// GitOps: the same trigger twice rotates once; a new trigger during a rotation queues one more.
+#[tokio::test(flavor = "multi_thread")]
+async fn gitops_triggers_rotate_once_per_value_and_queue_during_a_rotation() {
+    let admin = support::admin_client().await;
+    let namespace = support::namespace(&admin, "rotate-gitops").await;
+    let _operator = Operator::start(&admin, &namespace, OperatorOptions::default()).await;
+    let tokens: Api<StreamingToken> = Api::namespaced(admin.clone(), &namespace);
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &namespace);
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), &namespace);
+    support::apply(
+        &deployments,
+        &fixtures::deployment("app", &namespace, Some("git"), 1),
+    )
+    .await;
+    let spec = |trigger: &str| {
+        fixtures::token("git", &namespace)
+            .with_trigger(trigger)
+            .build()
+    };
+    support::apply(&tokens, &spec("2026-11-01")).await;
+    wait_condition(&tokens, "git", "Ready", "True", "TokensReady", TIMEOUT).await;
+    wait_deployments_available(&admin, &namespace, &["app"]).await;
+
+    support::apply(&tokens, &spec("2026-11-24")).await;
+    wait_rotation_done(&tokens, "git", "r1", TIMEOUT).await;
+    support::apply(&tokens, &spec("2026-11-24")).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let started = support::events(&admin, &namespace, "git")
+        .await
+        .into_iter()
+        .filter(|(_, reason, _)| reason == "RotationStarted")
+        .count();
+    assert_eq!(started, 1, "re-applying the same trigger does not rotate");
+    assert_eq!(
+        tokens
+            .get("git")
+            .await
+            .expect("token")
+            .status
+            .expect("status")
+            .token1
+            .expect("t1")
+            .serial,
+        2
+    );
+
+    // Hold the next rotation with a finalizer on the running pod, then push two more triggers.
+    wait_deployments_available(&admin, &namespace, &["app"]).await;
+    let pod = wait_for("one running pod of the new template", TIMEOUT, || async {
+        let list = pods
+            .list(&ListParams::default().labels("app=app"))
+            .await
+            .map_err(|error| error.to_string())?;
+        let live: Vec<_> = list
+            .items
+            .iter()
+            .filter(|pod| pod.metadata.deletion_timestamp.is_none())
+            .collect();
+        if live.len() == 1 && list.items.len() == 1 {
+            Ok(live[0].name_any())
+        } else {
+            Err(format!("{} pods", list.items.len()))
+        }
+    })
+    .await;
+    pods.patch(
+        &pod,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": ["example.com/hold"]}})),
+    )
+    .await
+    .expect("finalizer");
+    support::apply(&tokens, &spec("2026-12-01")).await;
+    wait_condition(
+        &tokens,
+        "git",
+        "Rotating",
+        "True",
+        "AwaitingRollout",
+        TIMEOUT,
+    )
+    .await;
+    support::apply(&tokens, &spec("2026-12-02")).await;
+    support::apply(&tokens, &spec("2026-12-03")).await;
+    let queued = wait_for("the newest trigger to be queued", TIMEOUT, || async {
+        let token = tokens.get("git").await.map_err(|error| error.to_string())?;
+        let rotation = token
+            .status
+            .and_then(|status| status.rotation)
+            .ok_or("no rotation")?;
+        if rotation.queued_trigger.as_deref() == Some("2026-12-03") {
+            Ok(rotation)
+        } else {
+            Err(format!("{:?}", rotation.queued_trigger))
+        }
+    })
+    .await;
+    assert_eq!(queued.id, "r2", "the running rotation was not interrupted");
+    pods.patch(
+        &pod,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .expect("released");
+    let token = wait_rotation_done(&tokens, "git", "r3", TIMEOUT).await;
+    let status = token.status.expect("status");
+    assert_eq!(status.observed_trigger.as_deref(), Some("2026-12-03"));
+    assert_eq!(
+        status.token1.expect("t1").serial,
+        4,
+        "three rotations in all: r1, r2 and the queued r3"
+    );
+    let completed = support::events(&admin, &namespace, "git")
+        .await
+        .into_iter()
+        .filter(|(_, reason, _)| reason == "RotationCompleted")
+        .count();
+    assert_eq!(completed, 3);
+}
+
+/// Invariant 4: SIGKILL the operator right after each write of a rotation; a fresh process
+/// resumes and completes it, no consumer rolls twice, no consumer references a missing key.
+async fn killed_at(step: &str) {
+    let admin = support::admin_client().await;
+    let namespace = support::namespace(
+        &admin,
+        &format!("rotate-kill-{}", step.replace(':', "-").to_lowercase()),
+    )
+    .await;
+    let tokens: Api<StreamingToken> = Api::namespaced(admin.clone(), &namespace);
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &namespace);
+    let names = ["left", "right"];
+    for name in names {
+        support::apply(
+            &deployments,
+            &fixtures::deployment(name, &namespace, Some("crash"), 2),
+        )
+        .await;
+    }
+    support::apply(
+        &tokens,
+        &fixtures::token("crash", &namespace)
+            .with_trigger("t0")
+            .build(),
+    )
+    .await;
+    let mut first = Operator::start(&admin, &namespace, OperatorOptions::default()).await;
+    wait_condition(&tokens, "crash", "Ready", "True", "TokensReady", TIMEOUT).await;
+    wait_deployments_available(&admin, &namespace, &names).await;
+    first.kill().await;
+    let old_token2 = support::secret_value(&admin, &namespace, "crash", "token2")
+        .await
+        .expect("token2");
+
+    let mut halting = Operator::start(
+        &admin,
+        &namespace,
+        OperatorOptions {
+            extra_env: vec![("STREAMING_TOKEN_OPERATOR_HALT_AFTER".into(), step.into())],
+            ..OperatorOptions::default()
+        },
+    )
+    .await;
+    set_trigger(&tokens, "crash", "t1").await;
+    wait_for(
+        &format!("the operator to reach halt point {step}"),
+        TIMEOUT,
+        || async {
+            if halting.logs().contains("test halt point reached") {
+                Ok(())
+            } else {
+                Err(support::tail(&halting.logs(), 3))
+            }
+        },
+    )
+    .await;
+    halting.kill().await;
+
+    let _resumed = Operator::start(&admin, &namespace, OperatorOptions::default()).await;
+    let token = wait_rotation_done(&tokens, "crash", "r1", TIMEOUT).await;
+    let status = token.status.expect("status");
+    assert_eq!(
+        (
+            status.token1.expect("t1").serial,
+            status.token2.expect("t2").serial
+        ),
+        (2, 3),
+        "deactivated exactly once"
+    );
+    assert_eq!(
+        support::secret_value(&admin, &namespace, "crash", "token1")
+            .await
+            .as_deref(),
+        Some(old_token2.as_str())
+    );
+    for name in names {
+        assert_eq!(
+            rollouts(&admin, &namespace, name).await,
+            1,
+            "{name} rolled exactly once across the crash"
+        );
+    }
+    assert_consumers_on_token2(&admin, &namespace, "crash", &names).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_after_repointing_a_consumer() {
+    killed_at("consumer").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_after_recording_repointing() {
+    killed_at("status:Repointing").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_while_awaiting_rollout() {
+    killed_at("status:AwaitingRollout").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_after_deactivating_before_recording_it() {
+    killed_at("secret").await;
+}
