@@ -280,6 +280,7 @@ async fn execute(
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     match plan.failed {
         Some(reason) => {
+            context.metrics.observe_problem(reason);
             *failures.entry(key).or_insert(0) += 1;
             warn!(%namespace, %name, reason, "needs attention");
         }

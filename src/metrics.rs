@@ -163,7 +163,7 @@ impl Metrics {
         );
         registry.register(
             "streamingtoken_reconcile_errors",
-            "Failed reconciles by reason",
+            "Failed reconciles, and reconciles that found a problem the user must fix, by reason",
             metrics.reconcile_errors.clone(),
         );
         registry.register(
@@ -220,6 +220,15 @@ impl Metrics {
                 })
                 .inc();
         }
+    }
+
+    /// Counts a problem the user must fix (a condition reason), with the failed reconciles.
+    pub fn observe_problem(&self, reason: &'static str) {
+        self.reconcile_errors
+            .get_or_create(&ReasonLabels {
+                reason: reason.into(),
+            })
+            .inc();
     }
 
     /// Records what a reconcile decided: status facts, Events, rotation progress.

@@ -5,4 +5,5 @@ mod harness;
 mod mirror;
 mod rotation;
 mod secrecy;
+mod ship;
 mod support;
