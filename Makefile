@@ -8,7 +8,7 @@ CLUSTER_DIR ?= $(CURDIR)/.cluster
 E2E_CLUSTER_DIR ?= $(CURDIR)/.cluster/e2e
 CRD := crds/streamingtokens.streamingtoken.io.yaml
 
-.PHONY: all build crds controlplane cluster-up cluster-down run test test-unit test-e2e lint helm-test
+.PHONY: all build crds controlplane cluster-up cluster-down run test test-unit test-e2e lint helm-test bench
 
 all: build
 
@@ -60,3 +60,8 @@ test-e2e:
 	STO_E2E_KUBECONFIG=$(CLUSTER_DIR)/kubeconfig STO_E2E_BIN=$$(cat $(CLUSTER_DIR)/run/bin) \
 	STO_E2E_AUDIT_LOG=$(CLUSTER_DIR)/logs/audit.log \
 	$(CARGO) test --locked --features e2e --test e2e -- --test-threads=4
+
+## Benchmarks on a fresh control plane: rotation latency (10 and 100 consumers), memory per
+## 1,000 consumers. They print figures ([bench] lines); no timing is asserted.
+bench:
+	E2E_THREADS=1 E2E_ARGS="bench --ignored --nocapture" tests/run-e2e.sh 2>&1 | grep -E '^\[bench\]|test result|panicked'

@@ -21,6 +21,7 @@ use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::ListParams;
 use kube::core::PartialObjectMeta;
+use kube::core::SelectorExt;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -78,6 +79,7 @@ fn token_ref(
 fn reflect<K>(
     api: Api<K>,
     config: watcher::Config,
+    trim: fn(&mut K),
 ) -> (
     Store<K>,
     impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
@@ -89,7 +91,10 @@ where
     let (reader, writer) = reflector::store();
     let stream = watcher(api, config)
         .default_backoff()
-        .modify(|object: &mut K| object.managed_fields_mut().clear())
+        .modify(move |object: &mut K| {
+            object.managed_fields_mut().clear();
+            trim(object);
+        })
         .reflect(writer)
         .touched_objects();
     (reader, stream)
@@ -125,13 +130,27 @@ pub async fn run(
             .labels(TOKEN_LABEL)
             .any_semantic()
     };
+    // The StreamingTokens are cached in full (their annotations stay; there are few of them).
     let (tokens, token_stream) = reflect(
         scope.api::<StreamingToken>(&client),
         watcher::Config::default().any_semantic(),
+        |_| {},
     );
-    let (deployments, deployment_stream) = reflect(scope.api::<Deployment>(&client), labelled());
-    let (statefulsets, statefulset_stream) = reflect(scope.api::<StatefulSet>(&client), labelled());
-    let (daemonsets, daemonset_stream) = reflect(scope.api::<DaemonSet>(&client), labelled());
+    let (deployments, deployment_stream) = reflect(
+        scope.api::<Deployment>(&client),
+        labelled(),
+        workload::trim_deployment,
+    );
+    let (statefulsets, statefulset_stream) = reflect(
+        scope.api::<StatefulSet>(&client),
+        labelled(),
+        workload::trim_statefulset,
+    );
+    let (daemonsets, daemonset_stream) = reflect(
+        scope.api::<DaemonSet>(&client),
+        labelled(),
+        workload::trim_daemonset,
+    );
     let secrets = watcher(scope.api::<PartialObjectMeta<Secret>>(&client), labelled())
         .default_backoff()
         .touched_objects();
@@ -513,22 +532,23 @@ async fn observe_consumers(
         .and_then(|status| status.rotation.as_ref())
         .is_some()
     {
-        let pods = Api::<Pod>::namespaced(context.client.clone(), &namespace);
+        // One metadata-only list of the namespace's pods, matched locally against each
+        // consumer's selector: old pods of a first rotation carry no label of ours to watch.
+        let pods = Api::<Pod>::namespaced(context.client.clone(), &namespace)
+            .list_metadata(&ListParams::default())
+            .await
+            .map_err(|source| Error::ListPods {
+                namespace: namespace.clone(),
+                source,
+            })?;
         for consumer in &mut consumers {
             let Some(selector) = &consumer.selector else {
                 continue;
             };
-            let list = pods
-                .list_metadata(&ListParams::default().labels(selector))
-                .await
-                .map_err(|source| Error::ListPods {
-                    kind: consumer.kind.as_str(),
-                    name: consumer.name.clone(),
-                    source,
-                })?;
             consumer.pods = Some(
-                list.items
+                pods.items
                     .iter()
+                    .filter(|pod| selector.matches(pod.labels()))
                     .map(|pod| PodObservation {
                         name: pod.name_any(),
                         rotation: pod

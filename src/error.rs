@@ -24,10 +24,9 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
-    #[error("listing the pods of {kind} {name}: {source}")]
+    #[error("listing the pods of namespace {namespace}: {source}")]
     ListPods {
-        kind: &'static str,
-        name: String,
+        namespace: String,
         #[source]
         source: kube::Error,
     },

@@ -28,8 +28,9 @@ pub const PHASE_DEACTIVATING: &str = "Deactivating";
 pub const PHASE_AWAITING_SOURCE: &str = "AwaitingSource";
 pub const PHASE_RESTARTING: &str = "Restarting";
 
-/// How often a rotation waiting on rollouts looks again, besides watch events.
-pub const ROLLOUT_POLL: Duration = Duration::from_secs(2);
+/// How often a rotation waiting on rollouts looks again, besides watch events (the old pods of
+/// a first rotation carry no label of ours, so their deletion is not watched).
+pub const ROLLOUT_POLL: Duration = Duration::from_secs(1);
 /// Most blocked consumers listed in status.
 pub const MAX_BLOCKED_LISTED: usize = 20;
 

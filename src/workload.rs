@@ -81,8 +81,9 @@ pub struct ConsumerObservation {
     pub containers: Vec<ContainerEnv>,
     /// The pods selected by the workload; `None` when they were not listed (not rotating).
     pub pods: Option<Vec<PodObservation>>,
-    /// The workload's label selector (matchLabels only), to list its pods.
-    pub selector: Option<String>,
+    /// The workload's pod selector (`None` if it is empty or invalid: such a workload is never
+    /// verified, so a rotation waits on it and reports it).
+    pub selector: Option<kube::core::Selector>,
 }
 
 /// The outcome of checking one consumer against a rotation.
@@ -310,26 +311,75 @@ fn container_env(container: &Container, env_var: &str) -> ContainerEnv {
     }
 }
 
-fn selector_string(
+fn pod_selector(
     selector: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
-) -> Option<String> {
-    // matchExpressions are rare on workloads; matchLabels is what controllers generate.
-    let labels = selector.match_labels.as_ref()?;
-    if labels.is_empty()
-        || selector
-            .match_expressions
-            .as_ref()
-            .is_some_and(|e| !e.is_empty())
-    {
-        return None;
-    }
-    Some(
-        labels
-            .iter()
-            .map(|(key, value)| format!("{key}={value}"))
-            .collect::<Vec<_>>()
-            .join(","),
-    )
+) -> Option<kube::core::Selector> {
+    let selector = kube::core::Selector::try_from(selector.clone()).ok()?;
+    // An empty selector would select every pod of the namespace.
+    (!selector.selects_all()).then_some(selector)
+}
+
+/// Keeps only what observation needs of a workload before it is cached: its identity, labels
+/// and generation; of its pod template, the rotation annotation and each container's name and
+/// environment; and its status. Everything else (annotations such as
+/// `kubectl.kubernetes.io/last-applied-configuration`, images, probes, volumes, managedFields)
+/// would only cost memory.
+fn trim_metadata(metadata: &mut ObjectMeta) {
+    *metadata = ObjectMeta {
+        name: metadata.name.take(),
+        namespace: metadata.namespace.take(),
+        uid: metadata.uid.take(),
+        resource_version: metadata.resource_version.take(),
+        generation: metadata.generation,
+        labels: metadata.labels.take(),
+        ..ObjectMeta::default()
+    };
+}
+
+fn trim_template(template: &mut PodTemplateSpec) {
+    let rotation = template
+        .metadata
+        .as_mut()
+        .and_then(|metadata| metadata.annotations.as_mut())
+        .and_then(|annotations| annotations.remove_entry(ROTATION_ANNOTATION));
+    template.metadata = rotation.map(|entry| ObjectMeta {
+        annotations: Some([entry].into_iter().collect()),
+        ..ObjectMeta::default()
+    });
+    template.spec = template
+        .spec
+        .take()
+        .map(|spec| k8s_openapi::api::core::v1::PodSpec {
+            containers: spec
+                .containers
+                .into_iter()
+                .map(|container| Container {
+                    name: container.name,
+                    env: container.env,
+                    ..Container::default()
+                })
+                .collect(),
+            ..k8s_openapi::api::core::v1::PodSpec::default()
+        });
+}
+
+/// Trims a Deployment for the cache (see [`trim_metadata`]).
+pub fn trim_deployment(deployment: &mut Deployment) {
+    trim_metadata(&mut deployment.metadata);
+    trim_template(&mut deployment.spec.template);
+}
+
+/// Trims a StatefulSet for the cache.
+pub fn trim_statefulset(statefulset: &mut StatefulSet) {
+    trim_metadata(&mut statefulset.metadata);
+    trim_template(&mut statefulset.spec.template);
+    statefulset.spec.volume_claim_templates = None;
+}
+
+/// Trims a DaemonSet for the cache.
+pub fn trim_daemonset(daemonset: &mut DaemonSet) {
+    trim_metadata(&mut daemonset.metadata);
+    trim_template(&mut daemonset.spec.template);
 }
 
 fn generation_of(metadata: &ObjectMeta) -> i64 {
@@ -361,7 +411,7 @@ pub fn observe_deployment(deployment: &Deployment, env_var: &str) -> ConsumerObs
         template_rotation,
         containers,
         pods: None,
-        selector: selector_string(&spec.selector),
+        selector: pod_selector(&spec.selector),
     }
 }
 
@@ -391,7 +441,7 @@ pub fn observe_statefulset(statefulset: &StatefulSet, env_var: &str) -> Consumer
         template_rotation,
         containers,
         pods: None,
-        selector: selector_string(&spec.selector),
+        selector: pod_selector(&spec.selector),
     }
 }
 
@@ -421,7 +471,7 @@ pub fn observe_daemonset(daemonset: &DaemonSet, env_var: &str) -> ConsumerObserv
         template_rotation,
         containers,
         pods: None,
-        selector: selector_string(&spec.selector),
+        selector: pod_selector(&spec.selector),
     }
 }
 
@@ -455,7 +505,7 @@ mod tests {
                     })
                     .collect(),
             ),
-            selector: Some("app=x".into()),
+            selector: None,
         }
     }
 
@@ -554,6 +604,37 @@ mod tests {
             };
             assert_eq!(got, want, "case {name}");
         }
+    }
+
+    #[test]
+    fn trimming_keeps_what_observation_reads() {
+        let mut deployment: Deployment = serde_json::from_value(json!({
+            "metadata": {
+                "name": "api", "namespace": "prod", "generation": 4,
+                "labels": {"streamingtoken.io/token": "telemetry"},
+                "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "x".repeat(4000)}
+            },
+            "spec": {
+                "replicas": 3, "paused": true,
+                "selector": {"matchLabels": {"app": "api"}},
+                "template": {
+                    "metadata": {"labels": {"app": "api"}, "annotations": {ROTATION_ANNOTATION: "r4", "other": "y"}},
+                    "spec": {"containers": [{
+                        "name": "app", "image": "registry.example/app:1",
+                        "env": [{"name": "STREAMING_TOKEN", "valueFrom": {"secretKeyRef": {"name": "t", "key": "token2"}}}]
+                    }], "volumes": [{"name": "v", "emptyDir": {}}]}
+                }
+            },
+            "status": {"observedGeneration": 4, "replicas": 3, "updatedReplicas": 3, "readyReplicas": 3, "availableReplicas": 3}
+        }))
+        .expect("deployment");
+        let before = observe_deployment(&deployment, "STREAMING_TOKEN");
+        trim_deployment(&mut deployment);
+        assert_eq!(observe_deployment(&deployment, "STREAMING_TOKEN"), before);
+        let size = serde_json::to_string(&deployment)
+            .expect("serializes")
+            .len();
+        assert!(size < 800, "trimmed to {size} bytes");
     }
 
     #[test]

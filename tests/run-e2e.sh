@@ -11,6 +11,8 @@ export STO_E2E_KUBECONFIG=$CLUSTER_DIR/kubeconfig
 export STO_E2E_BIN=$(cat "$CLUSTER_DIR/run/bin")
 export STO_E2E_AUDIT_LOG=$CLUSTER_DIR/logs/audit.log
 status=0
-cargo test --locked --features e2e --test e2e -- --test-threads="${E2E_THREADS:-4}" || status=$?
+# E2E_ARGS: extra arguments for the test binary (make bench: `bench -- --ignored --nocapture`).
+# shellcheck disable=SC2086
+cargo test --locked --features e2e --test e2e -- --test-threads="${E2E_THREADS:-4}" ${E2E_ARGS:-} || status=$?
 echo "[e2e] control plane + e2e tests took $(( $(date +%s) - start ))s (exit $status)"
 exit $status

@@ -184,7 +184,7 @@ fn consumer(name: &str, rotation: Option<&str>, pointed_at_token2: bool) -> Cons
                 })
                 .collect(),
         ),
-        selector: Some(format!("app={name}")),
+        selector: None,
     }
 }
 

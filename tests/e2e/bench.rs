@@ -1,0 +1,331 @@
+//! Benchmarks on the real control plane (`make bench`): rotation latency for 10 and 100
+//! consumers, and memory per 1,000 watched consumers. They print figures and assert only that
+//! the work completed: the machines are shared and noisy, so no timing is asserted.
+
+use crate::support::{self, Operator, OperatorOptions, fixtures, wait_condition, wait_for};
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, ResourceExt};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use streaming_token_operator::api::StreamingToken;
+use streaming_token_operator::workload::ROTATION_ANNOTATION;
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with("VmRSS:"))
+                .and_then(|line| line.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+async fn rotation_latency(consumers: usize) {
+    let admin = support::admin_client().await;
+    let namespace = support::namespace(&admin, &format!("bench-rotate-{consumers}")).await;
+    let operator = Operator::start(
+        &admin,
+        &namespace,
+        OperatorOptions {
+            rust_log: "info".into(),
+            ..OperatorOptions::default()
+        },
+    )
+    .await;
+    let tokens: Api<StreamingToken> = Api::namespaced(admin.clone(), &namespace);
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &namespace);
+    let names: Vec<String> = (0..consumers)
+        .map(|index| format!("consumer-{index:03}"))
+        .collect();
+    for name in &names {
+        support::apply(
+            &deployments,
+            &fixtures::deployment(name, &namespace, Some("bench"), 1),
+        )
+        .await;
+    }
+    support::apply(
+        &tokens,
+        &fixtures::token("bench", &namespace)
+            .with_trigger("t0")
+            .build(),
+    )
+    .await;
+    wait_condition(
+        &tokens,
+        "bench",
+        "Ready",
+        "True",
+        "TokensReady",
+        Duration::from_secs(120),
+    )
+    .await;
+    wait_for(
+        "every consumer available",
+        Duration::from_secs(300),
+        || async {
+            let list = deployments
+                .list(&Default::default())
+                .await
+                .map_err(|error| error.to_string())?;
+            let ready = list
+                .items
+                .iter()
+                .filter(|deployment| {
+                    deployment
+                        .status
+                        .as_ref()
+                        .and_then(|status| status.available_replicas)
+                        == Some(1)
+                })
+                .count();
+            if ready == consumers {
+                Ok(())
+            } else {
+                Err(format!("{ready}/{consumers}"))
+            }
+        },
+    )
+    .await;
+
+    // Independent observers: phases of the StreamingToken, deletions of old pods, the Secret.
+    let phases: Arc<Mutex<BTreeMap<String, Instant>>> = Arc::default();
+    {
+        let sink = phases.clone();
+        let mut stream = watcher(tokens.clone(), watcher::Config::default())
+            .applied_objects()
+            .boxed();
+        tokio::spawn(async move {
+            while let Some(Ok(token)) = stream.next().await {
+                if let Some(rotation) = token.status.and_then(|status| status.rotation) {
+                    sink.lock()
+                        .expect("lock")
+                        .entry(rotation.phase)
+                        .or_insert_with(Instant::now);
+                }
+            }
+        });
+    }
+    let last_old_pod_gone: Arc<Mutex<Option<Instant>>> = Arc::default();
+    {
+        let sink = last_old_pod_gone.clone();
+        let pods: Api<Pod> = Api::namespaced(admin.clone(), &namespace);
+        let mut stream = watcher(pods, watcher::Config::default()).boxed();
+        tokio::spawn(async move {
+            while let Some(Ok(event)) = stream.next().await {
+                if let watcher::Event::Delete(pod) = event
+                    && pod
+                        .annotations()
+                        .get(ROTATION_ANNOTATION)
+                        .map(String::as_str)
+                        != Some("r1")
+                {
+                    *sink.lock().expect("lock") = Some(Instant::now());
+                }
+            }
+        });
+    }
+    let old_token2 = support::secret_value(&admin, &namespace, "bench", "token2")
+        .await
+        .expect("token2");
+    let deactivated: Arc<Mutex<Option<Instant>>> = Arc::default();
+    {
+        let sink = deactivated.clone();
+        let secrets: Api<Secret> = Api::namespaced(admin.clone(), &namespace);
+        let mut stream = watcher(
+            secrets,
+            watcher::Config::default().fields("metadata.name=bench"),
+        )
+        .applied_objects()
+        .boxed();
+        tokio::spawn(async move {
+            while let Some(Ok(secret)) = stream.next().await {
+                let token1 = secret
+                    .data
+                    .as_ref()
+                    .and_then(|data| data.get("token1"))
+                    .map(|value| value.0.clone());
+                if token1.as_deref() == Some(old_token2.as_bytes()) {
+                    sink.lock().expect("lock").get_or_insert_with(Instant::now);
+                }
+            }
+        });
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_before = rss_kib(operator.child.id().expect("pid"));
+    let triggered = Instant::now();
+    tokens
+        .patch(
+            "bench",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"rotation": {"trigger": "t1"}}})),
+        )
+        .await
+        .expect("trigger");
+    wait_for(
+        "the rotation to complete",
+        Duration::from_secs(600),
+        || async {
+            let token = tokens
+                .get("bench")
+                .await
+                .map_err(|error| error.to_string())?;
+            let status = token.status.unwrap_or_default();
+            if status.last_rotation.is_some() && status.rotation.is_none() {
+                Ok(())
+            } else {
+                Err(format!("{:?}", status.rotation.map(|r| r.phase)))
+            }
+        },
+    )
+    .await;
+    let completed = Instant::now();
+    let phases = phases.lock().expect("lock").clone();
+    let deactivated = deactivated
+        .lock()
+        .expect("lock")
+        .expect("deactivation observed");
+    let last_old = last_old_pod_gone
+        .lock()
+        .expect("lock")
+        .expect("old pods deleted");
+    let since = |instant: Instant| {
+        format!(
+            "{:.2}s",
+            instant.saturating_duration_since(triggered).as_secs_f64()
+        )
+    };
+    eprintln!(
+        "[bench] {consumers} consumers: trigger -> Repointing {}, -> AwaitingRollout {}, -> deactivation {}, -> complete {}; \
+         last old pod deleted -> deactivation {:.0} ms; operator RSS {} KiB -> {} KiB",
+        phases
+            .get("Repointing")
+            .map_or("-".into(), |instant| since(*instant)),
+        phases
+            .get("AwaitingRollout")
+            .map_or("-".into(), |instant| since(*instant)),
+        since(deactivated),
+        since(completed),
+        deactivated
+            .saturating_duration_since(last_old)
+            .as_secs_f64()
+            * 1000.0,
+        rss_before,
+        rss_kib(operator.child.id().expect("pid")),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "benchmark: run with `make bench`"]
+async fn bench_rotation_latency_10_consumers() {
+    rotation_latency(10).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "benchmark: run with `make bench`"]
+async fn bench_rotation_latency_100_consumers() {
+    rotation_latency(100).await;
+}
+
+/// Memory: the operator's resident set before and after 1,000 labelled consumers appear (and
+/// 1,000 unlabelled Deployments, which it must not cache).
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "benchmark: run with `make bench`"]
+async fn bench_memory_per_1000_consumers() {
+    let admin = support::admin_client().await;
+    let namespace = support::namespace(&admin, "bench-memory").await;
+    let operator = Operator::start(
+        &admin,
+        &namespace,
+        OperatorOptions {
+            rust_log: "warn".into(),
+            ..OperatorOptions::default()
+        },
+    )
+    .await;
+    let tokens: Api<StreamingToken> = Api::namespaced(admin.clone(), &namespace);
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &namespace);
+    for index in 0..10 {
+        support::apply(
+            &tokens,
+            &fixtures::token(&format!("mem-{index}"), &namespace).build(),
+        )
+        .await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let pid = operator.child.id().expect("pid");
+    let base = rss_kib(pid);
+    let create = |labelled: bool| {
+        let deployments = deployments.clone();
+        let namespace = namespace.clone();
+        async move {
+            let stream = futures::stream::iter(0..1000).map(|index| {
+                let deployments = deployments.clone();
+                let namespace = namespace.clone();
+                async move {
+                    let token = format!("mem-{}", index % 10);
+                    let name =
+                        format!("{}-{index:04}", if labelled { "labelled" } else { "other" });
+                    let mut deployment = fixtures::deployment(
+                        &name,
+                        &namespace,
+                        labelled.then_some(token.as_str()),
+                        0,
+                    );
+                    deployment
+                        .spec
+                        .template
+                        .metadata
+                        .get_or_insert_default()
+                        .annotations = Some(BTreeMap::from([(
+                        "example.com/padding".to_string(),
+                        "x".repeat(200),
+                    )]));
+                    support::apply(&deployments, &deployment).await;
+                }
+            });
+            stream.buffer_unordered(16).collect::<Vec<()>>().await;
+        }
+    };
+    create(false).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after_unlabelled = rss_kib(pid);
+    create(true).await;
+    wait_for(
+        "status to count 1,000 consumers",
+        Duration::from_secs(300),
+        || async {
+            let list = tokens
+                .list(&Default::default())
+                .await
+                .map_err(|error| error.to_string())?;
+            let total: i32 = list
+                .items
+                .iter()
+                .filter_map(|token| Some(token.status.as_ref()?.consumers.as_ref()?.total))
+                .sum();
+            if total == 1000 {
+                Ok(())
+            } else {
+                Err(format!("{total}"))
+            }
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after_labelled = rss_kib(pid);
+    eprintln!(
+        "[bench] memory: base {base} KiB; +1,000 unlabelled Deployments {after_unlabelled} KiB (+{} KiB); \
+         +1,000 labelled consumers {after_labelled} KiB (+{} KiB per 1,000 consumers)",
+        after_unlabelled.saturating_sub(base),
+        after_labelled.saturating_sub(after_unlabelled)
+    );
+}
