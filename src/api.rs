@@ -72,6 +72,7 @@ pub struct StreamingTokenSpec {
     pub source: TokenSource,
 
     /// The mirror Secret, in the same namespace, that holds the current pair for consumers.
+    /// Immutable: consumers reference its name and keys.
     #[serde(default)]
     pub secret: MirrorSecret,
 
@@ -168,6 +169,7 @@ pub struct SecretRefSource {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.token1Key != self.token2Key").message("secret.token1Key and secret.token2Key must differ"))]
+#[x_kube(validation = Rule::new("self == oldSelf").message("spec.secret is immutable: consumers reference its name and keys; create a new StreamingToken to change them"))]
 pub struct MirrorSecret {
     /// Name of the mirror Secret. Defaults to the StreamingToken's name. The operator refuses to
     /// take over a Secret it did not create, or one that another StreamingToken manages.

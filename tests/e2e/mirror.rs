@@ -656,6 +656,24 @@ async fn schema_and_cel_reject_invalid_specs() {
             other => panic!("{spec} must be rejected, got {other:?}"),
         }
     }
+
+    // Transition rule: the mirror Secret's name and keys cannot change under consumers.
+    let tokens: Api<StreamingToken> = Api::namespaced(admin.clone(), &namespace);
+    support::apply(&tokens, &fixtures::token("fixed", &namespace).build()).await;
+    let change = tokens
+        .patch(
+            "fixed",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"secret": {"token2Key": "renamed"}}})),
+        )
+        .await;
+    match change {
+        Err(kube::Error::Api(status)) => assert!(
+            status.message.contains("spec.secret is immutable"),
+            "{status:?}"
+        ),
+        other => panic!("renaming a key must be rejected, got {other:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
