@@ -3,7 +3,9 @@
 
 use crate::support::{self, Operator, OperatorOptions, fixtures, wait_condition, wait_for};
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::apps::v1::{
+    ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
+};
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{ListParams, Patch, PatchParams, VersionMatch};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -219,6 +221,12 @@ async fn zero_downtime_rotation_deactivates_only_after_every_old_pod_is_gone() {
         &fixtures::statefulset("delta", &namespace, "rot", 2),
     )
     .await;
+    let daemonsets: Api<DaemonSet> = Api::namespaced(admin.clone(), &namespace);
+    support::apply(
+        &daemonsets,
+        &fixtures::daemonset("epsilon", &namespace, "rot"),
+    )
+    .await;
     support::apply(
         &tokens,
         &fixtures::token("rot", &namespace)
@@ -300,6 +308,22 @@ async fn zero_downtime_rotation_deactivates_only_after_every_old_pod_is_gone() {
         2,
         "the StatefulSet rolled exactly once"
     );
+    let revisions: Api<ControllerRevision> = Api::namespaced(admin.clone(), &namespace);
+    let revisions = revisions
+        .list(&ListParams::default().labels("app=epsilon"))
+        .await
+        .expect("revisions");
+    assert_eq!(
+        revisions.items.len(),
+        2,
+        "the DaemonSet rolled exactly once"
+    );
+    let daemonset = daemonsets.get("epsilon").await.expect("daemonset");
+    assert_eq!(
+        daemonset.status.expect("status").updated_number_scheduled,
+        Some(2),
+        "one pod per fake node, updated"
+    );
 
     let last_old_pod_gone = deletions
         .lock()
@@ -309,7 +333,7 @@ async fn zero_downtime_rotation_deactivates_only_after_every_old_pod_is_gone() {
         .copied()
         .expect("old pods were deleted");
     eprintln!(
-        "[measure] 4 consumers: trigger -> deactivation {:?}; last old pod deleted -> deactivation {:?}; trigger -> complete {:?}",
+        "[measure] 5 consumers: trigger -> deactivation {:?}; last old pod deleted -> deactivation {:?}; trigger -> complete {:?}",
         deactivation.3 - triggered,
         deactivation.3.saturating_duration_since(last_old_pod_gone),
         done - triggered
@@ -907,4 +931,70 @@ async fn killed_while_awaiting_rollout() {
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_after_deactivating_before_recording_it() {
     killed_at("secret").await;
+}
+
+/// secretRef: both tokens replaced at the platform (after a leak) are mirrored at once, with a
+/// Warning, and every consumer restarts exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn tokens_replaced_out_of_band_restart_every_consumer() {
+    let admin = support::admin_client().await;
+    let namespace = support::namespace(&admin, "rotate-replaced").await;
+    let _operator = Operator::start(&admin, &namespace, OperatorOptions::default()).await;
+    let tokens: Api<StreamingToken> = Api::namespaced(admin.clone(), &namespace);
+    let secrets: Api<Secret> = Api::namespaced(admin.clone(), &namespace);
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &namespace);
+    let names = ["ingest", "query"];
+    for name in names {
+        support::apply(
+            &deployments,
+            &fixtures::deployment(name, &namespace, Some("leak"), 1),
+        )
+        .await;
+    }
+    support::apply(
+        &secrets,
+        &fixtures::source_secret("portal", &namespace, "leak", "old-one", "old-two"),
+    )
+    .await;
+    support::apply(
+        &tokens,
+        &fixtures::token("leak", &namespace)
+            .secret_ref("portal")
+            .build(),
+    )
+    .await;
+    wait_condition(&tokens, "leak", "Ready", "True", "TokensReady", TIMEOUT).await;
+    wait_deployments_available(&admin, &namespace, &names).await;
+
+    support::apply(
+        &secrets,
+        &fixtures::source_secret("portal", &namespace, "leak", "new-one", "new-two"),
+    )
+    .await;
+    let (kind, _, message) =
+        support::wait_event(&admin, &namespace, "leak", "SourceReplaced", TIMEOUT).await;
+    assert_eq!(kind, "Warning", "{message}");
+    assert_eq!(
+        support::secret_value(&admin, &namespace, "leak", "token1")
+            .await
+            .as_deref(),
+        Some("new-one")
+    );
+    let token = wait_rotation_done(&tokens, "leak", "r1", TIMEOUT).await;
+    assert_eq!(
+        token
+            .status
+            .expect("status")
+            .last_rotation
+            .expect("last")
+            .strategy,
+        RotationStrategy::Restart
+    );
+    for name in names {
+        assert_eq!(
+            rollouts(&admin, &namespace, name).await,
+            1,
+            "{name} restarted exactly once"
+        );
+    }
 }

@@ -1,7 +1,9 @@
 //! Fixtures as builders: `token("telemetry").generate().with_trigger("x")`.
 
 use k8s_openapi::ByteString;
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::apps::v1::{
+    DaemonSet, DaemonSetSpec, Deployment, DeploymentSpec, StatefulSet, StatefulSetSpec,
+};
 use k8s_openapi::api::core::v1::{
     Container, EnvVar, EnvVarSource, PodSpec, PodTemplateSpec, Secret, SecretKeySelector,
 };
@@ -206,5 +208,26 @@ pub fn statefulset(name: &str, namespace: &str, token_name: &str, replicas: i32)
             ..StatefulSetSpec::default()
         },
         ..StatefulSet::default()
+    }
+}
+
+/// A DaemonSet (one pod per fake node) labelled as a consumer of `token_name`.
+pub fn daemonset(name: &str, namespace: &str, token_name: &str) -> DaemonSet {
+    let mut meta = metadata(name, namespace);
+    meta.labels = Some(BTreeMap::from([(
+        TOKEN_LABEL.to_string(),
+        token_name.to_string(),
+    )]));
+    DaemonSet {
+        metadata: meta,
+        spec: DaemonSetSpec {
+            selector: LabelSelector {
+                match_labels: Some(BTreeMap::from([("app".to_string(), name.to_string())])),
+                ..LabelSelector::default()
+            },
+            template: pod_template(name, None),
+            ..DaemonSetSpec::default()
+        },
+        ..DaemonSet::default()
     }
 }
