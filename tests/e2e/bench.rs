@@ -170,23 +170,7 @@ async fn rotation_latency(consumers: usize) {
         )
         .await
         .expect("trigger");
-    wait_for(
-        "the rotation to complete",
-        Duration::from_secs(600),
-        || async {
-            let token = tokens
-                .get("bench")
-                .await
-                .map_err(|error| error.to_string())?;
-            let status = token.status.unwrap_or_default();
-            if status.last_rotation.is_some() && status.rotation.is_none() {
-                Ok(())
-            } else {
-                Err(format!("{:?}", status.rotation.map(|r| r.phase)))
-            }
-        },
-    )
-    .await;
+    support::wait_rotation_done(&tokens, "bench", "r1", Duration::from_secs(600)).await;
     let completed = Instant::now();
     let phases = phases.lock().expect("lock").clone();
     let deactivated = deactivated

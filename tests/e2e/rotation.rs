@@ -77,71 +77,6 @@ fn record_pod_deletions(client: &Client, namespace: &str, id: &'static str) -> P
     deletions
 }
 
-async fn wait_rotation_done(
-    tokens: &Api<StreamingToken>,
-    name: &str,
-    id: &str,
-    timeout: Duration,
-) -> StreamingToken {
-    wait_for(
-        &format!("rotation {id} of {name} to complete"),
-        timeout,
-        || async {
-            let token = tokens.get(name).await.map_err(|error| error.to_string())?;
-            let status = token.status.clone().unwrap_or_default();
-            match (&status.last_rotation, &status.rotation) {
-                (Some(last), None) if last.id == id => Ok(token),
-                _ => Err(format!(
-                    "rotation {:?}, blocked {:?}, last {:?}",
-                    status
-                        .rotation
-                        .as_ref()
-                        .map(|rotation| (&rotation.id, &rotation.phase)),
-                    status
-                        .consumers
-                        .as_ref()
-                        .map(|consumers| &consumers.blocked),
-                    status.last_rotation.as_ref().map(|last| &last.id)
-                )),
-            }
-        },
-    )
-    .await
-}
-
-async fn set_trigger(tokens: &Api<StreamingToken>, name: &str, trigger: &str) {
-    tokens
-        .patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"rotation": {"trigger": trigger}}})),
-        )
-        .await
-        .expect("trigger set");
-}
-
-async fn wait_deployments_available(client: &Client, namespace: &str, names: &[&str]) {
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    for name in names {
-        wait_for(&format!("Deployment {name} available"), TIMEOUT, || async {
-            let deployment = deployments
-                .get(name)
-                .await
-                .map_err(|error| error.to_string())?;
-            let desired = deployment.spec.replicas.unwrap_or(1);
-            let status = deployment.status.unwrap_or_default();
-            if status.available_replicas == Some(desired)
-                && status.updated_replicas == Some(desired)
-            {
-                Ok(())
-            } else {
-                Err(format!("{status:?}"))
-            }
-        })
-        .await;
-    }
-}
-
 /// How many times each Deployment rolled: ReplicaSets beyond the first.
 async fn rollouts(client: &Client, namespace: &str, name: &str) -> usize {
     let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), namespace);
@@ -235,7 +170,7 @@ async fn zero_downtime_rotation_deactivates_only_after_every_old_pod_is_gone() {
     )
     .await;
     wait_condition(&tokens, "rot", "Ready", "True", "TokensReady", TIMEOUT).await;
-    wait_deployments_available(&admin, &namespace, &names).await;
+    support::wait_deployments_available(&admin, &namespace, &names).await;
 
     let history = record_secret(&admin, &namespace, "rot");
     let deletions = record_pod_deletions(&admin, &namespace, "r1");
@@ -244,8 +179,8 @@ async fn zero_downtime_rotation_deactivates_only_after_every_old_pod_is_gone() {
         .await
         .expect("token2");
     let triggered = Instant::now();
-    set_trigger(&tokens, "rot", "t1").await;
-    let token = wait_rotation_done(&tokens, "rot", "r1", TIMEOUT).await;
+    support::set_trigger(&tokens, "rot", "t1").await;
+    let token = support::wait_rotation_done(&tokens, "rot", "r1", TIMEOUT).await;
     let done = Instant::now();
 
     let history = history.lock().expect("lock").clone();
@@ -368,7 +303,7 @@ async fn finalizer_held_pod_and_paused_deployment_block_deactivation() {
     )
     .await;
     wait_condition(&tokens, "blk", "Ready", "True", "TokensReady", TIMEOUT).await;
-    wait_deployments_available(&admin, &namespace, &["held", "paused"]).await;
+    support::wait_deployments_available(&admin, &namespace, &["held", "paused"]).await;
     let old_token1 = support::secret_value(&admin, &namespace, "blk", "token1")
         .await
         .expect("token1");
@@ -394,7 +329,7 @@ async fn finalizer_held_pod_and_paused_deployment_block_deactivation() {
         )
         .await
         .expect("paused");
-    set_trigger(&tokens, "blk", "t1").await;
+    support::set_trigger(&tokens, "blk", "t1").await;
 
     let reasons = |token: &StreamingToken| -> Vec<(String, String)> {
         let mut reasons: Vec<(String, String)> = token
@@ -477,7 +412,7 @@ async fn finalizer_held_pod_and_paused_deployment_block_deactivation() {
     )
     .await
     .expect("finalizer removed");
-    let token = wait_rotation_done(&tokens, "blk", "r1", TIMEOUT).await;
+    let token = support::wait_rotation_done(&tokens, "blk", "r1", TIMEOUT).await;
     assert_eq!(
         support::condition(&token, "Degraded"),
         Some(("False".into(), "AsExpected".into()))
@@ -515,15 +450,15 @@ async fn restart_strategy_deactivates_first_then_rolls_each_consumer_once() {
     )
     .await;
     wait_condition(&tokens, "rs", "Ready", "True", "TokensReady", TIMEOUT).await;
-    wait_deployments_available(&admin, &namespace, &names).await;
+    support::wait_deployments_available(&admin, &namespace, &names).await;
     let old_token2 = support::secret_value(&admin, &namespace, "rs", "token2")
         .await
         .expect("token2");
     let user = support::service_account_user(&namespace, "streaming-token-operator");
     let before = support::audited_writes(&user).len();
 
-    set_trigger(&tokens, "rs", "t1").await;
-    wait_rotation_done(&tokens, "rs", "r1", TIMEOUT).await;
+    support::set_trigger(&tokens, "rs", "t1").await;
+    support::wait_rotation_done(&tokens, "rs", "r1", TIMEOUT).await;
     assert_eq!(
         support::secret_value(&admin, &namespace, "rs", "token1")
             .await
@@ -600,7 +535,7 @@ async fn secret_ref_handshake_waits_for_consumers_then_for_the_platform() {
         TIMEOUT,
     )
     .await;
-    wait_deployments_available(&admin, &namespace, &names).await;
+    support::wait_deployments_available(&admin, &namespace, &names).await;
 
     // Record the resourceVersion at which ReadyToRotate first turned True.
     let first_ready: Arc<Mutex<Option<String>>> = Arc::default();
@@ -621,7 +556,7 @@ async fn secret_ref_handshake_waits_for_consumers_then_for_the_platform() {
         });
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    set_trigger(&tokens, "hs", "t1").await;
+    support::set_trigger(&tokens, "hs", "t1").await;
     let token = wait_condition(
         &tokens,
         "hs",
@@ -683,7 +618,7 @@ async fn secret_ref_handshake_waits_for_consumers_then_for_the_platform() {
         &fixtures::source_secret("portal", &namespace, "hs", "p-two", "p-three"),
     )
     .await;
-    wait_rotation_done(&tokens, "hs", "r1", TIMEOUT).await;
+    support::wait_rotation_done(&tokens, "hs", "r1", TIMEOUT).await;
     assert_eq!(
         support::secret_value(&admin, &namespace, "hs", "token1")
             .await
@@ -728,10 +663,10 @@ async fn gitops_triggers_rotate_once_per_value_and_queue_during_a_rotation() {
     };
     support::apply(&tokens, &spec("2026-11-01")).await;
     wait_condition(&tokens, "git", "Ready", "True", "TokensReady", TIMEOUT).await;
-    wait_deployments_available(&admin, &namespace, &["app"]).await;
+    support::wait_deployments_available(&admin, &namespace, &["app"]).await;
 
     support::apply(&tokens, &spec("2026-11-24")).await;
-    wait_rotation_done(&tokens, "git", "r1", TIMEOUT).await;
+    support::wait_rotation_done(&tokens, "git", "r1", TIMEOUT).await;
     support::apply(&tokens, &spec("2026-11-24")).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let started = support::events(&admin, &namespace, "git")
@@ -754,7 +689,7 @@ async fn gitops_triggers_rotate_once_per_value_and_queue_during_a_rotation() {
     );
 
     // Hold the next rotation with a finalizer on the running pod, then push two more triggers.
-    wait_deployments_available(&admin, &namespace, &["app"]).await;
+    support::wait_deployments_available(&admin, &namespace, &["app"]).await;
     let pod = wait_for("one running pod of the new template", TIMEOUT, || async {
         let list = pods
             .list(&ListParams::default().labels("app=app"))
@@ -812,7 +747,7 @@ async fn gitops_triggers_rotate_once_per_value_and_queue_during_a_rotation() {
     )
     .await
     .expect("released");
-    let token = wait_rotation_done(&tokens, "git", "r3", TIMEOUT).await;
+    let token = support::wait_rotation_done(&tokens, "git", "r3", TIMEOUT).await;
     let status = token.status.expect("status");
     assert_eq!(status.observed_trigger.as_deref(), Some("2026-12-03"));
     assert_eq!(
@@ -856,7 +791,7 @@ async fn killed_at(step: &str) {
     .await;
     let mut first = Operator::start(&admin, &namespace, OperatorOptions::default()).await;
     wait_condition(&tokens, "crash", "Ready", "True", "TokensReady", TIMEOUT).await;
-    wait_deployments_available(&admin, &namespace, &names).await;
+    support::wait_deployments_available(&admin, &namespace, &names).await;
     first.kill().await;
     let old_token2 = support::secret_value(&admin, &namespace, "crash", "token2")
         .await
@@ -871,7 +806,7 @@ async fn killed_at(step: &str) {
         },
     )
     .await;
-    set_trigger(&tokens, "crash", "t1").await;
+    support::set_trigger(&tokens, "crash", "t1").await;
     wait_for(
         &format!("the operator to reach halt point {step}"),
         TIMEOUT,
@@ -887,7 +822,7 @@ async fn killed_at(step: &str) {
     halting.kill().await;
 
     let _resumed = Operator::start(&admin, &namespace, OperatorOptions::default()).await;
-    let token = wait_rotation_done(&tokens, "crash", "r1", TIMEOUT).await;
+    let token = support::wait_rotation_done(&tokens, "crash", "r1", TIMEOUT).await;
     let status = token.status.expect("status");
     assert_eq!(
         (
@@ -964,7 +899,7 @@ async fn tokens_replaced_out_of_band_restart_every_consumer() {
     )
     .await;
     wait_condition(&tokens, "leak", "Ready", "True", "TokensReady", TIMEOUT).await;
-    wait_deployments_available(&admin, &namespace, &names).await;
+    support::wait_deployments_available(&admin, &namespace, &names).await;
 
     support::apply(
         &secrets,
@@ -980,7 +915,7 @@ async fn tokens_replaced_out_of_band_restart_every_consumer() {
             .as_deref(),
         Some("new-one")
     );
-    let token = wait_rotation_done(&tokens, "leak", "r1", TIMEOUT).await;
+    let token = support::wait_rotation_done(&tokens, "leak", "r1", TIMEOUT).await;
     assert_eq!(
         token
             .status

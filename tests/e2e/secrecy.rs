@@ -1,7 +1,7 @@
 //! Invariant 5: no token value, nor its base64, in logs (at the most verbose level), Events,
 //! status or metrics, through mirroring, bad input, a rotation and a promotion.
 
-use crate::support::{self, Operator, OperatorOptions, fixtures, wait_condition, wait_for};
+use crate::support::{self, Operator, OperatorOptions, fixtures, wait_condition};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
@@ -123,19 +123,7 @@ async fn token_values_never_reach_logs_events_status_or_metrics() {
         &fixtures::source_secret("portal", &namespace, "sentinel", SENTINEL, SENTINEL_NEXT),
     )
     .await;
-    wait_for("the rotation to complete", TIMEOUT, || async {
-        let token = tokens
-            .get("sentinel")
-            .await
-            .map_err(|error| error.to_string())?;
-        let status = token.status.unwrap_or_default();
-        if status.last_rotation.is_some() && status.rotation.is_none() {
-            Ok(())
-        } else {
-            Err(format!("{:?}", status.rotation))
-        }
-    })
-    .await;
+    support::wait_rotation_done(&tokens, "sentinel", "r1", TIMEOUT).await;
     assert_eq!(
         support::secret_value(&admin, &namespace, "sentinel", "token1")
             .await

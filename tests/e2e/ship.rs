@@ -130,19 +130,7 @@ async fn helm_installed_rbac_suffices_and_is_least_privilege() {
         )
         .await
         .expect("trigger");
-    wait_for("the rotation to complete", TIMEOUT, || async {
-        let token = tokens
-            .get("life")
-            .await
-            .map_err(|error| error.to_string())?;
-        let status = token.status.unwrap_or_default();
-        if status.last_rotation.is_some() && status.rotation.is_none() {
-            Ok(())
-        } else {
-            Err(format!("{:?}", status.rotation))
-        }
-    })
-    .await;
+    support::wait_rotation_done(&tokens, "life", "r1", TIMEOUT).await;
     tokens
         .delete("life", &DeleteParams::default())
         .await
@@ -417,19 +405,7 @@ async fn metrics_and_health_endpoints_report_real_values() {
         )
         .await
         .expect("trigger");
-    wait_for("the rotation to complete", TIMEOUT, || async {
-        let token = tokens
-            .get("metered")
-            .await
-            .map_err(|error| error.to_string())?;
-        let status = token.status.unwrap_or_default();
-        if status.last_rotation.is_some() && status.rotation.is_none() {
-            Ok(())
-        } else {
-            Err("rotating".into())
-        }
-    })
-    .await;
+    support::wait_rotation_done(&tokens, "metered", "r1", TIMEOUT).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let metrics = operator.metrics().await;
     for (name, minimum) in [

@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, Role, RoleBinding, RoleRef, Subject};
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+use streaming_token_operator::api::StreamingToken;
 use tokio::process::{Child, Command};
 
 pub mod fixtures;
@@ -663,4 +665,76 @@ pub fn metric_sum(exposition: &str, name: &str) -> f64 {
         .filter(|line| line.starts_with(name) && line[name.len()..].starts_with(['{', ' ']))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// Waits until rotation `id` of StreamingToken `name` has completed.
+pub async fn wait_rotation_done(
+    tokens: &Api<StreamingToken>,
+    name: &str,
+    id: &str,
+    timeout: Duration,
+) -> StreamingToken {
+    wait_for(
+        &format!("rotation {id} of {name} to complete"),
+        timeout,
+        || async {
+            let token = tokens.get(name).await.map_err(|error| error.to_string())?;
+            let status = token.status.clone().unwrap_or_default();
+            match (&status.last_rotation, &status.rotation) {
+                (Some(last), None) if last.id == id => Ok(token),
+                _ => Err(format!(
+                    "rotation {:?}, blocked {:?}, last {:?}",
+                    status
+                        .rotation
+                        .as_ref()
+                        .map(|rotation| (&rotation.id, &rotation.phase)),
+                    status
+                        .consumers
+                        .as_ref()
+                        .map(|consumers| &consumers.blocked),
+                    status.last_rotation.as_ref().map(|last| &last.id)
+                )),
+            }
+        },
+    )
+    .await
+}
+
+/// Sets `spec.rotation.trigger` (as a person or a GitOps sync would).
+pub async fn set_trigger(tokens: &Api<StreamingToken>, name: &str, trigger: &str) {
+    tokens
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"rotation": {"trigger": trigger}}})),
+        )
+        .await
+        .expect("trigger set");
+}
+
+/// Waits until every named Deployment has all its replicas updated and available.
+pub async fn wait_deployments_available(client: &Client, namespace: &str, names: &[&str]) {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    for name in names {
+        wait_for(
+            &format!("Deployment {name} available"),
+            Duration::from_secs(120),
+            || async {
+                let deployment = deployments
+                    .get(name)
+                    .await
+                    .map_err(|error| error.to_string())?;
+                let desired = deployment.spec.replicas.unwrap_or(1);
+                let status = deployment.status.unwrap_or_default();
+                if status.available_replicas == Some(desired)
+                    && status.updated_replicas == Some(desired)
+                {
+                    Ok(())
+                } else {
+                    Err(format!("{status:?}"))
+                }
+            },
+        )
+        .await;
+    }
 }
