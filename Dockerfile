@@ -15,12 +15,12 @@ ENV RUSTFLAGS="-C target-feature=+crt-static --cfg getrandom_backend=\"linux_raw
 # Dependencies first, so that source changes reuse the cached dependency layer.
 COPY Cargo.toml Cargo.lock ./
 RUN mkdir src && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
- && RUSTFLAGS="$RUSTFLAGS" cargo build --release --locked --target x86_64-unknown-linux-gnu \
+ && cargo build --release --locked --target x86_64-unknown-linux-gnu \
  && rm -rf src
 COPY src ./src
 COPY crds ./crds
 RUN touch src/main.rs src/lib.rs \
- && RUSTFLAGS="$RUSTFLAGS" cargo build --release --locked --target x86_64-unknown-linux-gnu \
+ && cargo build --release --locked --target x86_64-unknown-linux-gnu \
  && cp target/x86_64-unknown-linux-gnu/release/streaming-token-operator /streaming-token-operator
 
 FROM gcr.io/distroless/static-debian12:nonroot

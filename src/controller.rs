@@ -136,6 +136,19 @@ pub async fn run(
         watcher::Config::default().any_semantic(),
         |_| {},
     );
+    // A deleted StreamingToken is never reconciled again: drop its per-object metrics here (the
+    // store has already forgotten it when its deletion passes by).
+    let token_stream = {
+        let store = tokens.clone();
+        let metrics = metrics.clone();
+        token_stream.inspect(move |result| {
+            if let Ok(token) = result
+                && store.get(&ObjectRef::from_obj(token)).is_none()
+            {
+                metrics.forget(&token.namespace().unwrap_or_default(), &token.name_any());
+            }
+        })
+    };
     let (deployments, deployment_stream) = reflect(
         scope.api::<Deployment>(&client),
         labelled(),
@@ -227,7 +240,6 @@ async fn reconcile(token: Arc<StreamingToken>, context: Arc<Context>) -> Result<
     let name = token.name_any();
     let namespace = token.namespace().unwrap_or_default();
     if token.metadata.deletion_timestamp.is_some() {
-        context.metrics.forget(&namespace, &name);
         return Ok(Action::await_change());
     }
     if !*context.leader.borrow() {

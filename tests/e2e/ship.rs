@@ -458,4 +458,24 @@ async fn metrics_and_health_endpoints_report_real_values() {
             .map(|(code, _)| code),
         Some(200)
     );
+
+    // A deleted StreamingToken leaves no per-object series behind.
+    let broken = format!(r#"namespace="{namespace}",name="broken""#);
+    assert!(operator.metrics().await.contains(&broken));
+    tokens
+        .delete("broken", &kube::api::DeleteParams::default())
+        .await
+        .expect("deleted");
+    wait_for(
+        "the deleted StreamingToken's series to go",
+        TIMEOUT,
+        || async {
+            if operator.metrics().await.contains(&broken) {
+                Err("still exported".to_string())
+            } else {
+                Ok(())
+            }
+        },
+    )
+    .await;
 }
