@@ -129,6 +129,8 @@ pub async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
     });
 
     // Leadership: a channel that is true while this replica may write.
+    // Without leader election this replica always leads; the sender lives as long as `run`.
+    let (_always_leader, always_leader_receiver) = watch::channel(true);
     let (leader, lease_task) = if options.leader_elect {
         let manager =
             kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &options.lease_name)
@@ -144,9 +146,7 @@ pub async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
         info!(lease = %options.lease_name, namespace = %options.lease_namespace, %identity, "leader election enabled; waiting for the lease");
         (receiver, Some(task))
     } else {
-        let (sender, receiver) = watch::channel(true);
-        std::mem::forget(sender);
-        (receiver, None)
+        (always_leader_receiver, None)
     };
     let leadership_logger = {
         let metrics = metrics.clone();
