@@ -16,6 +16,10 @@ use std::collections::BTreeMap;
 
 pub const SECRETS_MANAGER: &str = "streamingtoken.io/secrets";
 pub const CONSUMERS_MANAGER: &str = "streamingtoken.io/consumers";
+/// Restarts apply only the template annotation and label. A field manager of their own: under
+/// server-side apply, an apply that omits a field its manager owned removes it, so a restart
+/// applied by the repointing manager would strip the environment variable it had set.
+pub const RESTARTS_MANAGER: &str = "streamingtoken.io/restarts";
 pub const STATUS_MANAGER: &str = "streamingtoken.io/status";
 
 /// The mirror Secret for `write`. The one place token values leave [`crate::token::Token`].
@@ -81,7 +85,12 @@ pub async fn consumer(
     namespace: &str,
     patch: &ConsumerPatch,
 ) -> Result<(), Error> {
-    let params = PatchParams::apply(CONSUMERS_MANAGER).force();
+    let manager = if patch.repoint.is_some() {
+        CONSUMERS_MANAGER
+    } else {
+        RESTARTS_MANAGER
+    };
+    let params = PatchParams::apply(manager).force();
     let body = Patch::Apply(patch.body());
     let name = patch.name.as_str();
     let result = match patch.kind {
@@ -112,9 +121,12 @@ pub async fn status(
     status: &crate::api::StreamingTokenStatus,
 ) -> Result<(), Error> {
     let namespace = token.namespace().unwrap_or_default();
+    // The resourceVersion read at observation time: a reconcile working from a stale copy gets
+    // a conflict instead of overwriting newer rotation state.
     let body = json!({
         "apiVersion": StreamingToken::api_version(&()),
         "kind": StreamingToken::kind(&()),
+        "metadata": {"resourceVersion": token.resource_version()},
         "status": status,
     });
     Api::<StreamingToken>::namespaced(client.clone(), &namespace)

@@ -7,6 +7,7 @@
 
 use crate::api::{MANAGED_BY_LABEL, MANAGER_NAME, StreamingToken, TOKEN_LABEL};
 use crate::apply;
+use crate::conditions;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::plan::{
@@ -65,6 +66,9 @@ pub struct Context {
     pub leader: watch::Receiver<bool>,
     failures: Mutex<HashMap<(String, String), u32>>,
     halt_after: Option<String>,
+    /// True once every cache has its first full list: before that, an empty consumer cache
+    /// would look like "no consumers" and let a rotation deactivate Token 1 at once.
+    synced: watch::Receiver<bool>,
 }
 
 fn token_ref(
@@ -181,6 +185,7 @@ pub async fn run(
         leader: leader.clone(),
         failures: Mutex::new(HashMap::new()),
         halt_after: std::env::var("STREAMING_TOKEN_OPERATOR_HALT_AFTER").ok(),
+        synced: ready.subscribe(),
     });
 
     let token_store = tokens.clone();
@@ -246,6 +251,9 @@ async fn reconcile(token: Arc<StreamingToken>, context: Arc<Context>) -> Result<
         // A standby keeps its caches warm and writes nothing.
         return Ok(Action::await_change());
     }
+    if !*context.synced.borrow() {
+        return Ok(Action::requeue(Duration::from_millis(500)));
+    }
     // Whole seconds: Kubernetes serializes times to the second, and a status compared with its
     // stored copy must not differ by a fraction of a second (that would write on every reconcile).
     let now =
@@ -270,27 +278,9 @@ async fn execute(
 ) -> Result<Action, Error> {
     let name = token.name_any();
     let namespace = token.namespace().unwrap_or_default();
-    // Order matters: the Secret first (consumers are only ever pointed at keys that exist),
-    // then consumers, then the status that records what was done.
-    if let Some(write) = &plan.secret {
-        apply::secret(&context.client, token, write).await?;
-        info!(%namespace, %name, secret = %snapshot.secret_name, token1_serial = write.identities[0].serial, token2_serial = write.identities[1].serial, "mirror Secret written");
-        halt_point(context, "secret").await;
-    }
-    for patch in &plan.consumer_patches {
-        apply::consumer(&context.client, &namespace, patch).await?;
-        info!(%namespace, %name, kind = patch.kind.as_str(), consumer = %patch.name, rotation = %patch.rotation_id, "consumer patched");
-        halt_point(context, "consumer").await;
-    }
-    if token.status.as_ref() != Some(&plan.status) {
-        apply::status(&context.client, token, &plan.status).await?;
-        debug!(%namespace, %name, "status written");
-        let phase = plan
-            .status
-            .rotation
-            .as_ref()
-            .map_or("Idle", |rotation| rotation.phase.as_str());
-        halt_point(context, &format!("status:{phase}")).await;
+    if let Err(error) = write(token, context, snapshot, &plan).await {
+        report_write_failure(token, context, &error).await;
+        return Err(error);
     }
     for notice in &plan.events {
         info!(%namespace, %name, reason = notice.reason, message = %notice.message, "event");
@@ -323,6 +313,72 @@ async fn execute(
         Requeue::Never => Action::await_change(),
         Requeue::After(after) => Action::requeue(after),
     })
+}
+
+/// The writes of a plan, in order: the Secret first (consumers are only ever pointed at keys
+/// that exist), then consumers, then the status that records what was done.
+async fn write(
+    token: &StreamingToken,
+    context: &Context,
+    snapshot: &Snapshot,
+    plan: &Plan,
+) -> Result<(), Error> {
+    let name = token.name_any();
+    let namespace = token.namespace().unwrap_or_default();
+    if let Some(write) = &plan.secret {
+        apply::secret(&context.client, token, write).await?;
+        info!(%namespace, %name, secret = %snapshot.secret_name, token1_serial = write.identities[0].serial, token2_serial = write.identities[1].serial, "mirror Secret written");
+        halt_point(context, "secret").await;
+    }
+    for patch in &plan.consumer_patches {
+        apply::consumer(&context.client, &namespace, patch).await?;
+        info!(%namespace, %name, kind = patch.kind.as_str(), consumer = %patch.name, rotation = %patch.rotation_id, "consumer patched");
+        halt_point(context, "consumer").await;
+    }
+    if token.status.as_ref() != Some(&plan.status) {
+        apply::status(&context.client, token, &plan.status).await?;
+        debug!(%namespace, %name, "status written");
+        let phase = plan
+            .status
+            .rotation
+            .as_ref()
+            .map_or("Idle", |rotation| rotation.phase.as_str());
+        halt_point(context, &format!("status:{phase}")).await;
+    }
+    Ok(())
+}
+
+/// A write the API server refused is reported on the StreamingToken (a `Degraded` condition and
+/// a Warning Event, once per reason) before the reconcile retries with backoff. Conflicts are
+/// the normal price of optimistic concurrency and are retried silently.
+async fn report_write_failure(token: &StreamingToken, context: &Context, error: &Error) {
+    if error.is_conflict() {
+        return;
+    }
+    let reason = error.reason();
+    let mut status = token.status.clone().unwrap_or_default();
+    if conditions::get(&status.conditions, conditions::DEGRADED)
+        .is_some_and(|condition| condition.status == "True" && condition.reason == reason)
+    {
+        return;
+    }
+    let now =
+        Time(jiff::Timestamp::from_second(jiff::Timestamp::now().as_second()).unwrap_or_default());
+    let message = error.to_string();
+    conditions::set(
+        &mut status.conditions,
+        conditions::DEGRADED,
+        true,
+        reason,
+        message.clone(),
+        token.metadata.generation,
+        &now,
+    );
+    if let Err(status_error) = apply::status(&context.client, token, &status).await {
+        debug!(error = %status_error, "could not record the failed write in status");
+    }
+    let notice = plan::Notice::warning(reason, "Reconcile", message);
+    apply::event(&context.client, &context.reporter, token, &notice).await;
 }
 
 /// Crash-safety tests stop the operator right after a given write (`secret`, `consumer`,
@@ -547,7 +603,10 @@ async fn observe_consumers(
         // One metadata-only list of the namespace's pods, matched locally against each
         // consumer's selector: old pods of a first rotation carry no label of ours to watch.
         let pods = Api::<Pod>::namespaced(context.client.clone(), &namespace)
-            .list_metadata(&ListParams::default())
+            // Failed and Succeeded pods (evicted, completed) run no container and hold no token.
+            .list_metadata(
+                &ListParams::default().fields("status.phase!=Failed,status.phase!=Succeeded"),
+            )
             .await
             .map_err(|source| Error::ListPods {
                 namespace: namespace.clone(),

@@ -277,6 +277,25 @@ pub fn plan(snapshot: &Snapshot, now: &Time) -> Plan {
     status.token1 = Some(mirror.identities[0].clone());
     status.token2 = Some(mirror.identities[1].clone());
     let rotation = rotation::advance(snapshot, &mut mirror, change, &mut status, now, &mut events);
+    if rotation.hold_writes {
+        // Only the rotation's start is recorded now; the pair is written on the next pass.
+        status.token1 = snapshot.status.token1.clone();
+        status.token2 = snapshot.status.token2.clone();
+        let plan_events = events
+            .into_iter()
+            .filter(|notice| {
+                notice.reason == "RotationStarted" || notice.reason == "RotationAborted"
+            })
+            .collect();
+        return Plan {
+            secret: None,
+            consumer_patches: Vec::new(),
+            status,
+            events: plan_events,
+            requeue: rotation.requeue,
+            failed: None,
+        };
+    }
     status.token1 = Some(mirror.identities[0].clone());
     status.token2 = Some(mirror.identities[1].clone());
     conditions::set(

@@ -53,6 +53,20 @@ pub struct Outcome {
     pub patches: Vec<ConsumerPatch>,
     pub requeue: Requeue,
     pub degraded: Option<(&'static str, String)>,
+    /// Write nothing but status in this reconcile: a rotation that has just started is recorded
+    /// before any Secret write, so that a crash cannot replay it as a second rotation.
+    pub hold_writes: bool,
+}
+
+impl Outcome {
+    fn persist_first() -> Self {
+        Self {
+            patches: Vec::new(),
+            requeue: Requeue::After(ROLLOUT_POLL),
+            degraded: None,
+            hold_writes: true,
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -123,43 +137,55 @@ pub fn advance(
         ));
     }
 
-    // Tokens replaced out of band: consumers hold dead tokens, so restart them now, even in the
-    // middle of a rotation (the tokens it was deactivating are gone).
+    // Tokens replaced out of band (or a lost generated pair reissued): consumers hold dead
+    // tokens, so restart them all, even in the middle of a rotation (the tokens it was
+    // deactivating are gone). The id names the new Token 1, so it differs from every earlier
+    // rotation's id and from the next trigger's.
     if change == PairChange::Replaced
         && snapshot.status.token1.is_some()
         && !snapshot.consumers.is_empty()
     {
-        if let Some(rotation) = &status.rotation {
-            events.push(Notice::warning(
-                "RotationAborted",
-                "Rotate",
-                format!(
-                    "rotation {} was abandoned: the tokens were replaced out of band",
-                    rotation.id
-                ),
-            ));
-        }
-        let queued = status
+        let id = format!("x{}", mirror.identities[0].serial);
+        if status
             .rotation
             .as_ref()
-            .and_then(|rotation| rotation.queued_trigger.clone());
-        let deactivated = snapshot
-            .status
-            .token1
-            .as_ref()
-            .map_or(0, |token| token.serial);
-        start(
-            status,
-            Cause::TokensReplaced,
-            RotationStrategy::Restart,
-            deactivated,
-            trigger.clone(),
-            now,
-            events,
-        );
-        if let Some(rotation) = status.rotation.as_mut() {
-            rotation.phase = PHASE_RESTARTING.into();
-            rotation.queued_trigger = queued;
+            .is_none_or(|rotation| rotation.id != id)
+        {
+            if let Some(rotation) = &status.rotation {
+                events.push(Notice::warning(
+                    "RotationAborted",
+                    "Rotate",
+                    format!(
+                        "rotation {} was abandoned: the tokens were replaced out of band",
+                        rotation.id
+                    ),
+                ));
+            }
+            let queued = status
+                .rotation
+                .as_ref()
+                .and_then(|rotation| rotation.queued_trigger.clone());
+            let former = snapshot
+                .status
+                .token1
+                .as_ref()
+                .map_or(0, |token| token.serial);
+            start(
+                status,
+                id,
+                Cause::TokensReplaced,
+                RotationStrategy::Restart,
+                former,
+                None,
+                now,
+                events,
+            );
+            if let Some(rotation) = status.rotation.as_mut() {
+                rotation.phase = PHASE_RESTARTING.into();
+                rotation.queued_trigger = queued;
+            }
+            set_rotating(status, generation, now, is_secret_ref, false);
+            return Outcome::persist_first();
         }
     }
 
@@ -203,37 +229,52 @@ pub fn advance(
                     patches: Vec::new(),
                     requeue,
                     degraded: None,
+                    hold_writes: false,
                 };
             }
             Some(cause) => {
                 if cause == Cause::Trigger {
                     status.observed_trigger = trigger.clone();
                 }
-                let (strategy, deactivates) = if cause == Cause::TokensReplaced {
-                    // Promoted out of band: the former Token 1 is already gone; restart consumers.
+                if cause == Cause::TokensReplaced {
+                    // Promoted at the platform with no rotation of ours: the former Token 1 is
+                    // gone, and consumers that still hold it must restart.
                     let former = snapshot
                         .status
                         .token1
                         .as_ref()
                         .map_or(0, |token| token.serial);
-                    (RotationStrategy::Restart, former)
+                    let id = format!("x{}", mirror.identities[0].serial);
+                    start(
+                        status,
+                        id,
+                        cause,
+                        RotationStrategy::Restart,
+                        former,
+                        None,
+                        now,
+                        events,
+                    );
+                    if let Some(rotation) = status.rotation.as_mut() {
+                        rotation.phase = PHASE_RESTARTING.into();
+                    }
                 } else {
-                    (snapshot.spec.rotation.strategy, mirror.identities[0].serial)
-                };
-                start(
-                    status,
-                    cause,
-                    strategy,
-                    deactivates,
-                    trigger.clone(),
-                    now,
-                    events,
-                );
-                if cause == Cause::TokensReplaced
-                    && let Some(rotation) = status.rotation.as_mut()
-                {
-                    rotation.phase = PHASE_RESTARTING.into();
+                    let deactivates = mirror.identities[0].serial;
+                    let id = format!("r{deactivates}");
+                    let strategy = snapshot.spec.rotation.strategy;
+                    start(
+                        status,
+                        id,
+                        cause,
+                        strategy,
+                        deactivates,
+                        trigger.clone(),
+                        now,
+                        events,
+                    );
                 }
+                set_rotating(status, generation, now, is_secret_ref, false);
+                return Outcome::persist_first();
             }
         }
     }
@@ -241,6 +282,7 @@ pub fn advance(
     step(
         snapshot,
         mirror,
+        change,
         status,
         is_secret_ref,
         now,
@@ -249,8 +291,10 @@ pub fn advance(
     )
 }
 
+#[allow(clippy::too_many_arguments)]
 fn start(
     status: &mut StreamingTokenStatus,
+    id: String,
     cause: Cause,
     strategy: RotationStrategy,
     deactivates: i64,
@@ -258,7 +302,6 @@ fn start(
     now: &Time,
     events: &mut Vec<Notice>,
 ) {
-    let id = format!("r{deactivates}");
     let phase = match strategy {
         RotationStrategy::ZeroDowntime => PHASE_REPOINTING,
         RotationStrategy::Restart => PHASE_DEACTIVATING,
@@ -366,9 +409,21 @@ fn patches_for(
     let mut blocked = Vec::new();
     let token2_key = &snapshot.spec.secret.token2_key;
     for consumer in &snapshot.consumers {
-        let containers =
+        let mut containers =
             workload::selected_containers(consumer, &snapshot.spec.consumers.containers);
         if repoint {
+            // Containers already pointed at the mirror Secret stay in the apply even if no
+            // longer selected: omitting them would make server-side apply remove their variable.
+            for container in &consumer.containers {
+                let ours = matches!(&container.source, EnvSource::SecretKey { secret, .. } if *secret == snapshot.secret_name);
+                if ours
+                    && !containers
+                        .iter()
+                        .any(|selected| selected.name == container.name)
+                {
+                    containers.push(container);
+                }
+            }
             if containers.is_empty() {
                 blocked.push(BlockedConsumer {
                     kind: consumer.kind.as_str().into(),
@@ -487,9 +542,11 @@ fn deactivate(
     true
 }
 
+#[allow(clippy::too_many_arguments)]
 fn step(
     snapshot: &Snapshot,
     mirror: &mut MirrorWrite,
+    change: PairChange,
     status: &mut StreamingTokenStatus,
     is_secret_ref: bool,
     now: &Time,
@@ -509,11 +566,25 @@ fn step(
     // Each phase may finish in this same reconcile; the loop runs until one has to wait.
     for _ in 0..6 {
         match (rotation.strategy, rotation.phase.as_str()) {
-            (RotationStrategy::ZeroDowntime, PHASE_REPOINTING | PHASE_AWAITING_ROLLOUT) => {
-                // Token 1 already deactivated (a crash after the Secret write): finish.
-                if mirror.identities[0].serial != rotation.deactivates_serial {
+            (RotationStrategy::ZeroDowntime, _) => {
+                // Token 1 already deactivated. With `generate` only this operator deactivates, after
+                // verifying every consumer: a crash came between the Secret write and the status
+                // write, so finish. With `secretRef` the platform may have been rotated early:
+                // finish only once every consumer is verified.
+                let deactivated = mirror.identities[0].serial != rotation.deactivates_serial;
+                if deactivated && (!is_secret_ref || rotation.phase == PHASE_AWAITING_SOURCE) {
                     completed = true;
                     break;
+                }
+                if deactivated && change == PairChange::Promoted {
+                    events.push(Notice::warning(
+                        "SourcePromotedEarly",
+                        "Rotate",
+                        format!(
+                            "rotation {}: the source Secret was rotated before every consumer was verified on Token 2; pods still on the old template hold a deactivated token until they roll",
+                            rotation.id
+                        ),
+                    ));
                 }
                 let (needed, cannot) = patches_for(snapshot, &rotation.id, true);
                 if !needed.is_empty() || !cannot.is_empty() {
@@ -543,17 +614,20 @@ fn step(
                     requeue = Requeue::After(ROLLOUT_POLL);
                     break;
                 }
-                set_phase(&mut rotation, PHASE_DEACTIVATING, now, events);
-            }
-            (RotationStrategy::ZeroDowntime, PHASE_DEACTIVATING | PHASE_AWAITING_SOURCE) => {
-                if deactivate(snapshot, mirror, &rotation, is_secret_ref, now, events) {
+                if deactivated {
                     completed = true;
                     break;
                 }
-                // secretRef: a person or pipeline rotates at the platform.
+                if !is_secret_ref {
+                    set_phase(&mut rotation, PHASE_DEACTIVATING, now, events);
+                    deactivate(snapshot, mirror, &rotation, is_secret_ref, now, events);
+                    completed = true;
+                    break;
+                }
+                // secretRef: a person or pipeline rotates at the platform. Consumers are
+                // verified again on every pass, so a regression withdraws ReadyToRotate.
                 set_phase(&mut rotation, PHASE_AWAITING_SOURCE, now, events);
                 ready_to_rotate = true;
-                verified = Some(snapshot.consumers.len());
                 break;
             }
             (RotationStrategy::Restart, PHASE_DEACTIVATING | PHASE_AWAITING_SOURCE) => {
@@ -632,11 +706,13 @@ fn step(
             // The queued trigger runs next; it starts from the next reconcile, once this
             // rotation's Secret write has landed.
             status.observed_trigger = Some(queued.clone());
+            let deactivates = mirror.identities[0].serial;
             start(
                 status,
+                format!("r{deactivates}"),
                 Cause::Trigger,
                 snapshot.spec.rotation.strategy,
-                mirror.identities[0].serial,
+                deactivates,
                 Some(queued),
                 now,
                 events,
@@ -644,8 +720,9 @@ fn step(
             set_rotating(status, generation, now, is_secret_ref, false);
             return Outcome {
                 patches,
-                requeue: Requeue::After(Duration::from_millis(100)),
+                requeue: Requeue::After(ROLLOUT_POLL),
                 degraded: None,
+                hold_writes: false,
             };
         }
         status.next_rotation_at = next_rotation_at(snapshot, status);
@@ -658,6 +735,7 @@ fn step(
             patches,
             requeue,
             degraded: None,
+            hold_writes: false,
         };
     }
 
@@ -712,6 +790,7 @@ fn step(
         patches,
         requeue,
         degraded,
+        hold_writes: false,
     }
 }
 

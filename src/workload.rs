@@ -141,11 +141,12 @@ pub fn verify(
     let progressing = progress(consumer, id);
     match progressing {
         None => Verdict::Verified,
+        // The message names the timeout, not the time waited: status must not change every pass.
         Some(message) if waited > timeout => Verdict::Blocked {
             reason: "RolloutTimeout",
             message: format!(
-                "not rolled out after {}s (spec.rotation.rolloutTimeout): {message}",
-                waited.as_secs()
+                "not rolled out within spec.rotation.rolloutTimeout ({}s): {message}",
+                timeout.as_secs()
             ),
         },
         Some(message) => Verdict::Progressing(message),

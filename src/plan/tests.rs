@@ -145,6 +145,17 @@ impl Fixture {
     fn plan(&self) -> Plan {
         plan(&self.snapshot, &at(100))
     }
+
+    /// The next reconcile, after `previous` was carried out (its status written; a Secret it
+    /// held back is still as observed).
+    fn after(&mut self, previous: &Plan) -> Plan {
+        assert!(
+            previous.secret.is_none() && previous.consumer_patches.is_empty(),
+            "a persist-first plan writes only status"
+        );
+        self.snapshot.status = previous.status.clone();
+        self.plan()
+    }
 }
 
 /// A Deployment consumer that is (or is not) rolled out on rotation `id`.
@@ -450,14 +461,20 @@ fn a_new_trigger_starts_a_zero_downtime_rotation_by_repointing() {
         .trigger("t2")
         .consumer(consumer("api", None, false))
         .consumer(consumer("web", Some("r0"), true));
-    let plan = fixture.plan();
-    let rotation = plan.status.rotation.clone().expect("rotation started");
+    let started = fixture.plan();
+    let rotation = started.status.rotation.clone().expect("rotation started");
     assert_eq!(
         (rotation.id.as_str(), rotation.phase.as_str()),
         ("r1", PHASE_REPOINTING)
     );
     assert_eq!(rotation.deactivates_serial, 1);
-    assert_eq!(plan.status.observed_trigger.as_deref(), Some("t2"));
+    assert_eq!(started.status.observed_trigger.as_deref(), Some("t2"));
+    assert_eq!(
+        reasons(&started),
+        ["RotationStarted"],
+        "the start is recorded before anything is written"
+    );
+    let plan = fixture.after(&started);
     assert!(plan.secret.is_none(), "Token 1 stays active");
     let patched: Vec<&str> = plan
         .consumer_patches
@@ -470,7 +487,7 @@ fn a_new_trigger_starts_a_zero_downtime_rotation_by_repointing() {
         (repoint.env_var.as_str(), repoint.key.as_str()),
         ("STREAMING_TOKEN", "token2")
     );
-    assert_eq!(reasons(&plan), ["RotationStarted", "ConsumersRepointed"]);
+    assert_eq!(reasons(&plan), ["ConsumersRepointed"]);
 }
 
 #[test]
@@ -558,13 +575,15 @@ fn a_blocked_consumer_is_reported_and_degrades() {
 
 #[test]
 fn restart_strategy_deactivates_first_then_restarts_consumers() {
-    let plan = fixture()
+    let mut fixture = fixture()
         .trigger("t1")
         .established(("one", "two"), (1, 2))
         .trigger("t2")
         .strategy(RotationStrategy::Restart)
-        .consumer(consumer("api", None, false))
-        .plan();
+        .consumer(consumer("api", None, false));
+    let started = fixture.plan();
+    assert_eq!(reasons(&started), ["RotationStarted"]);
+    let plan = fixture.after(&started);
     assert_eq!(
         written_pair(&plan),
         Some(("two".into(), "fresh-a".into(), 2, 3))
@@ -578,12 +597,7 @@ fn restart_strategy_deactivates_first_then_restarts_consumers() {
     );
     assert_eq!(
         reasons(&plan),
-        [
-            "RotationStarted",
-            "TokenDeactivated",
-            "Restarting",
-            "ConsumersRestarted"
-        ]
+        ["TokenDeactivated", "Restarting", "ConsumersRestarted"]
     );
 }
 
@@ -721,16 +735,110 @@ fn secret_ref_consumers_not_verified_means_not_ready_to_rotate() {
 
 #[test]
 fn tokens_replaced_out_of_band_restart_every_consumer() {
-    let plan = fixture()
+    let mut fixture = fixture()
         .secret_ref(Ok(("x", "y")))
         .established(("one", "two"), (1, 2))
-        .consumer(consumer("api", None, false))
-        .plan();
-    let rotation = plan.status.rotation.clone().expect("restart rotation");
+        .consumer(consumer("api", Some("r1"), true));
+    let started = fixture.plan();
+    let rotation = started.status.rotation.clone().expect("restart rotation");
     assert_eq!(rotation.cause, "TokensReplaced");
     assert_eq!(rotation.phase, PHASE_RESTARTING);
-    assert_eq!(plan.consumer_patches.len(), 1);
+    assert_eq!(
+        rotation.id, "x3",
+        "named after the new Token 1, unlike any earlier rotation"
+    );
+    assert_eq!(
+        started.status.token1.as_ref().map(|token| token.serial),
+        Some(1),
+        "not mirrored yet"
+    );
+    let plan = fixture.after(&started);
+    assert_eq!(written_pair(&plan), Some(("x".into(), "y".into(), 3, 4)));
+    assert_eq!(
+        plan.consumer_patches.len(),
+        1,
+        "a consumer already on r1 restarts too"
+    );
     assert!(reasons(&plan).contains(&"SourceReplaced"));
+    assert_eq!(
+        plan.status.rotation.map(|rotation| rotation.id),
+        Some("x3".into())
+    );
+}
+
+#[test]
+fn replacement_during_a_rotation_abandons_it_and_restarts_once() {
+    let mut fixture = fixture()
+        .secret_ref(Ok(("x", "y")))
+        .established(("one", "two"), (1, 2))
+        .rotating(PHASE_AWAITING_ROLLOUT, 1, RotationStrategy::ZeroDowntime)
+        .consumer(consumer("api", Some("r1"), true));
+    let started = fixture.plan();
+    assert_eq!(reasons(&started), ["RotationAborted", "RotationStarted"]);
+    let plan = fixture.after(&started);
+    assert_eq!(
+        plan.status
+            .rotation
+            .as_ref()
+            .map(|rotation| rotation.id.as_str()),
+        Some("x3")
+    );
+    assert!(
+        !reasons(&plan).contains(&"RotationAborted"),
+        "the restart is not abandoned for itself"
+    );
+    assert_eq!(plan.consumer_patches.len(), 1);
+}
+
+#[test]
+fn secret_ref_promoted_before_consumers_are_verified_waits_for_them() {
+    let mut unverified = consumer("api", Some("r1"), true);
+    unverified.ready = 1;
+    let plan = fixture()
+        .secret_ref(Ok(("two", "three")))
+        .established(("one", "two"), (1, 2))
+        .rotating(PHASE_AWAITING_ROLLOUT, 1, RotationStrategy::ZeroDowntime)
+        .consumer(unverified)
+        .plan();
+    assert!(reasons(&plan).contains(&"SourcePromotedEarly"));
+    assert!(
+        plan.status.rotation.is_some(),
+        "not complete while a consumer is unverified"
+    );
+    assert_eq!(
+        written_pair(&plan),
+        Some(("two".into(), "three".into(), 2, 3)),
+        "the mirror follows the source"
+    );
+}
+
+#[test]
+fn ready_to_rotate_is_withdrawn_when_a_consumer_regresses() {
+    let mut regressed = consumer("api", Some("r1"), true);
+    regressed.pods.as_mut().expect("pods").push(PodObservation {
+        name: "api-old".into(),
+        rotation: Some("r0".into()),
+        terminating: false,
+        held_by: vec![],
+    });
+    let mut fixture = fixture()
+        .secret_ref(Ok(("one", "two")))
+        .established(("one", "two"), (1, 2))
+        .rotating(PHASE_AWAITING_SOURCE, 1, RotationStrategy::ZeroDowntime)
+        .consumer(regressed);
+    fixture.snapshot.status.conditions.clear();
+    let plan = fixture.plan();
+    assert_eq!(
+        plan.status
+            .rotation
+            .as_ref()
+            .map(|rotation| rotation.phase.as_str()),
+        Some(PHASE_AWAITING_ROLLOUT)
+    );
+    assert_eq!(
+        condition(&plan, READY_TO_ROTATE),
+        Some(("False".into(), "ConsumersNotReady".into()))
+    );
 }
 
 #[test]
@@ -741,13 +849,24 @@ fn periodic_rotation_is_scheduled_and_starts_when_due() {
     assert_eq!(plan.status.next_rotation_at, Some(at(3600)));
     assert_eq!(plan.requeue, Requeue::After(Duration::from_secs(3540)));
     assert!(plan.status.rotation.is_none());
-    // With no consumers the whole rotation completes in one reconcile.
+    // The start is recorded first; with no consumers the rotation then completes at once.
+    let started = super::plan(&fixture.snapshot, &at(3600));
+    assert_eq!(
+        started
+            .status
+            .rotation
+            .as_ref()
+            .map(|rotation| rotation.cause.as_str()),
+        Some("Interval")
+    );
+    assert!(started.secret.is_none());
+    fixture.snapshot.status = started.status.clone();
     let plan = super::plan(&fixture.snapshot, &at(3600));
     assert_eq!(
         written_pair(&plan),
         Some(("two".into(), "fresh-a".into(), 2, 3))
     );
-    assert!(reasons(&plan).contains(&"RotationStarted"));
+    assert!(reasons(&plan).contains(&"RotationCompleted"));
     assert_eq!(
         plan.status.last_rotation.map(|last| last.completed_at),
         Some(at(3600))

@@ -915,7 +915,7 @@ async fn tokens_replaced_out_of_band_restart_every_consumer() {
             .as_deref(),
         Some("new-one")
     );
-    let token = support::wait_rotation_done(&tokens, "leak", "r1", TIMEOUT).await;
+    let token = support::wait_rotation_done(&tokens, "leak", "x3", TIMEOUT).await;
     assert_eq!(
         token
             .status
@@ -932,4 +932,46 @@ async fn tokens_replaced_out_of_band_restart_every_consumer() {
             "{name} restarted exactly once"
         );
     }
+}
+
+/// A Restart rotation after a ZeroDowntime one keeps the variable the operator set: the restart
+/// is applied by a field manager of its own, so server-side apply does not strip it.
+#[tokio::test(flavor = "multi_thread")]
+async fn restart_after_zero_downtime_keeps_the_repointed_variable() {
+    let admin = support::admin_client().await;
+    let namespace = support::namespace(&admin, "rotate-switch").await;
+    let _operator = Operator::start(&admin, &namespace, OperatorOptions::default()).await;
+    let tokens: Api<StreamingToken> = Api::namespaced(admin.clone(), &namespace);
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &namespace);
+    support::apply(
+        &deployments,
+        &fixtures::deployment("svc", &namespace, Some("sw"), 1),
+    )
+    .await;
+    support::apply(
+        &tokens,
+        &fixtures::token("sw", &namespace).with_trigger("t0").build(),
+    )
+    .await;
+    wait_condition(&tokens, "sw", "Ready", "True", "TokensReady", TIMEOUT).await;
+    support::wait_deployments_available(&admin, &namespace, &["svc"]).await;
+    support::set_trigger(&tokens, "sw", "t1").await;
+    support::wait_rotation_done(&tokens, "sw", "r1", TIMEOUT).await;
+    assert_consumers_on_token2(&admin, &namespace, "sw", &["svc"]).await;
+
+    support::apply(
+        &tokens,
+        &fixtures::token("sw", &namespace)
+            .with_trigger("t2")
+            .strategy(RotationStrategy::Restart)
+            .build(),
+    )
+    .await;
+    support::wait_rotation_done(&tokens, "sw", "r2", TIMEOUT).await;
+    assert_consumers_on_token2(&admin, &namespace, "sw", &["svc"]).await;
+    assert_eq!(
+        rollouts(&admin, &namespace, "svc").await,
+        2,
+        "one roll per rotation"
+    );
 }
