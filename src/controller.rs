@@ -7,6 +7,7 @@
 
 use crate::api::{MANAGED_BY_LABEL, MANAGER_NAME, StreamingToken, TOKEN_LABEL};
 use crate::apply;
+use crate::cache::WorkloadCache;
 use crate::conditions;
 use crate::error::Error;
 use crate::metrics::Metrics;
@@ -15,7 +16,7 @@ use crate::plan::{
     SourceObservation, SourceProblem,
 };
 use crate::token::{self, Token, TokenPair};
-use crate::workload::{self, ConsumerObservation, PodObservation};
+use crate::workload::{self, ConsumerObservation, PodObservation, WorkloadKind};
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Pod, Secret};
@@ -58,9 +59,8 @@ impl Scope {
 pub struct Context {
     pub client: Client,
     pub reporter: Reporter,
-    pub deployments: Store<Deployment>,
-    pub statefulsets: Store<StatefulSet>,
-    pub daemonsets: Store<DaemonSet>,
+    /// Labelled consumer workloads, in compact form.
+    pub workloads: Arc<WorkloadCache>,
     pub metrics: Arc<Metrics>,
     /// True while this replica holds the leader lease; only the leader writes.
     pub leader: watch::Receiver<bool>,
@@ -83,7 +83,6 @@ fn token_ref(
 fn reflect<K>(
     api: Api<K>,
     config: watcher::Config,
-    trim: fn(&mut K),
 ) -> (
     Store<K>,
     impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
@@ -95,13 +94,32 @@ where
     let (reader, writer) = reflector::store();
     let stream = watcher(api, config)
         .default_backoff()
-        .modify(move |object: &mut K| {
-            object.managed_fields_mut().clear();
-            trim(object);
-        })
+        .modify(|object: &mut K| object.managed_fields_mut().clear())
         .reflect(writer)
         .touched_objects();
     (reader, stream)
+}
+
+/// A watch of one workload kind that feeds the compact cache and yields the objects that
+/// changed, to wake their StreamingToken.
+fn cache_stream<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    cache: Arc<WorkloadCache>,
+    kind: WorkloadKind,
+    convert: fn(&K) -> workload::CachedWorkload,
+) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    watcher(api, config)
+        .default_backoff()
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                cache.apply(kind, event, convert);
+            }
+        })
+        .touched_objects()
 }
 
 /// Waits until `store` has its first full list. Polls again every half second: the store's
@@ -138,7 +156,6 @@ pub async fn run(
     let (tokens, token_stream) = reflect(
         scope.api::<StreamingToken>(&client),
         watcher::Config::default().any_semantic(),
-        |_| {},
     );
     // A deleted StreamingToken is never reconciled again: drop its per-object metrics here (the
     // store has already forgotten it when its deletion passes by).
@@ -153,20 +170,27 @@ pub async fn run(
             }
         })
     };
-    let (deployments, deployment_stream) = reflect(
+    let workloads = Arc::new(WorkloadCache::default());
+    let deployment_stream = cache_stream(
         scope.api::<Deployment>(&client),
         labelled(),
-        workload::trim_deployment,
+        workloads.clone(),
+        WorkloadKind::Deployment,
+        workload::cache_deployment,
     );
-    let (statefulsets, statefulset_stream) = reflect(
+    let statefulset_stream = cache_stream(
         scope.api::<StatefulSet>(&client),
         labelled(),
-        workload::trim_statefulset,
+        workloads.clone(),
+        WorkloadKind::StatefulSet,
+        workload::cache_statefulset,
     );
-    let (daemonsets, daemonset_stream) = reflect(
+    let daemonset_stream = cache_stream(
         scope.api::<DaemonSet>(&client),
         labelled(),
-        workload::trim_daemonset,
+        workloads.clone(),
+        WorkloadKind::DaemonSet,
+        workload::cache_daemonset,
     );
     let secrets = watcher(scope.api::<PartialObjectMeta<Secret>>(&client), labelled())
         .default_backoff()
@@ -178,9 +202,7 @@ pub async fn run(
     let context = Arc::new(Context {
         client: client.clone(),
         reporter,
-        deployments: deployments.clone(),
-        statefulsets: statefulsets.clone(),
-        daemonsets: daemonsets.clone(),
+        workloads: workloads.clone(),
         metrics,
         leader: leader.clone(),
         failures: Mutex::new(HashMap::new()),
@@ -190,10 +212,10 @@ pub async fn run(
 
     let token_store = tokens.clone();
     tokio::spawn(async move {
-        let synced = synced(&token_store).await
-            && synced(&deployments).await
-            && synced(&statefulsets).await
-            && synced(&daemonsets).await;
+        let synced = synced(&token_store).await;
+        while !workloads.ready() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         if synced {
             info!("caches synced");
             let _ = ready.send(true);
@@ -561,36 +583,12 @@ async fn observe_consumers(
     let name = token.name_any();
     let namespace = token.namespace().unwrap_or_default();
     let env_var = &token.spec.consumers.env_var;
-    let belongs = |metadata: &kube::api::ObjectMeta| {
-        metadata.namespace.as_deref() == Some(namespace.as_str())
-            && metadata
-                .labels
-                .as_ref()
-                .and_then(|labels| labels.get(TOKEN_LABEL))
-                == Some(&name)
-    };
-    let mut consumers: Vec<ConsumerObservation> = Vec::new();
-    consumers.extend(
-        context
-            .deployments
-            .state_filter(|object| belongs(&object.metadata))
-            .iter()
-            .map(|object| workload::observe_deployment(object, env_var)),
-    );
-    consumers.extend(
-        context
-            .statefulsets
-            .state_filter(|object| belongs(&object.metadata))
-            .iter()
-            .map(|object| workload::observe_statefulset(object, env_var)),
-    );
-    consumers.extend(
-        context
-            .daemonsets
-            .state_filter(|object| belongs(&object.metadata))
-            .iter()
-            .map(|object| workload::observe_daemonset(object, env_var)),
-    );
+    let mut consumers: Vec<ConsumerObservation> = context
+        .workloads
+        .consumers(&namespace, &name)
+        .iter()
+        .map(|workload| workload.observe(env_var))
+        .collect();
     consumers.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
 
     // Pods matter only while a rotation waits on rollouts.

@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod apply;
+pub mod cache;
 pub mod cli;
 pub mod conditions;
 pub mod controller;

@@ -287,25 +287,26 @@ fn template_parts(
     (rotation, containers)
 }
 
+fn env_source(variable: &k8s_openapi::api::core::v1::EnvVar) -> EnvSource {
+    match (&variable.value, &variable.value_from) {
+        (Some(value), _) if !value.is_empty() => EnvSource::Literal,
+        (_, Some(from)) => match &from.secret_key_ref {
+            Some(reference) => EnvSource::SecretKey {
+                secret: reference.name.clone(),
+                key: reference.key.clone(),
+            },
+            None => EnvSource::Other,
+        },
+        _ => EnvSource::Absent,
+    }
+}
+
 fn container_env(container: &Container, env_var: &str) -> ContainerEnv {
-    let variable = container
+    let source = container
         .env
         .as_ref()
-        .and_then(|env| env.iter().find(|variable| variable.name == env_var));
-    let source = match variable {
-        None => EnvSource::Absent,
-        Some(variable) => match (&variable.value, &variable.value_from) {
-            (Some(value), _) if !value.is_empty() => EnvSource::Literal,
-            (_, Some(from)) => match &from.secret_key_ref {
-                Some(reference) => EnvSource::SecretKey {
-                    secret: reference.name.clone(),
-                    key: reference.key.clone(),
-                },
-                None => EnvSource::Other,
-            },
-            _ => EnvSource::Absent,
-        },
-    };
+        .and_then(|env| env.iter().find(|variable| variable.name == env_var))
+        .map_or(EnvSource::Absent, env_source);
     ContainerEnv {
         name: container.name.clone(),
         source,
@@ -320,67 +321,96 @@ fn pod_selector(
     (!selector.selects_all()).then_some(selector)
 }
 
-/// Keeps only what observation needs of a workload before it is cached: its identity, labels
-/// and generation; of its pod template, the rotation annotation and each container's name and
-/// environment; and its status. Everything else (annotations such as
-/// `kubectl.kubernetes.io/last-applied-configuration`, images, probes, volumes, managedFields)
-/// would only cost memory.
-fn trim_metadata(metadata: &mut ObjectMeta) {
-    *metadata = ObjectMeta {
-        name: metadata.name.take(),
-        namespace: metadata.namespace.take(),
-        uid: metadata.uid.take(),
-        resource_version: metadata.resource_version.take(),
-        generation: metadata.generation,
-        labels: metadata.labels.take(),
-        ..ObjectMeta::default()
-    };
+/// What the cache keeps of a consumer workload: its observation without the per-token choice
+/// of environment variable, and every container's variables in compact form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedWorkload {
+    /// The value of its `streamingtoken.io/token` label.
+    pub token: String,
+    base: ConsumerObservation,
+    containers: Vec<(String, Vec<(String, EnvSource)>)>,
 }
 
-fn trim_template(template: &mut PodTemplateSpec) {
-    let rotation = template
-        .metadata
-        .as_mut()
-        .and_then(|metadata| metadata.annotations.as_mut())
-        .and_then(|annotations| annotations.remove_entry(ROTATION_ANNOTATION));
-    template.metadata = rotation.map(|entry| ObjectMeta {
-        annotations: Some([entry].into_iter().collect()),
-        ..ObjectMeta::default()
-    });
-    template.spec = template
+impl CachedWorkload {
+    /// The observation for a StreamingToken whose consumers read `env_var`.
+    pub fn observe(&self, env_var: &str) -> ConsumerObservation {
+        let mut observation = self.base.clone();
+        observation.containers = self
+            .containers
+            .iter()
+            .map(|(name, variables)| ContainerEnv {
+                name: name.clone(),
+                source: variables
+                    .iter()
+                    .find(|(variable, _)| variable == env_var)
+                    .map_or(EnvSource::Absent, |(_, source)| source.clone()),
+            })
+            .collect();
+        observation
+    }
+}
+
+fn cached(
+    metadata: &ObjectMeta,
+    mut base: ConsumerObservation,
+    template: &PodTemplateSpec,
+) -> CachedWorkload {
+    base.containers = Vec::new();
+    let containers = template
         .spec
-        .take()
-        .map(|spec| k8s_openapi::api::core::v1::PodSpec {
-            containers: spec
-                .containers
-                .into_iter()
-                .map(|container| Container {
-                    name: container.name,
-                    env: container.env,
-                    ..Container::default()
+        .as_ref()
+        .map(|spec| {
+            spec.containers
+                .iter()
+                .map(|container| {
+                    let variables = container
+                        .env
+                        .iter()
+                        .flatten()
+                        .map(|variable| (variable.name.clone(), env_source(variable)))
+                        .collect();
+                    (container.name.clone(), variables)
                 })
-                .collect(),
-            ..k8s_openapi::api::core::v1::PodSpec::default()
-        });
+                .collect()
+        })
+        .unwrap_or_default();
+    CachedWorkload {
+        token: metadata
+            .labels
+            .as_ref()
+            .and_then(|labels| labels.get(crate::api::TOKEN_LABEL))
+            .cloned()
+            .unwrap_or_default(),
+        base,
+        containers,
+    }
 }
 
-/// Trims a Deployment for the cache (see [`trim_metadata`]).
-pub fn trim_deployment(deployment: &mut Deployment) {
-    trim_metadata(&mut deployment.metadata);
-    trim_template(&mut deployment.spec.template);
+/// Caches a Deployment.
+pub fn cache_deployment(deployment: &Deployment) -> CachedWorkload {
+    cached(
+        &deployment.metadata,
+        observe_deployment(deployment, ""),
+        &deployment.spec.template,
+    )
 }
 
-/// Trims a StatefulSet for the cache.
-pub fn trim_statefulset(statefulset: &mut StatefulSet) {
-    trim_metadata(&mut statefulset.metadata);
-    trim_template(&mut statefulset.spec.template);
-    statefulset.spec.volume_claim_templates = None;
+/// Caches a StatefulSet.
+pub fn cache_statefulset(statefulset: &StatefulSet) -> CachedWorkload {
+    cached(
+        &statefulset.metadata,
+        observe_statefulset(statefulset, ""),
+        &statefulset.spec.template,
+    )
 }
 
-/// Trims a DaemonSet for the cache.
-pub fn trim_daemonset(daemonset: &mut DaemonSet) {
-    trim_metadata(&mut daemonset.metadata);
-    trim_template(&mut daemonset.spec.template);
+/// Caches a DaemonSet.
+pub fn cache_daemonset(daemonset: &DaemonSet) -> CachedWorkload {
+    cached(
+        &daemonset.metadata,
+        observe_daemonset(daemonset, ""),
+        &daemonset.spec.template,
+    )
 }
 
 fn generation_of(metadata: &ObjectMeta) -> i64 {
@@ -608,8 +638,8 @@ mod tests {
     }
 
     #[test]
-    fn trimming_keeps_what_observation_reads() {
-        let mut deployment: Deployment = serde_json::from_value(json!({
+    fn the_cached_form_observes_like_the_object() {
+        let deployment: Deployment = serde_json::from_value(json!({
             "metadata": {
                 "name": "api", "namespace": "prod", "generation": 4,
                 "labels": {"streamingtoken.io/token": "telemetry"},
@@ -620,22 +650,27 @@ mod tests {
                 "selector": {"matchLabels": {"app": "api"}},
                 "template": {
                     "metadata": {"labels": {"app": "api"}, "annotations": {ROTATION_ANNOTATION: "r4", "other": "y"}},
-                    "spec": {"containers": [{
-                        "name": "app", "image": "registry.example/app:1",
-                        "env": [{"name": "STREAMING_TOKEN", "valueFrom": {"secretKeyRef": {"name": "t", "key": "token2"}}}]
-                    }], "volumes": [{"name": "v", "emptyDir": {}}]}
+                    "spec": {"containers": [
+                        {"name": "app", "image": "registry.example/app:1", "env": [
+                            {"name": "STREAMING_TOKEN", "valueFrom": {"secretKeyRef": {"name": "t", "key": "token2"}}},
+                            {"name": "OTHER_TOKEN", "value": "literal"}
+                        ]},
+                        {"name": "sidecar", "image": "registry.example/sidecar:1"}
+                    ], "volumes": [{"name": "v", "emptyDir": {}}]}
                 }
             },
             "status": {"observedGeneration": 4, "replicas": 3, "updatedReplicas": 3, "readyReplicas": 3, "availableReplicas": 3}
         }))
         .expect("deployment");
-        let before = observe_deployment(&deployment, "STREAMING_TOKEN");
-        trim_deployment(&mut deployment);
-        assert_eq!(observe_deployment(&deployment, "STREAMING_TOKEN"), before);
-        let size = serde_json::to_string(&deployment)
-            .expect("serializes")
-            .len();
-        assert!(size < 800, "trimmed to {size} bytes");
+        let cached = cache_deployment(&deployment);
+        assert_eq!(cached.token, "telemetry");
+        for variable in ["STREAMING_TOKEN", "OTHER_TOKEN", "ABSENT"] {
+            assert_eq!(
+                cached.observe(variable),
+                observe_deployment(&deployment, variable),
+                "{variable}"
+            );
+        }
     }
 
     #[test]
