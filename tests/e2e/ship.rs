@@ -94,6 +94,7 @@ async fn helm_installed_rbac_suffices_and_is_least_privilege() {
     // The operator process runs as the chart's ServiceAccount.
     let account = format!("{release}-streaming-token-operator");
     let identity = support::identity(&admin, &namespace, &account).await;
+    support::wait_rbac_effective(&identity).await;
     let client = identity.client().await;
     let operator = Operator::start_as(
         identity,

@@ -389,7 +389,40 @@ pub async fn operator_identity(admin: &Client, namespace: &str) -> ServiceAccoun
         namespace,
     )
     .await;
+    wait_rbac_effective(&identity).await;
     identity
+}
+
+/// Waits until the API server's authorizer has caught up with new bindings (its caches can lag
+/// on a loaded machine), so an operator started next does not begin in watch back-off.
+pub async fn wait_rbac_effective(identity: &ServiceAccountIdentity) {
+    let client = identity.client().await;
+    let namespace = identity.namespace.clone();
+    wait_for(
+        "the operator's RBAC to take effect",
+        Duration::from_secs(90),
+        || {
+            let client = client.clone();
+            let namespace = namespace.clone();
+            async move {
+                let limit = kube::api::ListParams::default().limit(1);
+                Api::<StreamingToken>::namespaced(client.clone(), &namespace)
+                    .list(&limit)
+                    .await
+                    .map_err(|error| error.to_string())?;
+                Api::<Deployment>::namespaced(client.clone(), &namespace)
+                    .list(&limit)
+                    .await
+                    .map_err(|error| error.to_string())?;
+                Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client, &namespace)
+                    .list_metadata(&limit)
+                    .await
+                    .map_err(|error| error.to_string())?;
+                Ok(())
+            }
+        },
+    )
+    .await;
 }
 
 impl Operator {
