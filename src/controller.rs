@@ -11,11 +11,9 @@ use crate::cache::WorkloadCache;
 use crate::conditions;
 use crate::error::Error;
 use crate::metrics::Metrics;
-use crate::plan::{
-    self, FreshMaterial, MirrorObservation, ObservedMirror, Plan, Requeue, Snapshot,
-    SourceObservation, SourceProblem,
-};
-use crate::token::{self, Token, TokenPair};
+use crate::plan::{self, MirrorObservation, ObservedMirror, Plan, Requeue, Snapshot};
+use crate::source;
+use crate::token::Token;
 use crate::workload::{self, ConsumerObservation, PodObservation, WorkloadKind};
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
@@ -450,45 +448,10 @@ async fn observe(token: &StreamingToken, context: &Context, now: &Time) -> Resul
         Some(secret) => classify_mirror(token, &secret),
     };
 
-    let source = match (&token.spec.source.generate, &token.spec.source.secret_ref) {
-        (_, Some(reference)) => {
-            let secret =
-                secrets
-                    .get_opt(&reference.name)
-                    .await
-                    .map_err(|source| Error::GetSecret {
-                        name: reference.name.clone(),
-                        source,
-                    })?;
-            SourceObservation::SecretRef(read_source(secret.as_ref(), reference))
-        }
-        (Some(_), None) => SourceObservation::Generate,
-        (None, None) => SourceObservation::SecretRef(Err(SourceProblem::NotFound {
-            name: "(spec.source sets neither generate nor secretRef)".into(),
-        })),
-    };
-
+    let source = source::from_spec(&token.spec.source);
+    let observed_source = source.observe(&secrets).await?;
     let consumers = observe_consumers(token, context, now).await?;
-    let (prefix, length) =
-        token
-            .spec
-            .source
-            .generate
-            .as_ref()
-            .map_or((String::new(), 48), |generate| {
-                // The schema bounds the length; clamp anyway so a hand-edited object cannot ask for more.
-                (
-                    generate.prefix.clone(),
-                    usize::try_from(generate.length.clamp(32, 256)).unwrap_or(48),
-                )
-            });
-    let fresh = FreshMaterial {
-        tokens: [
-            Token::generate(&prefix, length)?,
-            Token::generate(&prefix, length)?,
-        ],
-        fingerprint_key: token::new_fingerprint_key()?,
-    };
+    let fresh = source.fresh()?;
     let failures = context
         .failures
         .lock()
@@ -504,7 +467,7 @@ async fn observe(token: &StreamingToken, context: &Context, now: &Time) -> Resul
         status: token.status.clone().unwrap_or_default(),
         secret_name,
         mirror,
-        source,
+        source: observed_source,
         consumers,
         fresh,
         failures,
@@ -542,37 +505,6 @@ fn classify_mirror(token: &StreamingToken, secret: &Secret) -> MirrorObservation
             .map(|reference| reference.uid.clone())
             .collect(),
     })
-}
-
-fn read_source(
-    secret: Option<&Secret>,
-    reference: &crate::api::SecretRefSource,
-) -> Result<TokenPair, SourceProblem> {
-    let name = reference.name.clone();
-    let secret = secret.ok_or_else(|| SourceProblem::NotFound { name: name.clone() })?;
-    let read = |key: &str| -> Result<Token, SourceProblem> {
-        let value = secret
-            .data
-            .as_ref()
-            .and_then(|data| data.get(key))
-            .ok_or_else(|| SourceProblem::KeyMissing {
-                name: name.clone(),
-                key: key.into(),
-            })?;
-        Token::parse(&value.0).map_err(|problem| SourceProblem::InvalidToken {
-            name: name.clone(),
-            key: key.into(),
-            problem,
-        })
-    };
-    let pair = TokenPair {
-        token1: read(&reference.token1_key)?,
-        token2: read(&reference.token2_key)?,
-    };
-    if pair.token1 == pair.token2 {
-        return Err(SourceProblem::IdenticalTokens { name });
-    }
-    Ok(pair)
 }
 
 async fn observe_consumers(

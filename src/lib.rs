@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod plan;
 pub mod rotation;
 pub mod server;
+pub mod source;
 pub mod token;
 pub mod workload;
 

@@ -76,10 +76,12 @@ pub struct ObservedMirror {
     pub owner_uids: Vec<String>,
 }
 
-/// The source of the pair.
+/// What the source says (see [`crate::source`]).
 pub enum SourceObservation {
-    Generate,
-    SecretRef(Result<TokenPair, SourceProblem>),
+    /// The operator issues the tokens; the pair lives only in the mirror Secret.
+    Issued,
+    /// Someone else issues and rotates them: the pair as the source holds it now.
+    External(Result<TokenPair, SourceProblem>),
 }
 
 /// Why a source Secret cannot be mirrored. Never carries a value.
@@ -501,7 +503,7 @@ fn resolve_pair(
 
     let mut change = PairChange::None;
     let (pair, identities) = match &snapshot.source {
-        SourceObservation::Generate => {
+        SourceObservation::Issued => {
             match current {
                 Some((pair, Some(identities))) => (pair, identities),
                 Some((pair, None)) => {
@@ -569,8 +571,8 @@ fn resolve_pair(
                 }
             }
         }
-        SourceObservation::SecretRef(Err(problem)) => return Err(problem.clone()),
-        SourceObservation::SecretRef(Ok(source)) => {
+        SourceObservation::External(Err(problem)) => return Err(problem.clone()),
+        SourceObservation::External(Ok(source)) => {
             let recorded = observed.and_then(|mirror| {
                 let key = mirror.annotations.get(ANNOTATION_FINGERPRINT_KEY)?;
                 Some((

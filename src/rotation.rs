@@ -117,7 +117,7 @@ pub fn advance(
 ) -> Outcome {
     let generation = Some(snapshot.generation);
     let trigger = snapshot.spec.rotation.trigger.clone();
-    let is_secret_ref = matches!(snapshot.source, SourceObservation::SecretRef(_));
+    let is_secret_ref = matches!(snapshot.source, SourceObservation::External(_));
 
     // A new trigger value never interrupts a rotation: it waits, at most one.
     if let Some(rotation) = status.rotation.as_mut()

@@ -52,7 +52,7 @@ fn fixture() -> Fixture {
             status: StreamingTokenStatus::default(),
             secret_name: "telemetry".into(),
             mirror: MirrorObservation::Missing,
-            source: SourceObservation::Generate,
+            source: SourceObservation::Issued,
             consumers: Vec::new(),
             fresh: FreshMaterial {
                 tokens: [token("fresh-a"), token("fresh-b")],
@@ -103,7 +103,7 @@ impl Fixture {
                 token2_key: "token2".into(),
             }),
         };
-        self.snapshot.source = SourceObservation::SecretRef(source.map(|(one, two)| TokenPair {
+        self.snapshot.source = SourceObservation::External(source.map(|(one, two)| TokenPair {
             token1: token(one),
             token2: token(two),
         }));

@@ -1,0 +1,213 @@
+//! Token sources behind one trait. The controller only asks a source what it says now
+//! ([`Source::observe`]) and for new material ([`Source::fresh`]); the plan only sees the
+//! resulting [`SourceObservation`]. Adding a source (an HTTP issuer, say) means a new
+//! implementation here and a new field in `spec.source`, not a change to the controller.
+//!
+//! Two kinds exist: *issuing* sources, whose tokens the operator makes itself and deactivates by
+//! one Secret write (`generate`), and *external* sources, where someone else rotates and the
+//! operator mirrors the pair and hands over with `ReadyToRotate` (`secretRef`).
+
+use crate::api::{GenerateSource, SecretRefSource, TokenSource as TokenSourceSpec};
+use crate::error::Error;
+use crate::plan::{FreshMaterial, SourceObservation, SourceProblem};
+use crate::token::{self, RandomSourceError, Token, TokenPair};
+use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+
+/// A source of the token pair.
+pub trait Source: Send + Sync {
+    /// What the source holds now. `secrets` is the StreamingToken's namespace.
+    fn observe<'a>(
+        &'a self,
+        secrets: &'a Api<Secret>,
+    ) -> BoxFuture<'a, Result<SourceObservation, Error>>;
+
+    /// Random material drawn before planning (so the plan stays pure): two new tokens, used only
+    /// if the plan issues tokens, and a fingerprint key, used only if a new Secret is written.
+    fn fresh(&self) -> Result<FreshMaterial, RandomSourceError> {
+        fresh_material("", 48)
+    }
+}
+
+fn fresh_material(prefix: &str, length: usize) -> Result<FreshMaterial, RandomSourceError> {
+    Ok(FreshMaterial {
+        tokens: [
+            Token::generate(prefix, length)?,
+            Token::generate(prefix, length)?,
+        ],
+        fingerprint_key: token::new_fingerprint_key()?,
+    })
+}
+
+/// The source named by `spec.source`.
+pub fn from_spec(spec: &TokenSourceSpec) -> Box<dyn Source> {
+    match (&spec.generate, &spec.secret_ref) {
+        (_, Some(reference)) => Box::new(SecretRef(reference.clone())),
+        (Some(generate), None) => Box::new(Generate(generate.clone())),
+        (None, None) => Box::new(Missing),
+    }
+}
+
+/// `generate`: tokens issued by the operator from the OS's secure random source.
+struct Generate(GenerateSource);
+
+impl Source for Generate {
+    fn observe<'a>(
+        &'a self,
+        _secrets: &'a Api<Secret>,
+    ) -> BoxFuture<'a, Result<SourceObservation, Error>> {
+        Box::pin(async { Ok(SourceObservation::Issued) })
+    }
+
+    fn fresh(&self) -> Result<FreshMaterial, RandomSourceError> {
+        // The schema bounds the length; clamp anyway so a hand-edited object cannot ask for more.
+        let length = usize::try_from(self.0.length.clamp(32, 256)).unwrap_or(48);
+        fresh_material(&self.0.prefix, length)
+    }
+}
+
+/// `secretRef`: a pair supplied in a Secret by a person or a pipeline.
+struct SecretRef(SecretRefSource);
+
+impl Source for SecretRef {
+    fn observe<'a>(
+        &'a self,
+        secrets: &'a Api<Secret>,
+    ) -> BoxFuture<'a, Result<SourceObservation, Error>> {
+        Box::pin(async move {
+            let secret =
+                secrets
+                    .get_opt(&self.0.name)
+                    .await
+                    .map_err(|source| Error::GetSecret {
+                        name: self.0.name.clone(),
+                        source,
+                    })?;
+            Ok(SourceObservation::External(read_pair(
+                secret.as_ref(),
+                &self.0,
+            )))
+        })
+    }
+}
+
+/// Neither source set: the schema forbids it; answered with a condition if it slips through.
+struct Missing;
+
+impl Source for Missing {
+    fn observe<'a>(
+        &'a self,
+        _secrets: &'a Api<Secret>,
+    ) -> BoxFuture<'a, Result<SourceObservation, Error>> {
+        Box::pin(async {
+            Ok(SourceObservation::External(Err(SourceProblem::NotFound {
+                name: "(spec.source sets neither generate nor secretRef)".into(),
+            })))
+        })
+    }
+}
+
+/// Reads and validates the pair of a source Secret. Problems name keys, never values.
+pub fn read_pair(
+    secret: Option<&Secret>,
+    reference: &SecretRefSource,
+) -> Result<TokenPair, SourceProblem> {
+    let name = reference.name.clone();
+    let secret = secret.ok_or_else(|| SourceProblem::NotFound { name: name.clone() })?;
+    let read = |key: &str| -> Result<Token, SourceProblem> {
+        let value = secret
+            .data
+            .as_ref()
+            .and_then(|data| data.get(key))
+            .ok_or_else(|| SourceProblem::KeyMissing {
+                name: name.clone(),
+                key: key.into(),
+            })?;
+        Token::parse(&value.0).map_err(|problem| SourceProblem::InvalidToken {
+            name: name.clone(),
+            key: key.into(),
+            problem,
+        })
+    };
+    let pair = TokenPair {
+        token1: read(&reference.token1_key)?,
+        token2: read(&reference.token2_key)?,
+    };
+    if pair.token1 == pair.token2 {
+        return Err(SourceProblem::IdenticalTokens { name });
+    }
+    Ok(pair)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::TokenProblem;
+    use k8s_openapi::ByteString;
+    use std::collections::BTreeMap;
+
+    fn secret(data: &[(&str, &[u8])]) -> Secret {
+        Secret {
+            data: Some(
+                data.iter()
+                    .map(|(key, value)| (key.to_string(), ByteString(value.to_vec())))
+                    .collect::<BTreeMap<_, _>>(),
+            ),
+            ..Secret::default()
+        }
+    }
+
+    #[test]
+    fn source_secrets_are_validated() {
+        let reference = SecretRefSource {
+            name: "portal".into(),
+            token1_key: "a".into(),
+            token2_key: "b".into(),
+        };
+        let name = || "portal".to_string();
+        let cases: Vec<(Option<Secret>, Result<(), SourceProblem>)> = vec![
+            (None, Err(SourceProblem::NotFound { name: name() })),
+            (
+                Some(secret(&[("a", b"one")])),
+                Err(SourceProblem::KeyMissing {
+                    name: name(),
+                    key: "b".into(),
+                }),
+            ),
+            (
+                Some(secret(&[("a", b""), ("b", b"two")])),
+                Err(SourceProblem::InvalidToken {
+                    name: name(),
+                    key: "a".into(),
+                    problem: TokenProblem::Empty,
+                }),
+            ),
+            (
+                Some(secret(&[("a", b"same"), ("b", b"same")])),
+                Err(SourceProblem::IdenticalTokens { name: name() }),
+            ),
+            (
+                Some(secret(&[("a", b"one"), ("b", b"two"), ("c", b"ignored")])),
+                Ok(()),
+            ),
+        ];
+        for (input, want) in cases {
+            assert_eq!(read_pair(input.as_ref(), &reference).map(|_| ()), want);
+        }
+    }
+
+    #[test]
+    fn generate_draws_tokens_of_the_configured_shape() {
+        let source = Generate(GenerateSource {
+            length: 40,
+            prefix: "sdk-".into(),
+        });
+        let fresh = source.fresh().expect("random source works");
+        for token in &fresh.tokens {
+            assert_eq!(token.len(), 44);
+            assert!(token.expose().starts_with("sdk-"));
+        }
+        assert_ne!(fresh.tokens[0], fresh.tokens[1]);
+    }
+}
