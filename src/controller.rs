@@ -423,8 +423,9 @@ fn error_policy(token: Arc<StreamingToken>, error: &Error, context: Arc<Context>
         *count
     };
     warn!(namespace = %key.0, name = %key.1, reason = error.reason(), error = %error, failures, "reconcile failed");
-    if error.is_conflict() {
-        // Someone changed the object since it was read: look again at once.
+    if error.is_conflict() && failures <= 3 {
+        // Someone changed the object since it was read: look again at once (a few times; then
+        // back off, in case the cached copy stays stale).
         return Action::requeue(Duration::from_millis(200));
     }
     Action::requeue(plan::backoff(failures.saturating_sub(1)))

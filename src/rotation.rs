@@ -569,14 +569,17 @@ fn step(
             (RotationStrategy::ZeroDowntime, _) => {
                 // Token 1 already deactivated. With `generate` only this operator deactivates, after
                 // verifying every consumer: a crash came between the Secret write and the status
-                // write, so finish. With `secretRef` the platform may have been rotated early:
-                // finish only once every consumer is verified.
+                // write, so finish. With `secretRef` the platform rotates: finish only once every
+                // consumer is repointed and verified (below), whatever the phase.
                 let deactivated = mirror.identities[0].serial != rotation.deactivates_serial;
-                if deactivated && (!is_secret_ref || rotation.phase == PHASE_AWAITING_SOURCE) {
+                if deactivated && !is_secret_ref {
                     completed = true;
                     break;
                 }
-                if deactivated && change == PairChange::Promoted {
+                if deactivated
+                    && change == PairChange::Promoted
+                    && rotation.phase != PHASE_AWAITING_SOURCE
+                {
                     events.push(Notice::warning(
                         "SourcePromotedEarly",
                         "Rotate",
@@ -606,8 +609,17 @@ fn step(
                     requeue = Requeue::After(ROLLOUT_POLL);
                     break;
                 }
-                set_phase(&mut rotation, PHASE_AWAITING_ROLLOUT, now, events);
-                let (count, stuck) = verify_all(snapshot, &rotation, now);
+                // A rotation waiting on the source keeps its phase (and its clock) while every
+                // consumer stays verified: re-verifying must not rewrite status on every pass.
+                if rotation.phase != PHASE_AWAITING_SOURCE {
+                    set_phase(&mut rotation, PHASE_AWAITING_ROLLOUT, now, events);
+                }
+                let (mut count, mut stuck) = verify_all(snapshot, &rotation, now);
+                if count < snapshot.consumers.len() && rotation.phase == PHASE_AWAITING_SOURCE {
+                    // A consumer regressed: withdraw ReadyToRotate and wait again.
+                    set_phase(&mut rotation, PHASE_AWAITING_ROLLOUT, now, events);
+                    (count, stuck) = verify_all(snapshot, &rotation, now);
+                }
                 verified = Some(count);
                 blocked = stuck;
                 if count < snapshot.consumers.len() {
@@ -624,8 +636,7 @@ fn step(
                     completed = true;
                     break;
                 }
-                // secretRef: a person or pipeline rotates at the platform. Consumers are
-                // verified again on every pass, so a regression withdraws ReadyToRotate.
+                // secretRef: a person or pipeline rotates at the platform.
                 set_phase(&mut rotation, PHASE_AWAITING_SOURCE, now, events);
                 ready_to_rotate = true;
                 break;

@@ -6,7 +6,8 @@ use crate::api::{
 };
 use crate::conditions::{READY_TO_ROTATE, ROTATING};
 use crate::rotation::{
-    PHASE_AWAITING_ROLLOUT, PHASE_AWAITING_SOURCE, PHASE_REPOINTING, PHASE_RESTARTING,
+    PHASE_AWAITING_ROLLOUT, PHASE_AWAITING_SOURCE, PHASE_DEACTIVATING, PHASE_REPOINTING,
+    PHASE_RESTARTING,
 };
 use crate::workload::{ContainerEnv, EnvSource, PodObservation, WorkloadKind};
 
@@ -915,4 +916,113 @@ fn no_token_value_reaches_status_events_or_debug_output() {
             "Debug of a plan redacts tokens"
         );
     }
+}
+
+#[test]
+fn waiting_on_the_source_is_stable_across_reconciles() {
+    let mut fixture = fixture()
+        .secret_ref(Ok(("one", "two")))
+        .established(("one", "two"), (1, 2))
+        .rotating(PHASE_AWAITING_ROLLOUT, 1, RotationStrategy::ZeroDowntime)
+        .consumer(consumer("api", Some("r1"), true));
+    let first = fixture.plan();
+    assert_eq!(
+        first
+            .status
+            .rotation
+            .as_ref()
+            .map(|rotation| rotation.phase.as_str()),
+        Some(PHASE_AWAITING_SOURCE)
+    );
+    fixture.snapshot.status = first.status.clone();
+    let again = plan(&fixture.snapshot, &at(300));
+    assert!(
+        again.events.is_empty(),
+        "no Events while waiting: {:?}",
+        reasons(&again)
+    );
+    assert_eq!(again.status, first.status, "no status write while waiting");
+    assert!(again.secret.is_none() && again.consumer_patches.is_empty());
+}
+
+#[test]
+fn promotion_seen_with_an_unrepointed_consumer_rolls_it_first() {
+    // The platform was rotated while a newly labelled consumer still reads Token 1.
+    let plan = fixture()
+        .secret_ref(Ok(("two", "three")))
+        .established(("one", "two"), (1, 2))
+        .rotating(PHASE_AWAITING_SOURCE, 1, RotationStrategy::ZeroDowntime)
+        .consumer(consumer("api", Some("r1"), true))
+        .consumer(consumer("late", None, false))
+        .plan();
+    assert!(
+        plan.status.rotation.is_some(),
+        "not complete with a consumer left behind"
+    );
+    assert_eq!(plan.consumer_patches.len(), 1);
+    assert_eq!(plan.consumer_patches[0].name, "late");
+}
+
+#[test]
+fn a_promotion_with_no_rotation_restarts_consumers_under_a_new_id() {
+    let mut fixture = fixture()
+        .secret_ref(Ok(("two", "three")))
+        .established(("one", "two"), (1, 2))
+        .consumer(consumer("api", None, false));
+    let started = fixture.plan();
+    let rotation = started.status.rotation.clone().expect("restart");
+    assert_eq!(
+        (rotation.id.as_str(), rotation.cause.as_str()),
+        ("x2", "TokensReplaced")
+    );
+    let plan = fixture.after(&started);
+    assert_eq!(
+        written_pair(&plan),
+        Some(("two".into(), "three".into(), 2, 3))
+    );
+    assert_eq!(plan.consumer_patches.len(), 1);
+}
+
+#[test]
+fn a_restart_replayed_after_its_deactivating_write_does_not_deactivate_again() {
+    let mut fixture = fixture()
+        .established(("two", "three"), (2, 3))
+        .rotating(PHASE_DEACTIVATING, 1, RotationStrategy::Restart)
+        .consumer(consumer("api", None, false));
+    fixture.snapshot.status.token1 = Some(identity(1));
+    fixture.snapshot.status.token2 = Some(identity(2));
+    let plan = fixture.plan();
+    assert!(plan.secret.is_none(), "Token 1 was already deactivated");
+    assert_eq!(
+        plan.status
+            .rotation
+            .as_ref()
+            .map(|rotation| rotation.phase.as_str()),
+        Some(PHASE_RESTARTING)
+    );
+    assert_eq!(plan.consumer_patches.len(), 1);
+}
+
+#[test]
+fn a_deleted_generated_secret_with_consumers_restarts_them_once_recorded() {
+    let mut fixture = fixture()
+        .established(("one", "two"), (1, 2))
+        .consumer(consumer("api", Some("r0"), true));
+    fixture.snapshot.mirror = MirrorObservation::Missing;
+    let started = fixture.plan();
+    assert_eq!(
+        started
+            .status
+            .rotation
+            .as_ref()
+            .map(|rotation| rotation.id.as_str()),
+        Some("x3")
+    );
+    let plan = fixture.after(&started);
+    assert_eq!(
+        written_pair(&plan).map(|pair| (pair.2, pair.3)),
+        Some((3, 4))
+    );
+    assert_eq!(plan.consumer_patches.len(), 1);
+    assert!(reasons(&plan).contains(&"MirrorSecretDeleted"));
 }
