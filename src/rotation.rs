@@ -145,7 +145,7 @@ pub fn advance(
         && snapshot.status.token1.is_some()
         && !snapshot.consumers.is_empty()
     {
-        let id = format!("x{}", mirror.identities[0].serial);
+        let id = restart_id(mirror);
         if status
             .rotation
             .as_ref()
@@ -165,23 +165,8 @@ pub fn advance(
                 .rotation
                 .as_ref()
                 .and_then(|rotation| rotation.queued_trigger.clone());
-            let former = snapshot
-                .status
-                .token1
-                .as_ref()
-                .map_or(0, |token| token.serial);
-            start(
-                status,
-                id,
-                Cause::TokensReplaced,
-                RotationStrategy::Restart,
-                former,
-                None,
-                now,
-                events,
-            );
+            start_restart(snapshot, mirror, status, now, events);
             if let Some(rotation) = status.rotation.as_mut() {
-                rotation.phase = PHASE_RESTARTING.into();
                 rotation.queued_trigger = queued;
             }
             set_rotating(status, generation, now, is_secret_ref, false);
@@ -239,25 +224,7 @@ pub fn advance(
                 if cause == Cause::TokensReplaced {
                     // Promoted at the platform with no rotation of ours: the former Token 1 is
                     // gone, and consumers that still hold it must restart.
-                    let former = snapshot
-                        .status
-                        .token1
-                        .as_ref()
-                        .map_or(0, |token| token.serial);
-                    let id = format!("x{}", mirror.identities[0].serial);
-                    start(
-                        status,
-                        id,
-                        cause,
-                        RotationStrategy::Restart,
-                        former,
-                        None,
-                        now,
-                        events,
-                    );
-                    if let Some(rotation) = status.rotation.as_mut() {
-                        rotation.phase = PHASE_RESTARTING.into();
-                    }
+                    start_restart(snapshot, mirror, status, now, events);
                 } else {
                     let deactivates = mirror.identities[0].serial;
                     let id = format!("r{deactivates}");
@@ -289,6 +256,40 @@ pub fn advance(
         events,
         generation,
     )
+}
+
+fn restart_id(mirror: &MirrorWrite) -> String {
+    format!("x{}", mirror.identities[0].serial)
+}
+
+/// Starts the restart that follows tokens replaced (or promoted) out of band. Its id names the
+/// new Token 1, so it differs from every earlier rotation's id and from the next trigger's.
+fn start_restart(
+    snapshot: &Snapshot,
+    mirror: &MirrorWrite,
+    status: &mut StreamingTokenStatus,
+    now: &Time,
+    events: &mut Vec<Notice>,
+) {
+    let former = snapshot
+        .status
+        .token1
+        .as_ref()
+        .map_or(0, |token| token.serial);
+    let id = format!("x{}", mirror.identities[0].serial);
+    start(
+        status,
+        id,
+        Cause::TokensReplaced,
+        RotationStrategy::Restart,
+        former,
+        None,
+        now,
+        events,
+    );
+    if let Some(rotation) = status.rotation.as_mut() {
+        rotation.phase = PHASE_RESTARTING.into();
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
