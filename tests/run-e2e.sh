@@ -3,7 +3,11 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CLUSTER_DIR=${E2E_CLUSTER_DIR:-$PWD/.cluster/e2e}
-cleanup() { tests/controlplane/cluster.sh down || true; }
+cleanup() {
+  # Operators the tests started are killed when their test ends; this catches any left behind.
+  pkill -KILL -f "$PWD/target/debug/streaming-token-operator run" 2>/dev/null || true
+  tests/controlplane/cluster.sh down || true
+}
 trap cleanup EXIT INT TERM
 start=$(date +%s)
 tests/controlplane/cluster.sh up
