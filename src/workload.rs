@@ -10,7 +10,7 @@
 //! or a rollout past the timeout is *blocked*.
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{Container, PodTemplateSpec};
+use k8s_openapi::api::core::v1::PodTemplateSpec;
 use kube::api::ObjectMeta;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -264,27 +264,13 @@ pub fn selected_containers<'a>(
         .collect()
 }
 
-fn template_parts(
-    template: &PodTemplateSpec,
-    env_var: &str,
-) -> (Option<String>, Vec<ContainerEnv>) {
-    let rotation = template
+fn template_rotation(template: &PodTemplateSpec) -> Option<String> {
+    template
         .metadata
         .as_ref()
         .and_then(|metadata| metadata.annotations.as_ref())
         .and_then(|annotations| annotations.get(ROTATION_ANNOTATION))
-        .cloned();
-    let containers = template
-        .spec
-        .as_ref()
-        .map(|spec| {
-            spec.containers
-                .iter()
-                .map(|container| container_env(container, env_var))
-                .collect()
-        })
-        .unwrap_or_default();
-    (rotation, containers)
+        .cloned()
 }
 
 fn env_source(variable: &k8s_openapi::api::core::v1::EnvVar) -> EnvSource {
@@ -298,18 +284,6 @@ fn env_source(variable: &k8s_openapi::api::core::v1::EnvVar) -> EnvSource {
             None => EnvSource::Other,
         },
         _ => EnvSource::Absent,
-    }
-}
-
-fn container_env(container: &Container, env_var: &str) -> ContainerEnv {
-    let source = container
-        .env
-        .as_ref()
-        .and_then(|env| env.iter().find(|variable| variable.name == env_var))
-        .map_or(EnvSource::Absent, env_source);
-    ContainerEnv {
-        name: container.name.clone(),
-        source,
     }
 }
 
@@ -352,10 +326,9 @@ impl CachedWorkload {
 
 fn cached(
     metadata: &ObjectMeta,
-    mut base: ConsumerObservation,
+    base: ConsumerObservation,
     template: &PodTemplateSpec,
 ) -> CachedWorkload {
-    base.containers = Vec::new();
     let containers = template
         .spec
         .as_ref()
@@ -390,7 +363,7 @@ fn cached(
 pub fn cache_deployment(deployment: &Deployment) -> CachedWorkload {
     cached(
         &deployment.metadata,
-        observe_deployment(deployment, ""),
+        base_deployment(deployment),
         &deployment.spec.template,
     )
 }
@@ -399,7 +372,7 @@ pub fn cache_deployment(deployment: &Deployment) -> CachedWorkload {
 pub fn cache_statefulset(statefulset: &StatefulSet) -> CachedWorkload {
     cached(
         &statefulset.metadata,
-        observe_statefulset(statefulset, ""),
+        base_statefulset(statefulset),
         &statefulset.spec.template,
     )
 }
@@ -408,7 +381,7 @@ pub fn cache_statefulset(statefulset: &StatefulSet) -> CachedWorkload {
 pub fn cache_daemonset(daemonset: &DaemonSet) -> CachedWorkload {
     cached(
         &daemonset.metadata,
-        observe_daemonset(daemonset, ""),
+        base_daemonset(daemonset),
         &daemonset.spec.template,
     )
 }
@@ -417,11 +390,11 @@ fn generation_of(metadata: &ObjectMeta) -> i64 {
     metadata.generation.unwrap_or(0)
 }
 
-/// Observes a Deployment.
-pub fn observe_deployment(deployment: &Deployment, env_var: &str) -> ConsumerObservation {
+/// What a Deployment says of its rollout (containers are filled in by [`CachedWorkload::observe`]).
+fn base_deployment(deployment: &Deployment) -> ConsumerObservation {
     let spec = deployment.spec.clone();
     let status = deployment.status.clone().unwrap_or_default();
-    let (template_rotation, containers) = template_parts(&spec.template, env_var);
+    let template_rotation = template_rotation(&spec.template);
     let progress_deadline_exceeded = status.conditions.iter().flatten().any(|condition| {
         condition.type_.as_deref() == Some("Progressing")
             && condition.reason.as_deref() == Some("ProgressDeadlineExceeded")
@@ -440,17 +413,17 @@ pub fn observe_deployment(deployment: &Deployment, env_var: &str) -> ConsumerObs
         ready: status.ready_replicas.unwrap_or(0),
         available: status.available_replicas.unwrap_or(0),
         template_rotation,
-        containers,
+        containers: Vec::new(),
         pods: None,
         selector: pod_selector(&spec.selector),
     }
 }
 
-/// Observes a StatefulSet.
-pub fn observe_statefulset(statefulset: &StatefulSet, env_var: &str) -> ConsumerObservation {
+/// What a StatefulSet says of its rollout (containers are filled in by [`CachedWorkload::observe`]).
+fn base_statefulset(statefulset: &StatefulSet) -> ConsumerObservation {
     let spec = statefulset.spec.clone();
     let status = statefulset.status.clone().unwrap_or_default();
-    let (template_rotation, containers) = template_parts(&spec.template, env_var);
+    let template_rotation = template_rotation(&spec.template);
     let on_delete_strategy = spec
         .update_strategy
         .as_ref()
@@ -470,17 +443,17 @@ pub fn observe_statefulset(statefulset: &StatefulSet, env_var: &str) -> Consumer
         ready: status.ready_replicas.unwrap_or(0),
         available: status.available_replicas.unwrap_or(0),
         template_rotation,
-        containers,
+        containers: Vec::new(),
         pods: None,
         selector: pod_selector(&spec.selector),
     }
 }
 
-/// Observes a DaemonSet.
-pub fn observe_daemonset(daemonset: &DaemonSet, env_var: &str) -> ConsumerObservation {
+/// What a DaemonSet says of its rollout (containers are filled in by [`CachedWorkload::observe`]).
+fn base_daemonset(daemonset: &DaemonSet) -> ConsumerObservation {
     let spec = daemonset.spec.clone();
     let status = daemonset.status.clone().unwrap_or_default();
-    let (template_rotation, containers) = template_parts(&spec.template, env_var);
+    let template_rotation = template_rotation(&spec.template);
     let on_delete_strategy = spec
         .update_strategy
         .as_ref()
@@ -500,7 +473,7 @@ pub fn observe_daemonset(daemonset: &DaemonSet, env_var: &str) -> ConsumerObserv
         ready: status.number_ready,
         available: status.number_available.unwrap_or(0),
         template_rotation,
-        containers,
+        containers: Vec::new(),
         pods: None,
         selector: pod_selector(&spec.selector),
     }
@@ -638,7 +611,7 @@ mod tests {
     }
 
     #[test]
-    fn the_cached_form_observes_like_the_object() {
+    fn the_cached_form_keeps_what_verification_and_repointing_read() {
         let deployment: Deployment = serde_json::from_value(json!({
             "metadata": {
                 "name": "api", "namespace": "prod", "generation": 4,
@@ -664,13 +637,50 @@ mod tests {
         .expect("deployment");
         let cached = cache_deployment(&deployment);
         assert_eq!(cached.token, "telemetry");
-        for variable in ["STREAMING_TOKEN", "OTHER_TOKEN", "ABSENT"] {
-            assert_eq!(
-                cached.observe(variable),
-                observe_deployment(&deployment, variable),
-                "{variable}"
-            );
-        }
+        let observed = cached.observe("STREAMING_TOKEN");
+        assert_eq!(
+            (
+                observed.kind,
+                observed.name.as_str(),
+                observed.generation,
+                observed.observed_generation
+            ),
+            (WorkloadKind::Deployment, "api", 4, 4)
+        );
+        assert!(observed.paused);
+        assert_eq!(
+            (
+                observed.desired,
+                observed.total,
+                observed.updated,
+                observed.ready,
+                observed.available
+            ),
+            (3, 3, 3, 3, 3)
+        );
+        assert_eq!(observed.template_rotation.as_deref(), Some("r4"));
+        assert!(observed.selector.is_some());
+        let sources = |variable: &str| -> Vec<(String, EnvSource)> {
+            cached
+                .observe(variable)
+                .containers
+                .into_iter()
+                .map(|container| (container.name, container.source))
+                .collect()
+        };
+        let secret_key = EnvSource::SecretKey {
+            secret: "t".into(),
+            key: "token2".into(),
+        };
+        assert_eq!(
+            sources("STREAMING_TOKEN"),
+            [
+                ("app".to_string(), secret_key),
+                ("sidecar".to_string(), EnvSource::Absent)
+            ]
+        );
+        assert_eq!(sources("OTHER_TOKEN")[0].1, EnvSource::Literal);
+        assert_eq!(sources("ABSENT")[0].1, EnvSource::Absent);
     }
 
     #[test]
