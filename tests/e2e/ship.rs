@@ -79,17 +79,27 @@ async fn helm_installed_rbac_suffices_and_is_least_privilege() {
         String::from_utf8_lossy(&output.stderr)
     );
     let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &namespace);
-    let installed = deployments
-        .get(&format!("{release}-streaming-token-operator"))
-        .await
-        .expect("operator Deployment");
-    assert_eq!(
-        installed
-            .status
-            .and_then(|status| status.available_replicas),
-        Some(2),
-        "two replicas by default"
-    );
+    // helm's --wait looks at the pods; the Deployment's own status can trail it briefly.
+    let installed = format!("{release}-streaming-token-operator");
+    wait_for(
+        "the chart's two operator replicas to be available",
+        TIMEOUT,
+        || async {
+            let deployment = deployments
+                .get(&installed)
+                .await
+                .map_err(|error| error.to_string())?;
+            let available = deployment
+                .status
+                .and_then(|status| status.available_replicas);
+            if available == Some(2) {
+                Ok(())
+            } else {
+                Err(format!("{available:?} available"))
+            }
+        },
+    )
+    .await;
 
     // The operator process runs as the chart's ServiceAccount.
     let account = format!("{release}-streaming-token-operator");
