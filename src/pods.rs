@@ -9,16 +9,26 @@
 //! Pods that reference no Secret and carry no `streamingtoken.io/token` label are not kept: they
 //! cannot hold a token, and most pods of a cluster are like that.
 
+use crate::api::StreamingToken;
 use crate::api::TOKEN_LABEL;
 use crate::holders::{Owner, PodRecord, SecretKeys, SecretReference, SecretUse};
 use crate::workload::ROTATION_ANNOTATION;
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{
     EnvFromSource, EnvVar, KeyToPath, Pod, PodSpec, SecretProjection, SecretVolumeSource,
 };
+use kube::Api;
 use kube::ResourceExt;
+use kube::api::ListParams;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
+
+/// Pods per page when listing: the full objects of one page are held only while they are
+/// turned into records.
+const LIST_PAGE_SIZE: u32 = 250;
 
 /// Label the ReplicaSet controller puts on its pods; a ReplicaSet named `<deployment>-<hash>`
 /// belongs to that Deployment.
@@ -314,6 +324,72 @@ impl PodCache {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// The watch of every pod in scope: it feeds `cache` and yields the StreamingTokens a change
+/// concerns (those whose mirror Secret a pod references, or named by its label). Full pods are
+/// held only while one is turned into its record.
+pub fn watch(
+    api: Api<Pod>,
+    cache: Arc<PodCache>,
+    tokens: Store<StreamingToken>,
+) -> impl Stream<Item = ObjectRef<StreamingToken>> + Send + 'static {
+    watcher(api, watcher::Config::default().page_size(LIST_PAGE_SIZE))
+        .default_backoff()
+        .filter_map(move |event| {
+            let touched = match event {
+                Ok(event) => cache.apply(&event),
+                Err(_) => Vec::new(),
+            };
+            let woken = concerned(&tokens, &touched);
+            futures::future::ready((!woken.is_empty()).then_some(futures::stream::iter(woken)))
+        })
+        .flatten()
+}
+
+/// The StreamingTokens that `touched` concerns.
+fn concerned(
+    tokens: &Store<StreamingToken>,
+    touched: &[Touched],
+) -> Vec<ObjectRef<StreamingToken>> {
+    if touched.is_empty() {
+        return Vec::new();
+    }
+    let mut woken = Vec::new();
+    for token in tokens.state() {
+        let namespace = token.namespace().unwrap_or_default();
+        let name = token.name_any();
+        let secret = token.secret_name();
+        let concerns = touched.iter().any(|change| {
+            change.namespace == namespace
+                && (change.secrets.contains(&secret) || change.tokens.contains(&name))
+        });
+        if concerns {
+            woken.push(ObjectRef::from_obj(token.as_ref()));
+        }
+    }
+    woken
+}
+
+/// The records of `namespace` read afresh from the API server (a consistent list, page by
+/// page): what a deactivation is decided on, so no watch lag can hide a pod.
+pub async fn list_fresh(
+    client: &kube::Client,
+    namespace: &str,
+) -> Result<Vec<PodRecord>, kube::Error> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let mut records = Vec::new();
+    let mut params = ListParams::default().limit(LIST_PAGE_SIZE);
+    loop {
+        let page = api.list(&params).await?;
+        records.extend(page.items.iter().filter_map(record));
+        match page.metadata.continue_.filter(|token| !token.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => break,
+        }
+    }
+    records.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(records)
 }
 
 /// What a change from `before` to `after` concerns, if anything changed.

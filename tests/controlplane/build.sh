@@ -22,7 +22,9 @@ KUBERNETES_VERSION=v1.37.2
 BUILD_DATE=2026-01-01T00:00:00Z
 
 cache_root=${STO_CACHE_DIR:-$HOME/.cache/streaming-token-operator}
-key=$( { go version; cd "$here" && find . -type f \( -name 'go.mod' -o -name 'go.sum' -o -name '*.sh' \) | LC_ALL=C sort | xargs sha256sum; } | sha256sum | cut -c1-16)
+# The key covers what the binaries are built from (this script and the pinned modules), not
+# the scripts that only run them (cluster.sh) or regenerate a module (gen-kubernetes-mod.sh).
+key=$( { go version; cd "$here" && find . -type f \( -name 'go.mod' -o -name 'go.sum' -o -name 'build.sh' \) | LC_ALL=C sort | xargs sha256sum; } | sha256sum | cut -c1-16)
 out="$cache_root/controlplane-$key"
 binaries=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok helm)
 

@@ -141,6 +141,11 @@ apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: [RequestReceived]
 rules:
+# Reads by ServiceAccounts (the operator under test) are kept, so benchmarks can count every
+# request a rotation costs; other readers (controllers, KWOK, the tests' admin) are not.
+- level: Metadata
+  userGroups: ["system:serviceaccounts"]
+  verbs: [get, list, watch]
 - level: None
   verbs: [get, list, watch]
 - level: None

@@ -28,6 +28,42 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// Requests the apiserver's audit log holds for `username` received between `from` and `to`,
+/// counted by verb and resource (reads by ServiceAccounts are audited at Metadata level).
+fn audited_requests(
+    username: &str,
+    from: jiff::Timestamp,
+    to: jiff::Timestamp,
+) -> BTreeMap<String, usize> {
+    let path = std::env::var("STO_E2E_AUDIT_LOG").expect("STO_E2E_AUDIT_LOG is set");
+    let text = std::fs::read_to_string(path).expect("audit log readable");
+    let mut counts = BTreeMap::new();
+    for entry in text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|entry| entry["user"]["username"] == username)
+        // One entry per request: watches also log ResponseStarted.
+        .filter(|entry| entry["stage"] == "ResponseComplete")
+    {
+        let Some(received) = entry["requestReceivedTimestamp"]
+            .as_str()
+            .and_then(|text| text.parse::<jiff::Timestamp>().ok())
+        else {
+            continue;
+        };
+        if received < from || received > to {
+            continue;
+        }
+        let key = format!(
+            "{} {}",
+            entry["verb"].as_str().unwrap_or("?"),
+            entry["objectRef"]["resource"].as_str().unwrap_or("?")
+        );
+        *counts.entry(key).or_insert(0) += 1;
+    }
+    counts
+}
+
 async fn rotation_latency(consumers: usize) {
     let admin = support::admin_client().await;
     let namespace = support::namespace(&admin, &format!("bench-rotate-{consumers}")).await;
@@ -161,6 +197,7 @@ async fn rotation_latency(consumers: usize) {
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_before = rss_kib(operator.child.id().expect("pid"));
+    let triggered_at = jiff::Timestamp::now();
     let triggered = Instant::now();
     tokens
         .patch(
@@ -172,6 +209,17 @@ async fn rotation_latency(consumers: usize) {
         .expect("trigger");
     support::wait_rotation_done(&tokens, "bench", "r1", Duration::from_secs(600)).await;
     let completed = Instant::now();
+    // Let the audit log catch up with the last requests of the rotation.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let requests = audited_requests(
+        &support::service_account_user(&namespace, "streaming-token-operator"),
+        triggered_at,
+        jiff::Timestamp::now(),
+    );
+    let total: usize = requests.values().sum();
+    eprintln!(
+        "[bench] {consumers} consumers: {total} API requests by the operator from trigger to completion (+2 s): {requests:?}"
+    );
     let phases = phases.lock().expect("lock").clone();
     let deactivated = deactivated
         .lock()
