@@ -215,7 +215,9 @@ fn default_token2_key() -> String {
 pub struct Consumers {
     /// The environment variable, under your control, from which each consumer container reads
     /// the token (the zero-downtime procedure). During a ZeroDowntime rotation the operator points
-    /// it at the mirror Secret's Token 2 key.
+    /// it at the mirror Secret's Token 2 key, together with every other variable of the selected
+    /// containers that reads the Token 1 key (for example the client library's own
+    /// `Quix__Sdk__Token`). It is added only to containers named in `containers`.
     #[serde(default = "default_env_var")]
     #[schemars(
         length(min = 1, max = 128),
@@ -223,8 +225,11 @@ pub struct Consumers {
     )]
     pub env_var: String,
 
-    /// Names of the containers that use the token. Empty (the default) means every container of
-    /// the pod template (init containers excluded).
+    /// Names of the containers (or init containers) that use the token. Empty (the default)
+    /// means: in every container and init container, repoint the variables that already read the
+    /// mirror Secret (and `envVar` where it is declared), and add `envVar` nowhere. A container
+    /// named here gets `envVar` even if it does not declare it yet; containers not named are
+    /// never given the token.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32), inner(length(min = 1, max = 63)))]
     pub containers: Vec<String>,
@@ -408,19 +413,27 @@ pub struct ConsumerSummary {
     /// Consumers verified on the current rotation's pod template (during a rotation).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verified: Option<i32>,
-    /// Consumers that hold the rotation up, and why (at most 20 listed).
+    /// What holds the rotation up, and why (at most 20 listed): labelled consumers, and any
+    /// other workload or bare pod whose pods may still hold Token 1.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 20))]
     pub blocked: Vec<BlockedConsumer>,
+    /// Workloads and bare pods that read the mirror Secret without the consumer label
+    /// (reason `UnlabelledReader`, at most 20 listed): rotations can neither repoint nor restart
+    /// them. Reported at any time, so they are found before a rotation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    pub unlabelled_readers: Vec<BlockedConsumer>,
 }
 
-/// A consumer that holds a rotation up.
+/// A workload (or bare pod) that holds a rotation up or needs attention.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct BlockedConsumer {
-    /// `Deployment`, `StatefulSet` or `DaemonSet`.
+    /// `Deployment`, `StatefulSet`, `DaemonSet`, another owner's kind (`ReplicaSet`, `Job`, ...)
+    /// or `Pod` for a pod that nothing owns.
     pub kind: String,
-    /// Name of the workload.
+    /// Name of the workload or pod.
     pub name: String,
     /// Why it is blocked, in PascalCase (for example `Paused`).
     pub reason: String,

@@ -2,8 +2,8 @@
 //! what it owns, and only the fields it manages on objects it does not own.
 
 use crate::api::StreamingToken;
+use crate::decide::{self, MirrorWrite, Notice, Severity};
 use crate::error::Error;
-use crate::plan::{self, MirrorWrite, Notice, Severity};
 use crate::workload::{ConsumerPatch, WorkloadKind};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
@@ -39,8 +39,8 @@ pub fn mirror_secret(token: &StreamingToken, write: &MirrorWrite) -> Secret {
         metadata: ObjectMeta {
             name: Some(token.secret_name()),
             namespace: token.namespace(),
-            labels: Some(plan::mirror_labels(&token.name_any())),
-            annotations: Some(plan::mirror_annotations(write)),
+            labels: Some(decide::pair::mirror_labels(&token.name_any())),
+            annotations: Some(decide::pair::mirror_annotations(write)),
             owner_references: if write.owned {
                 token
                     .controller_owner_ref(&())

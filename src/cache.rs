@@ -162,7 +162,7 @@ mod tests {
         let names: Vec<String> = cache
             .consumers("prod", "t")
             .iter()
-            .map(|entry| entry.observe("X").name)
+            .map(|entry| entry.observe("X", "t").name)
             .collect();
         assert_eq!(names, ["d"]);
         assert!(!cache.ready(), "StatefulSets and DaemonSets not listed yet");

@@ -1,17 +1,20 @@
-//! Watches and the reconcile driver: observe -> decide ([`crate::plan`]) -> apply.
+//! Watches and the reconcile driver: observe -> decide ([`crate::decide`]) -> apply.
 //!
-//! Watches are narrow: StreamingTokens in full; Secrets, consumer workloads and pods only when
-//! they carry the `streamingtoken.io/token` label, with managedFields stripped before caching.
-//! Secrets and pods are watched by metadata only, to wake the right StreamingToken; the reconcile
-//! reads the (few) Secrets it needs directly, so no Secret data is ever cached.
+//! Watches are narrow: StreamingTokens in full; Secrets and consumer workloads only when they
+//! carry the `streamingtoken.io/token` label, with managedFields stripped before caching. Secrets
+//! are watched by metadata only, to wake the right StreamingToken; the reconcile reads the (few)
+//! Secrets it needs directly, so no Secret data is ever cached. Pods are watched in the served
+//! namespaces but kept only as compact records of the Secrets they reference ([`crate::pods`]):
+//! any pod may read a mirror Secret, labelled or not, and none is kept whole.
 
 use crate::api::{MANAGED_BY_LABEL, MANAGER_NAME, StreamingToken, TOKEN_LABEL};
 use crate::apply;
 use crate::cache::WorkloadCache;
 use crate::conditions;
+use crate::decide::{self, MirrorObservation, ObservedMirror, Plan, Requeue, Snapshot};
 use crate::error::Error;
 use crate::metrics::Metrics;
-use crate::plan::{self, MirrorObservation, ObservedMirror, Plan, Requeue, Snapshot};
+use crate::pods::{self, PodCache, PodRecord};
 use crate::source;
 use crate::token::Token;
 use crate::workload::{self, ConsumerObservation, PodObservation, WorkloadKind};
@@ -19,9 +22,7 @@ use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::ListParams;
 use kube::core::PartialObjectMeta;
-use kube::core::SelectorExt;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -59,6 +60,8 @@ pub struct Context {
     pub reporter: Reporter,
     /// Labelled consumer workloads, in compact form.
     pub workloads: Arc<WorkloadCache>,
+    /// Pods that reference a Secret or carry the token label, in compact form.
+    pub pods: Arc<PodCache>,
     pub metrics: Arc<Metrics>,
     /// True while this replica holds the leader lease; only the leader writes.
     pub leader: watch::Receiver<bool>,
@@ -193,14 +196,18 @@ pub async fn run(
     let secrets = watcher(scope.api::<PartialObjectMeta<Secret>>(&client), labelled())
         .default_backoff()
         .touched_objects();
-    let pods = watcher(scope.api::<PartialObjectMeta<Pod>>(&client), labelled())
-        .default_backoff()
-        .touched_objects();
+    let pod_records = Arc::new(PodCache::default());
+    let pods = pods::watch(
+        scope.api::<Pod>(&client),
+        pod_records.clone(),
+        tokens.clone(),
+    );
 
     let context = Arc::new(Context {
         client: client.clone(),
         reporter,
         workloads: workloads.clone(),
+        pods: pod_records.clone(),
         metrics,
         leader: leader.clone(),
         failures: Mutex::new(HashMap::new()),
@@ -211,7 +218,7 @@ pub async fn run(
     let token_store = tokens.clone();
     tokio::spawn(async move {
         let synced = synced(&token_store).await;
-        while !workloads.ready() {
+        while !workloads.ready() || !pod_records.ready() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         if synced {
@@ -248,7 +255,7 @@ pub async fn run(
         .watches_stream(daemonset_stream, |object| {
             token_ref(object.labels(), object.namespace())
         })
-        .watches_stream(pods, |pod| token_ref(pod.labels(), pod.namespace()))
+        .reconcile_on(pods)
         .reconcile_all_on(became_leader)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, context)
@@ -278,8 +285,25 @@ async fn reconcile(token: Arc<StreamingToken>, context: Arc<Context>) -> Result<
     // stored copy must not differ by a fraction of a second (that would write on every reconcile).
     let now =
         Time(jiff::Timestamp::from_second(jiff::Timestamp::now().as_second()).unwrap_or_default());
-    let snapshot = observe(&token, &context, &now).await?;
-    let plan = plan::plan(&snapshot, &now);
+    let mut snapshot = observe(&token, &context, &now).await?;
+    let mut plan = decide::plan(&snapshot, &now);
+    if plan.deactivates {
+        // The decision that deactivates Token 1 is taken again on pods read afresh from the API
+        // server (a consistent list), so no watch lag can hide a pod that may still hold it.
+        let fresh = pods::list_fresh(&context.client, &namespace)
+            .await
+            .map_err(|source| Error::ListPods {
+                namespace: namespace.clone(),
+                source,
+            })?;
+        with_pods(
+            &mut snapshot,
+            fresh.into_iter().map(Arc::new).collect(),
+            &now,
+        );
+        plan = decide::plan(&snapshot, &now);
+        debug!(%namespace, %name, still_deactivates = plan.deactivates, "deactivation re-decided on a fresh pod list");
+    }
     let result = execute(&token, &context, &snapshot, plan).await;
     context.metrics.observe_reconcile(
         &namespace,
@@ -397,7 +421,7 @@ async fn report_write_failure(token: &StreamingToken, context: &Context, error: 
     if let Err(status_error) = apply::status(&context.client, token, &status).await {
         debug!(error = %status_error, "could not record the failed write in status");
     }
-    let notice = plan::Notice::warning(reason, "Reconcile", message);
+    let notice = decide::Notice::warning(reason, "Reconcile", message);
     apply::event(&context.client, &context.reporter, token, &notice).await;
 }
 
@@ -428,7 +452,7 @@ fn error_policy(token: Arc<StreamingToken>, error: &Error, context: Arc<Context>
         // back off, in case the cached copy stays stale).
         return Action::requeue(Duration::from_millis(200));
     }
-    Action::requeue(plan::backoff(failures.saturating_sub(1)))
+    Action::requeue(decide::backoff(failures.saturating_sub(1)))
 }
 
 /// Gathers the snapshot `plan` decides on.
@@ -451,7 +475,7 @@ async fn observe(token: &StreamingToken, context: &Context, now: &Time) -> Resul
 
     let source = source::from_spec(&token.spec.source);
     let observed_source = source.observe(&secrets).await?;
-    let consumers = observe_consumers(token, context, now).await?;
+    let (consumers, pods) = observe_consumers(token, context, now).await?;
     let fresh = source.fresh()?;
     let failures = context
         .failures
@@ -470,6 +494,7 @@ async fn observe(token: &StreamingToken, context: &Context, now: &Time) -> Resul
         mirror,
         source: observed_source,
         consumers,
+        pods,
         fresh,
         failures,
     })
@@ -505,6 +530,11 @@ fn classify_mirror(token: &StreamingToken, secret: &Secret) -> MirrorObservation
             .filter(|reference| Some(&reference.uid) == uid.as_ref())
             .map(|reference| reference.uid.clone())
             .collect(),
+        values_written_at: secret
+            .managed_fields()
+            .iter()
+            .filter_map(|entry| entry.time.as_ref().map(|time| time.0.as_second()))
+            .max(),
     })
 }
 
@@ -512,62 +542,52 @@ async fn observe_consumers(
     token: &StreamingToken,
     context: &Context,
     now: &Time,
-) -> Result<Vec<ConsumerObservation>, Error> {
+) -> Result<(Vec<ConsumerObservation>, Vec<Arc<PodRecord>>), Error> {
     let name = token.name_any();
     let namespace = token.namespace().unwrap_or_default();
     let env_var = &token.spec.consumers.env_var;
+    let secret = token.secret_name();
     let mut consumers: Vec<ConsumerObservation> = context
         .workloads
         .consumers(&namespace, &name)
         .iter()
-        .map(|workload| workload.observe(env_var))
+        .map(|workload| workload.observe(env_var, &secret))
         .collect();
     consumers.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+    let records = context.pods.in_namespace(&namespace);
+    attach_pods(&mut consumers, &records, now);
+    Ok((consumers, records))
+}
 
-    // Pods matter only while a rotation waits on rollouts.
-    if token
-        .status
-        .as_ref()
-        .and_then(|status| status.rotation.as_ref())
-        .is_some()
-    {
-        // One metadata-only list of the namespace's pods, matched locally against each
-        // consumer's selector: old pods of a first rotation carry no label of ours to watch.
-        let pods = Api::<Pod>::namespaced(context.client.clone(), &namespace)
-            // Failed and Succeeded pods (evicted, completed) run no container and hold no token.
-            .list_metadata(
-                &ListParams::default().fields("status.phase!=Failed,status.phase!=Succeeded"),
-            )
-            .await
-            .map_err(|source| Error::ListPods {
-                namespace: namespace.clone(),
-                source,
-            })?;
-        for consumer in &mut consumers {
-            let Some(selector) = &consumer.selector else {
-                continue;
-            };
-            consumer.pods = Some(
-                pods.items
-                    .iter()
-                    .filter(|pod| selector.matches(pod.labels()))
-                    .map(|pod| PodObservation {
-                        name: pod.name_any(),
-                        rotation: pod
-                            .annotations()
-                            .get(workload::ROTATION_ANNOTATION)
-                            .cloned(),
-                        terminating: pod.metadata.deletion_timestamp.is_some(),
-                        // deletionTimestamp is when the grace period ends; past it, only a
-                        // finalizer keeps the pod (and whatever token it holds) around.
-                        held_by: match &pod.metadata.deletion_timestamp {
-                            Some(deadline) if deadline.0 <= now.0 => pod.finalizers().to_vec(),
-                            _ => Vec::new(),
-                        },
-                    })
-                    .collect(),
-            );
-        }
+/// Replaces the snapshot's pods (and each consumer's own) with `records`.
+fn with_pods(snapshot: &mut Snapshot, records: Vec<Arc<PodRecord>>, now: &Time) {
+    attach_pods(&mut snapshot.consumers, &records, now);
+    snapshot.pods = records;
+}
+
+/// Each consumer's pods: the records it controls (a Deployment through its ReplicaSets).
+fn attach_pods(consumers: &mut [ConsumerObservation], records: &[Arc<PodRecord>], now: &Time) {
+    let now = now.0.as_second();
+    for consumer in consumers {
+        let kind = consumer.kind.as_str();
+        consumer.pods = Some(
+            records
+                .iter()
+                .filter(|record| {
+                    record
+                        .owner
+                        .as_ref()
+                        .is_some_and(|owner| owner.kind == kind && owner.name == consumer.name)
+                })
+                .map(|record| PodObservation {
+                    name: record.name.clone(),
+                    rotation: record.rotation.clone(),
+                    terminating: record.terminating(),
+                    // deletionTimestamp is when the grace period ends; past it, only a finalizer
+                    // keeps the pod (and whatever token it holds) around.
+                    held_by: record.held_by(now).to_vec(),
+                })
+                .collect(),
+        );
     }
-    Ok(consumers)
 }

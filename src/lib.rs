@@ -2,8 +2,8 @@
 //! without downtime, deactivating Token 1 only once no consumer pod can still hold it.
 //!
 //! The reconcile loop follows observe, decide, apply: [`controller`] gathers a
-//! [`plan::Snapshot`], [`plan::plan`] decides with no client and no clock of its own (the
-//! rotation state machine is [`rotation`], consumer checks are [`workload`]), and [`apply`]
+//! [`decide::Snapshot`] (consumer workloads through [`workload`] and [`cache`], pods through
+//! [`pods`]), [`decide::plan`] decides with no client and no clock of its own, and [`apply`]
 //! performs the writes with server-side apply.
 
 pub mod api;
@@ -12,12 +12,10 @@ pub mod cache;
 pub mod cli;
 pub mod conditions;
 pub mod controller;
+pub mod decide;
 pub mod error;
-pub mod holders;
 pub mod metrics;
-pub mod plan;
 pub mod pods;
-pub mod rotation;
 pub mod server;
 pub mod source;
 pub mod token;

@@ -1,7 +1,7 @@
 //! Prometheus metrics. Labels carry names and PascalCase reasons, never token values.
 
 use crate::api::StreamingTokenStatus;
-use crate::plan::Notice;
+use crate::decide::Notice;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::MetricType;

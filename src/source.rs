@@ -8,8 +8,8 @@
 //! operator mirrors the pair and hands over with `ReadyToRotate` (`secretRef`).
 
 use crate::api::{GenerateSource, SecretRefSource, TokenSource as TokenSourceSpec};
+use crate::decide::{FreshMaterial, SourceObservation, SourceProblem};
 use crate::error::Error;
-use crate::plan::{FreshMaterial, SourceObservation, SourceProblem};
 use crate::token::{self, RandomSourceError, Token, TokenPair};
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Secret;

@@ -1,19 +1,12 @@
 //! Consumer workloads: one adapter per kind (Deployment, StatefulSet, DaemonSet) that turns the
-//! object into a [`ConsumerObservation`], decides whether it is *verified* on a rotation's pod
-//! template, and builds the server-side-apply patch that repoints or restarts it.
-//!
-//! A consumer is verified for rotation `id` when its controller has observed the latest
-//! generation, updated, ready and available replicas all equal the desired count, no surplus
-//! replicas remain, and **no pod of an older template exists, terminating pods included**: every
-//! pod selected by the workload carries the `streamingtoken.io/rotation: <id>` annotation that it
-//! inherited from the template. Paused, `ProgressDeadlineExceeded`, an `OnDelete` update strategy,
-//! or a rollout past the timeout is *blocked*.
+//! object into the compact [`CachedWorkload`] and the [`ConsumerObservation`] the decisions read,
+//! and the server-side-apply body of a [`ConsumerPatch`] that repoints or restarts it. What to
+//! patch and whether a consumer is verified is decided in [`crate::decide::consumers`].
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use kube::api::ObjectMeta;
 use serde_json::{Value, json};
-use std::time::Duration;
 
 /// Pod-template (and so pod) annotation naming the rotation the template belongs to.
 pub const ROTATION_ANNOTATION: &str = "streamingtoken.io/rotation";
@@ -45,11 +38,16 @@ pub enum EnvSource {
     Other,
 }
 
-/// One container of the pod template, as far as the token goes.
+/// One container (or init container) of the pod template, as far as the token goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerEnv {
     pub name: String,
+    /// An init container (native sidecars included).
+    pub init: bool,
+    /// How it sets the variable you control (`spec.consumers.envVar`).
     pub source: EnvSource,
+    /// Its other variables that read a key of the mirror Secret: `(variable, key)`.
+    pub mirror_reads: Vec<(String, String)>,
 }
 
 /// A pod selected by the workload.
@@ -86,114 +84,6 @@ pub struct ConsumerObservation {
     pub selector: Option<kube::core::Selector>,
 }
 
-/// The outcome of checking one consumer against a rotation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
-    Verified,
-    Progressing(String),
-    Blocked {
-        reason: &'static str,
-        message: String,
-    },
-}
-
-/// Decides whether `consumer` is verified on rotation `id`. `waited` is how long the current
-/// phase has lasted; past `timeout` a consumer still progressing is blocked.
-pub fn verify(
-    consumer: &ConsumerObservation,
-    id: &str,
-    waited: Duration,
-    timeout: Duration,
-) -> Verdict {
-    if consumer.paused {
-        return Verdict::Blocked {
-            reason: "Paused",
-            message: "the rollout is paused; resume it (kubectl rollout resume)".into(),
-        };
-    }
-    if consumer.progress_deadline_exceeded {
-        return Verdict::Blocked {
-            reason: "ProgressDeadlineExceeded",
-            message: "the rollout exceeded its progress deadline".into(),
-        };
-    }
-    if consumer.on_delete_strategy {
-        return Verdict::Blocked {
-            reason: "OnDeleteUpdateStrategy",
-            message: "the OnDelete update strategy never replaces pods by itself; delete its pods or use RollingUpdate".into(),
-        };
-    }
-    if let Some(pods) = &consumer.pods
-        && consumer.template_rotation.as_deref() == Some(id)
-        && let Some(held) = pods
-            .iter()
-            .find(|pod| pod.rotation.as_deref() != Some(id) && !pod.held_by.is_empty())
-    {
-        return Verdict::Blocked {
-            reason: "PodHeldByFinalizer",
-            message: format!(
-                "pod {} of an older template is terminating past its grace period, held by finalizer(s) {}; it may still hold Token 1",
-                held.name,
-                held.held_by.join(", ")
-            ),
-        };
-    }
-    let progressing = progress(consumer, id);
-    match progressing {
-        None => Verdict::Verified,
-        // The message names the timeout, not the time waited: status must not change every pass.
-        Some(message) if waited > timeout => Verdict::Blocked {
-            reason: "RolloutTimeout",
-            message: format!(
-                "not rolled out within spec.rotation.rolloutTimeout ({}s): {message}",
-                timeout.as_secs()
-            ),
-        },
-        Some(message) => Verdict::Progressing(message),
-    }
-}
-
-fn progress(consumer: &ConsumerObservation, id: &str) -> Option<String> {
-    if consumer.template_rotation.as_deref() != Some(id) {
-        return Some("the pod template is not yet on this rotation".into());
-    }
-    if consumer.observed_generation < consumer.generation {
-        return Some(format!(
-            "its controller has observed generation {} of {}",
-            consumer.observed_generation, consumer.generation
-        ));
-    }
-    let desired = consumer.desired;
-    if consumer.updated < desired || consumer.ready < desired || consumer.available < desired {
-        return Some(format!(
-            "{desired} desired, {} updated, {} ready, {} available",
-            consumer.updated, consumer.ready, consumer.available
-        ));
-    }
-    if consumer.total > desired {
-        return Some(format!(
-            "{} replicas exist for {desired} desired",
-            consumer.total
-        ));
-    }
-    let Some(pods) = &consumer.pods else {
-        return Some("its pods have not been listed".into());
-    };
-    let old: Vec<&PodObservation> = pods
-        .iter()
-        .filter(|pod| pod.rotation.as_deref() != Some(id))
-        .collect();
-    if !old.is_empty() {
-        let terminating = old.iter().filter(|pod| pod.terminating).count();
-        return Some(format!(
-            "{} pods of an older template remain ({terminating} terminating), for example {}",
-            old.len(),
-            old[0].name
-        ));
-    }
-    None
-}
-
 /// What the operator does to a consumer's pod template.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerPatch {
@@ -206,42 +96,63 @@ pub struct ConsumerPatch {
     pub repoint: Option<Repoint>,
 }
 
-/// A repoint of `env_var` in `containers` to `secret`/`key`.
+/// A repoint of variables in `containers` to `secret`/`key`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Repoint {
-    pub containers: Vec<String>,
-    pub env_var: String,
+    pub containers: Vec<ContainerRepoint>,
     pub secret: String,
     pub key: String,
+}
+
+/// The variables of one container set to the repoint's Secret key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerRepoint {
+    pub name: String,
+    /// An init container (`spec.initContainers`).
+    pub init: bool,
+    pub variables: Vec<String>,
 }
 
 impl ConsumerPatch {
     /// The server-side-apply body: only the fields the operator owns (one template annotation,
     /// one pod label and, when repointing, one environment variable per container).
     pub fn body(&self) -> Value {
-        let containers: Vec<Value> = self
-            .repoint
-            .iter()
-            .flat_map(|repoint| {
-                repoint.containers.iter().map(move |container| {
-                    json!({
-                        "name": container,
-                        "env": [{
-                            "name": repoint.env_var,
-                            "valueFrom": {"secretKeyRef": {"name": repoint.secret, "key": repoint.key}}
-                        }]
-                    })
+        let entries = |init: bool| -> Vec<Value> {
+            self.repoint
+                .iter()
+                .flat_map(|repoint| {
+                    repoint
+                        .containers
+                        .iter()
+                        .filter(move |container| container.init == init)
+                        .map(move |container| {
+                            let env: Vec<Value> = container
+                                .variables
+                                .iter()
+                                .map(|variable| {
+                                    json!({
+                                        "name": variable,
+                                        "valueFrom": {"secretKeyRef": {"name": repoint.secret, "key": repoint.key}}
+                                    })
+                                })
+                                .collect();
+                            json!({"name": container.name, "env": env})
+                        })
                 })
-            })
-            .collect();
+                .collect()
+        };
         let mut template = json!({
             "metadata": {
                 "annotations": {ROTATION_ANNOTATION: self.rotation_id},
                 "labels": {crate::api::TOKEN_LABEL: self.token_name},
             }
         });
+        let (containers, init_containers) = (entries(false), entries(true));
         if !containers.is_empty() {
-            template["spec"] = json!({"containers": containers});
+            template["spec"]["containers"] = Value::Array(containers);
+        }
+        if !init_containers.is_empty() {
+            template["spec"]["initContainers"] = Value::Array(init_containers);
         }
         json!({
             "apiVersion": "apps/v1",
@@ -250,18 +161,6 @@ impl ConsumerPatch {
             "spec": {"template": template}
         })
     }
-}
-
-/// The containers of `consumer` the operator manages: the named ones, or all of them.
-pub fn selected_containers<'a>(
-    consumer: &'a ConsumerObservation,
-    names: &[String],
-) -> Vec<&'a ContainerEnv> {
-    consumer
-        .containers
-        .iter()
-        .filter(|container| names.is_empty() || names.contains(&container.name))
-        .collect()
 }
 
 fn template_rotation(template: &PodTemplateSpec) -> Option<String> {
@@ -295,6 +194,9 @@ fn pod_selector(
     (!selector.selects_all()).then_some(selector)
 }
 
+/// `(name, init container, variables and how each gets its value)`.
+type CachedContainer = (String, bool, Vec<(String, EnvSource)>);
+
 /// What the cache keeps of a consumer workload: its observation without the per-token choice
 /// of environment variable, and every container's variables in compact form.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -302,22 +204,35 @@ pub struct CachedWorkload {
     /// The value of its `streamingtoken.io/token` label.
     pub token: String,
     base: ConsumerObservation,
-    containers: Vec<(String, Vec<(String, EnvSource)>)>,
+    /// Every container and init container.
+    containers: Vec<CachedContainer>,
 }
 
 impl CachedWorkload {
-    /// The observation for a StreamingToken whose consumers read `env_var`.
-    pub fn observe(&self, env_var: &str) -> ConsumerObservation {
+    /// The observation for a StreamingToken whose consumers read `env_var`, mirrored into
+    /// Secret `mirror`.
+    pub fn observe(&self, env_var: &str, mirror: &str) -> ConsumerObservation {
         let mut observation = self.base.clone();
         observation.containers = self
             .containers
             .iter()
-            .map(|(name, variables)| ContainerEnv {
+            .map(|(name, init, variables)| ContainerEnv {
                 name: name.clone(),
+                init: *init,
                 source: variables
                     .iter()
                     .find(|(variable, _)| variable == env_var)
                     .map_or(EnvSource::Absent, |(_, source)| source.clone()),
+                mirror_reads: variables
+                    .iter()
+                    .filter(|(variable, _)| variable != env_var)
+                    .filter_map(|(variable, source)| match source {
+                        EnvSource::SecretKey { secret, key } if secret == mirror => {
+                            Some((variable.clone(), key.clone()))
+                        }
+                        _ => None,
+                    })
+                    .collect(),
             })
             .collect();
         observation
@@ -329,21 +244,28 @@ fn cached(
     base: ConsumerObservation,
     template: &PodTemplateSpec,
 ) -> CachedWorkload {
+    let variables =
+        |container: &k8s_openapi::api::core::v1::Container| -> Vec<(String, EnvSource)> {
+            container
+                .env
+                .iter()
+                .flatten()
+                .map(|variable| (variable.name.clone(), env_source(variable)))
+                .collect()
+        };
     let containers = template
         .spec
         .as_ref()
         .map(|spec| {
+            let init = spec
+                .init_containers
+                .iter()
+                .flatten()
+                .map(|container| (container.name.clone(), true, variables(container)));
             spec.containers
                 .iter()
-                .map(|container| {
-                    let variables = container
-                        .env
-                        .iter()
-                        .flatten()
-                        .map(|variable| (variable.name.clone(), env_source(variable)))
-                        .collect();
-                    (container.name.clone(), variables)
-                })
+                .map(|container| (container.name.clone(), false, variables(container)))
+                .chain(init)
                 .collect()
         })
         .unwrap_or_default();
@@ -483,133 +405,6 @@ fn base_daemonset(daemonset: &DaemonSet) -> ConsumerObservation {
 mod tests {
     use super::*;
 
-    pub fn consumer(name: &str) -> ConsumerObservation {
-        ConsumerObservation {
-            kind: WorkloadKind::Deployment,
-            name: name.into(),
-            generation: 2,
-            observed_generation: 2,
-            paused: false,
-            progress_deadline_exceeded: false,
-            on_delete_strategy: false,
-            desired: 3,
-            total: 3,
-            updated: 3,
-            ready: 3,
-            available: 3,
-            template_rotation: Some("r1".into()),
-            containers: vec![],
-            pods: Some(
-                (0..3)
-                    .map(|index| PodObservation {
-                        name: format!("{name}-{index}"),
-                        rotation: Some("r1".into()),
-                        terminating: false,
-                        held_by: vec![],
-                    })
-                    .collect(),
-            ),
-            selector: None,
-        }
-    }
-
-    #[test]
-    fn verification_table() {
-        let minute = Duration::from_secs(60);
-        let timeout = Duration::from_secs(600);
-        type Case = (
-            &'static str,
-            fn(&mut ConsumerObservation),
-            Duration,
-            &'static str,
-        );
-        let cases: Vec<Case> = vec![
-            ("rolled out", |_| {}, minute, "Verified"),
-            ("paused", |c| c.paused = true, minute, "Paused"),
-            (
-                "deadline",
-                |c| c.progress_deadline_exceeded = true,
-                minute,
-                "ProgressDeadlineExceeded",
-            ),
-            (
-                "on delete",
-                |c| c.on_delete_strategy = true,
-                minute,
-                "OnDeleteUpdateStrategy",
-            ),
-            (
-                "not repointed",
-                |c| c.template_rotation = None,
-                minute,
-                "Progressing",
-            ),
-            (
-                "old generation",
-                |c| c.observed_generation = 1,
-                minute,
-                "Progressing",
-            ),
-            ("not all updated", |c| c.updated = 2, minute, "Progressing"),
-            ("not all ready", |c| c.ready = 2, minute, "Progressing"),
-            (
-                "not all available",
-                |c| c.available = 2,
-                minute,
-                "Progressing",
-            ),
-            ("surplus replica", |c| c.total = 4, minute, "Progressing"),
-            ("pods unknown", |c| c.pods = None, minute, "Progressing"),
-            (
-                "terminating old pod",
-                |c| {
-                    c.pods.as_mut().expect("pods").push(PodObservation {
-                        name: "old".into(),
-                        rotation: None,
-                        terminating: true,
-                        held_by: vec![],
-                    })
-                },
-                minute,
-                "Progressing",
-            ),
-            (
-                "old pod past timeout",
-                |c| {
-                    c.pods.as_mut().expect("pods")[0].rotation = Some("r0".into());
-                },
-                Duration::from_secs(601),
-                "RolloutTimeout",
-            ),
-            (
-                "autoscaled up mid-rollout",
-                |c| c.desired = 5,
-                minute,
-                "Progressing",
-            ),
-            (
-                "scaled to zero, no pods",
-                |c| {
-                    c.desired = 0;
-                    c.total = 0;
-                    c.pods = Some(vec![]);
-                },
-                minute,
-                "Verified",
-            ),
-        ];
-        for (name, mutate, waited, want) in cases {
-            let mut observed = consumer("api");
-            mutate(&mut observed);
-            let got = match verify(&observed, "r1", waited, timeout) {
-                Verdict::Verified => "Verified",
-                Verdict::Progressing(_) => "Progressing",
-                Verdict::Blocked { reason, .. } => reason,
-            };
-            assert_eq!(got, want, "case {name}");
-        }
-    }
-
     #[test]
     fn the_cached_form_keeps_what_verification_and_repointing_read() {
         let deployment: Deployment = serde_json::from_value(json!({
@@ -637,7 +432,7 @@ mod tests {
         .expect("deployment");
         let cached = cache_deployment(&deployment);
         assert_eq!(cached.token, "telemetry");
-        let observed = cached.observe("STREAMING_TOKEN");
+        let observed = cached.observe("STREAMING_TOKEN", "t");
         assert_eq!(
             (
                 observed.kind,
@@ -662,7 +457,7 @@ mod tests {
         assert!(observed.selector.is_some());
         let sources = |variable: &str| -> Vec<(String, EnvSource)> {
             cached
-                .observe(variable)
+                .observe(variable, "t")
                 .containers
                 .into_iter()
                 .map(|container| (container.name, container.source))
@@ -691,8 +486,18 @@ mod tests {
             rotation_id: "r7".into(),
             token_name: "telemetry".into(),
             repoint: Some(Repoint {
-                containers: vec!["app".into()],
-                env_var: "STREAMING_TOKEN".into(),
+                containers: vec![
+                    ContainerRepoint {
+                        name: "app".into(),
+                        init: false,
+                        variables: vec!["STREAMING_TOKEN".into(), "Quix__Sdk__Token".into()],
+                    },
+                    ContainerRepoint {
+                        name: "setup".into(),
+                        init: true,
+                        variables: vec!["TOKEN".into()],
+                    },
+                ],
                 secret: "telemetry".into(),
                 key: "token2".into(),
             }),
@@ -709,6 +514,14 @@ mod tests {
         assert_eq!(
             container["env"][0]["valueFrom"]["secretKeyRef"]["key"],
             "token2"
+        );
+        assert_eq!(container["env"][1]["name"], "Quix__Sdk__Token");
+        let init = &body["spec"]["template"]["spec"]["initContainers"];
+        assert_eq!(init.as_array().map(Vec::len), Some(1), "{init}");
+        assert_eq!(init[0]["name"], "setup");
+        assert_eq!(
+            init[0]["env"][0]["valueFrom"]["secretKeyRef"]["name"],
+            "telemetry"
         );
         let restart = ConsumerPatch {
             repoint: None,

@@ -1,15 +1,21 @@
 //! Table-driven tests of `plan` with a fixed clock and fixed "random" material.
 
-use super::*;
-use crate::api::{
-    GenerateSource, RotationStrategy, SecretRefSource, StreamingTokenSpec, TokenSource,
-};
-use crate::conditions::{READY_TO_ROTATE, ROTATING};
-use crate::rotation::{
+use super::pair::{mirror_annotations, mirror_labels};
+use super::rotation::{
     PHASE_AWAITING_ROLLOUT, PHASE_AWAITING_SOURCE, PHASE_DEACTIVATING, PHASE_REPOINTING,
     PHASE_RESTARTING,
 };
-use crate::workload::{ContainerEnv, EnvSource, PodObservation, WorkloadKind};
+use super::*;
+use crate::api::{
+    DeletionPolicy, GenerateSource, RotationStrategy, SecretRefSource, StreamingTokenSpec,
+    TokenIdentity, TokenSource,
+};
+use crate::conditions::{READY_TO_ROTATE, ROTATING};
+use crate::pods::{Owner, PodRecord, SecretKeys, SecretReference, SecretUse};
+use crate::token::{Token, TokenPair, TokenProblem};
+use crate::workload::{ConsumerObservation, ContainerEnv, EnvSource, PodObservation, WorkloadKind};
+use std::sync::Arc;
+use std::time::Duration;
 
 fn at(seconds: i64) -> Time {
     Time(jiff::Timestamp::from_second(1_800_000_000 + seconds).expect("valid"))
@@ -31,6 +37,11 @@ const KEY: &str = "fingerprint-key";
 /// Builds snapshots: a `generate` StreamingToken named `telemetry` by default.
 struct Fixture {
     snapshot: Snapshot,
+}
+
+/// The default snapshot, for the decision modules' own tests.
+pub(crate) fn base_snapshot() -> Snapshot {
+    fixture().snapshot
 }
 
 fn fixture() -> Fixture {
@@ -55,6 +66,7 @@ fn fixture() -> Fixture {
             mirror: MirrorObservation::Missing,
             source: SourceObservation::Issued,
             consumers: Vec::new(),
+            pods: Vec::new(),
             fresh: FreshMaterial {
                 tokens: [token("fresh-a"), token("fresh-b")],
                 fingerprint_key: "new-key".into(),
@@ -82,6 +94,7 @@ fn mirror_of(pair: (&str, &str), serials: (i64, i64)) -> ObservedMirror {
         labels: mirror_labels("telemetry"),
         annotations: mirror_annotations(&write),
         owner_uids: Vec::new(),
+        values_written_at: Some(1_800_000_000),
     }
 }
 
@@ -177,14 +190,19 @@ fn consumer(name: &str, rotation: Option<&str>, pointed_at_token2: bool) -> Cons
         template_rotation: rotation.map(Into::into),
         containers: vec![ContainerEnv {
             name: "app".into(),
-            source: if pointed_at_token2 {
-                EnvSource::SecretKey {
-                    secret: "telemetry".into(),
-                    key: "token2".into(),
+            init: false,
+            // Not yet repointed: the variable reads Token 1, as every consumer does before its
+            // first rotation.
+            source: EnvSource::SecretKey {
+                secret: "telemetry".into(),
+                key: if pointed_at_token2 {
+                    "token2"
+                } else {
+                    "token1"
                 }
-            } else {
-                EnvSource::Absent
+                .into(),
             },
+            mirror_reads: Vec::new(),
         }],
         pods: Some(
             (0..2)
@@ -485,7 +503,10 @@ fn a_new_trigger_starts_a_zero_downtime_rotation_by_repointing() {
     assert_eq!(patched, ["api", "web"]);
     let repoint = plan.consumer_patches[0].repoint.clone().expect("repoint");
     assert_eq!(
-        (repoint.env_var.as_str(), repoint.key.as_str()),
+        (
+            repoint.containers[0].variables[0].as_str(),
+            repoint.key.as_str()
+        ),
         ("STREAMING_TOKEN", "token2")
     );
     assert_eq!(reasons(&plan), ["ConsumersRepointed"]);
@@ -1025,4 +1046,230 @@ fn a_deleted_generated_secret_with_consumers_restarts_them_once_recorded() {
     );
     assert_eq!(plan.consumer_patches.len(), 1);
     assert!(reasons(&plan).contains(&"MirrorSecretDeleted"));
+}
+
+/// A pod record of `owner` that reads `key` of the mirror Secret through `variable`.
+fn pod_record(
+    name: &str,
+    owner: Option<(&str, &str)>,
+    key: &str,
+    rotation: Option<&str>,
+) -> Arc<PodRecord> {
+    Arc::new(PodRecord {
+        name: name.into(),
+        owner: owner.map(|(kind, name)| Owner {
+            kind: kind.into(),
+            name: name.into(),
+        }),
+        rotation: rotation.map(Into::into),
+        token_label: None,
+        created_at: 1_800_000_000 + 50,
+        deletion_deadline: None,
+        finalizers: Vec::new(),
+        references: vec![SecretReference {
+            secret: "telemetry".into(),
+            keys: SecretKeys::Listed(vec![key.into()]),
+            used: SecretUse::Env {
+                container: "app".into(),
+                variable: "Quix__Sdk__Token".into(),
+            },
+        }],
+    })
+}
+
+/// The pods of a rolled-out consumer, as the pod watch records them.
+fn consumer_pods(name: &str, rotation: &str) -> Vec<Arc<PodRecord>> {
+    (0..2)
+        .map(|index| {
+            pod_record(
+                &format!("{name}-{index}"),
+                Some(("Deployment", name)),
+                "token2",
+                Some(rotation),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn deactivation_waits_for_every_pod_that_may_hold_token1_whatever_owns_it() {
+    let base = || {
+        let mut fixture = fixture()
+            .established(("one", "two"), (1, 2))
+            .rotating(PHASE_AWAITING_ROLLOUT, 1, RotationStrategy::ZeroDowntime)
+            .consumer(consumer("api", Some("r1"), true));
+        fixture.snapshot.pods = consumer_pods("api", "r1");
+        fixture
+    };
+    let with = |extra: Arc<PodRecord>| {
+        let mut fixture = base();
+        fixture.snapshot.pods.push(extra);
+        fixture
+    };
+    let mut terminating =
+        (*pod_record("gone-1", Some(("Deployment", "gone")), "token1", None)).clone();
+    terminating.deletion_deadline = Some(1_800_000_000 + 130);
+    let mut held = terminating.clone();
+    held.name = "gone-2".into();
+    held.deletion_deadline = Some(1_800_000_000 + 10);
+    held.finalizers = vec!["example.com/hold".into()];
+    let reverted = pod_record("api-9", Some(("Deployment", "api")), "token1", Some("r1"));
+    let mut early_reader =
+        (*pod_record("old-0", Some(("StatefulSet", "old")), "token2", None)).clone();
+    // Created before the previous deactivation wrote the values: its Token 2 was today's Token 1.
+    early_reader.created_at = 1_800_000_000 - 100;
+    let cases: Vec<(&str, Fixture, Option<&str>)> = vec![
+        ("only rolled pods reading Token 2", base(), None),
+        (
+            "an unlabelled Deployment reads Token 1",
+            with(pod_record(
+                "batch-1",
+                Some(("Deployment", "batch")),
+                "token1",
+                None,
+            )),
+            Some("UnlabelledReader"),
+        ),
+        (
+            "a bare pod reads Token 1",
+            with(pod_record("debug", None, "token1", None)),
+            Some("UnmanagedPodReadsToken"),
+        ),
+        (
+            "a pod of a deleted consumer is terminating within its grace period",
+            with(Arc::new(terminating)),
+            Some("Waiting"),
+        ),
+        (
+            "a pod of a deleted consumer is held by a finalizer",
+            with(Arc::new(held)),
+            Some("PodHeldByFinalizer"),
+        ),
+        (
+            "a consumer pod stamped with the rotation still reads Token 1 (reverted template)",
+            with(reverted),
+            Some("ContainerNotRepointed"),
+        ),
+        (
+            "an unlabelled pod read Token 2 before the last write",
+            with(Arc::new(early_reader)),
+            Some("UnlabelledReader"),
+        ),
+    ];
+    for (name, fixture, held_by) in cases {
+        let plan = fixture.plan();
+        let blocked: Vec<String> = plan
+            .status
+            .consumers
+            .as_ref()
+            .map(|summary| summary.blocked.iter().map(|b| b.reason.clone()).collect())
+            .unwrap_or_default();
+        match held_by {
+            None => {
+                assert!(plan.deactivates, "{name}: should deactivate");
+                assert!(written_pair(&plan).is_some(), "{name}");
+            }
+            Some(reason) => {
+                assert!(
+                    !plan.deactivates && plan.secret.is_none(),
+                    "{name}: deactivated"
+                );
+                assert!(plan.status.rotation.is_some(), "{name}: still rotating");
+                if reason == "Waiting" {
+                    assert!(
+                        blocked.is_empty(),
+                        "{name}: waiting is not blocked: {blocked:?}"
+                    );
+                } else {
+                    assert_eq!(blocked, [reason], "{name}");
+                    assert_eq!(
+                        condition(&plan, DEGRADED),
+                        Some(("True".into(), "ConsumerBlocked".into())),
+                        "{name}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_secret_ref_rotation_is_not_ready_to_rotate_while_a_pod_may_hold_token1() {
+    let mut fixture = fixture()
+        .secret_ref(Ok(("one", "two")))
+        .established(("one", "two"), (1, 2))
+        .rotating(PHASE_AWAITING_ROLLOUT, 1, RotationStrategy::ZeroDowntime)
+        .consumer(consumer("api", Some("r1"), true));
+    fixture.snapshot.pods = consumer_pods("api", "r1");
+    fixture.snapshot.pods.push(pod_record(
+        "batch-1",
+        Some(("Deployment", "batch")),
+        "token1",
+        None,
+    ));
+    let plan = fixture.plan();
+    assert_eq!(
+        condition(&plan, READY_TO_ROTATE),
+        Some(("False".into(), "ConsumersNotReady".into()))
+    );
+    fixture.snapshot.pods.pop();
+    assert_eq!(
+        condition(&fixture.plan(), READY_TO_ROTATE),
+        Some(("True".into(), "ConsumersOnToken2".into()))
+    );
+}
+
+#[test]
+fn an_unlabelled_reader_is_reported_before_any_rotation() {
+    let mut fixture = fixture()
+        .established(("one", "two"), (1, 2))
+        .consumer(consumer("api", Some("r0"), true));
+    fixture.snapshot.pods = consumer_pods("api", "r0");
+    fixture.snapshot.pods.push(pod_record(
+        "batch-1",
+        Some(("Deployment", "batch")),
+        "token1",
+        None,
+    ));
+    let plan = fixture.plan();
+    assert_eq!(
+        condition(&plan, DEGRADED),
+        Some(("True".into(), "UnlabelledReader".into()))
+    );
+    assert_eq!(reasons(&plan), ["UnlabelledReader"]);
+    let summary = plan.status.consumers.clone().expect("summary");
+    assert_eq!(summary.unlabelled_readers.len(), 1);
+    assert_eq!(summary.unlabelled_readers[0].name, "batch");
+    assert!(
+        summary.unlabelled_readers[0]
+            .message
+            .contains("variable Quix__Sdk__Token"),
+        "{}",
+        summary.unlabelled_readers[0].message
+    );
+    // Reported once: the same reader again is no new Event and no status change.
+    fixture.snapshot.status = plan.status.clone();
+    let again = fixture.plan();
+    assert!(again.events.is_empty(), "{:?}", reasons(&again));
+    assert_eq!(again.status, plan.status);
+}
+
+#[test]
+fn restart_with_secret_ref_does_not_claim_consumers_use_token2() {
+    let plan = fixture()
+        .secret_ref(Ok(("one", "two")))
+        .established(("one", "two"), (1, 2))
+        .rotating(PHASE_DEACTIVATING, 1, RotationStrategy::Restart)
+        .consumer(consumer("api", None, false))
+        .plan();
+    let ready = conditions::get(&plan.status.conditions, READY_TO_ROTATE).expect("condition");
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("True", "RestartAfterRotation")
+    );
+    assert!(
+        !ready.message.contains("every consumer uses Token 2"),
+        "{}",
+        ready.message
+    );
 }

@@ -1,0 +1,355 @@
+//! Pure decisions: `plan(&Snapshot, now) -> Plan`.
+//!
+//! The controller observes (the StreamingToken, its mirror Secret, its source, its consumers,
+//! the namespace's pods as compact records, and fresh random material drawn in advance), this
+//! module decides, and [`crate::apply`] writes. Nothing here touches a client or reads the clock,
+//! so every decision is a table-driven unit test. Each decision carries a PascalCase reason that
+//! the condition, the Event and the metric label share.
+//!
+//! Types at the bottom, decisions above them, composition on top; imports go one way (down):
+//!
+//! - [`snapshot`]: the [`Snapshot`], the [`Plan`] and its parts. Imports no decision.
+//! - [`pair`]: which pair the mirror Secret must hold, as one named case.
+//! - [`consumers`]: what to write to each labelled workload; whether it is rolled out.
+//! - [`holders`]: which pods, whatever owns them, may still hold Token 1.
+//! - [`verification`]: consumers and pods together: "verified".
+//! - [`rotation`]: the state machine, one function per phase; Token 1 is deactivated in
+//!   [`rotation`]'s `deactivating` phase and nowhere else.
+//! - this module: [`plan`] composes them in order (spec checks, the mirror's owner, suspend, the
+//!   pair, the rotation, the conditions) and nothing calls back up.
+
+pub mod consumers;
+pub mod holders;
+pub mod pair;
+pub mod rotation;
+pub mod snapshot;
+pub mod verification;
+
+pub use snapshot::*;
+
+use crate::api::{BlockedConsumer, ConsumerSummary, StreamingTokenStatus};
+use crate::conditions::{self, DEGRADED, READY};
+use crate::pods::Owner;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use std::collections::BTreeSet;
+
+/// Decides everything for one StreamingToken.
+pub fn plan(snapshot: &Snapshot, now: &Time) -> Plan {
+    let mut status = base_status(snapshot);
+    let mut events = Vec::new();
+
+    if let Some((reason, message)) = spec_problem(snapshot) {
+        return failure(snapshot, status, events, reason, message, now);
+    }
+    let observed = match claim(snapshot) {
+        Ok(observed) => observed,
+        Err((reason, message)) => return failure(snapshot, status, events, reason, message, now),
+    };
+    if snapshot.spec.suspend {
+        return suspended(snapshot, status, observed, now);
+    }
+    let pair::Resolved { mut mirror, change } =
+        match pair::resolve(snapshot, observed, now, &mut events) {
+            Ok(resolved) => resolved,
+            Err(problem) => {
+                let reason = problem.reason();
+                return failure(snapshot, status, events, reason, problem.message(), now);
+            }
+        };
+
+    status.token1 = Some(mirror.identities[0].clone());
+    status.token2 = Some(mirror.identities[1].clone());
+    let rotation = rotation::advance(snapshot, &mut mirror, change, &mut status, now, &mut events);
+    if rotation.hold_writes {
+        return persist_rotation_start(snapshot, status, events, rotation.requeue);
+    }
+    status.token1 = Some(mirror.identities[0].clone());
+    status.token2 = Some(mirror.identities[1].clone());
+    set_ready(snapshot, &mut status, &mirror, now);
+    let degraded = rotation
+        .degraded
+        .or_else(|| unlabelled_readers(snapshot, &mut status, &mut events));
+    set_degraded(snapshot, &mut status, degraded, now);
+
+    let secret = pair::needs_write(&mirror, observed).then_some(mirror);
+    let mut requeue = rotation.requeue;
+    if snapshot.spec.source.secret_ref.is_some() && requeue == Requeue::Never {
+        // An unlabelled source Secret is not watched: look again from time to time.
+        requeue = Requeue::After(UNWATCHED_SOURCE_RESYNC);
+    }
+    Plan {
+        deactivates: rotation.deactivates && secret.is_some(),
+        secret,
+        consumer_patches: rotation.patches,
+        status,
+        events,
+        requeue,
+        failed: None,
+    }
+}
+
+/// The observed status with what every plan sets: the generation, the Secret's name and the
+/// consumer count.
+fn base_status(snapshot: &Snapshot) -> StreamingTokenStatus {
+    let mut status = snapshot.status.clone();
+    status.observed_generation = Some(snapshot.generation);
+    status.secret_name = Some(snapshot.secret_name.clone());
+    let previous = status.consumers.take().unwrap_or_default();
+    status.consumers = Some(ConsumerSummary {
+        total: i32::try_from(snapshot.consumers.len()).unwrap_or(i32::MAX),
+        ..previous
+    });
+    status
+}
+
+/// The mirror Secret, if this StreamingToken may write it: a Secret someone else created, or
+/// one another StreamingToken manages, is left alone with a reason.
+fn claim(snapshot: &Snapshot) -> Result<Option<&ObservedMirror>, (&'static str, String)> {
+    match &snapshot.mirror {
+        MirrorObservation::NotOwned => Err((
+            "SecretNotOwned",
+            format!(
+                "Secret {} exists and was not created by the operator; delete it or set spec.secret.name to another name",
+                snapshot.secret_name
+            ),
+        )),
+        MirrorObservation::ClaimedBy(other) => Err((
+            "SecretClaimedByOther",
+            format!(
+                "Secret {} is managed for StreamingToken {other}; set spec.secret.name to another name",
+                snapshot.secret_name
+            ),
+        )),
+        MirrorObservation::Missing => Ok(None),
+        MirrorObservation::Owned(observed) => Ok(Some(observed)),
+    }
+}
+
+/// `spec.suspend`: nothing is written but status.
+fn suspended(
+    snapshot: &Snapshot,
+    mut status: StreamingTokenStatus,
+    observed: Option<&ObservedMirror>,
+    now: &Time,
+) -> Plan {
+    let healthy = observed.is_some_and(|mirror| pair::current_pair(mirror).is_some());
+    conditions::set(
+        &mut status.conditions,
+        READY,
+        healthy,
+        "Suspended",
+        "reconciliation is suspended (spec.suspend): the mirror Secret is not repaired and no rotation starts or advances",
+        Some(snapshot.generation),
+        now,
+    );
+    Plan {
+        secret: None,
+        consumer_patches: Vec::new(),
+        status,
+        events: Vec::new(),
+        requeue: Requeue::Never,
+        failed: None,
+        deactivates: false,
+    }
+}
+
+/// A rotation that has just started: only its start is recorded now (the pair is written on
+/// the next pass), so a crash cannot replay it as a second rotation.
+fn persist_rotation_start(
+    snapshot: &Snapshot,
+    mut status: StreamingTokenStatus,
+    events: Vec<Notice>,
+    requeue: Requeue,
+) -> Plan {
+    status.token1 = snapshot.status.token1.clone();
+    status.token2 = snapshot.status.token2.clone();
+    let events = events
+        .into_iter()
+        .filter(|notice| notice.reason == "RotationStarted" || notice.reason == "RotationAborted")
+        .collect();
+    Plan {
+        secret: None,
+        consumer_patches: Vec::new(),
+        status,
+        events,
+        requeue,
+        failed: None,
+        deactivates: false,
+    }
+}
+
+fn set_ready(
+    snapshot: &Snapshot,
+    status: &mut StreamingTokenStatus,
+    mirror: &MirrorWrite,
+    now: &Time,
+) {
+    conditions::set(
+        &mut status.conditions,
+        READY,
+        true,
+        "TokensReady",
+        format!(
+            "Secret {} holds Token 1 (serial {}) and Token 2 (serial {})",
+            snapshot.secret_name, mirror.identities[0].serial, mirror.identities[1].serial
+        ),
+        Some(snapshot.generation),
+        now,
+    );
+}
+
+fn set_degraded(
+    snapshot: &Snapshot,
+    status: &mut StreamingTokenStatus,
+    degraded: Option<(&'static str, String)>,
+    now: &Time,
+) {
+    let generation = Some(snapshot.generation);
+    match degraded {
+        Some((reason, message)) => conditions::set(
+            &mut status.conditions,
+            DEGRADED,
+            true,
+            reason,
+            message,
+            generation,
+            now,
+        ),
+        None => conditions::set(
+            &mut status.conditions,
+            DEGRADED,
+            false,
+            "AsExpected",
+            "no problems found",
+            generation,
+            now,
+        ),
+    }
+}
+
+/// Workloads and bare pods that read the mirror Secret without the consumer label: rotations
+/// can neither repoint nor restart them, so they are reported at any time (listed in
+/// `status.consumers.unlabelledReaders`, `Degraded=True UnlabelledReader` when nothing worse is
+/// reported, and a Warning Event when the list changes), before anyone rotates.
+fn unlabelled_readers(
+    snapshot: &Snapshot,
+    status: &mut StreamingTokenStatus,
+    events: &mut Vec<Notice>,
+) -> Option<(&'static str, String)> {
+    let consumers: BTreeSet<Owner> = snapshot
+        .consumers
+        .iter()
+        .map(|consumer| Owner {
+            kind: consumer.kind.as_str().into(),
+            name: consumer.name.clone(),
+        })
+        .collect();
+    let found = holders::unlabelled_readers(&snapshot.pods, &snapshot.secret_name, |owner| {
+        consumers.contains(owner)
+    });
+    let mut readers: Vec<BlockedConsumer> = found
+        .into_iter()
+        .map(|(owner, how)| BlockedConsumer {
+            kind: owner.kind,
+            name: owner.name,
+            reason: "UnlabelledReader".into(),
+            message: how,
+        })
+        .collect();
+    let count = readers.len();
+    readers.truncate(rotation::MAX_BLOCKED_LISTED);
+    let names = |list: &[BlockedConsumer]| -> Vec<String> {
+        list.iter()
+            .map(|reader| format!("{}/{}", reader.kind, reader.name))
+            .collect()
+    };
+    let listed = names(&readers);
+    let before = snapshot
+        .status
+        .consumers
+        .as_ref()
+        .map(|summary| names(&summary.unlabelled_readers))
+        .unwrap_or_default();
+    if let Some(summary) = status.consumers.as_mut() {
+        summary.unlabelled_readers = readers;
+    }
+    if count == 0 {
+        return None;
+    }
+    let message = format!(
+        "{count} workload(s) or pod(s) read Secret {} without the label `streamingtoken.io/token: {}`, so rotations can neither repoint nor restart them: {}; label them as consumers (a ZeroDowntime rotation waits for them otherwise)",
+        snapshot.secret_name,
+        snapshot.name,
+        listed.join(", ")
+    );
+    if listed != before {
+        events.push(Notice::warning(
+            "UnlabelledReader",
+            "Reconcile",
+            message.clone(),
+        ));
+    }
+    Some(("UnlabelledReader", message))
+}
+
+/// Checks the schema cannot express (they involve the object's name).
+fn spec_problem(snapshot: &Snapshot) -> Option<(&'static str, String)> {
+    if let Some(source) = &snapshot.spec.source.secret_ref
+        && source.name == snapshot.secret_name
+    {
+        return Some((
+            "InvalidSpec",
+            format!(
+                "the source Secret and the mirror Secret are both {}; set spec.secret.name to another name",
+                source.name
+            ),
+        ));
+    }
+    None
+}
+
+fn failure(
+    snapshot: &Snapshot,
+    mut status: StreamingTokenStatus,
+    mut events: Vec<Notice>,
+    reason: &'static str,
+    message: String,
+    now: &Time,
+) -> Plan {
+    let generation = Some(snapshot.generation);
+    let already = conditions::get(&status.conditions, DEGRADED)
+        .is_some_and(|condition| condition.status == "True" && condition.reason == reason);
+    if !already {
+        events.push(Notice::warning(reason, "Reconcile", message.clone()));
+    }
+    conditions::set(
+        &mut status.conditions,
+        READY,
+        false,
+        reason,
+        message.clone(),
+        generation,
+        now,
+    );
+    conditions::set(
+        &mut status.conditions,
+        DEGRADED,
+        true,
+        reason,
+        message,
+        generation,
+        now,
+    );
+    Plan {
+        secret: None,
+        consumer_patches: Vec::new(),
+        status,
+        events,
+        requeue: Requeue::After(backoff(snapshot.failures)),
+        failed: Some(reason),
+        deactivates: false,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;

@@ -1,0 +1,996 @@
+//! The rotation state machine, persisted in `status.rotation` (pure).
+//!
+//! | strategy | phase | waits for | writes |
+//! | --- | --- | --- | --- |
+//! | ZeroDowntime | [`repointing`] | nothing | each consumer's Token 1 readers and variable to the Token 2 key, template stamped with the rotation id |
+//! | ZeroDowntime | [`awaiting_rollout`] | every consumer verified and no pod that may hold Token 1 | nothing |
+//! | ZeroDowntime | [`deactivating`] | (checks again) | generate: one Secret write, Token 2 becomes Token 1, a new Token 2 |
+//! | ZeroDowntime | [`awaiting_source`] | (secretRef) the source to show the promoted pair | `ReadyToRotate=True` |
+//! | Restart | [`deactivating_first`] | nothing (secretRef: the platform) | the Secret write first |
+//! | Restart | [`restarting`] | nothing | every consumer's template stamped |
+//! | Restart | [`awaiting_restarts`] | every consumer rolled out | nothing |
+//!
+//! Every ZeroDowntime phase first passes [`zero_downtime_guards`]: a Token 1 already deactivated
+//! by this operator (a crash between the Secret write and the status write) completes the
+//! rotation, and a consumer not yet repointed (labelled mid-rotation, or edited) sends the
+//! rotation back to `Repointing`. The rotation id is `r<serial of the Token 1 it deactivates>`:
+//! deterministic, so a step replayed after a crash writes the same annotation and rolls nothing
+//! twice. Whether Token 1 has been deactivated is read from the mirror Secret's serials, never
+//! assumed.
+
+use super::consumers;
+use super::pair::{PairChange, highest_serial};
+use super::snapshot::{MirrorWrite, Notice, Requeue, Snapshot, SourceObservation};
+use super::verification::{self, PodCheck, Verification};
+use crate::api::{
+    BlockedConsumer, LastRotation, RotationStatus, RotationStrategy, StreamingTokenStatus,
+    TokenIdentity,
+};
+use crate::conditions::{self, READY_TO_ROTATE, ROTATING};
+use crate::workload::ConsumerPatch;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use std::time::Duration;
+
+pub const PHASE_REPOINTING: &str = "Repointing";
+pub const PHASE_AWAITING_ROLLOUT: &str = "AwaitingRollout";
+pub const PHASE_DEACTIVATING: &str = "Deactivating";
+pub const PHASE_AWAITING_SOURCE: &str = "AwaitingSource";
+pub const PHASE_RESTARTING: &str = "Restarting";
+
+/// How often a rotation that waits looks again besides watch events (pods, consumers and the
+/// source wake it when they change): the time-based transitions (a grace period ending, the
+/// rollout timeout) and a safety net.
+pub const ROLLOUT_POLL: Duration = Duration::from_secs(5);
+/// Most blocked consumers listed in status.
+pub const MAX_BLOCKED_LISTED: usize = 20;
+
+/// The rotation's contribution to the plan.
+pub struct Outcome {
+    pub patches: Vec<ConsumerPatch>,
+    pub requeue: Requeue,
+    pub degraded: Option<(&'static str, String)>,
+    /// Write nothing but status in this reconcile: a rotation that has just started is recorded
+    /// before any Secret write, so that a crash cannot replay it as a second rotation.
+    pub hold_writes: bool,
+    /// True when this reconcile deactivates Token 1 (the mirror write does it).
+    pub deactivates: bool,
+}
+
+impl Outcome {
+    fn persist_first() -> Self {
+        Self {
+            patches: Vec::new(),
+            requeue: Requeue::After(Duration::from_secs(1)),
+            degraded: None,
+            hold_writes: true,
+            deactivates: false,
+        }
+    }
+
+    fn idle(requeue: Requeue) -> Self {
+        Self {
+            patches: Vec::new(),
+            requeue,
+            degraded: None,
+            hold_writes: false,
+            deactivates: false,
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    Trigger,
+    Interval,
+    TokensReplaced,
+}
+
+impl Cause {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Trigger => "Trigger",
+            Self::Interval => "Interval",
+            Self::TokensReplaced => "TokensReplaced",
+        }
+    }
+}
+
+fn elapsed(since: &Time, now: &Time) -> Duration {
+    now.0.duration_since(since.0).unsigned_abs()
+}
+
+fn next_rotation_at(snapshot: &Snapshot, status: &StreamingTokenStatus) -> Option<Time> {
+    let interval = crate::api::parse_duration(snapshot.spec.rotation.interval.as_deref()?)?;
+    let since = status
+        .last_rotation
+        .as_ref()
+        .map(|last| last.completed_at.clone())
+        .or_else(|| status.token1.as_ref().map(|token| token.issued_at.clone()))?;
+    let interval = jiff::SignedDuration::try_from(interval).ok()?;
+    since.0.checked_add(interval).ok().map(Time)
+}
+
+/// What every phase function reads and may change.
+struct Machine<'a> {
+    snapshot: &'a Snapshot,
+    mirror: &'a mut MirrorWrite,
+    change: PairChange,
+    now: &'a Time,
+    events: &'a mut Vec<Notice>,
+    is_secret_ref: bool,
+    deactivates: bool,
+}
+
+impl Machine<'_> {
+    /// True once the mirror no longer holds the Token 1 this rotation deactivates.
+    fn deactivated(&self, rotation: &RotationStatus) -> bool {
+        self.mirror.identities[0].serial != rotation.deactivates_serial
+    }
+
+    fn set_phase(&mut self, rotation: &mut RotationStatus, phase: &str) {
+        if rotation.phase != phase {
+            self.events.push(Notice::normal(
+                phase_reason(phase),
+                "Rotate",
+                format!("rotation {}: {}", rotation.id, phase_message(phase)),
+            ));
+            rotation.phase = phase.into();
+            rotation.phase_started_at = self.now.clone();
+        }
+    }
+
+    fn verify(&self, rotation: &RotationStatus, check: PodCheck) -> Verification {
+        verification::verify(
+            self.snapshot,
+            rotation,
+            check,
+            elapsed(&rotation.phase_started_at, self.now),
+            self.now.0.as_second(),
+        )
+    }
+
+    /// The pod-level check while Token 1 is still active.
+    fn pod_check(&self, rotation: &RotationStatus) -> PodCheck {
+        if self.deactivated(rotation) {
+            PodCheck::RolloutsOnly
+        } else {
+            PodCheck::NoPodHoldsToken1
+        }
+    }
+}
+
+/// What one phase decided.
+enum Step {
+    /// The phase changed: decide again in this reconcile.
+    Next,
+    /// Wait in the current phase.
+    Wait(Waiting),
+    /// The rotation is done.
+    Complete,
+}
+
+/// What a waiting rotation writes and reports.
+#[derive(Default)]
+struct Waiting {
+    patches: Vec<ConsumerPatch>,
+    blocked: Vec<BlockedConsumer>,
+    verified: Option<usize>,
+    ready_to_rotate: bool,
+}
+
+impl Waiting {
+    fn on(verification: Verification) -> Self {
+        Self {
+            verified: Some(verification.verified),
+            blocked: verification.blocked,
+            ..Self::default()
+        }
+    }
+}
+
+/// Starts, advances or completes the rotation. May change `mirror` (deactivation) and `status`.
+pub fn advance(
+    snapshot: &Snapshot,
+    mirror: &mut MirrorWrite,
+    change: PairChange,
+    status: &mut StreamingTokenStatus,
+    now: &Time,
+    events: &mut Vec<Notice>,
+) -> Outcome {
+    let is_secret_ref = matches!(snapshot.source, SourceObservation::External(_));
+    queue_trigger(snapshot, change, status, events);
+    if restart_after_replacement(snapshot, mirror, change, status, now, events) {
+        set_rotating(status, snapshot.generation, now, is_secret_ref, false);
+        return Outcome::persist_first();
+    }
+    if status.rotation.is_none() {
+        return match due_cause(snapshot, change, status, now) {
+            None => {
+                idle(snapshot, status, is_secret_ref, now);
+                Outcome::idle(idle_requeue(status, now))
+            }
+            Some(cause) => {
+                begin(snapshot, mirror, cause, status, now, events);
+                set_rotating(status, snapshot.generation, now, is_secret_ref, false);
+                Outcome::persist_first()
+            }
+        };
+    }
+    let mut machine = Machine {
+        snapshot,
+        mirror,
+        change,
+        now,
+        events,
+        is_secret_ref,
+        deactivates: false,
+    };
+    step(&mut machine, status)
+}
+
+/// A new trigger value never interrupts a rotation: it waits, at most one.
+fn queue_trigger(
+    snapshot: &Snapshot,
+    change: PairChange,
+    status: &mut StreamingTokenStatus,
+    events: &mut Vec<Notice>,
+) {
+    if let Some(rotation) = status.rotation.as_mut()
+        && let Some(value) = &snapshot.spec.rotation.trigger
+        && status.observed_trigger.as_ref() != Some(value)
+        && rotation.queued_trigger.as_ref() != Some(value)
+        && change != PairChange::Replaced
+    {
+        rotation.queued_trigger = Some(value.clone());
+        events.push(Notice::normal(
+            "RotationQueued",
+            "Rotate",
+            format!(
+                "a new trigger arrived during rotation {}; it will run when this one completes",
+                rotation.id
+            ),
+        ));
+    }
+}
+
+/// Tokens replaced out of band (or a lost generated pair reissued): consumers hold dead tokens,
+/// so restart them all, even in the middle of a rotation (the tokens it was deactivating are
+/// gone). Returns true when such a restart starts now.
+fn restart_after_replacement(
+    snapshot: &Snapshot,
+    mirror: &MirrorWrite,
+    change: PairChange,
+    status: &mut StreamingTokenStatus,
+    now: &Time,
+    events: &mut Vec<Notice>,
+) -> bool {
+    if change != PairChange::Replaced
+        || snapshot.status.token1.is_none()
+        || snapshot.consumers.is_empty()
+    {
+        return false;
+    }
+    let id = restart_id(mirror);
+    if status
+        .rotation
+        .as_ref()
+        .is_some_and(|rotation| rotation.id == id)
+    {
+        return false;
+    }
+    if let Some(rotation) = &status.rotation {
+        events.push(Notice::warning(
+            "RotationAborted",
+            "Rotate",
+            format!(
+                "rotation {} was abandoned: the tokens were replaced out of band",
+                rotation.id
+            ),
+        ));
+    }
+    let queued = status
+        .rotation
+        .as_ref()
+        .and_then(|rotation| rotation.queued_trigger.clone());
+    start_restart(snapshot, mirror, status, now, events);
+    if let Some(rotation) = status.rotation.as_mut() {
+        rotation.queued_trigger = queued;
+    }
+    true
+}
+
+/// Why a rotation should start now, if it should: a new trigger value, a promotion at the
+/// platform that no rotation of ours asked for, or the interval.
+fn due_cause(
+    snapshot: &Snapshot,
+    change: PairChange,
+    status: &mut StreamingTokenStatus,
+    now: &Time,
+) -> Option<Cause> {
+    if let Some(value) = &snapshot.spec.rotation.trigger
+        && status.observed_trigger.as_ref() != Some(value)
+    {
+        if snapshot.status.token1.is_none() && status.observed_trigger.is_none() {
+            // The value a StreamingToken is created with is not a request to rotate.
+            status.observed_trigger = Some(value.clone());
+        } else {
+            return Some(Cause::Trigger);
+        }
+    }
+    let had_pair = status.token1.is_some() || snapshot.status.token1.is_some();
+    if change == PairChange::Promoted && had_pair && !snapshot.consumers.is_empty() {
+        return Some(Cause::TokensReplaced);
+    }
+    let due = next_rotation_at(snapshot, status)?;
+    (now.0 >= due.0).then_some(Cause::Interval)
+}
+
+fn begin(
+    snapshot: &Snapshot,
+    mirror: &MirrorWrite,
+    cause: Cause,
+    status: &mut StreamingTokenStatus,
+    now: &Time,
+    events: &mut Vec<Notice>,
+) {
+    let trigger = snapshot.spec.rotation.trigger.clone();
+    match cause {
+        Cause::Trigger => {
+            status.observed_trigger = trigger.clone();
+        }
+        // Promoted at the platform with no rotation of ours: the former Token 1 is gone, and
+        // consumers that still hold it must restart.
+        Cause::TokensReplaced => return start_restart(snapshot, mirror, status, now, events),
+        Cause::Interval => {}
+    }
+    let deactivates = mirror.identities[0].serial;
+    start(
+        status,
+        format!("r{deactivates}"),
+        cause,
+        snapshot.spec.rotation.strategy,
+        deactivates,
+        trigger,
+        now,
+        events,
+    );
+}
+
+fn idle_requeue(status: &StreamingTokenStatus, now: &Time) -> Requeue {
+    match &status.next_rotation_at {
+        Some(due) => Requeue::After(elapsed(now, due).max(Duration::from_secs(1))),
+        None => Requeue::Never,
+    }
+}
+
+fn restart_id(mirror: &MirrorWrite) -> String {
+    format!("x{}", mirror.identities[0].serial)
+}
+
+/// Starts the restart that follows tokens replaced (or promoted) out of band. Its id names the
+/// new Token 1, so it differs from every earlier rotation's id and from the next trigger's.
+fn start_restart(
+    snapshot: &Snapshot,
+    mirror: &MirrorWrite,
+    status: &mut StreamingTokenStatus,
+    now: &Time,
+    events: &mut Vec<Notice>,
+) {
+    let former = snapshot
+        .status
+        .token1
+        .as_ref()
+        .map_or(0, |token| token.serial);
+    start(
+        status,
+        restart_id(mirror),
+        Cause::TokensReplaced,
+        RotationStrategy::Restart,
+        former,
+        None,
+        now,
+        events,
+    );
+    if let Some(rotation) = status.rotation.as_mut() {
+        rotation.phase = PHASE_RESTARTING.into();
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn start(
+    status: &mut StreamingTokenStatus,
+    id: String,
+    cause: Cause,
+    strategy: RotationStrategy,
+    deactivates: i64,
+    trigger: Option<String>,
+    now: &Time,
+    events: &mut Vec<Notice>,
+) {
+    let phase = match strategy {
+        RotationStrategy::ZeroDowntime => PHASE_REPOINTING,
+        RotationStrategy::Restart => PHASE_DEACTIVATING,
+    };
+    events.push(Notice::normal(
+        "RotationStarted",
+        "Rotate",
+        format!(
+            "rotation {id} started ({}, strategy {}): it deactivates Token 1 (serial {deactivates})",
+            cause.as_str(),
+            strategy.as_str()
+        ),
+    ));
+    status.rotation = Some(RotationStatus {
+        id,
+        cause: cause.as_str().into(),
+        trigger: if cause == Cause::Trigger {
+            trigger
+        } else {
+            None
+        },
+        strategy,
+        phase: phase.into(),
+        started_at: now.clone(),
+        phase_started_at: now.clone(),
+        deactivates_serial: deactivates,
+        queued_trigger: None,
+    });
+}
+
+fn idle(snapshot: &Snapshot, status: &mut StreamingTokenStatus, is_secret_ref: bool, now: &Time) {
+    status.next_rotation_at = next_rotation_at(snapshot, status);
+    let generation = Some(snapshot.generation);
+    conditions::set(
+        &mut status.conditions,
+        ROTATING,
+        false,
+        "Idle",
+        "no rotation in progress",
+        generation,
+        now,
+    );
+    if is_secret_ref {
+        conditions::set(
+            &mut status.conditions,
+            READY_TO_ROTATE,
+            false,
+            "NoRotation",
+            "no rotation in progress: do not rotate at the platform yet",
+            generation,
+            now,
+        );
+    } else {
+        conditions::remove(&mut status.conditions, READY_TO_ROTATE);
+    }
+    if let Some(summary) = status.consumers.as_mut() {
+        summary.verified = None;
+        summary.blocked.clear();
+    }
+}
+
+fn phase_reason(phase: &str) -> &'static str {
+    match phase {
+        PHASE_REPOINTING => "Repointing",
+        PHASE_AWAITING_ROLLOUT => "AwaitingRollout",
+        PHASE_DEACTIVATING => "Deactivating",
+        PHASE_AWAITING_SOURCE => "AwaitingSource",
+        _ => "Restarting",
+    }
+}
+
+fn phase_message(phase: &str) -> &'static str {
+    match phase {
+        PHASE_REPOINTING => "pointing every consumer at Token 2",
+        PHASE_AWAITING_ROLLOUT => {
+            "waiting until every consumer is rolled out and no pod may still hold Token 1"
+        }
+        PHASE_DEACTIVATING => "deactivating Token 1",
+        PHASE_AWAITING_SOURCE => {
+            "waiting for the source Secret to show the rotated pair (rotate at the platform)"
+        }
+        _ => "restarting every consumer",
+    }
+}
+
+/// Runs the phases of the rotation in progress until one has to wait, then reports.
+fn step(machine: &mut Machine, status: &mut StreamingTokenStatus) -> Outcome {
+    let Some(mut rotation) = status.rotation.clone() else {
+        unreachable!("step is only called with a rotation in progress");
+    };
+    let mut outcome = None;
+    // Each phase may finish in this same reconcile; the loop runs until one has to wait.
+    for _ in 0..8 {
+        let step = match (rotation.strategy, rotation.phase.as_str()) {
+            (RotationStrategy::ZeroDowntime, PHASE_REPOINTING) => {
+                repointing(machine, &mut rotation)
+            }
+            (RotationStrategy::ZeroDowntime, PHASE_AWAITING_ROLLOUT) => {
+                awaiting_rollout(machine, &mut rotation)
+            }
+            (RotationStrategy::ZeroDowntime, PHASE_DEACTIVATING) => {
+                deactivating(machine, &mut rotation)
+            }
+            (RotationStrategy::ZeroDowntime, PHASE_AWAITING_SOURCE) => {
+                awaiting_source(machine, &mut rotation)
+            }
+            (RotationStrategy::Restart, PHASE_DEACTIVATING | PHASE_AWAITING_SOURCE) => {
+                deactivating_first(machine, &mut rotation)
+            }
+            (RotationStrategy::Restart, PHASE_RESTARTING) => restarting(machine, &mut rotation),
+            (RotationStrategy::Restart, PHASE_AWAITING_ROLLOUT) => {
+                awaiting_restarts(machine, &mut rotation)
+            }
+            (strategy, _) => unknown_phase(machine, &mut rotation, strategy),
+        };
+        match step {
+            Step::Next => continue,
+            Step::Wait(waiting) => {
+                outcome = Some(waiting);
+                break;
+            }
+            Step::Complete => return complete(machine, status, rotation),
+        }
+    }
+    report(machine, status, rotation, outcome.unwrap_or_default())
+}
+
+/// Checks every ZeroDowntime phase makes first. `Some` decides the step.
+fn zero_downtime_guards(machine: &mut Machine, rotation: &mut RotationStatus) -> Option<Step> {
+    let deactivated = machine.deactivated(rotation);
+    // With `generate` only this operator deactivates, after verifying: a crash came between the
+    // Secret write and the status write, so finish. With `secretRef` the platform rotates:
+    // finish only once every consumer is repointed and rolled out (the phases below).
+    if deactivated && !machine.is_secret_ref {
+        return Some(Step::Complete);
+    }
+    if deactivated
+        && machine.change == PairChange::Promoted
+        && rotation.phase != PHASE_AWAITING_SOURCE
+    {
+        machine.events.push(Notice::warning(
+            "SourcePromotedEarly",
+            "Rotate",
+            format!(
+                "rotation {}: the source Secret was rotated before every consumer was verified on Token 2; pods that still read the former Token 1 hold a deactivated token until they roll",
+                rotation.id
+            ),
+        ));
+    }
+    let (needed, cannot) = consumers::patches(machine.snapshot, &rotation.id, true);
+    if needed.is_empty() && cannot.is_empty() {
+        return None;
+    }
+    machine.set_phase(rotation, PHASE_REPOINTING);
+    if !needed.is_empty() {
+        machine.events.push(Notice::normal(
+            "ConsumersRepointed",
+            "Rotate",
+            format!(
+                "rotation {}: pointed {} consumer(s) at Token 2 ({})",
+                rotation.id,
+                needed.len(),
+                names(&needed)
+            ),
+        ));
+    }
+    Some(Step::Wait(Waiting {
+        patches: needed,
+        blocked: cannot,
+        ..Waiting::default()
+    }))
+}
+
+/// `Repointing`: writes each consumer's repoint (see [`consumers::patches`]); once none is
+/// needed, moves on to `AwaitingRollout`.
+fn repointing(machine: &mut Machine, rotation: &mut RotationStatus) -> Step {
+    if let Some(step) = zero_downtime_guards(machine, rotation) {
+        return step;
+    }
+    machine.set_phase(rotation, PHASE_AWAITING_ROLLOUT);
+    Step::Next
+}
+
+/// `AwaitingRollout`: waits until every consumer is verified and no pod of the namespace may
+/// hold Token 1; then `Deactivating` (generate) or `AwaitingSource` (secretRef). Writes nothing.
+fn awaiting_rollout(machine: &mut Machine, rotation: &mut RotationStatus) -> Step {
+    if let Some(step) = zero_downtime_guards(machine, rotation) {
+        return step;
+    }
+    let verification = machine.verify(rotation, machine.pod_check(rotation));
+    if !verification.complete(machine.snapshot.consumers.len()) {
+        return Step::Wait(Waiting::on(verification));
+    }
+    if machine.deactivated(rotation) {
+        // secretRef: the platform rotated while consumers were rolling; they are all on Token 2.
+        return Step::Complete;
+    }
+    let next = if machine.is_secret_ref {
+        PHASE_AWAITING_SOURCE
+    } else {
+        PHASE_DEACTIVATING
+    };
+    machine.set_phase(rotation, next);
+    Step::Next
+}
+
+/// `Deactivating` (ZeroDowntime, generate): **where Token 1 is deactivated.** Verifies once more
+/// and, only if every consumer is verified and no pod may hold Token 1, writes the promoted pair
+/// (Token 2 becomes Token 1, a new Token 2). The controller re-reads the namespace's pods from
+/// the API server and decides again before it carries out this write.
+fn deactivating(machine: &mut Machine, rotation: &mut RotationStatus) -> Step {
+    if let Some(step) = zero_downtime_guards(machine, rotation) {
+        return step;
+    }
+    let verification = machine.verify(rotation, PodCheck::NoPodHoldsToken1);
+    if !verification.complete(machine.snapshot.consumers.len()) {
+        machine.set_phase(rotation, PHASE_AWAITING_ROLLOUT);
+        return Step::Next;
+    }
+    if machine.is_secret_ref {
+        machine.set_phase(rotation, PHASE_AWAITING_SOURCE);
+        return Step::Next;
+    }
+    deactivate(machine, rotation);
+    Step::Complete
+}
+
+/// `AwaitingSource` (ZeroDowntime, secretRef): every consumer is verified, so `ReadyToRotate`
+/// is True; waits for the source to show the promoted pair. A consumer that regresses withdraws
+/// `ReadyToRotate` (back to `AwaitingRollout`). The phase keeps its clock while everything
+/// stays verified: re-verifying must not rewrite status on every pass.
+fn awaiting_source(machine: &mut Machine, rotation: &mut RotationStatus) -> Step {
+    if let Some(step) = zero_downtime_guards(machine, rotation) {
+        return step;
+    }
+    let verification = machine.verify(rotation, machine.pod_check(rotation));
+    if !verification.complete(machine.snapshot.consumers.len()) {
+        machine.set_phase(rotation, PHASE_AWAITING_ROLLOUT);
+        return Step::Next;
+    }
+    if machine.deactivated(rotation) {
+        return Step::Complete;
+    }
+    Step::Wait(Waiting {
+        ready_to_rotate: true,
+        ..Waiting::on(verification)
+    })
+}
+
+/// `Deactivating` (Restart): deactivates Token 1 first (generate: the Secret write; secretRef:
+/// waits in `AwaitingSource` with `ReadyToRotate=True` until the platform has rotated), then
+/// `Restarting`.
+fn deactivating_first(machine: &mut Machine, rotation: &mut RotationStatus) -> Step {
+    if machine.deactivated(rotation) {
+        machine.set_phase(rotation, PHASE_RESTARTING);
+        return Step::Next;
+    }
+    if !machine.is_secret_ref {
+        deactivate(machine, rotation);
+        machine.set_phase(rotation, PHASE_RESTARTING);
+        return Step::Next;
+    }
+    machine.set_phase(rotation, PHASE_AWAITING_SOURCE);
+    Step::Wait(Waiting {
+        ready_to_rotate: true,
+        ..Waiting::default()
+    })
+}
+
+/// `Restarting`: stamps every consumer's template once; then `AwaitingRollout`.
+fn restarting(machine: &mut Machine, rotation: &mut RotationStatus) -> Step {
+    let (needed, _) = consumers::patches(machine.snapshot, &rotation.id, false);
+    if needed.is_empty() {
+        machine.set_phase(rotation, PHASE_AWAITING_ROLLOUT);
+        return Step::Next;
+    }
+    machine.events.push(Notice::normal(
+        "ConsumersRestarted",
+        "Rotate",
+        format!(
+            "rotation {}: restarting {} consumer(s) ({})",
+            rotation.id,
+            needed.len(),
+            names(&needed)
+        ),
+    ));
+    Step::Wait(Waiting {
+        patches: needed,
+        ..Waiting::default()
+    })
+}
+
+/// `AwaitingRollout` (Restart): waits until every consumer has rolled out (a consumer labelled
+/// meanwhile goes back to `Restarting`); then complete.
+fn awaiting_restarts(machine: &mut Machine, rotation: &mut RotationStatus) -> Step {
+    let (needed, _) = consumers::patches(machine.snapshot, &rotation.id, false);
+    if !needed.is_empty() {
+        machine.set_phase(rotation, PHASE_RESTARTING);
+        return Step::Next;
+    }
+    let verification = machine.verify(rotation, PodCheck::RolloutsOnly);
+    if verification.complete(machine.snapshot.consumers.len()) {
+        Step::Complete
+    } else {
+        Step::Wait(Waiting::on(verification))
+    }
+}
+
+/// An unknown phase (hand-edited status): restart the machine at its first phase.
+fn unknown_phase(
+    machine: &mut Machine,
+    rotation: &mut RotationStatus,
+    strategy: RotationStrategy,
+) -> Step {
+    let first = match strategy {
+        RotationStrategy::ZeroDowntime => PHASE_REPOINTING,
+        RotationStrategy::Restart => PHASE_DEACTIVATING,
+    };
+    machine.set_phase(rotation, first);
+    Step::Next
+}
+
+/// Writes the promoted pair into `mirror`: Token 2 becomes Token 1 and a new Token 2 is issued.
+fn deactivate(machine: &mut Machine, rotation: &RotationStatus) {
+    let mirror = &mut *machine.mirror;
+    let next = highest_serial(machine.snapshot).max(mirror.identities[1].serial) + 1;
+    let old_token1 = mirror.identities[0].serial;
+    mirror.pair.token1 = mirror.pair.token2.clone();
+    mirror.pair.token2 = machine.snapshot.fresh.tokens[0].clone();
+    mirror.identities = [
+        mirror.identities[1].clone(),
+        TokenIdentity {
+            serial: next,
+            issued_at: machine.now.clone(),
+        },
+    ];
+    machine.deactivates = true;
+    machine.events.push(Notice::normal(
+        "TokenDeactivated",
+        "Rotate",
+        format!(
+            "rotation {}: deactivated Token 1 (serial {old_token1}); Token 2 (serial {}) is now Token 1 and a new Token 2 (serial {next}) was issued",
+            rotation.id, mirror.identities[0].serial
+        ),
+    ));
+}
+
+/// Records the completed rotation, and starts the queued trigger's rotation if there is one.
+fn complete(
+    machine: &mut Machine,
+    status: &mut StreamingTokenStatus,
+    rotation: RotationStatus,
+) -> Outcome {
+    let now = machine.now;
+    let duration = elapsed(&rotation.started_at, now);
+    let mirror = &*machine.mirror;
+    machine.events.push(Notice::normal(
+        "RotationCompleted",
+        "Rotate",
+        format!(
+            "rotation {} completed in {}s: Token 1 is serial {}, Token 2 is serial {}",
+            rotation.id,
+            duration.as_secs(),
+            mirror.identities[0].serial,
+            mirror.identities[1].serial
+        ),
+    ));
+    status.last_rotation = Some(LastRotation {
+        id: rotation.id.clone(),
+        strategy: rotation.strategy,
+        started_at: rotation.started_at.clone(),
+        completed_at: now.clone(),
+        duration_seconds: i64::try_from(duration.as_secs()).unwrap_or(i64::MAX),
+    });
+    status.rotation = None;
+    status.token1 = Some(mirror.identities[0].clone());
+    status.token2 = Some(mirror.identities[1].clone());
+    let snapshot = machine.snapshot;
+    let mut outcome = Outcome::idle(Requeue::Never);
+    outcome.deactivates = machine.deactivates;
+    if let Some(queued) = rotation.queued_trigger {
+        // The queued trigger runs next; it starts from the next reconcile, once this rotation's
+        // Secret write has landed.
+        status.observed_trigger = Some(queued.clone());
+        let deactivates = mirror.identities[0].serial;
+        start(
+            status,
+            format!("r{deactivates}"),
+            Cause::Trigger,
+            snapshot.spec.rotation.strategy,
+            deactivates,
+            Some(queued),
+            now,
+            machine.events,
+        );
+        set_rotating(
+            status,
+            snapshot.generation,
+            now,
+            machine.is_secret_ref,
+            false,
+        );
+        outcome.requeue = Requeue::After(Duration::from_secs(1));
+        return outcome;
+    }
+    idle(snapshot, status, machine.is_secret_ref, now);
+    outcome.requeue = idle_requeue(status, now);
+    outcome
+}
+
+/// Reports a waiting rotation: consumer counts, the blocked list (an Event when it changes),
+/// `Degraded`, `Rotating` and `ReadyToRotate`.
+fn report(
+    machine: &mut Machine,
+    status: &mut StreamingTokenStatus,
+    rotation: RotationStatus,
+    waiting: Waiting,
+) -> Outcome {
+    let Waiting {
+        patches,
+        mut blocked,
+        verified,
+        ready_to_rotate,
+    } = waiting;
+    let degraded = blocked_condition(machine, &rotation, &blocked);
+    let requeue = if ready_to_rotate {
+        // Nothing to poll: the source Secret's change (watched when labelled) moves it on.
+        Requeue::Never
+    } else if !blocked.is_empty() {
+        Requeue::After(Duration::from_secs(10))
+    } else {
+        Requeue::After(ROLLOUT_POLL)
+    };
+    if let Some(summary) = status.consumers.as_mut() {
+        summary.verified = verified.map(|count| i32::try_from(count).unwrap_or(i32::MAX));
+        blocked.truncate(MAX_BLOCKED_LISTED);
+        summary.blocked = blocked;
+    }
+    status.rotation = Some(rotation);
+    set_rotating(
+        status,
+        machine.snapshot.generation,
+        machine.now,
+        machine.is_secret_ref,
+        ready_to_rotate,
+    );
+    Outcome {
+        patches,
+        requeue,
+        degraded,
+        hold_writes: false,
+        deactivates: false,
+    }
+}
+
+/// `Degraded=True ConsumerBlocked` while anything blocks, with a Warning Event when the blocked
+/// set changes.
+fn blocked_condition(
+    machine: &mut Machine,
+    rotation: &RotationStatus,
+    blocked: &[BlockedConsumer],
+) -> Option<(&'static str, String)> {
+    if blocked.is_empty() {
+        return None;
+    }
+    let list = blocked
+        .iter()
+        .take(MAX_BLOCKED_LISTED)
+        .map(|consumer| format!("{}/{} ({})", consumer.kind, consumer.name, consumer.reason))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let more = blocked.len().saturating_sub(MAX_BLOCKED_LISTED);
+    let more = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    let message = format!(
+        "rotation {} is blocked by {} consumer(s): {list}{more}; Token 1 stays active until they are verified",
+        rotation.id,
+        blocked.len()
+    );
+    let key = |consumer: &BlockedConsumer| {
+        (
+            consumer.kind.clone(),
+            consumer.name.clone(),
+            consumer.reason.clone(),
+        )
+    };
+    let before: Vec<_> = machine
+        .snapshot
+        .status
+        .consumers
+        .as_ref()
+        .map(|summary| summary.blocked.iter().map(key).collect())
+        .unwrap_or_default();
+    let listed: Vec<_> = blocked.iter().take(MAX_BLOCKED_LISTED).map(key).collect();
+    if listed != before {
+        machine.events.push(Notice::warning(
+            "ConsumerBlocked",
+            "Rotate",
+            message.clone(),
+        ));
+    }
+    Some(("ConsumerBlocked", message))
+}
+
+fn set_rotating(
+    status: &mut StreamingTokenStatus,
+    generation: i64,
+    now: &Time,
+    is_secret_ref: bool,
+    ready_to_rotate: bool,
+) {
+    let Some(rotation) = &status.rotation else {
+        return;
+    };
+    let generation = Some(generation);
+    let reason = phase_reason(&rotation.phase);
+    let message = format!(
+        "rotation {}: {}",
+        rotation.id,
+        phase_message(&rotation.phase)
+    );
+    let secret_name = status.secret_name.clone().unwrap_or_default();
+    conditions::set(
+        &mut status.conditions,
+        ROTATING,
+        true,
+        reason,
+        message,
+        generation,
+        now,
+    );
+    if !is_secret_ref {
+        return;
+    }
+    if ready_to_rotate {
+        let serial = status.token2.as_ref().map_or(0, |token| token.serial);
+        let (reason, message) = match rotation.strategy {
+            RotationStrategy::ZeroDowntime => (
+                "ConsumersOnToken2",
+                format!(
+                    "every consumer uses Token 2 (serial {serial}) and no pod may still hold Token 1: rotate the tokens at the platform now, then update the source Secret so that Token 1 holds the former Token 2 and Token 2 the new token; Secret {secret_name} follows"
+                ),
+            ),
+            // Nothing was checked: the Restart strategy accepts the outage.
+            RotationStrategy::Restart => (
+                "RestartAfterRotation",
+                format!(
+                    "strategy Restart: rotate the tokens at the platform now, then update the source Secret so that Token 1 holds the former Token 2 (serial {serial}) and Token 2 the new token; consumers that read Token 1 fail until the operator restarts them, right after Secret {secret_name} follows"
+                ),
+            ),
+        };
+        conditions::set(
+            &mut status.conditions,
+            READY_TO_ROTATE,
+            true,
+            reason,
+            message,
+            generation,
+            now,
+        );
+    } else {
+        conditions::set(
+            &mut status.conditions,
+            READY_TO_ROTATE,
+            false,
+            "ConsumersNotReady",
+            "consumers are not all verified on Token 2 yet: do not rotate at the platform",
+            generation,
+            now,
+        );
+    }
+}
+
+fn names(patches: &[ConsumerPatch]) -> String {
+    let mut listed: Vec<String> = patches
+        .iter()
+        .take(5)
+        .map(|patch| format!("{}/{}", patch.kind.as_str(), patch.name))
+        .collect();
+    if patches.len() > 5 {
+        listed.push(format!("and {} more", patches.len() - 5));
+    }
+    listed.join(", ")
+}

@@ -1,0 +1,123 @@
+//! "Verified", as one decision (pure): every labelled consumer rolled out on the rotation's pod
+//! template ([`super::consumers::verify`]) **and** no live or terminating pod of the namespace,
+//! whatever owns it, may still hold Token 1 ([`super::holders`]). Token 1 is deactivated (or
+//! `ReadyToRotate` set) only when [`Verification::complete`] holds.
+
+use super::consumers::{self, Verdict};
+use super::holders::{self, Hold, Pair};
+use super::snapshot::Snapshot;
+use crate::api::{BlockedConsumer, RotationStatus};
+use crate::pods::Owner;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+/// Where a rotation's consumers and pods stand.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Verification {
+    /// Labelled consumers verified (rolled out, and none of their pods may hold Token 1).
+    pub verified: usize,
+    /// Consumers, other workloads and bare pods that hold the rotation up until a person acts.
+    pub blocked: Vec<BlockedConsumer>,
+    /// Owners whose terminating pods may hold Token 1 and go by themselves.
+    pub waiting: usize,
+}
+
+impl Verification {
+    /// True when Token 1 may be deactivated.
+    pub fn complete(&self, consumers: usize) -> bool {
+        self.verified == consumers && self.blocked.is_empty() && self.waiting == 0
+    }
+}
+
+/// Which pod-level check applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PodCheck {
+    /// Token 1 is about to be deactivated: no pod may hold it.
+    NoPodHoldsToken1,
+    /// Token 1 is already gone (Restart, or the platform rotated): only the rollouts matter.
+    RolloutsOnly,
+}
+
+/// Verifies every consumer, and (with [`PodCheck::NoPodHoldsToken1`]) every pod, for `rotation`.
+/// `waited` is how long the current phase has lasted (for `rolloutTimeout`).
+pub fn verify(
+    snapshot: &Snapshot,
+    rotation: &RotationStatus,
+    check: PodCheck,
+    waited: Duration,
+    now: i64,
+) -> Verification {
+    let timeout = rollout_timeout(snapshot);
+    let mut verification = Verification::default();
+    let mut verified: BTreeSet<Owner> = BTreeSet::new();
+    for consumer in &snapshot.consumers {
+        match consumers::verify(consumer, &rotation.id, waited, timeout) {
+            Verdict::Verified => {
+                verified.insert(owner_of(consumer));
+            }
+            Verdict::Progressing(_) => {}
+            Verdict::Blocked { reason, message } => {
+                verification.blocked.push(BlockedConsumer {
+                    kind: consumer.kind.as_str().into(),
+                    name: consumer.name.clone(),
+                    reason: reason.into(),
+                    message,
+                });
+            }
+        }
+    }
+    if check == PodCheck::NoPodHoldsToken1 {
+        let pair = pair(snapshot, rotation);
+        let found = holders::holders(&snapshot.pods, &pair);
+        let consumers: BTreeSet<Owner> = snapshot.consumers.iter().map(owner_of).collect();
+        let holds = holders::holds(
+            &found,
+            &pair,
+            &snapshot.name,
+            |owner| consumers.contains(owner),
+            |owner| verified.contains(owner),
+            now,
+        );
+        for (owner, hold) in holds {
+            verified.remove(&owner);
+            match hold {
+                Hold::Waiting(_) => verification.waiting += 1,
+                Hold::Blocked { reason, message } => {
+                    verification.blocked.push(BlockedConsumer {
+                        kind: owner.kind,
+                        name: owner.name,
+                        reason: reason.into(),
+                        message,
+                    });
+                }
+            }
+        }
+    }
+    verification.verified = verified.len();
+    verification
+}
+
+/// What the pod-level check needs of the pair and the rotation.
+pub fn pair<'a>(snapshot: &'a Snapshot, rotation: &'a RotationStatus) -> Pair<'a> {
+    Pair {
+        secret: &snapshot.secret_name,
+        token1_key: &snapshot.spec.secret.token1_key,
+        token2_key: &snapshot.spec.secret.token2_key,
+        rotation_id: &rotation.id,
+        values_written_at: super::pair::owned_mirror(snapshot)
+            .and_then(|mirror| mirror.values_written_at),
+    }
+}
+
+fn owner_of(consumer: &crate::workload::ConsumerObservation) -> Owner {
+    Owner {
+        kind: consumer.kind.as_str().into(),
+        name: consumer.name.clone(),
+    }
+}
+
+/// `spec.rotation.rolloutTimeout` (10 minutes when unparseable; the schema rejects that).
+pub fn rollout_timeout(snapshot: &Snapshot) -> Duration {
+    crate::api::parse_duration(&snapshot.spec.rotation.rollout_timeout)
+        .unwrap_or(Duration::from_secs(600))
+}
