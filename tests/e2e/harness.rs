@@ -147,10 +147,18 @@ async fn service_account_rbac_is_enforced() {
     .await;
     let client = identity.client().await;
     let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
-    let list = configmaps
-        .list(&ListParams::default())
-        .await
-        .expect("listing ConfigMaps is allowed");
+    // The authorizer's caches can lag a new binding on a loaded machine: wait until it applies.
+    let list = support::wait_for(
+        "the Role to take effect",
+        std::time::Duration::from_secs(60),
+        || async {
+            configmaps
+                .list(&ListParams::default())
+                .await
+                .map_err(|error| error.to_string())
+        },
+    )
+    .await;
     assert!(
         list.items
             .iter()

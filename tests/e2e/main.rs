@@ -3,6 +3,7 @@
 
 mod bench;
 mod harness;
+mod holders;
 mod mirror;
 mod rotation;
 mod secrecy;

@@ -159,7 +159,14 @@ fn pod_template(app: &str, env: Option<(&str, &str, &str)>) -> PodTemplateSpec {
     }
 }
 
-/// A Deployment labelled as a consumer of `token_name` (or of nothing with `None`).
+/// What a consumer reads before its first rotation: `STREAMING_TOKEN` from the Token 1 key of
+/// the mirror Secret named after the StreamingToken.
+fn reads_token1(token_name: &str) -> Option<(&'static str, &str, &'static str)> {
+    Some(("STREAMING_TOKEN", token_name, "token1"))
+}
+
+/// A Deployment labelled as a consumer of `token_name` and reading its Token 1 (or, with `None`,
+/// a Deployment that reads nothing).
 pub fn deployment(
     name: &str,
     namespace: &str,
@@ -181,14 +188,14 @@ pub fn deployment(
                 match_labels: Some(BTreeMap::from([("app".to_string(), name.to_string())])),
                 ..LabelSelector::default()
             },
-            template: pod_template(name, None),
+            template: pod_template(name, token_name.and_then(reads_token1)),
             ..DeploymentSpec::default()
         },
         ..Deployment::default()
     }
 }
 
-/// A StatefulSet labelled as a consumer of `token_name`.
+/// A StatefulSet labelled as a consumer of `token_name`, reading its Token 1.
 pub fn statefulset(name: &str, namespace: &str, token_name: &str, replicas: i32) -> StatefulSet {
     let mut meta = metadata(name, namespace);
     meta.labels = Some(BTreeMap::from([(
@@ -204,14 +211,15 @@ pub fn statefulset(name: &str, namespace: &str, token_name: &str, replicas: i32)
                 ..LabelSelector::default()
             },
             service_name: Some(name.into()),
-            template: pod_template(name, None),
+            template: pod_template(name, reads_token1(token_name)),
             ..StatefulSetSpec::default()
         },
         ..StatefulSet::default()
     }
 }
 
-/// A DaemonSet (one pod per fake node) labelled as a consumer of `token_name`.
+/// A DaemonSet (one pod per fake node) labelled as a consumer of `token_name`, reading its
+/// Token 1.
 pub fn daemonset(name: &str, namespace: &str, token_name: &str) -> DaemonSet {
     let mut meta = metadata(name, namespace);
     meta.labels = Some(BTreeMap::from([(
@@ -225,7 +233,7 @@ pub fn daemonset(name: &str, namespace: &str, token_name: &str) -> DaemonSet {
                 match_labels: Some(BTreeMap::from([("app".to_string(), name.to_string())])),
                 ..LabelSelector::default()
             },
-            template: pod_template(name, None),
+            template: pod_template(name, reads_token1(token_name)),
             ..DaemonSetSpec::default()
         },
         ..DaemonSet::default()
