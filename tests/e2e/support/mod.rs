@@ -22,6 +22,7 @@ use streaming_token_operator::api::StreamingToken;
 use tokio::process::{Child, Command};
 
 pub mod fixtures;
+pub mod ledger;
 
 static NAMESPACE_COUNTER: AtomicU32 = AtomicU32::new(0);
 
