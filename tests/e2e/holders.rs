@@ -118,7 +118,7 @@ impl Setup {
     /// The env entries of the Deployment's container `container` (init containers included).
     async fn env(&self, deployment: &str, container: &str) -> Vec<(String, String)> {
         let object = self.deployments.get(deployment).await.expect("deployment");
-        let spec = object.spec.expect("spec").template.spec.expect("pod spec");
+        let spec = object.spec.template.spec.expect("pod spec");
         spec.containers
             .into_iter()
             .chain(spec.init_containers.unwrap_or_default())
@@ -148,13 +148,7 @@ fn blocked(token: &StreamingToken) -> Vec<(String, String, String)> {
             summary
                 .blocked
                 .iter()
-                .map(|item| {
-                    (
-                        item.name.clone(),
-                        item.reason.clone(),
-                        item.message.clone(),
-                    )
-                })
+                .map(|item| (item.name.clone(), item.reason.clone(), item.message.clone()))
                 .collect()
         })
         .unwrap_or_default()
@@ -502,7 +496,11 @@ async fn unlabelled_readers_are_reported_at_once_and_block_until_managed() {
     })
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(setup.token1("rd").await, token1, "the bare pod still holds it");
+    assert_eq!(
+        setup.token1("rd").await,
+        token1,
+        "the bare pod still holds it"
+    );
     pods.delete("debug", &DeleteParams::default())
         .await
         .expect("bare pod deleted");
@@ -520,7 +518,12 @@ async fn unlabelled_readers_are_reported_at_once_and_block_until_managed() {
 async fn the_ledger_sees_the_outage_the_restart_strategy_accepts() {
     let setup = setup("holders-control").await;
     setup
-        .apply(fixtures::deployment("svc", &setup.namespace, Some("ctl"), 2))
+        .apply(fixtures::deployment(
+            "svc",
+            &setup.namespace,
+            Some("ctl"),
+            2,
+        ))
         .await;
     setup
         .token("ctl", RotationStrategy::Restart, &["svc"])
