@@ -1,6 +1,7 @@
 //! Rotation end to end: zero downtime proven by an independent observer, blocking, the Restart
 //! strategy, the secretRef handshake, GitOps triggers and SIGKILL at every step.
 
+use crate::support::ledger::Ledger;
 use crate::support::{self, Operator, OperatorOptions, fixtures, wait_condition, wait_for};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{
@@ -172,6 +173,7 @@ async fn zero_downtime_rotation_deactivates_only_after_every_old_pod_is_gone() {
     wait_condition(&tokens, "rot", "Ready", "True", "TokensReady", TIMEOUT).await;
     support::wait_deployments_available(&admin, &namespace, &names).await;
 
+    let ledger = Ledger::start(&admin, &namespace, "rot").await;
     let history = record_secret(&admin, &namespace, "rot");
     let deletions = record_pod_deletions(&admin, &namespace, "r1");
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -182,6 +184,7 @@ async fn zero_downtime_rotation_deactivates_only_after_every_old_pod_is_gone() {
     support::set_trigger(&tokens, "rot", "t1").await;
     let token = support::wait_rotation_done(&tokens, "rot", "r1", TIMEOUT).await;
     let done = Instant::now();
+    ledger.assert_no_outage().await;
 
     let history = history.lock().expect("lock").clone();
     let deactivation = history
@@ -329,6 +332,7 @@ async fn finalizer_held_pod_and_paused_deployment_block_deactivation() {
         )
         .await
         .expect("paused");
+    let ledger = Ledger::start(&admin, &namespace, "blk").await;
     support::set_trigger(&tokens, "blk", "t1").await;
 
     let reasons = |token: &StreamingToken| -> Vec<(String, String)> {
@@ -413,6 +417,7 @@ async fn finalizer_held_pod_and_paused_deployment_block_deactivation() {
     .await
     .expect("finalizer removed");
     let token = support::wait_rotation_done(&tokens, "blk", "r1", TIMEOUT).await;
+    ledger.assert_no_outage().await;
     assert_eq!(
         support::condition(&token, "Degraded"),
         Some(("False".into(), "AsExpected".into()))
@@ -457,8 +462,11 @@ async fn restart_strategy_deactivates_first_then_rolls_each_consumer_once() {
     let user = support::service_account_user(&namespace, "streaming-token-operator");
     let before = support::audited_writes(&user).len();
 
+    let ledger = Ledger::start(&admin, &namespace, "rs").await;
     support::set_trigger(&tokens, "rs", "t1").await;
     support::wait_rotation_done(&tokens, "rs", "r1", TIMEOUT).await;
+    // The outage this strategy accepts: pods read Token 1 until they restart.
+    ledger.assert_outage().await;
     assert_eq!(
         support::secret_value(&admin, &namespace, "rs", "token1")
             .await
@@ -556,6 +564,7 @@ async fn secret_ref_handshake_waits_for_consumers_then_for_the_platform() {
         });
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
+    let ledger = Ledger::start(&admin, &namespace, "hs").await;
     support::set_trigger(&tokens, "hs", "t1").await;
     let token = wait_condition(
         &tokens,
@@ -619,6 +628,7 @@ async fn secret_ref_handshake_waits_for_consumers_then_for_the_platform() {
     )
     .await;
     support::wait_rotation_done(&tokens, "hs", "r1", TIMEOUT).await;
+    ledger.assert_no_outage().await;
     assert_eq!(
         support::secret_value(&admin, &namespace, "hs", "token1")
             .await
@@ -665,6 +675,7 @@ async fn gitops_triggers_rotate_once_per_value_and_queue_during_a_rotation() {
     wait_condition(&tokens, "git", "Ready", "True", "TokensReady", TIMEOUT).await;
     support::wait_deployments_available(&admin, &namespace, &["app"]).await;
 
+    let ledger = Ledger::start(&admin, &namespace, "git").await;
     support::apply(&tokens, &spec("2026-11-24")).await;
     support::wait_rotation_done(&tokens, "git", "r1", TIMEOUT).await;
     support::apply(&tokens, &spec("2026-11-24")).await;
@@ -748,6 +759,7 @@ async fn gitops_triggers_rotate_once_per_value_and_queue_during_a_rotation() {
     .await
     .expect("released");
     let token = support::wait_rotation_done(&tokens, "git", "r3", TIMEOUT).await;
+    ledger.assert_no_outage().await;
     let status = token.status.expect("status");
     assert_eq!(status.observed_trigger.as_deref(), Some("2026-12-03"));
     assert_eq!(
@@ -806,6 +818,7 @@ async fn killed_at(step: &str) {
         },
     )
     .await;
+    let ledger = Ledger::start(&admin, &namespace, "crash").await;
     support::set_trigger(&tokens, "crash", "t1").await;
     wait_for(
         &format!("the operator to reach halt point {step}"),
@@ -823,6 +836,7 @@ async fn killed_at(step: &str) {
 
     let _resumed = Operator::start(&admin, &namespace, OperatorOptions::default()).await;
     let token = support::wait_rotation_done(&tokens, "crash", "r1", TIMEOUT).await;
+    ledger.assert_no_outage().await;
     let status = token.status.expect("status");
     assert_eq!(
         (
@@ -901,6 +915,7 @@ async fn tokens_replaced_out_of_band_restart_every_consumer() {
     wait_condition(&tokens, "leak", "Ready", "True", "TokensReady", TIMEOUT).await;
     support::wait_deployments_available(&admin, &namespace, &names).await;
 
+    let ledger = Ledger::start(&admin, &namespace, "leak").await;
     support::apply(
         &secrets,
         &fixtures::source_secret("portal", &namespace, "leak", "new-one", "new-two"),
@@ -916,6 +931,8 @@ async fn tokens_replaced_out_of_band_restart_every_consumer() {
         Some("new-one")
     );
     let token = support::wait_rotation_done(&tokens, "leak", "x3", TIMEOUT).await;
+    // Both tokens were replaced at the source: every pod held a dead token until it restarted.
+    ledger.assert_outage().await;
     assert_eq!(
         token
             .status
@@ -955,6 +972,7 @@ async fn restart_after_zero_downtime_keeps_the_repointed_variable() {
     .await;
     wait_condition(&tokens, "sw", "Ready", "True", "TokensReady", TIMEOUT).await;
     support::wait_deployments_available(&admin, &namespace, &["svc"]).await;
+    let ledger = Ledger::start(&admin, &namespace, "sw").await;
     support::set_trigger(&tokens, "sw", "t1").await;
     support::wait_rotation_done(&tokens, "sw", "r1", TIMEOUT).await;
     assert_consumers_on_token2(&admin, &namespace, "sw", &["svc"]).await;
@@ -969,6 +987,18 @@ async fn restart_after_zero_downtime_keeps_the_repointed_variable() {
     .await;
     support::wait_rotation_done(&tokens, "sw", "r2", TIMEOUT).await;
     assert_consumers_on_token2(&admin, &namespace, "sw", &["svc"]).await;
+    // Its pods read Token 2 since the first rotation, and were started while Token 2 held the
+    // value that is Token 1 now: the Restart rotation deactivates it first, so they are cut off
+    // until they restart. (The ledger also proves the first, ZeroDowntime rotation cut off no one:
+    // every violation it reports is at the second rotation's deactivation.)
+    let outage = ledger.assert_outage().await;
+    let second = ledger.secret_versions();
+    assert!(
+        outage
+            .iter()
+            .all(|line| line.contains(&format!("Secret version #{second} "))),
+        "{outage:?}"
+    );
     assert_eq!(
         rollouts(&admin, &namespace, "svc").await,
         2,

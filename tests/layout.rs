@@ -1,0 +1,173 @@
+//! The crate's imports go one way: no cycle among `src/` modules, and the decision layer's
+//! types (`decide::snapshot`) import no decision. Read from the `crate::` and `super::` paths of
+//! every file under `src/` (test modules excluded).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// `src/a.rs` is `a`, `src/a/mod.rs` is `a`, `src/a/b.rs` is `a::b`.
+fn module_of(path: &Path, root: &Path) -> String {
+    let relative = path.strip_prefix(root).expect("under src");
+    let mut parts: Vec<String> = relative
+        .iter()
+        .map(|part| part.to_string_lossy().trim_end_matches(".rs").to_string())
+        .collect();
+    if parts.last().is_some_and(|last| last == "mod") {
+        parts.pop();
+    }
+    parts.join("::")
+}
+
+fn files(directory: &Path, found: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(directory).expect("readable") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            files(&path, found);
+        } else if path.extension().is_some_and(|extension| extension == "rs") {
+            found.push(path);
+        }
+    }
+}
+
+/// The words that follow `prefix` in `text`: `crate::decide::pair::x` gives `["decide", "pair",
+/// "x"]` for prefix `crate::`.
+fn paths_after<'a>(text: &'a str, prefix: &str) -> Vec<Vec<&'a str>> {
+    text.match_indices(prefix)
+        .filter(|(index, _)| {
+            // Not part of a longer identifier (`my_crate::`).
+            text[..*index]
+                .chars()
+                .last()
+                .is_none_or(|before| !before.is_alphanumeric() && before != '_')
+        })
+        .map(|(index, _)| {
+            text[index + prefix.len()..]
+                .split("::")
+                .map(|part| {
+                    part.split(|c: char| !c.is_alphanumeric() && c != '_')
+                        .next()
+                        .unwrap_or("")
+                })
+                .take_while(|part| !part.is_empty())
+                .collect()
+        })
+        .collect()
+}
+
+/// The module graph: every module and the modules it refers to.
+fn graph() -> BTreeMap<String, BTreeSet<String>> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut paths = Vec::new();
+    files(&root, &mut paths);
+    let modules: BTreeSet<String> = paths.iter().map(|path| module_of(path, &root)).collect();
+    let mut graph = BTreeMap::new();
+    for path in &paths {
+        let module = module_of(path, &root);
+        if module == "main" || module.ends_with("tests") {
+            continue;
+        }
+        let text = std::fs::read_to_string(path).expect("readable");
+        let code: String = text
+            .split("#[cfg(test)]")
+            .next()
+            .unwrap_or_default()
+            .lines()
+            // Doc links and comments name modules without importing them.
+            .filter(|line| !line.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let text = code.as_str();
+        let parent: Vec<&str> = if path.ends_with("mod.rs") {
+            module.split("::").collect()
+        } else {
+            module.split("::").collect::<Vec<_>>()[..module.split("::").count() - 1].to_vec()
+        };
+        let mut targets = BTreeSet::new();
+        let mut add = |words: Vec<&str>| {
+            // The longest prefix of the path that names a module.
+            for length in (1..=words.len()).rev() {
+                let candidate = words[..length].join("::");
+                if modules.contains(&candidate) {
+                    if candidate != module {
+                        targets.insert(candidate);
+                    }
+                    return;
+                }
+            }
+        };
+        for words in paths_after(text, "crate::") {
+            add(words);
+        }
+        for words in paths_after(text, "super::") {
+            let mut full = parent.clone();
+            full.extend(words);
+            add(full);
+        }
+        graph.insert(module, targets);
+    }
+    graph
+}
+
+fn cycle_from(
+    graph: &BTreeMap<String, BTreeSet<String>>,
+    node: &str,
+    stack: &mut Vec<String>,
+    done: &mut BTreeSet<String>,
+) -> Option<Vec<String>> {
+    if let Some(position) = stack.iter().position(|entry| entry == node) {
+        let mut cycle = stack[position..].to_vec();
+        cycle.push(node.to_string());
+        return Some(cycle);
+    }
+    if done.contains(node) {
+        return None;
+    }
+    stack.push(node.to_string());
+    for next in graph.get(node).into_iter().flatten() {
+        if let Some(cycle) = cycle_from(graph, next, stack, done) {
+            return Some(cycle);
+        }
+    }
+    stack.pop();
+    done.insert(node.to_string());
+    None
+}
+
+#[test]
+fn no_import_cycle_among_src_modules() {
+    let graph = graph();
+    assert!(
+        graph.contains_key("decide::rotation")
+            && graph["decide::rotation"].contains("decide::verification"),
+        "the graph is read correctly: {graph:?}"
+    );
+    let mut done = BTreeSet::new();
+    for node in graph.keys() {
+        if let Some(cycle) = cycle_from(&graph, node, &mut Vec::new(), &mut done) {
+            panic!("import cycle: {}", cycle.join(" -> "));
+        }
+    }
+}
+
+#[test]
+fn decision_types_import_no_decision() {
+    let graph = graph();
+    let decisions: Vec<&String> = graph["decide::snapshot"]
+        .iter()
+        .filter(|target| target.starts_with("decide"))
+        .collect();
+    assert!(
+        decisions.is_empty(),
+        "decide::snapshot imports {decisions:?}"
+    );
+}
+
+#[test]
+fn the_cycle_check_finds_a_cycle() {
+    let graph = BTreeMap::from([
+        ("a".to_string(), BTreeSet::from(["b".to_string()])),
+        ("b".to_string(), BTreeSet::from(["a".to_string()])),
+    ]);
+    let cycle = cycle_from(&graph, "a", &mut Vec::new(), &mut BTreeSet::new());
+    assert_eq!(cycle, Some(vec!["a".into(), "b".into(), "a".into()]));
+}
