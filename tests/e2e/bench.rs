@@ -362,3 +362,77 @@ async fn bench_watch_memory_per_1000_consumers() {
         after_labelled.saturating_sub(after_unlabelled)
     );
 }
+
+/// Memory of the pod watch: the operator's resident set before and after 10,000 pods that
+/// reference no Secret (not kept), then 1,000 pods that read the mirror Secret (kept as compact
+/// records). No scheduler is named `none`, so the pods stay Pending and nothing runs them.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "benchmark: run with `make bench`"]
+async fn bench_watch_memory_pods() {
+    let admin = support::admin_client().await;
+    let namespace = support::namespace(&admin, "bench-pods").await;
+    let operator = Operator::start(
+        &admin,
+        &namespace,
+        OperatorOptions {
+            rust_log: "warn".into(),
+            ..OperatorOptions::default()
+        },
+    )
+    .await;
+    let tokens: Api<StreamingToken> = Api::namespaced(admin.clone(), &namespace);
+    support::apply(&tokens, &fixtures::token("pods", &namespace).build()).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let pid = operator.child.id().expect("pid");
+    let base = rss_kib(pid);
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), &namespace);
+    let create = |count: usize, reader: bool| {
+        let pods = pods.clone();
+        let namespace = namespace.clone();
+        async move {
+            let stream = futures::stream::iter(0..count).map(|index| {
+                let pods = pods.clone();
+                let namespace = namespace.clone();
+                async move {
+                    let env = if reader {
+                        json!([{"name": "STREAMING_TOKEN", "valueFrom": {"secretKeyRef": {"name": "pods", "key": "token2"}}}])
+                    } else {
+                        json!([{"name": "MODE", "value": "batch"}])
+                    };
+                    let name = format!("{}-{index:05}", if reader { "reader" } else { "other" });
+                    let pod: Pod = serde_json::from_value(json!({
+                        "metadata": {
+                            "name": name, "namespace": namespace,
+                            "labels": {"app": "bench", "tier": "backend"},
+                            "annotations": {"example.com/padding": "x".repeat(200)}
+                        },
+                        "spec": {"schedulerName": "none", "containers": [
+                            {"name": "app", "image": "registry.example/app:1", "env": env}
+                        ]}
+                    }))
+                    .expect("pod");
+                    support::apply(&pods, &pod).await;
+                }
+            });
+            stream.buffer_unordered(16).collect::<Vec<()>>().await;
+        }
+    };
+    create(10_000, false).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let after_unrelated = rss_kib(pid);
+    create(1_000, true).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let after_readers = rss_kib(pid);
+    let metrics = operator.metrics().await;
+    eprintln!(
+        "[bench] pod memory: base {base} KiB; +10,000 pods that reference no Secret {after_unrelated} KiB (+{} KiB); \
+         +1,000 pods reading the mirror Secret {after_readers} KiB (+{} KiB); operator up: {}",
+        after_unrelated.saturating_sub(base),
+        after_readers.saturating_sub(after_unrelated),
+        !metrics.is_empty()
+    );
+    // Clean up in one call: 11,000 pods would slow every later test on this control plane.
+    pods.delete_collection(&Default::default(), &Default::default())
+        .await
+        .expect("pods deleted");
+}
