@@ -32,6 +32,8 @@ pub const MANAGER_NAME: &str = "streaming-token-operator";
     category = "streamingtoken",
     namespaced,
     status = "StreamingTokenStatus",
+    // The name becomes a label value on the mirror Secret (at most 63 characters).
+    validation = Rule::new("self.metadata.name.size() <= 63").message("metadata.name must be at most 63 characters: it is the value of the streamingtoken.io/token label on the mirror Secret and on consumers"),
     doc = "A pair of streaming tokens mirrored into a Secret and rotated safely across its consumers.",
     printcolumn(name = "Secret", type_ = "string", json_path = ".status.secretName"),
     printcolumn(
@@ -461,6 +463,11 @@ pub struct RotationStatus {
     pub started_at: Time,
     /// When the current phase started.
     pub phase_started_at: Time,
+    /// When the rotation started waiting for consumers to roll out (ZeroDowntime: when it
+    /// started; Restart: when the restarts began). `spec.rotation.rolloutTimeout` counts from
+    /// here, and phases flipping back and forth do not reset it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_started_at: Option<Time>,
     /// Serial of the Token 1 this rotation deactivates.
     pub deactivates_serial: i64,
     /// A trigger that arrived during this rotation; it runs next (at most one is queued).

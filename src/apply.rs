@@ -140,6 +140,22 @@ pub async fn status(
     Ok(())
 }
 
+/// The API server refuses an Event whose note is over 1 KiB: longer messages are cut at a
+/// character boundary, with a marker (status keeps the full message).
+pub const MAX_EVENT_NOTE: usize = 1024;
+
+pub fn fit_note(message: &str) -> String {
+    if message.len() <= MAX_EVENT_NOTE {
+        return message.to_string();
+    }
+    const MARKER: &str = " ... (cut; see the StreamingToken's status)";
+    let mut end = MAX_EVENT_NOTE - MARKER.len();
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{MARKER}", &message[..end])
+}
+
 /// Publishes an Event on the StreamingToken. Failing to publish is logged, not fatal.
 ///
 /// A fresh `Recorder` each time: a shared one folds every Event with the same reason into one
@@ -153,11 +169,27 @@ pub async fn event(client: &Client, reporter: &Reporter, token: &StreamingToken,
             Severity::Warning => EventType::Warning,
         },
         reason: notice.reason.into(),
-        note: Some(notice.message.clone()),
+        note: Some(fit_note(&notice.message)),
         action: notice.action.into(),
         secondary: None,
     };
     if let Err(error) = recorder.publish(&event, &token.object_ref(&())).await {
         tracing::warn!(reason = notice.reason, error = %error, "could not publish an Event");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_notes_fit_the_api_limit() {
+        assert_eq!(fit_note("short"), "short");
+        let long = "consumer Deployment/é-".repeat(200);
+        let note = fit_note(&long);
+        assert!(note.len() <= MAX_EVENT_NOTE, "{}", note.len());
+        assert!(note.ends_with("status)"));
+        let exact = "x".repeat(MAX_EVENT_NOTE);
+        assert_eq!(fit_note(&exact), exact);
     }
 }

@@ -318,11 +318,11 @@ async fn execute(
     token: &StreamingToken,
     context: &Context,
     snapshot: &Snapshot,
-    plan: Plan,
+    mut plan: Plan,
 ) -> Result<Action, Error> {
     let name = token.name_any();
     let namespace = token.namespace().unwrap_or_default();
-    if let Err(error) = write(token, context, snapshot, &plan).await {
+    if let Err(error) = write(token, context, snapshot, &mut plan).await {
         report_write_failure(token, context, &error).await;
         return Err(error);
     }
@@ -365,7 +365,7 @@ async fn write(
     token: &StreamingToken,
     context: &Context,
     snapshot: &Snapshot,
-    plan: &Plan,
+    plan: &mut Plan,
 ) -> Result<(), Error> {
     let name = token.name_any();
     let namespace = token.namespace().unwrap_or_default();
@@ -374,10 +374,25 @@ async fn write(
         info!(%namespace, %name, secret = %snapshot.secret_name, token1_serial = write.identities[0].serial, token2_serial = write.identities[1].serial, "mirror Secret written");
         halt_point(context, "secret").await;
     }
+    let mut refused = Vec::new();
     for patch in &plan.consumer_patches {
-        apply::consumer(&context.client, &namespace, patch).await?;
-        info!(%namespace, %name, kind = patch.kind.as_str(), consumer = %patch.name, rotation = %patch.rotation_id, "consumer patched");
-        halt_point(context, "consumer").await;
+        match apply::consumer(&context.client, &namespace, patch).await {
+            Ok(()) => {
+                info!(%namespace, %name, kind = patch.kind.as_str(), consumer = %patch.name, rotation = %patch.rotation_id, "consumer patched");
+                halt_point(context, "consumer").await;
+            }
+            // Someone changed the workload since it was read: look again soon.
+            Err(error) if error.is_conflict() => return Err(error),
+            // One consumer the API server refuses (a webhook, a policy, an invalid merge) must
+            // not stop the others from being repointed: it is reported and retried.
+            Err(error) => {
+                warn!(%namespace, %name, kind = patch.kind.as_str(), consumer = %patch.name, reason = error.reason(), error = %error, "consumer apply refused");
+                refused.push((patch.kind.as_str(), patch.name.clone(), error));
+            }
+        }
+    }
+    if !refused.is_empty() {
+        report_refused(snapshot, plan, refused);
     }
     if token.status.as_ref() != Some(&plan.status) {
         apply::status(&context.client, token, &plan.status).await?;
@@ -390,6 +405,78 @@ async fn write(
         halt_point(context, &format!("status:{phase}")).await;
     }
     Ok(())
+}
+
+/// Consumers whose apply the API server refused join `status.consumers.blocked` (reason
+/// `ConsumerApplyRefused`) with `Degraded=True ConsumerBlocked`, and a Warning Event when one is
+/// newly refused; the reconcile comes back with backoff.
+fn report_refused(
+    snapshot: &Snapshot,
+    plan: &mut Plan,
+    refused: Vec<(&'static str, String, Error)>,
+) {
+    const REASON: &str = "ConsumerApplyRefused";
+    let before: Vec<(String, String)> = snapshot
+        .status
+        .consumers
+        .iter()
+        .flat_map(|summary| summary.blocked.iter())
+        .filter(|blocked| blocked.reason == REASON)
+        .map(|blocked| (blocked.kind.clone(), blocked.name.clone()))
+        .collect();
+    let mut newly = Vec::new();
+    let summary = plan.status.consumers.get_or_insert_default();
+    for (kind, name, error) in refused {
+        if !before.contains(&(kind.to_string(), name.clone())) {
+            newly.push(format!("{kind}/{name}"));
+        }
+        summary
+            .blocked
+            .retain(|blocked| !(blocked.kind == kind && blocked.name == name));
+        summary.blocked.push(crate::api::BlockedConsumer {
+            kind: kind.into(),
+            name,
+            reason: REASON.into(),
+            message: format!(
+                "the API server refused the operator's apply ({error}); fix what refuses it (an admission policy, or a variable that also sets configMapKeyRef or fieldRef); other consumers continue"
+            ),
+        });
+    }
+    summary
+        .blocked
+        .truncate(decide::rotation::MAX_BLOCKED_LISTED);
+    let listed: Vec<String> = summary
+        .blocked
+        .iter()
+        .map(|blocked| format!("{}/{} ({})", blocked.kind, blocked.name, blocked.reason))
+        .collect();
+    let message = format!(
+        "the rotation is blocked by {} consumer(s): {}; Token 1 stays active until they are verified",
+        listed.len(),
+        listed.join(", ")
+    );
+    let now =
+        Time(jiff::Timestamp::from_second(jiff::Timestamp::now().as_second()).unwrap_or_default());
+    conditions::set(
+        &mut plan.status.conditions,
+        conditions::DEGRADED,
+        true,
+        "ConsumerBlocked",
+        message,
+        Some(snapshot.generation),
+        &now,
+    );
+    if !newly.is_empty() {
+        plan.events.push(decide::Notice::warning(
+            REASON,
+            "Rotate",
+            format!(
+                "the API server refused the apply to {}; the other consumers continue",
+                newly.join(", ")
+            ),
+        ));
+    }
+    plan.requeue = Requeue::After(decide::backoff(snapshot.failures));
 }
 
 /// A write the API server refused is reported on the StreamingToken (a `Degraded` condition and

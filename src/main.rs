@@ -73,8 +73,21 @@ enum Command {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Whatever RUST_LOG says, the HTTP and client layers stay at info: at debug and trace they
+    // may log request and response bodies, and a Secret's body holds the tokens.
+    for directive in [
+        "kube_client=info",
+        "hyper=info",
+        "hyper_util=info",
+        "tower=info",
+        "rustls=info",
+    ] {
+        if let Ok(directive) = directive.parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match format {
         LogFormat::Text => builder.init(),

@@ -48,6 +48,9 @@ pub struct ContainerEnv {
     pub source: EnvSource,
     /// Its other variables that read a key of the mirror Secret: `(variable, key)`.
     pub mirror_reads: Vec<(String, String)>,
+    /// Field managers other than the operator's that own a variable's Secret reference
+    /// (`valueFrom.secretKeyRef`): `(variable, managers)`, for the variables that have one.
+    pub key_owners: Vec<(String, Vec<String>)>,
 }
 
 /// A pod selected by the workload.
@@ -206,6 +209,8 @@ pub struct CachedWorkload {
     base: ConsumerObservation,
     /// Every container and init container.
     containers: Vec<CachedContainer>,
+    /// `((container, variable), managers)`: who else owns a variable's Secret key.
+    key_owners: Vec<((String, String), Vec<String>)>,
 }
 
 impl CachedWorkload {
@@ -233,10 +238,63 @@ impl CachedWorkload {
                         _ => None,
                     })
                     .collect(),
+                key_owners: self
+                    .key_owners
+                    .iter()
+                    .filter(|((container, _), _)| container == name)
+                    .map(|((_, variable), managers)| (variable.clone(), managers.clone()))
+                    .collect(),
             })
             .collect();
         observation
     }
+}
+
+/// Who, besides the operator, owns each container variable's `valueFrom.secretKeyRef`,
+/// read from the workload's managedFields (a GitOps tool that re-applies a manifest owns the
+/// fields it sets).
+fn key_owners(metadata: &ObjectMeta) -> Vec<((String, String), Vec<String>)> {
+    let mut owners: std::collections::BTreeMap<(String, String), Vec<String>> =
+        std::collections::BTreeMap::new();
+    let name_in = |key: &str| -> Option<String> {
+        let value: Value = serde_json::from_str(key.strip_prefix("k:")?).ok()?;
+        value.get("name")?.as_str().map(str::to_string)
+    };
+    for entry in metadata.managed_fields.iter().flatten() {
+        let Some(manager) = entry.manager.as_deref() else {
+            continue;
+        };
+        if manager.starts_with("streamingtoken.io/") {
+            continue;
+        }
+        let Some(fields) = entry.fields_v1.as_ref() else {
+            continue;
+        };
+        let spec = &fields.0["f:spec"]["f:template"]["f:spec"];
+        for list in ["f:containers", "f:initContainers"] {
+            let Some(containers) = spec[list].as_object() else {
+                continue;
+            };
+            for (container_key, container) in containers {
+                let (Some(container_name), Some(env)) =
+                    (name_in(container_key), container["f:env"].as_object())
+                else {
+                    continue;
+                };
+                for (variable_key, variable) in env {
+                    // `secretKeyRef` is an atomic struct: owned as a whole.
+                    let owns_key = variable["f:valueFrom"].get("f:secretKeyRef").is_some();
+                    if let (true, Some(variable_name)) = (owns_key, name_in(variable_key)) {
+                        owners
+                            .entry((container_name.clone(), variable_name))
+                            .or_default()
+                            .push(manager.to_string());
+                    }
+                }
+            }
+        }
+    }
+    owners.into_iter().collect()
 }
 
 fn cached(
@@ -278,6 +336,7 @@ fn cached(
             .unwrap_or_default(),
         base,
         containers,
+        key_owners: key_owners(metadata),
     }
 }
 
@@ -411,7 +470,18 @@ mod tests {
             "metadata": {
                 "name": "api", "namespace": "prod", "generation": 4,
                 "labels": {"streamingtoken.io/token": "telemetry"},
-                "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "x".repeat(4000)}
+                "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "x".repeat(4000)},
+                "managedFields": [
+                    {"manager": "argocd-controller", "operation": "Apply", "apiVersion": "apps/v1", "fieldsType": "FieldsV1",
+                     "fieldsV1": {"f:spec": {"f:template": {"f:spec": {"f:containers": {"k:{\"name\":\"app\"}": {"f:env": {
+                        "k:{\"name\":\"STREAMING_TOKEN\"}": {".": {}, "f:name": {}, "f:valueFrom": {"f:secretKeyRef": {}}},
+                        "k:{\"name\":\"OTHER_TOKEN\"}": {".": {}, "f:name": {}, "f:value": {}}
+                     }}}}}}}},
+                    {"manager": "streamingtoken.io/consumers", "operation": "Apply", "apiVersion": "apps/v1", "fieldsType": "FieldsV1",
+                     "fieldsV1": {"f:spec": {"f:template": {"f:spec": {"f:containers": {"k:{\"name\":\"app\"}": {"f:env": {
+                        "k:{\"name\":\"STREAMING_TOKEN\"}": {".": {}, "f:name": {}, "f:valueFrom": {"f:secretKeyRef": {}}}
+                     }}}}}}}}
+                ]
             },
             "spec": {
                 "replicas": 3, "paused": true,
@@ -475,6 +545,14 @@ mod tests {
             ]
         );
         assert_eq!(sources("OTHER_TOKEN")[0].1, EnvSource::Literal);
+        assert_eq!(
+            cached.observe("STREAMING_TOKEN", "t").containers[0].key_owners,
+            [(
+                "STREAMING_TOKEN".to_string(),
+                vec!["argocd-controller".to_string()]
+            )],
+            "who else owns the Secret reference (the operator's own manager left out)"
+        );
         assert_eq!(sources("ABSENT")[0].1, EnvSource::Absent);
     }
 

@@ -115,11 +115,19 @@ pub fn repoint_need(snapshot: &Snapshot, consumer: &ConsumerObservation, id: &st
             ),
         );
     }
+    let stamped = consumer.template_rotation.as_deref() == Some(id);
     let mut containers = Vec::new();
     let mut pointed = true;
     for container in &consumer.containers {
         match container_repoint(snapshot, container) {
             Ok(Some((repoint, already))) => {
+                if stamped && !already {
+                    // This rotation's apply set every one of these to Token 2 together with the
+                    // stamp: something set one back. Applying again would fight it (and roll
+                    // the pods on every flip); report it instead.
+                    let (reason, message) = reverted(snapshot, container, &repoint);
+                    return blocked(consumer, reason, message);
+                }
                 pointed &= already;
                 containers.push(repoint);
             }
@@ -127,7 +135,7 @@ pub fn repoint_need(snapshot: &Snapshot, consumer: &ConsumerObservation, id: &st
             Err((reason, message)) => return blocked(consumer, reason, message),
         }
     }
-    if consumer.template_rotation.as_deref() == Some(id) && pointed {
+    if stamped && pointed {
         return Need::Nothing;
     }
     Need::Patch(ConsumerPatch {
@@ -138,6 +146,38 @@ pub fn repoint_need(snapshot: &Snapshot, consumer: &ConsumerObservation, id: &st
         }),
         ..patch(snapshot, consumer, id)
     })
+}
+
+/// Why a stamped consumer reads something other than Token 2 again: another field manager (a
+/// GitOps sync, `kubectl apply` from CI) re-applied a manifest that still says the old key.
+fn reverted(
+    snapshot: &Snapshot,
+    container: &ContainerEnv,
+    repoint: &ContainerRepoint,
+) -> (&'static str, String) {
+    let token2_key = &snapshot.spec.secret.token2_key;
+    let mirror = &snapshot.secret_name;
+    let mut managers: Vec<&str> = container
+        .key_owners
+        .iter()
+        .filter(|(variable, _)| repoint.variables.contains(variable))
+        .flat_map(|(_, managers)| managers.iter().map(String::as_str))
+        .collect();
+    managers.sort_unstable();
+    managers.dedup();
+    let by = if managers.is_empty() {
+        "another field manager".to_string()
+    } else {
+        format!("field manager {}", managers.join(", "))
+    };
+    (
+        "EnvVarReverted",
+        format!(
+            "container {}: {by} set {} back after this rotation pointed it at key {token2_key} (a GitOps sync or kubectl apply of a manifest that still reads the old key); change the manifest to secretKeyRef {{name: {mirror}, key: {token2_key}}}, where every consumer ends after a rotation, and sync; the operator does not apply again",
+            container.name,
+            repoint.variables.join(", ")
+        ),
+    )
 }
 
 /// The variables of one container the repoint sets to the Token 2 key, and whether they all read
@@ -451,6 +491,7 @@ mod tests {
                 .iter()
                 .map(|(variable, key)| (variable.to_string(), key.to_string()))
                 .collect(),
+            key_owners: vec![("Q".into(), vec!["argocd-controller".into()])],
         }
     }
 
@@ -584,7 +625,7 @@ mod tests {
                 "Nothing",
             ),
             (
-                "stamped but one variable reads Token 1 again",
+                "stamped but one variable reads Token 1 again: reverted, not fought",
                 &[],
                 vec![container(
                     "app",
@@ -593,6 +634,18 @@ mod tests {
                     &[("Q", "token1")],
                 )],
                 Some("r1"),
+                "EnvVarReverted",
+            ),
+            (
+                "stamped by an earlier rotation and reading Token 1: repointed",
+                &[],
+                vec![container(
+                    "app",
+                    false,
+                    mirror_key("token2"),
+                    &[("Q", "token1")],
+                )],
+                Some("r0"),
                 "app=STREAMING_TOKEN+Q",
             ),
             (
@@ -635,5 +688,30 @@ mod tests {
         for (name, named, containers, rotation, want) in cases {
             assert_eq!(repointed(named, containers, rotation), want, "case {name}");
         }
+    }
+
+    #[test]
+    fn a_revert_names_the_field_manager_and_the_fix() {
+        let mut observed = consumer("api");
+        observed.containers = vec![container(
+            "app",
+            false,
+            mirror_key("token2"),
+            &[("Q", "token1")],
+        )];
+        observed.template_rotation = Some("r1".into());
+        let Need::Blocked(blocked) = repoint_need(&snapshot(&[]), &observed, "r1") else {
+            panic!("blocked");
+        };
+        assert!(
+            blocked.message.contains("field manager argocd-controller"),
+            "{}",
+            blocked.message
+        );
+        assert!(
+            blocked.message.contains("key: token2"),
+            "{}",
+            blocked.message
+        );
     }
 }

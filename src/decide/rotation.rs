@@ -136,6 +136,9 @@ impl Machine<'_> {
             ));
             rotation.phase = phase.into();
             rotation.phase_started_at = self.now.clone();
+            if phase == PHASE_RESTARTING && rotation.rollout_started_at.is_none() {
+                rotation.rollout_started_at = Some(self.now.clone());
+            }
         }
     }
 
@@ -144,7 +147,13 @@ impl Machine<'_> {
             self.snapshot,
             rotation,
             check,
-            elapsed(&rotation.phase_started_at, self.now),
+            elapsed(
+                rotation
+                    .rollout_started_at
+                    .as_ref()
+                    .unwrap_or(&rotation.phase_started_at),
+                self.now,
+            ),
             self.now.0.as_second(),
         )
     }
@@ -393,6 +402,7 @@ fn start_restart(
     );
     if let Some(rotation) = status.rotation.as_mut() {
         rotation.phase = PHASE_RESTARTING.into();
+        rotation.rollout_started_at = Some(now.clone());
     }
 }
 
@@ -432,6 +442,7 @@ fn start(
         phase: phase.into(),
         started_at: now.clone(),
         phase_started_at: now.clone(),
+        rollout_started_at: (strategy == RotationStrategy::ZeroDowntime).then(|| now.clone()),
         deactivates_serial: deactivates,
         queued_trigger: None,
     });

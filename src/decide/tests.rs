@@ -148,6 +148,7 @@ impl Fixture {
             phase: phase.into(),
             started_at: at(0),
             phase_started_at: at(0),
+            rollout_started_at: None,
             deactivates_serial: deactivates,
             queued_trigger: None,
         });
@@ -203,6 +204,7 @@ fn consumer(name: &str, rotation: Option<&str>, pointed_at_token2: bool) -> Cons
                 .into(),
             },
             mirror_reads: Vec::new(),
+            key_owners: Vec::new(),
         }],
         pods: Some(
             (0..2)

@@ -657,6 +657,32 @@ async fn schema_and_cel_reject_invalid_specs() {
         }
     }
 
+    // A name over 63 characters would fail every label on the mirror Secret: rejected up front.
+    let long_name = format!("n{}", "x".repeat(63));
+    let long: kube::api::DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "streamingtoken.io/v1alpha1",
+        "kind": "StreamingToken",
+        "metadata": {"name": long_name, "namespace": namespace},
+        "spec": {"source": {"generate": {}}},
+    }))
+    .expect("object");
+    match api.create(&PostParams::default(), &long).await {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!(status.code, 422, "{status:?}");
+            assert!(
+                status.message.contains("at most 63 characters"),
+                "{status:?}"
+            );
+        }
+        other => panic!("a 64-character name must be rejected, got {other:?}"),
+    }
+    let sixty_three = format!("n{}", "x".repeat(62));
+    support::apply(
+        &Api::<StreamingToken>::namespaced(admin.clone(), &namespace),
+        &fixtures::token(&sixty_three, &namespace).build(),
+    )
+    .await;
+
     // Transition rule: the mirror Secret's name and keys cannot change under consumers.
     let tokens: Api<StreamingToken> = Api::namespaced(admin.clone(), &namespace);
     support::apply(&tokens, &fixtures::token("fixed", &namespace).build()).await;

@@ -1,0 +1,293 @@
+//! Rotation lifecycle hardening: one refused consumer does not stall the others, names the
+//! schema cannot hold are refused up front, GitOps re-applies do not fight the operator,
+//! partial source edits wait, incarnations do not share rotation ids.
+
+use crate::support::ledger::Ledger;
+use crate::support::{self, Operator, OperatorOptions, fixtures, wait_condition, wait_for};
+use k8s_openapi::api::admissionregistration::v1::{
+    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+};
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::{Api, Client};
+use serde_json::json;
+use std::time::Duration;
+use streaming_token_operator::api::StreamingToken;
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The Secret key the first variable of the first container reads.
+fn first_key(deployment: &Deployment) -> Option<String> {
+    let spec = deployment.spec.template.spec.as_ref()?;
+    let variable = spec.containers.first()?.env.as_ref()?.first()?;
+    Some(
+        variable
+            .value_from
+            .as_ref()?
+            .secret_key_ref
+            .as_ref()?
+            .key
+            .clone(),
+    )
+}
+
+/// A ValidatingAdmissionPolicy (and its binding, limited to `namespace`) that denies `user`'s
+/// writes to the Deployment named `deployment`.
+async fn deny_writes(admin: &Client, name: &str, namespace: &str, user: &str, deployment: &str) {
+    let policy: ValidatingAdmissionPolicy = serde_json::from_value(json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": [{
+                "apiGroups": ["apps"], "apiVersions": ["v1"],
+                "operations": ["UPDATE"], "resources": ["deployments"]
+            }]},
+            "validations": [{
+                "expression": format!("!(request.userInfo.username == '{user}' && object.metadata.name == '{deployment}')"),
+                "message": "writes to this Deployment are refused by policy (sentinel text the operator must not copy)"
+            }]
+        }
+    }))
+    .expect("policy");
+    support::apply(
+        &Api::<ValidatingAdmissionPolicy>::all(admin.clone()),
+        &policy,
+    )
+    .await;
+    let binding: ValidatingAdmissionPolicyBinding = serde_json::from_value(json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": name},
+        "spec": {
+            "policyName": name,
+            "validationActions": ["Deny"],
+            "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}
+        }
+    }))
+    .expect("binding");
+    support::apply(
+        &Api::<ValidatingAdmissionPolicyBinding>::all(admin.clone()),
+        &binding,
+    )
+    .await;
+}
+
+async fn allow_again(admin: &Client, name: &str) {
+    Api::<ValidatingAdmissionPolicyBinding>::all(admin.clone())
+        .delete(name, &DeleteParams::default())
+        .await
+        .expect("binding deleted");
+    Api::<ValidatingAdmissionPolicy>::all(admin.clone())
+        .delete(name, &DeleteParams::default())
+        .await
+        .expect("policy deleted");
+}
+
+/// A consumer whose apply the API server refuses is reported (with the status code and reason,
+/// never the server's text) while every other consumer is repointed; once the policy is gone
+/// the rotation completes without cutting anyone off.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_consumer_is_reported_and_does_not_stall_the_others() {
+    let admin = support::admin_client().await;
+    let namespace = support::namespace(&admin, "harden-refused").await;
+    let operator = Operator::start(&admin, &namespace, OperatorOptions::default()).await;
+    let tokens: Api<StreamingToken> = Api::namespaced(admin.clone(), &namespace);
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &namespace);
+    // "a-refused" sorts first: it is the first consumer the operator patches.
+    let names = ["a-refused", "b-fine", "c-fine"];
+    for name in names {
+        support::apply(
+            &deployments,
+            &fixtures::deployment(name, &namespace, Some("ref"), 1),
+        )
+        .await;
+    }
+    support::apply(
+        &tokens,
+        &fixtures::token("ref", &namespace)
+            .with_trigger("t0")
+            .build(),
+    )
+    .await;
+    wait_condition(&tokens, "ref", "Ready", "True", "TokensReady", TIMEOUT).await;
+    support::wait_deployments_available(&admin, &namespace, &names).await;
+    let policy = format!("deny-{namespace}");
+    let user = support::service_account_user(&namespace, "streaming-token-operator");
+    deny_writes(&admin, &policy, &namespace, &user, "a-refused").await;
+    // The policy takes effect once the apiserver has loaded it: probe as the operator would.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let ledger = Ledger::start(&admin, &namespace, "ref").await;
+    support::set_trigger(&tokens, "ref", "t1").await;
+    let blocked = wait_for("a-refused to be reported", TIMEOUT, || async {
+        let token = tokens.get("ref").await.map_err(|error| error.to_string())?;
+        let summary = token
+            .status
+            .as_ref()
+            .and_then(|status| status.consumers.clone())
+            .unwrap_or_default();
+        summary
+            .blocked
+            .iter()
+            .find(|blocked| blocked.name == "a-refused" && blocked.reason == "ConsumerApplyRefused")
+            .cloned()
+            .ok_or_else(|| format!("{:?}", summary.blocked))
+    })
+    .await;
+    assert!(
+        blocked.message.contains("422") || blocked.message.contains("403"),
+        "{}",
+        blocked.message
+    );
+    assert!(
+        !blocked.message.contains("sentinel"),
+        "the server's free text is not copied: {}",
+        blocked.message
+    );
+    // The others were repointed although the first apply was refused.
+    for name in ["b-fine", "c-fine"] {
+        wait_for(&format!("{name} to be repointed"), TIMEOUT, || async {
+            let deployment = deployments
+                .get(name)
+                .await
+                .map_err(|error| error.to_string())?;
+            let key = first_key(&deployment);
+            if key.as_deref() == Some("token2") {
+                Ok(())
+            } else {
+                Err(format!("{key:?}"))
+            }
+        })
+        .await;
+    }
+    let event =
+        support::wait_event(&admin, &namespace, "ref", "ConsumerApplyRefused", TIMEOUT).await;
+    assert!(!event.2.contains("sentinel"), "{}", event.2);
+    assert!(
+        !operator.logs().contains("sentinel"),
+        "logs copy the server's text"
+    );
+
+    allow_again(&admin, &policy).await;
+    support::wait_rotation_done(&tokens, "ref", "r1", TIMEOUT).await;
+    ledger.assert_no_outage().await;
+}
+
+/// A GitOps tool (or `kubectl apply` from CI) re-applies a consumer manifest that still reads
+/// Token 1 in the middle of a rotation: the operator does not fight it; it reports the consumer
+/// blocked, naming the field manager, keeps Token 1 active, and completes once Git reads Token 2.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gitops_revert_is_reported_not_fought() {
+    let admin = support::admin_client().await;
+    let namespace = support::namespace(&admin, "harden-gitops").await;
+    let _operator = Operator::start(&admin, &namespace, OperatorOptions::default()).await;
+    let tokens: Api<StreamingToken> = Api::namespaced(admin.clone(), &namespace);
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &namespace);
+    let manifest = |key: &str| {
+        let mut deployment = fixtures::deployment("app", &namespace, Some("gs"), 1);
+        let env = deployment
+            .spec
+            .template
+            .spec
+            .as_mut()
+            .and_then(|spec| spec.containers[0].env.as_mut())
+            .expect("env");
+        env[0]
+            .value_from
+            .as_mut()
+            .and_then(|from| from.secret_key_ref.as_mut())
+            .expect("secretKeyRef")
+            .key = key.into();
+        deployment
+    };
+    // As Argo CD's application controller applies it.
+    let sync = |key: &'static str| {
+        let deployments = deployments.clone();
+        let deployment = manifest(key);
+        async move {
+            deployments
+                .patch(
+                    "app",
+                    &PatchParams::apply("argocd-controller").force(),
+                    &Patch::Apply(&deployment),
+                )
+                .await
+                .expect("synced");
+        }
+    };
+    sync("token1").await;
+    support::apply(
+        &tokens,
+        &fixtures::token("gs", &namespace).with_trigger("t0").build(),
+    )
+    .await;
+    wait_condition(&tokens, "gs", "Ready", "True", "TokensReady", TIMEOUT).await;
+    support::wait_deployments_available(&admin, &namespace, &["app"]).await;
+    let token1 = support::secret_value(&admin, &namespace, "gs", "token1")
+        .await
+        .expect("token1");
+    let ledger = Ledger::start(&admin, &namespace, "gs").await;
+    support::set_trigger(&tokens, "gs", "t1").await;
+    wait_for("the operator's repoint", TIMEOUT, || async {
+        let deployment = deployments
+            .get("app")
+            .await
+            .map_err(|error| error.to_string())?;
+        let key = first_key(&deployment);
+        (key.as_deref() == Some("token2"))
+            .then_some(())
+            .ok_or_else(|| format!("{key:?}"))
+    })
+    .await;
+    // Self-heal: the manifest in Git still says token1.
+    sync("token1").await;
+    let blocked = wait_for("the revert to be reported", TIMEOUT, || async {
+        let token = tokens.get("gs").await.map_err(|error| error.to_string())?;
+        token
+            .status
+            .as_ref()
+            .and_then(|status| status.consumers.clone())
+            .unwrap_or_default()
+            .blocked
+            .into_iter()
+            .find(|blocked| blocked.reason == "EnvVarReverted")
+            .ok_or_else(|| "not yet".to_string())
+    })
+    .await;
+    assert!(
+        blocked.message.contains("argocd-controller"),
+        "{}",
+        blocked.message
+    );
+    assert!(blocked.message.contains("token2"), "{}", blocked.message);
+    // It does not fight: the template stays as Git wrote it, and Token 1 stays active.
+    let generation = deployments
+        .get("app")
+        .await
+        .expect("app")
+        .metadata
+        .generation;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        deployments
+            .get("app")
+            .await
+            .expect("app")
+            .metadata
+            .generation,
+        generation,
+        "the operator did not re-apply its repoint"
+    );
+    assert_eq!(
+        support::secret_value(&admin, &namespace, "gs", "token1")
+            .await
+            .as_deref(),
+        Some(token1.as_str())
+    );
+    // The fix lands in Git: the manifest reads Token 2.
+    sync("token2").await;
+    support::wait_rotation_done(&tokens, "gs", "r1", TIMEOUT).await;
+    ledger.assert_no_outage().await;
+}
