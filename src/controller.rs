@@ -572,6 +572,7 @@ async fn observe(token: &StreamingToken, context: &Context, now: &Time) -> Resul
         .copied()
         .unwrap_or(0);
     Ok(Snapshot {
+        uid: token.uid().unwrap_or_default(),
         name,
         namespace,
         generation: token.metadata.generation.unwrap_or(0),

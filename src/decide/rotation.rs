@@ -13,9 +13,10 @@
 //! Every ZeroDowntime phase first passes [`zero_downtime_guards`]: a Token 1 already deactivated
 //! by this operator (a crash between the Secret write and the status write) completes the
 //! rotation, and a consumer not yet repointed (labelled mid-rotation, or edited) sends the
-//! rotation back to `Repointing`. The rotation id is `r<serial of the Token 1 it deactivates>`:
-//! deterministic, so a step replayed after a crash writes the same annotation and rolls nothing
-//! twice. Whether Token 1 has been deactivated is read from the mirror Secret's serials, never
+//! rotation back to `Repointing`. The rotation id is `r<serial of the Token 1 it deactivates>`,
+//! stamped on templates as `<id>.<incarnation>` ([`Snapshot::stamp`]): deterministic, so a step
+//! replayed after a crash writes the same annotation and rolls nothing twice, and unique per
+//! StreamingToken incarnation, so a stamp left by a deleted one never counts as rolled. Whether Token 1 has been deactivated is read from the mirror Secret's serials, never
 //! assumed.
 
 use super::consumers;
@@ -567,7 +568,8 @@ fn zero_downtime_guards(machine: &mut Machine, rotation: &mut RotationStatus) ->
             ),
         ));
     }
-    let (needed, cannot) = consumers::patches(machine.snapshot, &rotation.id, true);
+    let stamp = machine.snapshot.stamp(&rotation.id);
+    let (needed, cannot) = consumers::patches(machine.snapshot, &stamp, true);
     if needed.is_empty() && cannot.is_empty() {
         return None;
     }
@@ -689,7 +691,8 @@ fn deactivating_first(machine: &mut Machine, rotation: &mut RotationStatus) -> S
 
 /// `Restarting`: stamps every consumer's template once; then `AwaitingRollout`.
 fn restarting(machine: &mut Machine, rotation: &mut RotationStatus) -> Step {
-    let (needed, _) = consumers::patches(machine.snapshot, &rotation.id, false);
+    let stamp = machine.snapshot.stamp(&rotation.id);
+    let (needed, _) = consumers::patches(machine.snapshot, &stamp, false);
     if needed.is_empty() {
         machine.set_phase(rotation, PHASE_AWAITING_ROLLOUT);
         return Step::Next;
@@ -713,7 +716,8 @@ fn restarting(machine: &mut Machine, rotation: &mut RotationStatus) -> Step {
 /// `AwaitingRollout` (Restart): waits until every consumer has rolled out (a consumer labelled
 /// meanwhile goes back to `Restarting`); then complete.
 fn awaiting_restarts(machine: &mut Machine, rotation: &mut RotationStatus) -> Step {
-    let (needed, _) = consumers::patches(machine.snapshot, &rotation.id, false);
+    let stamp = machine.snapshot.stamp(&rotation.id);
+    let (needed, _) = consumers::patches(machine.snapshot, &stamp, false);
     if !needed.is_empty() {
         machine.set_phase(rotation, PHASE_RESTARTING);
         return Step::Next;

@@ -30,6 +30,10 @@ pub const UNWATCHED_SOURCE_RESYNC: Duration = Duration::from_secs(120);
 /// Everything `plan` needs, gathered by the controller.
 pub struct Snapshot {
     pub name: String,
+    /// The StreamingToken's uid: its incarnation. A StreamingToken deleted and created again
+    /// starts its serials (and so its rotation ids) again; the stamp on pod templates carries
+    /// the incarnation, so an old stamp never passes for this incarnation's rollout.
+    pub uid: String,
     pub namespace: String,
     pub generation: i64,
     pub spec: StreamingTokenSpec,
@@ -45,6 +49,18 @@ pub struct Snapshot {
     pub fresh: FreshMaterial,
     /// Consecutive failed reconciles of this object, for exponential backoff.
     pub failures: u32,
+}
+
+impl Snapshot {
+    /// The value of the `streamingtoken.io/rotation` annotation that rotation `id` stamps on
+    /// pod templates: `<id>.<first 8 characters of the uid>` (just `id` without a uid).
+    pub fn stamp(&self, id: &str) -> String {
+        match self.uid.get(..8) {
+            Some(incarnation) => format!("{id}.{incarnation}"),
+            None if self.uid.is_empty() => id.to_string(),
+            None => format!("{id}.{}", self.uid),
+        }
+    }
 }
 
 /// New tokens and a new fingerprint key, used only if the plan issues tokens.

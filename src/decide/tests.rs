@@ -48,6 +48,7 @@ fn fixture() -> Fixture {
     Fixture {
         snapshot: Snapshot {
             name: "telemetry".into(),
+            uid: String::new(),
             namespace: "prod".into(),
             generation: 1,
             spec: StreamingTokenSpec {
@@ -1274,4 +1275,21 @@ fn restart_with_secret_ref_does_not_claim_consumers_use_token2() {
         "{}",
         ready.message
     );
+}
+
+#[test]
+fn a_stamp_from_another_incarnation_does_not_count_as_rolled() {
+    let mut fixture = fixture()
+        .established(("one", "two"), (1, 2))
+        .rotating(PHASE_AWAITING_ROLLOUT, 1, RotationStrategy::ZeroDowntime)
+        // Stamped `r1` by a StreamingToken of the same name that was deleted.
+        .consumer(consumer("api", Some("r1.deadbeef"), true));
+    fixture.snapshot.uid = "0123456789abcdef".into();
+    let plan = fixture.plan();
+    assert!(
+        plan.secret.is_none(),
+        "not verified on this incarnation's r1"
+    );
+    assert_eq!(plan.consumer_patches.len(), 1);
+    assert_eq!(plan.consumer_patches[0].rotation_id, "r1.01234567");
 }

@@ -48,10 +48,11 @@ pub fn verify(
     now: i64,
 ) -> Verification {
     let timeout = rollout_timeout(snapshot);
+    let stamp = snapshot.stamp(&rotation.id);
     let mut verification = Verification::default();
     let mut verified: BTreeSet<Owner> = BTreeSet::new();
     for consumer in &snapshot.consumers {
-        match consumers::verify(consumer, &rotation.id, waited, timeout) {
+        match consumers::verify(consumer, &stamp, waited, timeout) {
             Verdict::Verified => {
                 verified.insert(owner_of(consumer));
             }
@@ -67,7 +68,7 @@ pub fn verify(
         }
     }
     if check == PodCheck::NoPodHoldsToken1 {
-        let pair = pair(snapshot, rotation);
+        let pair = pair(snapshot, &stamp);
         let found = holders::holders(&snapshot.pods, &pair);
         let consumers: BTreeSet<Owner> = snapshot.consumers.iter().map(owner_of).collect();
         let holds = holders::holds(
@@ -98,12 +99,13 @@ pub fn verify(
 }
 
 /// What the pod-level check needs of the pair and the rotation.
-pub fn pair<'a>(snapshot: &'a Snapshot, rotation: &'a RotationStatus) -> Pair<'a> {
+/// What the pod-level check needs of the pair and the rotation (stamped `stamp`).
+pub fn pair<'a>(snapshot: &'a Snapshot, stamp: &'a str) -> Pair<'a> {
     Pair {
         secret: &snapshot.secret_name,
         token1_key: &snapshot.spec.secret.token1_key,
         token2_key: &snapshot.spec.secret.token2_key,
-        rotation_id: &rotation.id,
+        rotation_id: stamp,
         values_written_at: super::pair::owned_mirror(snapshot)
             .and_then(|mirror| mirror.values_written_at),
     }

@@ -151,6 +151,7 @@ async fn rotation_latency(consumers: usize) {
         });
     }
     let last_old_pod_gone: Arc<Mutex<Option<Instant>>> = Arc::default();
+    let stamp = support::rotation_stamp(&tokens, "bench", "r1").await;
     {
         let sink = last_old_pod_gone.clone();
         let pods: Api<Pod> = Api::namespaced(admin.clone(), &namespace);
@@ -162,7 +163,7 @@ async fn rotation_latency(consumers: usize) {
                         .annotations()
                         .get(ROTATION_ANNOTATION)
                         .map(String::as_str)
-                        != Some("r1")
+                        != Some(stamp.as_str())
                 {
                     *sink.lock().expect("lock") = Some(Instant::now());
                 }

@@ -291,3 +291,90 @@ async fn a_gitops_revert_is_reported_not_fought() {
     support::wait_rotation_done(&tokens, "gs", "r1", TIMEOUT).await;
     ledger.assert_no_outage().await;
 }
+
+/// Rotation ids restart with the serials when a StreamingToken and its mirror are deleted and
+/// created again; the stamp on pod templates carries the incarnation, so a consumer stamped by
+/// the old one's `r1` is rolled again by the new one's `r1`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recreated_streamingtoken_rolls_consumers_stamped_by_its_predecessor() {
+    use k8s_openapi::api::apps::v1::ReplicaSet;
+    use k8s_openapi::api::core::v1::Secret;
+    use streaming_token_operator::api::DeletionPolicy;
+    let admin = support::admin_client().await;
+    let namespace = support::namespace(&admin, "harden-incarnation").await;
+    let _operator = Operator::start(&admin, &namespace, OperatorOptions::default()).await;
+    let tokens: Api<StreamingToken> = Api::namespaced(admin.clone(), &namespace);
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &namespace);
+    let secrets: Api<Secret> = Api::namespaced(admin.clone(), &namespace);
+    support::apply(
+        &deployments,
+        &fixtures::deployment("app", &namespace, Some("inc"), 1),
+    )
+    .await;
+    let token = || {
+        fixtures::token("inc", &namespace)
+            .with_trigger("t0")
+            .deletion_policy(DeletionPolicy::Delete)
+            .build()
+    };
+    let rollouts = || async {
+        let sets: Api<ReplicaSet> = Api::namespaced(admin.clone(), &namespace);
+        sets.list(&kube::api::ListParams::default().labels("app=app"))
+            .await
+            .expect("replica sets")
+            .items
+            .len()
+            - 1
+    };
+    support::apply(&tokens, &token()).await;
+    wait_condition(&tokens, "inc", "Ready", "True", "TokensReady", TIMEOUT).await;
+    support::wait_deployments_available(&admin, &namespace, &["app"]).await;
+    support::set_trigger(&tokens, "inc", "t1").await;
+    support::wait_rotation_done(&tokens, "inc", "r1", TIMEOUT).await;
+    let first = support::rotation_stamp(&tokens, "inc", "r1").await;
+    assert_eq!(rollouts().await, 1);
+
+    tokens
+        .delete("inc", &DeleteParams::default())
+        .await
+        .expect("deleted");
+    wait_for("the mirror to be garbage-collected", TIMEOUT, || async {
+        match secrets.get_opt("inc").await {
+            Ok(None) => Ok(()),
+            other => Err(format!("{:?}", other.map(|secret| secret.is_some()))),
+        }
+    })
+    .await;
+    support::apply(&tokens, &token()).await;
+    wait_condition(&tokens, "inc", "Ready", "True", "TokensReady", TIMEOUT).await;
+    support::set_trigger(&tokens, "inc", "t1").await;
+    let done = support::wait_rotation_done(&tokens, "inc", "r1", TIMEOUT).await;
+    let second = support::rotation_stamp(&tokens, "inc", "r1").await;
+    assert_ne!(first, second, "the incarnation is part of the stamp");
+    assert_eq!(
+        rollouts().await,
+        2,
+        "the old stamp did not pass for the new rotation's rollout"
+    );
+    let template = deployments
+        .get("app")
+        .await
+        .expect("app")
+        .spec
+        .template
+        .metadata
+        .and_then(|metadata| metadata.annotations)
+        .unwrap_or_default();
+    assert_eq!(
+        template
+            .get(streaming_token_operator::workload::ROTATION_ANNOTATION)
+            .map(String::as_str),
+        Some(second.as_str())
+    );
+    assert_eq!(
+        done.status
+            .and_then(|status| status.token1)
+            .map(|token| token.serial),
+        Some(2)
+    );
+}

@@ -54,10 +54,10 @@ fn record_secret(client: &Client, namespace: &str, name: &str) -> SecretHistory 
     history
 }
 
-/// When each old-template pod (no rotation annotation `id`) was last seen deleted.
+/// When each old-template pod (no rotation annotation `stamp`) was last seen deleted.
 type PodDeletions = Arc<Mutex<Vec<Instant>>>;
 
-fn record_pod_deletions(client: &Client, namespace: &str, id: &'static str) -> PodDeletions {
+fn record_pod_deletions(client: &Client, namespace: &str, stamp: String) -> PodDeletions {
     let deletions: PodDeletions = Arc::default();
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let sink = deletions.clone();
@@ -69,7 +69,7 @@ fn record_pod_deletions(client: &Client, namespace: &str, id: &'static str) -> P
                     .annotations()
                     .get(ROTATION_ANNOTATION)
                     .map(String::as_str)
-                    != Some(id)
+                    != Some(stamp.as_str())
             {
                 sink.lock().expect("lock").push(Instant::now());
             }
@@ -175,7 +175,8 @@ async fn zero_downtime_rotation_deactivates_only_after_every_old_pod_is_gone() {
 
     let ledger = Ledger::start(&admin, &namespace, "rot").await;
     let history = record_secret(&admin, &namespace, "rot");
-    let deletions = record_pod_deletions(&admin, &namespace, "r1");
+    let stamp = support::rotation_stamp(&tokens, "rot", "r1").await;
+    let deletions = record_pod_deletions(&admin, &namespace, stamp.clone());
     tokio::time::sleep(Duration::from_millis(500)).await;
     let old_token2 = support::secret_value(&admin, &namespace, "rot", "token2")
         .await
@@ -200,7 +201,7 @@ async fn zero_downtime_rotation_deactivates_only_after_every_old_pod_is_gone() {
             pod.annotations()
                 .get(ROTATION_ANNOTATION)
                 .map(String::as_str)
-                != Some("r1")
+                != Some(stamp.as_str())
         })
         .map(|pod| {
             format!(
@@ -597,6 +598,7 @@ async fn secret_ref_handshake_waits_for_consumers_then_for_the_platform() {
             .ok_or_else(|| "not yet".to_string())
     })
     .await;
+    let stamp = support::rotation_stamp(&tokens, "hs", "r1").await;
     let stale: Vec<String> = pods_at(&admin, &namespace, &version)
         .await
         .iter()
@@ -604,7 +606,7 @@ async fn secret_ref_handshake_waits_for_consumers_then_for_the_platform() {
             pod.annotations()
                 .get(ROTATION_ANNOTATION)
                 .map(String::as_str)
-                != Some("r1")
+                != Some(stamp.as_str())
         })
         .map(ResourceExt::name_any)
         .collect();

@@ -132,8 +132,10 @@ async fn token_values_never_reach_logs_events_status_or_metrics() {
     );
 
     let logs = operator.logs();
+    // The HTTP and client layers stay at info whatever RUST_LOG says (they could log bodies);
+    // everything else logs at trace.
     assert!(
-        logs.lines().count() > 200,
+        logs.lines().count() > 100,
         "trace logging is on ({} lines)",
         logs.lines().count()
     );

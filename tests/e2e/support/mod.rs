@@ -772,3 +772,11 @@ pub async fn wait_deployments_available(client: &Client, namespace: &str, names:
         .await;
     }
 }
+
+/// The `streamingtoken.io/rotation` annotation rotation `id` of StreamingToken `name` stamps on
+/// pod templates: `<id>.<first 8 characters of its uid>` (the incarnation).
+pub async fn rotation_stamp(tokens: &Api<StreamingToken>, name: &str, id: &str) -> String {
+    let token = tokens.get(name).await.expect("StreamingToken");
+    let uid = token.metadata.uid.expect("uid");
+    format!("{id}.{}", &uid[..8])
+}
