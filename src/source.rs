@@ -8,12 +8,13 @@
 //! operator mirrors the pair and hands over with `ReadyToRotate` (`secretRef`).
 
 use crate::api::{GenerateSource, SecretRefSource, TokenSource as TokenSourceSpec};
-use crate::decide::{FreshMaterial, SourceObservation, SourceProblem};
+use crate::decide::{ANNOTATION_REPLACEMENT, FreshMaterial, SourceObservation, SourceProblem};
 use crate::error::Error;
 use crate::token::{self, RandomSourceError, Token, TokenPair};
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
+use kube::ResourceExt;
 
 /// A source of the token pair.
 pub trait Source: Send + Sync {
@@ -84,10 +85,13 @@ impl Source for SecretRef {
                         name: self.0.name.clone(),
                         source,
                     })?;
-            Ok(SourceObservation::External(read_pair(
-                secret.as_ref(),
-                &self.0,
-            )))
+            let replacement = secret
+                .as_ref()
+                .and_then(|secret| secret.annotations().get(ANNOTATION_REPLACEMENT).cloned());
+            Ok(SourceObservation::External(
+                read_pair(secret.as_ref(), &self.0),
+                replacement,
+            ))
         })
     }
 }
@@ -101,9 +105,12 @@ impl Source for Missing {
         _secrets: &'a Api<Secret>,
     ) -> BoxFuture<'a, Result<SourceObservation, Error>> {
         Box::pin(async {
-            Ok(SourceObservation::External(Err(SourceProblem::NotFound {
-                name: "(spec.source sets neither generate nor secretRef)".into(),
-            })))
+            Ok(SourceObservation::External(
+                Err(SourceProblem::NotFound {
+                    name: "(spec.source sets neither generate nor secretRef)".into(),
+                }),
+                None,
+            ))
         })
     }
 }

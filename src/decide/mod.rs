@@ -48,14 +48,17 @@ pub fn plan(snapshot: &Snapshot, now: &Time) -> Plan {
     if snapshot.spec.suspend {
         return suspended(snapshot, status, observed, now);
     }
-    let pair::Resolved { mut mirror, change } =
-        match pair::resolve(snapshot, observed, now, &mut events) {
-            Ok(resolved) => resolved,
-            Err(problem) => {
-                let reason = problem.reason();
-                return failure(snapshot, status, events, reason, problem.message(), now);
-            }
-        };
+    let pair::Resolved {
+        mut mirror,
+        change,
+        waiting,
+    } = match pair::resolve(snapshot, observed, now, &mut events) {
+        Ok(resolved) => resolved,
+        Err(problem) => {
+            let reason = problem.reason();
+            return failure(snapshot, status, events, reason, problem.message(), now);
+        }
+    };
 
     status.token1 = Some(mirror.identities[0].clone());
     status.token2 = Some(mirror.identities[1].clone());
@@ -66,9 +69,15 @@ pub fn plan(snapshot: &Snapshot, now: &Time) -> Plan {
     status.token1 = Some(mirror.identities[0].clone());
     status.token2 = Some(mirror.identities[1].clone());
     set_ready(snapshot, &mut status, &mirror, now);
-    let degraded = rotation
-        .degraded
-        .or_else(|| unlabelled_readers(snapshot, &mut status, &mut events));
+    let waiting = waiting.inspect(|(reason, message)| {
+        let already = conditions::get(&snapshot.status.conditions, DEGRADED)
+            .is_some_and(|condition| condition.status == "True" && condition.reason == *reason);
+        if !already {
+            events.push(Notice::warning(reason, "MirrorSecret", message.clone()));
+        }
+    });
+    let readers = unlabelled_readers(snapshot, &mut status, &mut events);
+    let degraded = rotation.degraded.or(waiting).or(readers);
     set_degraded(snapshot, &mut status, degraded, now);
 
     let secret = pair::needs_write(&mirror, observed).then_some(mirror);

@@ -10,14 +10,18 @@
 //! | `generate` | [`IssuedCase::FirstIssue`] / [`IssuedCase::Tampered`] / [`IssuedCase::Deleted`] | no valid pair: a new one is issued |
 //! | `secretRef` | [`ExternalCase::Unchanged`] | the source holds the recorded pair (a damaged mirror is repaired) |
 //! | `secretRef` | [`ExternalCase::PromotionObserved`] | the source's Token 1 is the recorded Token 2: the platform rotated |
-//! | `secretRef` | [`ExternalCase::ReplacedOutOfBand`] | neither: both tokens are new |
+//! | `secretRef` | [`ExternalCase::Incomplete`] | one key changed, the other still holds its recorded token (a pair pasted key by key): wait |
+//! | `secretRef` | [`ExternalCase::Unrecognized`] | neither the recorded pair nor its promotion (keys swapped, another environment's pair, a replacement): wait for a person's confirmation |
+//! | `secretRef` | [`ExternalCase::ReplacedOutOfBand`] | an unrecognized pair confirmed with the `streamingtoken.io/replacement` annotation: both tokens are new |
 //! | `secretRef` | [`ExternalCase::FirstMirror`] / [`ExternalCase::Restore`] | nothing recorded yet, or the mirror was deleted |
+//! | `secretRef` | [`ExternalCase::LostDuringRotation`] | the mirror was deleted while a rotation waited for the platform: its records are gone |
 
 use super::snapshot::{
-    ANNOTATION_FINGERPRINT_KEY, ANNOTATION_IDENTITY_MAC, ANNOTATION_TOKEN1_FINGERPRINT,
-    ANNOTATION_TOKEN1_ISSUED_AT, ANNOTATION_TOKEN1_SERIAL, ANNOTATION_TOKEN2_FINGERPRINT,
-    ANNOTATION_TOKEN2_ISSUED_AT, ANNOTATION_TOKEN2_SERIAL, MirrorObservation, MirrorWrite, Notice,
-    ObservedMirror, Snapshot, SourceObservation, SourceProblem,
+    ANNOTATION_FINGERPRINT_KEY, ANNOTATION_IDENTITY_MAC, ANNOTATION_REPLACEMENT,
+    ANNOTATION_TOKEN1_FINGERPRINT, ANNOTATION_TOKEN1_ISSUED_AT, ANNOTATION_TOKEN1_SERIAL,
+    ANNOTATION_TOKEN2_FINGERPRINT, ANNOTATION_TOKEN2_ISSUED_AT, ANNOTATION_TOKEN2_SERIAL,
+    MirrorObservation, MirrorWrite, Notice, ObservedMirror, Snapshot, SourceObservation,
+    SourceProblem,
 };
 use crate::api::{DeletionPolicy, TokenIdentity};
 use crate::token::{Token, TokenPair, TokenProblem};
@@ -36,6 +40,9 @@ pub enum PairChange {
     /// Both tokens are new (source replaced out of band, or a lost generated pair reissued):
     /// consumers hold dead tokens and must restart.
     Replaced,
+    /// The mirror's records were lost during a rotation that waited for the platform: the pair
+    /// is mirrored under new serials, and whether the platform had rotated cannot be told.
+    Relabelled,
 }
 
 /// The pair as resolved: the mirror write it calls for (written only if it differs from the
@@ -43,6 +50,9 @@ pub enum PairChange {
 pub struct Resolved {
     pub mirror: MirrorWrite,
     pub change: PairChange,
+    /// The source cannot be mirrored yet, although the mirror keeps a valid pair: a reason and
+    /// a message for `Degraded` (the mirror and the rotation stay as they are).
+    pub waiting: Option<(&'static str, String)>,
 }
 
 /// The cases of a `generate` source.
@@ -71,8 +81,19 @@ pub enum ExternalCase {
     },
     /// The source's Token 1 is the recorded Token 2.
     PromotionObserved { promoted: TokenIdentity },
-    /// Neither token is what was recorded.
-    ReplacedOutOfBand,
+    /// One key changed and the other still holds its recorded token: a pair being pasted in.
+    Incomplete {
+        /// The key that still holds the recorded token.
+        stale_key: String,
+        /// True when Token 1 is the stale one (Token 2 was pasted first).
+        token1_stale: bool,
+    },
+    /// Neither the recorded pair nor its promotion, and no confirmation to act on.
+    Unrecognized { swapped: bool },
+    /// An unrecognized pair confirmed by the source's replacement annotation (`confirmed`).
+    ReplacedOutOfBand { confirmed: Option<String> },
+    /// The mirror Secret was deleted while a rotation waited for the platform.
+    LostDuringRotation,
     /// The mirror Secret was deleted; the pair is restored with the identities in status.
     Restore([TokenIdentity; 2]),
     /// Nothing recorded: the first mirror (or a pair whose records are lost).
@@ -87,32 +108,135 @@ pub fn resolve(
     events: &mut Vec<Notice>,
 ) -> Result<Resolved, SourceProblem> {
     let next = highest_serial(snapshot) + 1;
-    let had_tokens = snapshot.status.token1.is_some();
     let (pair, identities, change) = match &snapshot.source {
         SourceObservation::Issued => {
             let case = issued_case(snapshot, observed);
             issued(snapshot, case, next, now, events)
         }
-        SourceObservation::External(Err(problem)) => return Err(problem.clone()),
-        SourceObservation::External(Ok(source)) => {
-            let case = external_case(snapshot, observed, source);
-            let (identities, change) = external(snapshot, &case, next, had_tokens, now, events);
-            (source.clone(), identities, change)
+        SourceObservation::External(Err(problem), _) => return Err(problem.clone()),
+        SourceObservation::External(Ok(source), replacement) => {
+            return resolve_external(
+                snapshot,
+                observed,
+                source,
+                replacement.as_deref(),
+                next,
+                now,
+                events,
+            );
         }
     };
     Ok(Resolved {
-        mirror: MirrorWrite {
-            pair,
-            identities,
-            fingerprint_key: observed
-                .and_then(|mirror| mirror.annotations.get(ANNOTATION_FINGERPRINT_KEY))
-                .cloned()
-                .unwrap_or_else(|| snapshot.fresh.fingerprint_key.clone()),
-            owned: snapshot.spec.deletion_policy == DeletionPolicy::Delete,
-            precondition: observed.and_then(|mirror| mirror.resource_version.clone()),
-        },
+        mirror: write(snapshot, observed, pair, identities, None),
         change,
+        waiting: None,
     })
+}
+
+/// A `secretRef` source's valid pair: which case it is, and what the mirror then holds.
+fn resolve_external(
+    snapshot: &Snapshot,
+    observed: Option<&ObservedMirror>,
+    source: &TokenPair,
+    replacement: Option<&str>,
+    next: i64,
+    now: &Time,
+    events: &mut Vec<Notice>,
+) -> Result<Resolved, SourceProblem> {
+    let case = external_case(snapshot, observed, source, replacement);
+    if let Some(waiting) = waiting(snapshot, &case) {
+        // The mirror keeps the pair it holds; nothing moves until the source settles.
+        let Some((pair, Some(identities))) = observed.and_then(current_pair) else {
+            return Err(SourceProblem::Unsettled {
+                reason: waiting.0,
+                message: waiting.1,
+            });
+        };
+        return Ok(Resolved {
+            mirror: write(snapshot, observed, pair, identities, None),
+            change: PairChange::None,
+            waiting: Some(waiting),
+        });
+    }
+    let had_tokens = snapshot.status.token1.is_some();
+    let (identities, change) = external(snapshot, &case, next, had_tokens, now, events);
+    let acted = match &case {
+        ExternalCase::ReplacedOutOfBand { confirmed } => confirmed.clone(),
+        _ => None,
+    };
+    let mut resolved = write(snapshot, observed, source.clone(), identities, acted);
+    if resolved.replacement.is_none() {
+        resolved.replacement = replacement.map(str::to_string).filter(|_| {
+            // A first mirror (or a restore) takes the source's confirmation as seen.
+            matches!(case, ExternalCase::FirstMirror | ExternalCase::Restore(_))
+        });
+    }
+    Ok(Resolved {
+        mirror: resolved,
+        change,
+        waiting: None,
+    })
+}
+
+/// The mirror write for `pair` with `identities`; `replacement` is the confirmation acted on
+/// now (otherwise the one the mirror recorded is kept).
+fn write(
+    snapshot: &Snapshot,
+    observed: Option<&ObservedMirror>,
+    pair: TokenPair,
+    identities: [TokenIdentity; 2],
+    replacement: Option<String>,
+) -> MirrorWrite {
+    MirrorWrite {
+        pair,
+        identities,
+        fingerprint_key: observed
+            .and_then(|mirror| mirror.annotations.get(ANNOTATION_FINGERPRINT_KEY))
+            .cloned()
+            .unwrap_or_else(|| snapshot.fresh.fingerprint_key.clone()),
+        owned: snapshot.spec.deletion_policy == DeletionPolicy::Delete,
+        precondition: observed.and_then(|mirror| mirror.resource_version.clone()),
+        replacement: replacement.or_else(|| {
+            observed.and_then(|mirror| mirror.annotations.get(ANNOTATION_REPLACEMENT).cloned())
+        }),
+    }
+}
+
+/// Why a source pair is not mirrored yet, if it is not.
+fn waiting(snapshot: &Snapshot, case: &ExternalCase) -> Option<(&'static str, String)> {
+    let source = source_name(snapshot);
+    match case {
+        ExternalCase::Incomplete {
+            stale_key,
+            token1_stale,
+        } => {
+            let hint = if *token1_stale {
+                "if the platform rotated, Token 1 must now hold the former Token 2"
+            } else {
+                "Token 2 must hold a token the operator has not seen"
+            };
+            Some((
+                "SourceIncomplete",
+                format!(
+                    "source Secret {source} changed one key while key {stale_key} still holds the recorded token; waiting for the pair to settle ({hint}); the mirror keeps the current pair"
+                ),
+            ))
+        }
+        ExternalCase::Unrecognized { swapped } => {
+            let what = if *swapped {
+                "its keys look swapped (Token 1 holds the recorded Token 2 and Token 2 the recorded Token 1)"
+            } else {
+                "it is neither the recorded pair nor the platform's rotation of it (another environment's pair, or tokens replaced at the platform)"
+            };
+            Some((
+                "SourceUnrecognized",
+                format!(
+                    "source Secret {source} holds a pair the operator does not recognize: {what}; the mirror keeps the current pair and no consumer restarts. If both tokens really were replaced at the platform, confirm it: kubectl annotate secret {source} {ANNOTATION_REPLACEMENT}=<a new value> --overwrite (every consumer then restarts once)"
+                ),
+            ))
+        }
+        _ => None,
+    }
 }
 
 fn status_identities(snapshot: &Snapshot) -> Option<[TokenIdentity; 2]> {
@@ -223,6 +347,7 @@ pub fn external_case(
     snapshot: &Snapshot,
     observed: Option<&ObservedMirror>,
     source: &TokenPair,
+    replacement: Option<&str>,
 ) -> ExternalCase {
     let recorded = observed.and_then(|mirror| {
         let key = mirror.annotations.get(ANNOTATION_FINGERPRINT_KEY)?;
@@ -249,15 +374,48 @@ pub fn external_case(
                 repaired: observed.and_then(current_pair).is_none(),
             }
         }
-        Some((key, _, fingerprint2, identities))
-            if source.token1.fingerprint(&key) == fingerprint2 =>
-        {
-            ExternalCase::PromotionObserved {
-                promoted: identities[1].clone(),
+        Some((key, fingerprint1, fingerprint2, identities)) => {
+            let token1 = source.token1.fingerprint(&key);
+            let token2 = source.token2.fingerprint(&key);
+            let token_keys = &snapshot
+                .spec
+                .source
+                .secret_ref
+                .as_ref()
+                .map(|reference| (reference.token1_key.clone(), reference.token2_key.clone()))
+                .unwrap_or_default();
+            if token1 == fingerprint2 && token2 != fingerprint1 {
+                ExternalCase::PromotionObserved {
+                    promoted: identities[1].clone(),
+                }
+            } else if token1 == fingerprint2 && token2 == fingerprint1 {
+                ExternalCase::Unrecognized { swapped: true }
+            } else if token1 == fingerprint1 {
+                ExternalCase::Incomplete {
+                    stale_key: token_keys.0.clone(),
+                    token1_stale: true,
+                }
+            } else if token2 == fingerprint2 {
+                ExternalCase::Incomplete {
+                    stale_key: token_keys.1.clone(),
+                    token1_stale: false,
+                }
+            } else {
+                let acted = observed
+                    .and_then(|mirror| mirror.annotations.get(ANNOTATION_REPLACEMENT))
+                    .map(String::as_str);
+                match replacement.filter(|value| !value.is_empty() && Some(*value) != acted) {
+                    Some(value) => ExternalCase::ReplacedOutOfBand {
+                        confirmed: Some(value.to_string()),
+                    },
+                    None => ExternalCase::Unrecognized { swapped: false },
+                }
             }
         }
-        Some(_) => ExternalCase::ReplacedOutOfBand,
         None => match (observed.is_none(), status_identities(snapshot)) {
+            (true, Some(_)) if snapshot.status.rotation.is_some() => {
+                ExternalCase::LostDuringRotation
+            }
             (true, Some(identities)) => ExternalCase::Restore(identities),
             _ => ExternalCase::FirstMirror,
         },
@@ -305,12 +463,33 @@ fn external(
                 PairChange::Promoted,
             )
         }
-        ExternalCase::ReplacedOutOfBand => {
+        ExternalCase::LostDuringRotation => {
+            let rotation = snapshot
+                .status
+                .rotation
+                .as_ref()
+                .map_or(String::new(), |rotation| format!(" {}", rotation.id));
+            events.push(Notice::warning(
+                "MirrorLostDuringRotation",
+                "MirrorSecret",
+                format!(
+                    "Secret {secret} was deleted during rotation{rotation}; without it the operator cannot tell whether the platform has rotated, so it mirrored source Secret {source} again as serials {next} and {} and abandoned the rotation (consumers keep the token they hold); if you have not rotated at the platform yet, ask for a new rotation",
+                    next + 1
+                ),
+            ));
+            (fresh_identities, PairChange::Relabelled)
+        }
+        // Waiting cases never reach here (see `waiting`): nothing changes.
+        ExternalCase::Incomplete { .. } | ExternalCase::Unrecognized { .. } => (
+            status_identities(snapshot).unwrap_or(fresh_identities),
+            PairChange::None,
+        ),
+        ExternalCase::ReplacedOutOfBand { .. } => {
             events.push(Notice::warning(
                 "SourceReplaced",
                 "MirrorSecret",
                 format!(
-                    "both tokens in source Secret {source} were replaced out of band; mirrored them as serials {next} and {}",
+                    "both tokens in source Secret {source} were replaced out of band (confirmed with the {ANNOTATION_REPLACEMENT} annotation); mirrored them as serials {next} and {}",
                     next + 1
                 ),
             ));
@@ -476,6 +655,14 @@ pub fn mirror_annotations(write: &MirrorWrite) -> BTreeMap<String, String> {
             identity_mac(key, &write.identities),
         ),
     ])
+    .into_iter()
+    .chain(
+        write
+            .replacement
+            .iter()
+            .map(|value| (ANNOTATION_REPLACEMENT.to_string(), value.clone())),
+    )
+    .collect()
 }
 
 /// True when the observed mirror Secret differs from `write` in anything the operator owns.

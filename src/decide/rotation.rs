@@ -207,8 +207,15 @@ pub fn advance(
     now: &Time,
     events: &mut Vec<Notice>,
 ) -> Outcome {
-    let is_secret_ref = matches!(snapshot.source, SourceObservation::External(_));
+    let is_secret_ref = matches!(snapshot.source, SourceObservation::External(..));
     queue_trigger(snapshot, change, status, events);
+    if change == PairChange::Relabelled {
+        abandon_after_lost_mirror(snapshot, mirror, status, now, events);
+        if status.rotation.is_some() {
+            set_rotating(status, snapshot.generation, now, is_secret_ref, false);
+            return Outcome::persist_first();
+        }
+    }
     if restart_after_replacement(snapshot, mirror, change, status, now, events) {
         set_rotating(status, snapshot.generation, now, is_secret_ref, false);
         return Outcome::persist_first();
@@ -307,6 +314,32 @@ fn restart_after_replacement(
         rotation.queued_trigger = queued;
     }
     true
+}
+
+/// The mirror's records were lost while a rotation waited for the platform: abandon it. With
+/// `ZeroDowntime` every consumer reads Token 2, which both possible pairs still hold; with
+/// `Restart` consumers read Token 1, which may be gone, so they restart.
+fn abandon_after_lost_mirror(
+    snapshot: &Snapshot,
+    mirror: &MirrorWrite,
+    status: &mut StreamingTokenStatus,
+    now: &Time,
+    events: &mut Vec<Notice>,
+) {
+    let Some(rotation) = status.rotation.take() else {
+        return;
+    };
+    events.push(Notice::warning(
+        "RotationAborted",
+        "Rotate",
+        format!(
+            "rotation {} was abandoned: the mirror Secret was deleted while it waited for the platform",
+            rotation.id
+        ),
+    ));
+    if rotation.strategy == RotationStrategy::Restart && !snapshot.consumers.is_empty() {
+        start_restart(snapshot, mirror, status, now, events);
+    }
 }
 
 /// Why a rotation should start now, if it should: a new trigger value, a promotion at the

@@ -19,6 +19,10 @@ pub const ANNOTATION_TOKEN2_ISSUED_AT: &str = "streamingtoken.io/token2-issued-a
 pub const ANNOTATION_TOKEN1_FINGERPRINT: &str = "streamingtoken.io/token1-fingerprint";
 pub const ANNOTATION_TOKEN2_FINGERPRINT: &str = "streamingtoken.io/token2-fingerprint";
 pub const ANNOTATION_FINGERPRINT_KEY: &str = "streamingtoken.io/fingerprint-key";
+/// On a `secretRef` source Secret: confirms that a pair the operator does not recognize (neither
+/// the recorded pair, nor its promotion) replaced the old one out of band. Every new value is
+/// acted on once; the mirror Secret keeps the value it acted on under the same key.
+pub const ANNOTATION_REPLACEMENT: &str = "streamingtoken.io/replacement";
 /// MAC over the four identity annotations, so an edited serial is noticed and restored.
 pub const ANNOTATION_IDENTITY_MAC: &str = "streamingtoken.io/identity-mac";
 
@@ -96,8 +100,10 @@ pub struct ObservedMirror {
 pub enum SourceObservation {
     /// The operator issues the tokens; the pair lives only in the mirror Secret.
     Issued,
-    /// Someone else issues and rotates them: the pair as the source holds it now.
-    External(Result<TokenPair, SourceProblem>),
+    /// Someone else issues and rotates them: the pair as the source holds it now, and the
+    /// source Secret's `streamingtoken.io/replacement` annotation (a person's confirmation that
+    /// an unrecognized pair is a real replacement, see [`ANNOTATION_REPLACEMENT`]).
+    External(Result<TokenPair, SourceProblem>, Option<String>),
 }
 
 /// Why a source Secret cannot be mirrored. Never carries a value.
@@ -118,6 +124,11 @@ pub enum SourceProblem {
     IdenticalTokens {
         name: String,
     },
+    /// The source is mid-change and the mirror holds no valid pair to keep meanwhile.
+    Unsettled {
+        reason: &'static str,
+        message: String,
+    },
 }
 
 impl SourceProblem {
@@ -127,6 +138,7 @@ impl SourceProblem {
             Self::KeyMissing { .. } => "SourceKeyMissing",
             Self::InvalidToken { .. } => "SourceTokenInvalid",
             Self::IdenticalTokens { .. } => "SourceTokensIdentical",
+            Self::Unsettled { reason, .. } => reason,
         }
     }
 
@@ -140,6 +152,7 @@ impl SourceProblem {
             Self::IdenticalTokens { name } => {
                 format!("source Secret {name} holds the same value for Token 1 and Token 2")
             }
+            Self::Unsettled { message, .. } => message.clone(),
         }
     }
 }
@@ -190,6 +203,8 @@ pub struct MirrorWrite {
     pub owned: bool,
     /// Optimistic concurrency: the resourceVersion the decision was based on (None to create).
     pub precondition: Option<String>,
+    /// The source's replacement confirmation the operator has acted on (`secretRef`).
+    pub replacement: Option<String>,
 }
 
 /// When to look again.

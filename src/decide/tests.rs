@@ -87,6 +87,7 @@ fn mirror_of(pair: (&str, &str), serials: (i64, i64)) -> ObservedMirror {
         fingerprint_key: KEY.into(),
         owned: false,
         precondition: None,
+        replacement: None,
     };
     ObservedMirror {
         resource_version: Some("10".into()),
@@ -118,10 +119,22 @@ impl Fixture {
                 token2_key: "token2".into(),
             }),
         };
-        self.snapshot.source = SourceObservation::External(source.map(|(one, two)| TokenPair {
-            token1: token(one),
-            token2: token(two),
-        }));
+        self.snapshot.source = SourceObservation::External(
+            source.map(|(one, two)| TokenPair {
+                token1: token(one),
+                token2: token(two),
+            }),
+            None,
+        );
+        self
+    }
+
+    /// The source Secret carries `streamingtoken.io/replacement: value` (a person's
+    /// confirmation that an unrecognized pair is a real replacement).
+    fn confirmed(mut self, value: &str) -> Self {
+        if let SourceObservation::External(_, replacement) = &mut self.snapshot.source {
+            *replacement = Some(value.into());
+        }
         self
     }
 
@@ -330,13 +343,51 @@ fn mirror_decisions() {
             event: Some("SourcePromoted"),
         },
         Case {
-            name: "secretRef replaced out of band",
+            name: "secretRef replaced out of band, confirmed",
             fixture: fixture()
                 .secret_ref(Ok(("x", "y")))
+                .confirmed("leak-1")
                 .established(("one", "two"), (1, 2)),
             pair: Some(("x", "y", 3, 4)),
             ready: ("True", "TokensReady"),
             event: Some("SourceReplaced"),
+        },
+        Case {
+            name: "secretRef: an unrecognized pair (another environment's) waits for confirmation",
+            fixture: fixture()
+                .secret_ref(Ok(("x", "y")))
+                .established(("one", "two"), (1, 2)),
+            pair: None,
+            ready: ("True", "TokensReady"),
+            event: Some("SourceUnrecognized"),
+        },
+        Case {
+            name: "secretRef: keys swapped",
+            fixture: fixture()
+                .secret_ref(Ok(("two", "one")))
+                .confirmed("leak-1")
+                .established(("one", "two"), (1, 2)),
+            pair: None,
+            ready: ("True", "TokensReady"),
+            event: Some("SourceUnrecognized"),
+        },
+        Case {
+            name: "secretRef: the new Token 2 pasted first",
+            fixture: fixture()
+                .secret_ref(Ok(("one", "three")))
+                .established(("one", "two"), (1, 2)),
+            pair: None,
+            ready: ("True", "TokensReady"),
+            event: Some("SourceIncomplete"),
+        },
+        Case {
+            name: "secretRef: a new Token 1 pasted first",
+            fixture: fixture()
+                .secret_ref(Ok(("three", "two")))
+                .established(("one", "two"), (1, 2)),
+            pair: None,
+            ready: ("True", "TokensReady"),
+            event: Some("SourceIncomplete"),
         },
         Case {
             name: "secretRef source missing: mirror kept",
@@ -762,6 +813,7 @@ fn secret_ref_consumers_not_verified_means_not_ready_to_rotate() {
 fn tokens_replaced_out_of_band_restart_every_consumer() {
     let mut fixture = fixture()
         .secret_ref(Ok(("x", "y")))
+        .confirmed("leak-2026-12-01")
         .established(("one", "two"), (1, 2))
         .consumer(consumer("api", Some("r1"), true));
     let started = fixture.plan();
@@ -795,6 +847,7 @@ fn tokens_replaced_out_of_band_restart_every_consumer() {
 fn replacement_during_a_rotation_abandons_it_and_restarts_once() {
     let mut fixture = fixture()
         .secret_ref(Ok(("x", "y")))
+        .confirmed("leak-2026-12-01")
         .established(("one", "two"), (1, 2))
         .rotating(PHASE_AWAITING_ROLLOUT, 1, RotationStrategy::ZeroDowntime)
         .consumer(consumer("api", Some("r1"), true));
@@ -1292,4 +1345,104 @@ fn a_stamp_from_another_incarnation_does_not_count_as_rolled() {
     );
     assert_eq!(plan.consumer_patches.len(), 1);
     assert_eq!(plan.consumer_patches[0].rotation_id, "r1.01234567");
+}
+
+#[test]
+fn a_pair_pasted_key_by_key_waits_then_promotes_once() {
+    let mut fixture = fixture()
+        .secret_ref(Ok(("one", "three")))
+        .established(("one", "two"), (1, 2))
+        .rotating(PHASE_AWAITING_SOURCE, 1, RotationStrategy::ZeroDowntime)
+        .consumer(consumer("api", Some("r1"), true));
+    let first = fixture.plan();
+    assert!(first.secret.is_none() && first.consumer_patches.is_empty());
+    assert_eq!(
+        condition(&first, DEGRADED),
+        Some(("True".into(), "SourceIncomplete".into()))
+    );
+    let message = &conditions::get(&first.status.conditions, DEGRADED)
+        .expect("degraded")
+        .message;
+    assert!(message.contains("key token1"), "{message}");
+    assert!(!reasons(&first).contains(&"RotationAborted"));
+    assert!(!reasons(&first).contains(&"SourceReplaced"));
+    // Reported once while it stays incomplete.
+    fixture.snapshot.status = first.status.clone();
+    assert!(fixture.plan().events.is_empty());
+    // The second key lands: the promotion completes the rotation, and nobody restarts.
+    fixture = fixture.secret_ref(Ok(("two", "three")));
+    let done = fixture.plan();
+    assert_eq!(
+        written_pair(&done),
+        Some(("two".into(), "three".into(), 2, 3))
+    );
+    assert!(done.status.rotation.is_none());
+    assert!(done.consumer_patches.is_empty());
+    assert_eq!(
+        condition(&done, DEGRADED),
+        Some(("False".into(), "AsExpected".into()))
+    );
+}
+
+#[test]
+fn a_confirmation_is_acted_on_once() {
+    let mut fixture = fixture()
+        .secret_ref(Ok(("x", "y")))
+        .confirmed("leak-1")
+        .established(("one", "two"), (1, 2));
+    // The mirror already acted on "leak-1" (for an earlier replacement).
+    if let MirrorObservation::Owned(mirror) = &mut fixture.snapshot.mirror {
+        mirror
+            .annotations
+            .insert(ANNOTATION_REPLACEMENT.into(), "leak-1".into());
+    }
+    let plan = fixture.plan();
+    assert!(
+        plan.secret.is_none(),
+        "an old confirmation does not confirm a new pair"
+    );
+    assert_eq!(
+        condition(&plan, DEGRADED),
+        Some(("True".into(), "SourceUnrecognized".into()))
+    );
+    let confirmed = fixture.confirmed("leak-2").plan();
+    let write = confirmed.secret.expect("mirrored");
+    assert_eq!(write.replacement.as_deref(), Some("leak-2"));
+    assert_eq!(
+        mirror_annotations(&write)
+            .get(ANNOTATION_REPLACEMENT)
+            .map(String::as_str),
+        Some("leak-2")
+    );
+}
+
+#[test]
+fn a_mirror_deleted_while_waiting_for_the_platform_is_reported_and_the_rotation_abandoned() {
+    let mut fixture = fixture()
+        .secret_ref(Ok(("two", "three")))
+        .established(("one", "two"), (1, 2))
+        .rotating(PHASE_AWAITING_SOURCE, 1, RotationStrategy::ZeroDowntime)
+        .consumer(consumer("api", Some("r1"), true));
+    fixture.snapshot.mirror = MirrorObservation::Missing;
+    let plan = fixture.plan();
+    assert!(
+        reasons(&plan).contains(&"MirrorLostDuringRotation"),
+        "{:?}",
+        reasons(&plan)
+    );
+    assert!(reasons(&plan).contains(&"RotationAborted"));
+    assert!(plan.status.rotation.is_none());
+    assert_eq!(
+        written_pair(&plan),
+        Some(("two".into(), "three".into(), 3, 4)),
+        "new serials: the old ones cannot be matched to this pair"
+    );
+    assert_eq!(
+        condition(&plan, READY_TO_ROTATE),
+        Some(("False".into(), "NoRotation".into()))
+    );
+    assert!(
+        plan.consumer_patches.is_empty(),
+        "consumers read Token 2, which either pair holds"
+    );
 }

@@ -378,3 +378,146 @@ async fn a_recreated_streamingtoken_rolls_consumers_stamped_by_its_predecessor()
         Some(2)
     );
 }
+
+/// secretRef: a person pastes the new Token 2 into the source first and the former Token 2 into
+/// Token 1 a few seconds later. The first edit is incomplete: nothing is mirrored, nobody
+/// restarts; the second completes the rotation. Then the mirror is deleted while the next
+/// rotation waits for the platform: reported, mirrored again under new serials, abandoned.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_source_pasted_key_by_key_waits_and_a_mirror_lost_mid_rotation_is_reported() {
+    use k8s_openapi::api::core::v1::Secret;
+    let admin = support::admin_client().await;
+    let namespace = support::namespace(&admin, "harden-paste").await;
+    let _operator = Operator::start(&admin, &namespace, OperatorOptions::default()).await;
+    let tokens: Api<StreamingToken> = Api::namespaced(admin.clone(), &namespace);
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &namespace);
+    let secrets: Api<Secret> = Api::namespaced(admin.clone(), &namespace);
+    support::apply(
+        &deployments,
+        &fixtures::deployment("app", &namespace, Some("ps"), 1),
+    )
+    .await;
+    let source =
+        |one: &str, two: &str| fixtures::source_secret("portal", &namespace, "ps", one, two);
+    support::apply(&secrets, &source("p-one", "p-two")).await;
+    support::apply(
+        &tokens,
+        &fixtures::token("ps", &namespace)
+            .secret_ref("portal")
+            .with_trigger("t0")
+            .build(),
+    )
+    .await;
+    wait_condition(&tokens, "ps", "Ready", "True", "TokensReady", TIMEOUT).await;
+    support::wait_deployments_available(&admin, &namespace, &["app"]).await;
+    let ledger = Ledger::start(&admin, &namespace, "ps").await;
+    support::set_trigger(&tokens, "ps", "t1").await;
+    wait_condition(
+        &tokens,
+        "ps",
+        "ReadyToRotate",
+        "True",
+        "ConsumersOnToken2",
+        TIMEOUT,
+    )
+    .await;
+    let generation = deployments
+        .get("app")
+        .await
+        .expect("app")
+        .metadata
+        .generation;
+
+    support::apply(&secrets, &source("p-one", "p-three")).await;
+    let token = wait_condition(
+        &tokens,
+        "ps",
+        "Degraded",
+        "True",
+        "SourceIncomplete",
+        TIMEOUT,
+    )
+    .await;
+    let message = token
+        .status
+        .expect("status")
+        .conditions
+        .into_iter()
+        .find(|condition| condition.type_ == "Degraded")
+        .expect("Degraded")
+        .message;
+    assert!(message.contains("key token1"), "{message}");
+    assert_eq!(
+        support::secret_value(&admin, &namespace, "ps", "token2")
+            .await
+            .as_deref(),
+        Some("p-two"),
+        "the incomplete pair is not mirrored"
+    );
+    support::apply(&secrets, &source("p-two", "p-three")).await;
+    support::wait_rotation_done(&tokens, "ps", "r1", TIMEOUT).await;
+    ledger.assert_no_outage().await;
+    let events = support::events(&admin, &namespace, "ps").await;
+    for reason in ["SourceReplaced", "RotationAborted"] {
+        assert!(
+            !events.iter().any(|(_, got, _)| got == reason),
+            "{reason} after a key-by-key paste: {events:?}"
+        );
+    }
+    assert_eq!(
+        deployments
+            .get("app")
+            .await
+            .expect("app")
+            .metadata
+            .generation,
+        generation,
+        "no restart: the consumer already reads the promoted token"
+    );
+
+    // The next rotation waits for the platform; meanwhile someone deletes the mirror.
+    support::set_trigger(&tokens, "ps", "t2").await;
+    wait_condition(
+        &tokens,
+        "ps",
+        "ReadyToRotate",
+        "True",
+        "ConsumersOnToken2",
+        TIMEOUT,
+    )
+    .await;
+    secrets
+        .delete("ps", &DeleteParams::default())
+        .await
+        .expect("mirror deleted");
+    support::wait_event(
+        &admin,
+        &namespace,
+        "ps",
+        "MirrorLostDuringRotation",
+        TIMEOUT,
+    )
+    .await;
+    let token = wait_condition(
+        &tokens,
+        "ps",
+        "ReadyToRotate",
+        "False",
+        "NoRotation",
+        TIMEOUT,
+    )
+    .await;
+    let status = token.status.expect("status");
+    assert!(status.rotation.is_none(), "the rotation was abandoned");
+    assert_eq!(
+        status.token1.map(|token| token.serial),
+        Some(4),
+        "new serials, not the old ones relabelled onto whatever the source holds"
+    );
+    assert_eq!(
+        support::secret_value(&admin, &namespace, "ps", "token1")
+            .await
+            .as_deref(),
+        Some("p-two")
+    );
+}

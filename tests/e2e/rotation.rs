@@ -918,11 +918,41 @@ async fn tokens_replaced_out_of_band_restart_every_consumer() {
     support::wait_deployments_available(&admin, &namespace, &names).await;
 
     let ledger = Ledger::start(&admin, &namespace, "leak").await;
+    // An unrecognized pair alone restarts nobody: it could be another environment's.
     support::apply(
         &secrets,
         &fixtures::source_secret("portal", &namespace, "leak", "new-one", "new-two"),
     )
     .await;
+    wait_condition(
+        &tokens,
+        "leak",
+        "Degraded",
+        "True",
+        "SourceUnrecognized",
+        TIMEOUT,
+    )
+    .await;
+    assert_eq!(
+        support::secret_value(&admin, &namespace, "leak", "token1")
+            .await
+            .as_deref(),
+        Some("old-one"),
+        "the mirror keeps the recorded pair until a person confirms"
+    );
+    for name in names {
+        assert_eq!(rollouts(&admin, &namespace, name).await, 0, "{name}");
+    }
+    // The deliberate signal: the person who replaced the pair confirms it on the source.
+    let mut confirmed = fixtures::source_secret("portal", &namespace, "leak", "new-one", "new-two");
+    confirmed.metadata.annotations = Some(
+        [(
+            "streamingtoken.io/replacement".to_string(),
+            "leaked-2026-12-01".to_string(),
+        )]
+        .into(),
+    );
+    support::apply(&secrets, &confirmed).await;
     let (kind, _, message) =
         support::wait_event(&admin, &namespace, "leak", "SourceReplaced", TIMEOUT).await;
     assert_eq!(kind, "Warning", "{message}");
