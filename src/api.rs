@@ -13,6 +13,10 @@ use serde::{Deserialize, Serialize};
 pub const GROUP: &str = "streamingtoken.io";
 /// Label that ties a workload (a consumer), a mirror Secret or a source Secret to a StreamingToken.
 pub const TOKEN_LABEL: &str = "streamingtoken.io/token";
+/// Annotation on a StreamingToken that asks for one rotation per new value, without touching
+/// the spec (so a GitOps tool that owns the spec never undoes it): what
+/// `streaming-token-operator rotate` sets.
+pub const ROTATE_ANNOTATION: &str = "streamingtoken.io/rotate";
 /// Label the operator puts on the Secrets it manages.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 /// Value of [`MANAGED_BY_LABEL`] on Secrets this operator manages.
@@ -370,6 +374,11 @@ pub struct StreamingTokenStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_trigger: Option<String>,
 
+    /// The last `streamingtoken.io/rotate` annotation value acted upon (a manual rotation
+    /// request, as `streaming-token-operator rotate` makes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_rotate_request: Option<String>,
+
     /// When the next periodic rotation is due (with `spec.rotation.interval`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_rotation_at: Option<Time>,
@@ -450,9 +459,10 @@ pub struct BlockedConsumer {
 pub struct RotationStatus {
     /// Deterministic identifier of this rotation, stamped on consumers' pod templates.
     pub id: String,
-    /// What asked for it: `Trigger`, `Interval` or `SourceReplaced`.
+    /// What asked for it: `Trigger`, `Request` (the `streamingtoken.io/rotate` annotation),
+    /// `Interval` or `TokensReplaced`.
     pub cause: String,
-    /// The trigger value that started it, if a trigger did.
+    /// The trigger value (or the `streamingtoken.io/rotate` request) that started it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trigger: Option<String>,
     /// The strategy it runs with (fixed when it starts).
@@ -473,6 +483,10 @@ pub struct RotationStatus {
     /// A trigger that arrived during this rotation; it runs next (at most one is queued).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queued_trigger: Option<String>,
+    /// A rotate request that arrived during this rotation; it runs next (with a queued trigger,
+    /// one rotation serves both).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued_request: Option<String>,
 }
 
 /// The most recent completed rotation.

@@ -1,9 +1,11 @@
 //! `streaming-token-operator rotate`: ask for one rotation, and optionally follow it.
 //!
-//! It only sets `spec.rotation.trigger`, so the API server's RBAC decides who may rotate: the
-//! caller needs `patch` on `streamingtokens` (admins, with the chart's aggregated roles).
+//! It sets the StreamingToken's `streamingtoken.io/rotate` annotation, never the spec: a GitOps
+//! tool that owns `spec.rotation.trigger` neither undoes the request nor, by restoring its own
+//! value, asks for a second rotation. The API server's RBAC decides who may rotate: the caller
+//! needs `patch` on `streamingtokens` (admins, with the chart's aggregated roles).
 
-use crate::api::StreamingToken;
+use crate::api::{ROTATE_ANNOTATION, StreamingToken};
 use futures::StreamExt;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -13,7 +15,7 @@ use std::time::Duration;
 
 const CLI_MANAGER: &str = "streaming-token-operator-cli";
 
-/// Sets a new trigger on `name` and, with `wait`, prints the phases until the rotation completes.
+/// Asks for one rotation of `name` and, with `wait`, prints the phases until it completes.
 pub async fn rotate(
     name: &str,
     namespace: Option<&str>,
@@ -49,11 +51,11 @@ pub async fn rotate(
             field_manager: Some(CLI_MANAGER.into()),
             ..PatchParams::default()
         },
-        &Patch::Merge(json!({"spec": {"rotation": {"trigger": trigger}}})),
+        &Patch::Merge(json!({"metadata": {"annotations": {ROTATE_ANNOTATION: trigger}}})),
     )
     .await
-    .map_err(|error| format!("setting the trigger of StreamingToken {name}: {error}"))?;
-    println!("streamingtoken/{name}: rotation requested (trigger {trigger})");
+    .map_err(|error| format!("requesting a rotation of StreamingToken {name}: {error}"))?;
+    println!("streamingtoken/{name}: rotation requested ({ROTATE_ANNOTATION}={trigger})");
     if !wait {
         return Ok(());
     }
@@ -93,7 +95,7 @@ pub async fn rotate(
                 .rotation
                 .as_ref()
                 .is_none_or(|rotation| rotation.trigger.as_deref() != Some(trigger.as_str()))
-                && status.observed_trigger.as_deref() == Some(trigger.as_str())
+                && status.observed_rotate_request.as_deref() == Some(trigger.as_str())
                 && status.last_rotation.as_ref().map(|last| &last.id) != last_before.as_ref();
             if completed && (seen_our_rotation || status.rotation.is_none()) {
                 if let Some(last) = &status.last_rotation {

@@ -7,7 +7,7 @@
 //! namespaces but kept only as compact records of the Secrets they reference ([`crate::pods`]):
 //! any pod may read a mirror Secret, labelled or not, and none is kept whole.
 
-use crate::api::{MANAGED_BY_LABEL, MANAGER_NAME, StreamingToken, TOKEN_LABEL};
+use crate::api::{MANAGED_BY_LABEL, MANAGER_NAME, ROTATE_ANNOTATION, StreamingToken, TOKEN_LABEL};
 use crate::apply;
 use crate::cache::WorkloadCache;
 use crate::conditions;
@@ -573,6 +573,7 @@ async fn observe(token: &StreamingToken, context: &Context, now: &Time) -> Resul
         .unwrap_or(0);
     Ok(Snapshot {
         uid: token.uid().unwrap_or_default(),
+        rotate_request: token.annotations().get(ROTATE_ANNOTATION).cloned(),
         name,
         namespace,
         generation: token.metadata.generation.unwrap_or(0),

@@ -53,16 +53,18 @@ enum Command {
     },
     /// Print the CustomResourceDefinition (YAML).
     Crd,
-    /// Ask for one rotation of a StreamingToken now (sets spec.rotation.trigger).
+    /// Ask for one rotation of a StreamingToken now (sets its `streamingtoken.io/rotate`
+    /// annotation; the spec, which a GitOps tool may own, is left alone).
     Rotate {
         /// Name of the StreamingToken.
         name: String,
         /// Namespace of the StreamingToken (default: the kubeconfig's namespace).
         #[arg(short, long)]
         namespace: Option<String>,
-        /// Trigger value to set (default: `manual-<current time>`).
-        #[arg(long)]
-        trigger: Option<String>,
+        /// Request value to set (default: `manual-<current time>`); each new value asks for one
+        /// rotation.
+        #[arg(long, alias = "trigger")]
+        request: Option<String>,
         /// Follow the rotation to its end, printing its phases.
         #[arg(long)]
         wait: bool,
@@ -128,10 +130,10 @@ async fn main() -> ExitCode {
         Command::Rotate {
             name,
             namespace,
-            trigger,
+            request,
             wait,
             timeout,
-        } => cli::rotate(&name, namespace.as_deref(), trigger, wait, &timeout).await,
+        } => cli::rotate(&name, namespace.as_deref(), request, wait, &timeout).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -82,6 +82,7 @@ impl Outcome {
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Cause {
     Trigger,
+    Request,
     Interval,
     TokensReplaced,
 }
@@ -90,6 +91,7 @@ impl Cause {
     fn as_str(self) -> &'static str {
         match self {
             Self::Trigger => "Trigger",
+            Self::Request => "Request",
             Self::Interval => "Interval",
             Self::TokensReplaced => "TokensReplaced",
         }
@@ -245,25 +247,40 @@ pub fn advance(
     step(&mut machine, status)
 }
 
-/// A new trigger value never interrupts a rotation: it waits, at most one.
+/// A new trigger value or rotate request never interrupts a rotation: it waits, at most one.
 fn queue_trigger(
     snapshot: &Snapshot,
     change: PairChange,
     status: &mut StreamingTokenStatus,
     events: &mut Vec<Notice>,
 ) {
-    if let Some(rotation) = status.rotation.as_mut()
-        && let Some(value) = &snapshot.spec.rotation.trigger
+    if change == PairChange::Replaced {
+        return;
+    }
+    let Some(rotation) = status.rotation.as_mut() else {
+        return;
+    };
+    let mut queued = None;
+    if let Some(value) = &snapshot.spec.rotation.trigger
         && status.observed_trigger.as_ref() != Some(value)
         && rotation.queued_trigger.as_ref() != Some(value)
-        && change != PairChange::Replaced
     {
         rotation.queued_trigger = Some(value.clone());
+        queued = Some("trigger");
+    }
+    if let Some(value) = &snapshot.rotate_request
+        && status.observed_rotate_request.as_ref() != Some(value)
+        && rotation.queued_request.as_ref() != Some(value)
+    {
+        rotation.queued_request = Some(value.clone());
+        queued = Some("rotate request");
+    }
+    if let Some(what) = queued {
         events.push(Notice::normal(
             "RotationQueued",
             "Rotate",
             format!(
-                "a new trigger arrived during rotation {}; it will run when this one completes",
+                "a new {what} arrived during rotation {}; it will run when this one completes",
                 rotation.id
             ),
         ));
@@ -305,13 +322,16 @@ fn restart_after_replacement(
             ),
         ));
     }
-    let queued = status
-        .rotation
-        .as_ref()
-        .and_then(|rotation| rotation.queued_trigger.clone());
+    let queued = status.rotation.as_ref().map(|rotation| {
+        (
+            rotation.queued_trigger.clone(),
+            rotation.queued_request.clone(),
+        )
+    });
     start_restart(snapshot, mirror, status, now, events);
-    if let Some(rotation) = status.rotation.as_mut() {
-        rotation.queued_trigger = queued;
+    if let (Some(rotation), Some((trigger, request))) = (status.rotation.as_mut(), queued) {
+        rotation.queued_trigger = trigger;
+        rotation.queued_request = request;
     }
     true
 }
@@ -350,14 +370,24 @@ fn due_cause(
     status: &mut StreamingTokenStatus,
     now: &Time,
 ) -> Option<Cause> {
+    let created = snapshot.status.token1.is_none();
     if let Some(value) = &snapshot.spec.rotation.trigger
         && status.observed_trigger.as_ref() != Some(value)
     {
-        if snapshot.status.token1.is_none() && status.observed_trigger.is_none() {
+        if created && status.observed_trigger.is_none() {
             // The value a StreamingToken is created with is not a request to rotate.
             status.observed_trigger = Some(value.clone());
         } else {
             return Some(Cause::Trigger);
+        }
+    }
+    if let Some(value) = &snapshot.rotate_request
+        && status.observed_rotate_request.as_ref() != Some(value)
+    {
+        if created && status.observed_rotate_request.is_none() {
+            status.observed_rotate_request = Some(value.clone());
+        } else {
+            return Some(Cause::Request);
         }
     }
     let had_pair = status.token1.is_some() || snapshot.status.token1.is_some();
@@ -376,10 +406,14 @@ fn begin(
     now: &Time,
     events: &mut Vec<Notice>,
 ) {
-    let trigger = snapshot.spec.rotation.trigger.clone();
+    let mut trigger = snapshot.spec.rotation.trigger.clone();
     match cause {
         Cause::Trigger => {
             status.observed_trigger = trigger.clone();
+        }
+        Cause::Request => {
+            status.observed_rotate_request = snapshot.rotate_request.clone();
+            trigger = snapshot.rotate_request.clone();
         }
         // Promoted at the platform with no rotation of ours: the former Token 1 is gone, and
         // consumers that still hold it must restart.
@@ -467,7 +501,7 @@ fn start(
     status.rotation = Some(RotationStatus {
         id,
         cause: cause.as_str().into(),
-        trigger: if cause == Cause::Trigger {
+        trigger: if matches!(cause, Cause::Trigger | Cause::Request) {
             trigger
         } else {
             None
@@ -479,6 +513,7 @@ fn start(
         rollout_started_at: (strategy == RotationStrategy::ZeroDowntime).then(|| now.clone()),
         deactivates_serial: deactivates,
         queued_trigger: None,
+        queued_request: None,
     });
 }
 
@@ -835,18 +870,28 @@ fn complete(
     let snapshot = machine.snapshot;
     let mut outcome = Outcome::idle(Requeue::Never);
     outcome.deactivates = machine.deactivates;
-    if let Some(queued) = rotation.queued_trigger {
-        // The queued trigger runs next; it starts from the next reconcile, once this rotation's
-        // Secret write has landed.
-        status.observed_trigger = Some(queued.clone());
+    if rotation.queued_trigger.is_some() || rotation.queued_request.is_some() {
+        // The queued trigger (or request) runs next; it starts from the next reconcile, once
+        // this rotation's Secret write has landed. One rotation serves both.
+        let cause = if rotation.queued_trigger.is_some() {
+            Cause::Trigger
+        } else {
+            Cause::Request
+        };
+        if let Some(value) = &rotation.queued_trigger {
+            status.observed_trigger = Some(value.clone());
+        }
+        if let Some(value) = &rotation.queued_request {
+            status.observed_rotate_request = Some(value.clone());
+        }
         let deactivates = mirror.identities[0].serial;
         start(
             status,
             format!("r{deactivates}"),
-            Cause::Trigger,
+            cause,
             snapshot.spec.rotation.strategy,
             deactivates,
-            Some(queued),
+            rotation.queued_trigger.or(rotation.queued_request),
             now,
             machine.events,
         );

@@ -40,6 +40,8 @@ pub struct Snapshot {
     pub uid: String,
     pub namespace: String,
     pub generation: i64,
+    /// The `streamingtoken.io/rotate` annotation: a manual rotation request.
+    pub rotate_request: Option<String>,
     pub spec: StreamingTokenSpec,
     pub status: StreamingTokenStatus,
     pub secret_name: String,

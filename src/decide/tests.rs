@@ -49,6 +49,7 @@ fn fixture() -> Fixture {
         snapshot: Snapshot {
             name: "telemetry".into(),
             uid: String::new(),
+            rotate_request: None,
             namespace: "prod".into(),
             generation: 1,
             spec: StreamingTokenSpec {
@@ -165,6 +166,7 @@ impl Fixture {
             rollout_started_at: None,
             deactivates_serial: deactivates,
             queued_trigger: None,
+            queued_request: None,
         });
         self.snapshot.status.observed_trigger = Some("t2".into());
         self.snapshot.spec.rotation.trigger = Some("t2".into());
@@ -1444,5 +1446,44 @@ fn a_mirror_deleted_while_waiting_for_the_platform_is_reported_and_the_rotation_
     assert!(
         plan.consumer_patches.is_empty(),
         "consumers read Token 2, which either pair holds"
+    );
+}
+
+#[test]
+fn a_rotate_request_starts_one_rotation_and_is_queued_during_one() {
+    let mut fixture = fixture().established(("one", "two"), (1, 2));
+    fixture.snapshot.rotate_request = Some("manual-1".into());
+    let started = fixture.plan();
+    let rotation = started.status.rotation.clone().expect("started");
+    assert_eq!(
+        (rotation.cause.as_str(), rotation.trigger.as_deref()),
+        ("Request", Some("manual-1"))
+    );
+    assert_eq!(
+        started.status.observed_rotate_request.as_deref(),
+        Some("manual-1")
+    );
+    assert_eq!(
+        started.status.observed_trigger, None,
+        "the Git-owned trigger is not involved"
+    );
+    // The same request again is not a new one.
+    fixture.snapshot.status = started.status.clone();
+    fixture.snapshot.status.rotation = None;
+    assert!(fixture.plan().status.rotation.is_none());
+    // A new request during a rotation waits its turn.
+    let mut rotating = fixture
+        .rotating(PHASE_AWAITING_ROLLOUT, 1, RotationStrategy::ZeroDowntime)
+        .consumer(consumer("api", None, false));
+    rotating.snapshot.status.observed_rotate_request = Some("manual-1".into());
+    rotating.snapshot.rotate_request = Some("manual-2".into());
+    let plan = rotating.plan();
+    assert!(reasons(&plan).contains(&"RotationQueued"));
+    assert_eq!(
+        plan.status
+            .rotation
+            .and_then(|rotation| rotation.queued_request)
+            .as_deref(),
+        Some("manual-2")
     );
 }

@@ -521,3 +521,85 @@ async fn a_source_pasted_key_by_key_waits_and_a_mirror_lost_mid_rotation_is_repo
         Some("p-two")
     );
 }
+
+/// `rotate` is GitOps-neutral: it sets an annotation, not the Git-owned trigger, so a self-heal
+/// that re-applies the manifest from Git changes nothing, and exactly one rotation runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_manual_rotation_survives_a_gitops_self_heal_and_runs_once() {
+    let admin = support::admin_client().await;
+    let namespace = support::namespace(&admin, "harden-rotate").await;
+    let _operator = Operator::start(&admin, &namespace, OperatorOptions::default()).await;
+    let tokens: Api<StreamingToken> = Api::namespaced(admin.clone(), &namespace);
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &namespace);
+    support::apply(
+        &deployments,
+        &fixtures::deployment("app", &namespace, Some("gm"), 1),
+    )
+    .await;
+    let git = fixtures::token("gm", &namespace)
+        .with_trigger("2026-11-24")
+        .build();
+    let sync = || async {
+        tokens
+            .patch(
+                "gm",
+                &PatchParams::apply("argocd-controller").force(),
+                &Patch::Apply(&git),
+            )
+            .await
+            .expect("synced from Git");
+    };
+    sync().await;
+    wait_condition(&tokens, "gm", "Ready", "True", "TokensReady", TIMEOUT).await;
+    support::wait_deployments_available(&admin, &namespace, &["app"]).await;
+    let ledger = Ledger::start(&admin, &namespace, "gm").await;
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_streaming-token-operator"))
+        .env_clear()
+        .env("KUBECONFIG", support::kubeconfig_path())
+        .args([
+            "rotate",
+            "gm",
+            "-n",
+            &namespace,
+            "--wait",
+            "--timeout",
+            "2m",
+        ])
+        .output()
+        .expect("rotate runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("rotation r1 completed"), "{stdout}");
+    let token = tokens.get("gm").await.expect("token");
+    assert_eq!(
+        token.spec.rotation.trigger.as_deref(),
+        Some("2026-11-24"),
+        "the Git-owned field is untouched"
+    );
+    // Self-heal: Argo CD re-applies the manifest from Git.
+    sync().await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let token = tokens.get("gm").await.expect("token");
+    let status = token.status.expect("status");
+    assert!(
+        status.rotation.is_none(),
+        "no second rotation: {:?}",
+        status.rotation
+    );
+    assert_eq!(
+        status.last_rotation.map(|last| last.id).as_deref(),
+        Some("r1")
+    );
+    let started = support::events(&admin, &namespace, "gm")
+        .await
+        .into_iter()
+        .filter(|(_, reason, _)| reason == "RotationStarted")
+        .count();
+    assert_eq!(started, 1, "exactly one rotation");
+    ledger.assert_no_outage().await;
+}
