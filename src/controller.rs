@@ -323,6 +323,11 @@ async fn execute(
     let name = token.name_any();
     let namespace = token.namespace().unwrap_or_default();
     if let Err(error) = write(token, context, snapshot, &mut plan).await {
+        if matches!(error, Error::NotLeader) {
+            // The new leader reconciles everything; this replica waits to lead again.
+            info!(%namespace, %name, "stopped leading mid-reconcile; writes stopped");
+            return Ok(Action::await_change());
+        }
         report_write_failure(token, context, &error).await;
         return Err(error);
     }
@@ -370,12 +375,14 @@ async fn write(
     let name = token.name_any();
     let namespace = token.namespace().unwrap_or_default();
     if let Some(write) = &plan.secret {
+        still_leader(context)?;
         apply::secret(&context.client, token, write).await?;
         info!(%namespace, %name, secret = %snapshot.secret_name, token1_serial = write.identities[0].serial, token2_serial = write.identities[1].serial, "mirror Secret written");
         halt_point(context, "secret").await;
     }
     let mut refused = Vec::new();
     for patch in &plan.consumer_patches {
+        still_leader(context)?;
         match apply::consumer(&context.client, &namespace, patch).await {
             Ok(()) => {
                 info!(%namespace, %name, kind = patch.kind.as_str(), consumer = %patch.name, rotation = %patch.rotation_id, "consumer patched");
@@ -395,6 +402,7 @@ async fn write(
         report_refused(snapshot, plan, refused);
     }
     if token.status.as_ref() != Some(&plan.status) {
+        still_leader(context)?;
         apply::status(&context.client, token, &plan.status).await?;
         debug!(%namespace, %name, "status written");
         let phase = plan
@@ -405,6 +413,16 @@ async fn write(
         halt_point(context, &format!("status:{phase}")).await;
     }
     Ok(())
+}
+
+/// Leadership is checked again before every write: a replica that stepped down mid-reconcile
+/// (its lease renewals failing) writes nothing more.
+fn still_leader(context: &Context) -> Result<(), Error> {
+    if *context.leader.borrow() {
+        Ok(())
+    } else {
+        Err(Error::NotLeader)
+    }
 }
 
 /// Consumers whose apply the API server refused join `status.consumers.blocked` (reason

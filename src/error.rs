@@ -42,6 +42,9 @@ pub enum Error {
     Serialize(#[source] serde_json::Error),
     #[error(transparent)]
     RandomSource(#[from] RandomSourceError),
+    /// This replica stopped leading between the decision and a write: nothing more is written.
+    #[error("no longer the leader; the write was not made")]
+    NotLeader,
 }
 
 /// What an API error says, without the server's free text: the status code, the reason and,
@@ -90,6 +93,7 @@ impl Error {
             Self::PatchStatus { .. } => "PatchStatusFailed",
             Self::Serialize(_) => "SerializeFailed",
             Self::RandomSource(_) => "RandomSourceFailed",
+            Self::NotLeader => "NotLeader",
         }
     }
 

@@ -14,6 +14,7 @@ pub mod conditions;
 pub mod controller;
 pub mod decide;
 pub mod error;
+pub mod leadership;
 pub mod metrics;
 pub mod pods;
 pub mod server;

@@ -144,7 +144,17 @@ pub async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
                 .map_err(RunError::LeaderElection)?;
         let (receiver, task) = manager.watch().await;
         info!(lease = %options.lease_name, namespace = %options.lease_namespace, %identity, "leader election enabled; waiting for the lease");
-        (receiver, Some(task))
+        let guarded = crate::leadership::guard(
+            client.clone(),
+            options.lease_name.clone(),
+            options.lease_namespace.clone(),
+            identity.clone(),
+            std::time::Duration::from_secs(options.lease_duration_seconds),
+            receiver.clone(),
+        );
+        // The lease manager's own receiver stays alive until shutdown (dropping the last one
+        // releases the lease); the controller follows the guarded one.
+        (guarded, Some((receiver, task)))
     } else {
         (always_leader_receiver, None)
     };
@@ -210,11 +220,12 @@ pub async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
     for controller in controllers {
         let _ = controller.await;
     }
-    if let Some(task) = lease_task {
+    if let Some((manager_receiver, task)) = lease_task {
         // Dropping the last receiver makes the lease manager release the lease.
         leadership_logger.abort();
         let _ = leadership_logger.await;
         drop(leader);
+        drop(manager_receiver);
         match task.await {
             Ok(Ok(_)) => info!("leader lease released"),
             Ok(Err(error)) => warn!(%error, "releasing the leader lease failed"),

@@ -603,3 +603,128 @@ async fn a_manual_rotation_survives_a_gitops_self_heal_and_runs_once() {
     assert_eq!(started, 1, "exactly one rotation");
     ledger.assert_no_outage().await;
 }
+
+/// The first timestamp of every log line of `log` that contains one of `needles`.
+fn write_times(log: &str, needles: &[&str]) -> Vec<jiff::Timestamp> {
+    log.lines()
+        .filter(|line| needles.iter().any(|needle| line.contains(needle)))
+        .filter_map(|line| line.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+/// Two leaders: the leader's Lease renewals start failing (a ValidatingAdmissionPolicy denies
+/// them). It steps down once they have failed for longer than the lease, before the standby can
+/// take the lapsed lease, so at no moment do two replicas write.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_whose_renewals_fail_steps_down_before_the_standby_leads() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let admin = support::admin_client().await;
+    let namespace = support::namespace(&admin, "harden-leaders").await;
+    let leases: Api<Lease> = Api::namespaced(admin.clone(), &namespace);
+    let tokens: Api<StreamingToken> = Api::namespaced(admin.clone(), &namespace);
+    let options = |instance: &str| OperatorOptions {
+        leader_elect: true,
+        lease_duration_seconds: 6,
+        instance: instance.into(),
+        ..OperatorOptions::default()
+    };
+    let holder = || async {
+        leases
+            .get_opt("streaming-token-operator")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|lease| lease.spec?.holder_identity)
+            .unwrap_or_default()
+    };
+    let identity = support::operator_identity(&admin, &namespace).await;
+    let first = Operator::start_as(identity, &namespace, options("replica-a")).await;
+    wait_for("replica-a to lead", TIMEOUT, || async {
+        let holder = holder().await;
+        (holder == "replica-a").then_some(()).ok_or(holder)
+    })
+    .await;
+    let identity = support::operator_identity(&admin, &namespace).await;
+    let second = Operator::start_as(identity, &namespace, options("replica-b")).await;
+    support::apply(&tokens, &fixtures::token("before", &namespace).build()).await;
+    wait_condition(&tokens, "before", "Ready", "True", "TokensReady", TIMEOUT).await;
+
+    // Deny replica-a's renewals (a takeover by another holder stays allowed).
+    let policy = format!("deny-renewals-{namespace}");
+    let vap: ValidatingAdmissionPolicy = serde_json::from_value(json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": policy},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": [{
+                "apiGroups": ["coordination.k8s.io"], "apiVersions": ["v1"],
+                "operations": ["UPDATE"], "resources": ["leases"]
+            }]},
+            "validations": [{
+                "expression": "!(has(oldObject.spec.holderIdentity) && oldObject.spec.holderIdentity == 'replica-a' && has(object.spec.holderIdentity) && object.spec.holderIdentity == 'replica-a')",
+                "message": "renewals by replica-a are denied"
+            }]
+        }
+    }))
+    .expect("policy");
+    support::apply(&Api::<ValidatingAdmissionPolicy>::all(admin.clone()), &vap).await;
+    let binding: ValidatingAdmissionPolicyBinding = serde_json::from_value(json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": policy},
+        "spec": {
+            "policyName": policy,
+            "validationActions": ["Deny"],
+            "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}
+        }
+    }))
+    .expect("binding");
+    support::apply(
+        &Api::<ValidatingAdmissionPolicyBinding>::all(admin.clone()),
+        &binding,
+    )
+    .await;
+    wait_for("replica-b to take the lapsed lease", TIMEOUT, || async {
+        let holder = holder().await;
+        (holder == "replica-b").then_some(()).ok_or(holder)
+    })
+    .await;
+    support::apply(&tokens, &fixtures::token("after", &namespace).build()).await;
+    wait_condition(&tokens, "after", "Ready", "True", "TokensReady", TIMEOUT).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    allow_again(&admin, &policy).await;
+
+    let first_log = first.logs();
+    assert!(
+        first_log.contains("stepping down"),
+        "{}",
+        support::tail(&first_log, 15)
+    );
+    let writes = [
+        "mirror Secret written",
+        "status written",
+        "consumer patched",
+    ];
+    let last_by_a = write_times(&first_log, &writes)
+        .into_iter()
+        .max()
+        .expect("replica-a wrote");
+    let first_by_b = write_times(&second.logs(), &writes)
+        .into_iter()
+        .min()
+        .expect("replica-b wrote after taking over");
+    assert!(
+        last_by_a < first_by_b,
+        "two replicas wrote at once: replica-a's last write {last_by_a}, replica-b's first {first_by_b}"
+    );
+    let stepped_down = write_times(&first_log, &["stepping down"])
+        .into_iter()
+        .min()
+        .expect("stepped down");
+    assert!(
+        stepped_down < first_by_b,
+        "replica-a stepped down before replica-b wrote"
+    );
+    assert!(support::metric_sum(&first.metrics().await, "streamingtoken_leader") == 0.0);
+}
