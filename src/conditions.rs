@@ -7,6 +7,9 @@ pub const READY: &str = "Ready";
 pub const DEGRADED: &str = "Degraded";
 pub const ROTATING: &str = "Rotating";
 pub const READY_TO_ROTATE: &str = "ReadyToRotate";
+/// `deletionPolicy: Delete` while consumers or pods read the mirror Secret: deleting the
+/// StreamingToken would delete a Secret in use.
+pub const DELETES_SECRET_IN_USE: &str = "DeletesSecretInUse";
 
 /// Sets (or adds) condition `type_`, keeping its transition time unless the status changed.
 pub fn set(

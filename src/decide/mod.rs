@@ -77,6 +77,7 @@ pub fn plan(snapshot: &Snapshot, now: &Time) -> Plan {
         }
     });
     let readers = unlabelled_readers(snapshot, &mut status, &mut events);
+    deletion_warning(snapshot, &mut status, &mut events, now);
     let degraded = rotation.degraded.or(waiting).or(readers);
     set_degraded(snapshot, &mut status, degraded, now);
 
@@ -234,6 +235,60 @@ fn set_degraded(
             now,
         ),
     }
+}
+
+/// `deletionPolicy: Delete` deletes the mirror Secret with the StreamingToken; while consumers or
+/// pods read it that would break them (new pods fail to start), so it is said before anyone
+/// deletes: condition `DeletesSecretInUse=True` and a Warning Event when it becomes true. The
+/// deletion itself is not held up (no finalizer: an uninstalled operator would leave
+/// StreamingTokens that cannot be deleted).
+fn deletion_warning(
+    snapshot: &Snapshot,
+    status: &mut StreamingTokenStatus,
+    events: &mut Vec<Notice>,
+    now: &Time,
+) {
+    let pods = snapshot
+        .pods
+        .iter()
+        .filter(|pod| {
+            pod.references
+                .iter()
+                .any(|reference| reference.secret == snapshot.secret_name)
+        })
+        .count();
+    let consumers = snapshot.consumers.len();
+    if snapshot.spec.deletion_policy != crate::api::DeletionPolicy::Delete
+        || (pods == 0 && consumers == 0)
+    {
+        conditions::remove(&mut status.conditions, conditions::DELETES_SECRET_IN_USE);
+        return;
+    }
+    let message = format!(
+        "spec.deletionPolicy is Delete and {consumers} consumer(s) and {pods} pod(s) read Secret {}: deleting this StreamingToken deletes that Secret, and their new pods fail to start; set deletionPolicy: Retain first, or stop them reading it",
+        snapshot.secret_name
+    );
+    let already = conditions::get(
+        &snapshot.status.conditions,
+        conditions::DELETES_SECRET_IN_USE,
+    )
+    .is_some_and(|condition| condition.status == "True");
+    if !already {
+        events.push(Notice::warning(
+            "DeletionPolicyDeletesSecretInUse",
+            "Reconcile",
+            message.clone(),
+        ));
+    }
+    conditions::set(
+        &mut status.conditions,
+        conditions::DELETES_SECRET_IN_USE,
+        true,
+        "SecretInUse",
+        message,
+        Some(snapshot.generation),
+        now,
+    );
 }
 
 /// Workloads and bare pods that read the mirror Secret without the consumer label: rotations

@@ -1487,3 +1487,25 @@ fn a_rotate_request_starts_one_rotation_and_is_queued_during_one() {
         Some("manual-2")
     );
 }
+
+#[test]
+fn delete_policy_with_readers_is_warned_about_before_anyone_deletes() {
+    let mut fixture = fixture()
+        .established(("one", "two"), (1, 2))
+        .consumer(consumer("api", Some("r0"), true));
+    fixture.snapshot.spec.deletion_policy = DeletionPolicy::Delete;
+    fixture.snapshot.pods = consumer_pods("api", "r0");
+    let plan = fixture.plan();
+    assert_eq!(
+        condition(&plan, conditions::DELETES_SECRET_IN_USE),
+        Some(("True".into(), "SecretInUse".into()))
+    );
+    assert!(reasons(&plan).contains(&"DeletionPolicyDeletesSecretInUse"));
+    fixture.snapshot.status = plan.status.clone();
+    assert!(fixture.plan().events.is_empty(), "said once");
+    fixture.snapshot.spec.deletion_policy = DeletionPolicy::Retain;
+    assert_eq!(
+        condition(&fixture.plan(), conditions::DELETES_SECRET_IN_USE),
+        None
+    );
+}

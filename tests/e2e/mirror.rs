@@ -719,6 +719,37 @@ async fn deletion_policy_decides_the_fate_of_the_mirror_secret() {
     .await;
     wait_condition(&tokens, "kept", "Ready", "True", "TokensReady", TIMEOUT).await;
     wait_condition(&tokens, "dropped", "Ready", "True", "TokensReady", TIMEOUT).await;
+    // A consumer of the Delete-policy Secret: the danger is said before anyone deletes.
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(admin.clone(), &namespace);
+    support::apply(
+        &deployments,
+        &fixtures::deployment("reader", &namespace, Some("dropped"), 1),
+    )
+    .await;
+    wait_condition(
+        &tokens,
+        "dropped",
+        "DeletesSecretInUse",
+        "True",
+        "SecretInUse",
+        TIMEOUT,
+    )
+    .await;
+    support::wait_event(
+        &admin,
+        &namespace,
+        "dropped",
+        "DeletionPolicyDeletesSecretInUse",
+        TIMEOUT,
+    )
+    .await;
+    let kept = tokens.get("kept").await.expect("kept");
+    assert_eq!(
+        support::condition(&kept, "DeletesSecretInUse"),
+        None,
+        "Retain: no warning"
+    );
     tokens
         .delete("kept", &DeleteParams::default())
         .await
