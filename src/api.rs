@@ -487,6 +487,11 @@ pub struct RotationStatus {
     /// one rotation serves both).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queued_request: Option<String>,
+    /// (Restart) Consumers, as `Kind/name`, that this rotation does not restart: none of their
+    /// pods may hold the deactivated token (they read Token 2 since before it was promoted).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 500))]
+    pub left_alone: Vec<String>,
 }
 
 /// The most recent completed rotation.

@@ -514,6 +514,7 @@ fn start(
         deactivates_serial: deactivates,
         queued_trigger: None,
         queued_request: None,
+        left_alone: Vec::new(),
     });
 }
 
@@ -742,10 +743,16 @@ fn awaiting_source(machine: &mut Machine, rotation: &mut RotationStatus) -> Step
 /// `Restarting`.
 fn deactivating_first(machine: &mut Machine, rotation: &mut RotationStatus) -> Step {
     if machine.deactivated(rotation) {
+        if machine.change == PairChange::Promoted {
+            // The promotion is seen in this reconcile: the mirror still holds the pair as it
+            // was, so who may hold the deactivated token can still be told.
+            leave_alone(machine, rotation);
+        }
         machine.set_phase(rotation, PHASE_RESTARTING);
         return Step::Next;
     }
     if !machine.is_secret_ref {
+        leave_alone(machine, rotation);
         deactivate(machine, rotation);
         machine.set_phase(rotation, PHASE_RESTARTING);
         return Step::Next;
@@ -757,10 +764,90 @@ fn deactivating_first(machine: &mut Machine, rotation: &mut RotationStatus) -> S
     })
 }
 
-/// `Restarting`: stamps every consumer's template once; then `AwaitingRollout`.
-fn restarting(machine: &mut Machine, rotation: &mut RotationStatus) -> Step {
+/// Most consumers a Restart rotation records as left alone; with more it restarts them all.
+const MAX_LEFT_ALONE: usize = 500;
+
+/// (Restart) The consumers none of whose pods may hold the Token 1 being deactivated, decided on
+/// the mirror as it is before the deactivating write: restarting them would only repeat a
+/// restart they do not need. A consumer whose pods are not all recorded yet is restarted.
+fn already_on_the_promoted_token(machine: &Machine, rotation: &RotationStatus) -> Vec<String> {
+    let snapshot = machine.snapshot;
+    let stamp = snapshot.stamp(&rotation.id);
+    let pair = verification::pair(snapshot, &stamp);
+    let left_alone: Vec<String> = snapshot
+        .consumers
+        .iter()
+        .filter(|consumer| {
+            let pods: Vec<_> = snapshot
+                .pods
+                .iter()
+                .filter(|pod| {
+                    pod.owner.as_ref().is_some_and(|owner| {
+                        owner.kind == consumer.kind.as_str() && owner.name == consumer.name
+                    })
+                })
+                .collect();
+            let all_recorded = !pods.is_empty()
+                && i32::try_from(pods.len()).is_ok_and(|count| count >= consumer.total);
+            all_recorded
+                && pods
+                    .iter()
+                    .all(|pod| super::holders::may_hold_token1(pod, &pair).is_none())
+        })
+        .map(|consumer| format!("{}/{}", consumer.kind.as_str(), consumer.name))
+        .collect();
+    if left_alone.len() > MAX_LEFT_ALONE {
+        return Vec::new();
+    }
+    left_alone
+}
+
+/// Records who a Restart rotation leaves alone, with an Event when anyone is.
+fn leave_alone(machine: &mut Machine, rotation: &mut RotationStatus) {
+    rotation.left_alone = already_on_the_promoted_token(machine, rotation);
+    if !rotation.left_alone.is_empty() {
+        let mut listed: Vec<&str> = rotation
+            .left_alone
+            .iter()
+            .take(5)
+            .map(String::as_str)
+            .collect();
+        let more = rotation.left_alone.len().saturating_sub(5);
+        let more = if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        };
+        listed.sort_unstable();
+        machine.events.push(Notice::normal(
+            "ConsumersLeftAlone",
+            "Rotate",
+            format!(
+                "rotation {}: {} consumer(s) are not restarted: none of their pods may hold the deactivated token ({}{more})",
+                rotation.id,
+                rotation.left_alone.len(),
+                listed.join(", ")
+            ),
+        ));
+    }
+}
+
+/// The restart patches a Restart rotation still has to make (not for consumers left alone).
+fn restarts_needed(machine: &Machine, rotation: &RotationStatus) -> Vec<ConsumerPatch> {
     let stamp = machine.snapshot.stamp(&rotation.id);
-    let (needed, _) = consumers::patches(machine.snapshot, &stamp, false);
+    let (mut needed, _) = consumers::patches(machine.snapshot, &stamp, false);
+    needed.retain(|patch| {
+        !rotation
+            .left_alone
+            .contains(&format!("{}/{}", patch.kind.as_str(), patch.name))
+    });
+    needed
+}
+
+/// `Restarting`: stamps every consumer's template once (except those left alone); then
+/// `AwaitingRollout`.
+fn restarting(machine: &mut Machine, rotation: &mut RotationStatus) -> Step {
+    let needed = restarts_needed(machine, rotation);
     if needed.is_empty() {
         machine.set_phase(rotation, PHASE_AWAITING_ROLLOUT);
         return Step::Next;
@@ -784,9 +871,7 @@ fn restarting(machine: &mut Machine, rotation: &mut RotationStatus) -> Step {
 /// `AwaitingRollout` (Restart): waits until every consumer has rolled out (a consumer labelled
 /// meanwhile goes back to `Restarting`); then complete.
 fn awaiting_restarts(machine: &mut Machine, rotation: &mut RotationStatus) -> Step {
-    let stamp = machine.snapshot.stamp(&rotation.id);
-    let (needed, _) = consumers::patches(machine.snapshot, &stamp, false);
-    if !needed.is_empty() {
+    if !restarts_needed(machine, rotation).is_empty() {
         machine.set_phase(rotation, PHASE_RESTARTING);
         return Step::Next;
     }

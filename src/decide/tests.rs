@@ -167,6 +167,7 @@ impl Fixture {
             deactivates_serial: deactivates,
             queued_trigger: None,
             queued_request: None,
+            left_alone: Vec::new(),
         });
         self.snapshot.status.observed_trigger = Some("t2".into());
         self.snapshot.spec.rotation.trigger = Some("t2".into());
@@ -1508,4 +1509,44 @@ fn delete_policy_with_readers_is_warned_about_before_anyone_deletes() {
         condition(&fixture.plan(), conditions::DELETES_SECRET_IN_USE),
         None
     );
+}
+
+#[test]
+fn a_restart_leaves_alone_consumers_whose_pods_cannot_hold_the_deactivated_token() {
+    let mut fixture = fixture()
+        .secret_ref(Ok(("two", "three")))
+        .established(("one", "two"), (1, 2))
+        .rotating(PHASE_AWAITING_SOURCE, 1, RotationStrategy::Restart)
+        .consumer(consumer("fresh", Some("r0"), true))
+        .consumer(consumer("stale", None, false));
+    // fresh: its pods read Token 2 and started after the last write (they hold "two", which
+    // the promotion keeps). stale: its pods read Token 1.
+    fixture.snapshot.pods = consumer_pods("fresh", "r0");
+    fixture.snapshot.pods.extend((0..2).map(|index| {
+        pod_record(
+            &format!("stale-{index}"),
+            Some(("Deployment", "stale")),
+            "token1",
+            None,
+        )
+    }));
+    let plan = fixture.plan();
+    let rotation = plan.status.rotation.clone().expect("restarting");
+    assert_eq!(rotation.phase, PHASE_RESTARTING);
+    assert_eq!(rotation.left_alone, ["Deployment/fresh"]);
+    let restarted: Vec<&str> = plan
+        .consumer_patches
+        .iter()
+        .map(|patch| patch.name.as_str())
+        .collect();
+    assert_eq!(restarted, ["stale"], "no needless second restart");
+    assert!(reasons(&plan).contains(&"ConsumersLeftAlone"));
+    // Once the restarted consumer has rolled out, the rotation completes (the one left alone
+    // counts as verified).
+    fixture.snapshot.status = plan.status.clone();
+    fixture.snapshot.mirror = MirrorObservation::Owned(mirror_of(("two", "three"), (2, 3)));
+    let stamp = fixture.snapshot.stamp("r1");
+    fixture.snapshot.consumers[1] = consumer("stale", Some(&stamp), false);
+    let done = fixture.plan();
+    assert!(done.status.rotation.is_none(), "{:?}", done.status.rotation);
 }

@@ -728,3 +728,101 @@ async fn a_leader_whose_renewals_fail_steps_down_before_the_standby_leads() {
     );
     assert!(support::metric_sum(&first.metrics().await, "streamingtoken_leader") == 0.0);
 }
+
+/// Restart with `secretRef`: `ReadyToRotate` says truthfully that nothing was checked, and a
+/// consumer whose pods already hold the promoted token is not restarted a second time.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_hand_off_is_worded_truthfully_and_restarts_only_who_needs_it() {
+    use k8s_openapi::api::apps::v1::ReplicaSet;
+    use k8s_openapi::api::core::v1::Secret;
+    use streaming_token_operator::api::RotationStrategy;
+    let admin = support::admin_client().await;
+    let namespace = support::namespace(&admin, "harden-restart").await;
+    let _operator = Operator::start(&admin, &namespace, OperatorOptions::default()).await;
+    let tokens: Api<StreamingToken> = Api::namespaced(admin.clone(), &namespace);
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &namespace);
+    let secrets: Api<Secret> = Api::namespaced(admin.clone(), &namespace);
+    let source =
+        |one: &str, two: &str| fixtures::source_secret("portal", &namespace, "rh", one, two);
+    support::apply(&secrets, &source("p-one", "p-two")).await;
+    support::apply(
+        &tokens,
+        &fixtures::token("rh", &namespace)
+            .secret_ref("portal")
+            .strategy(RotationStrategy::Restart)
+            .with_trigger("t0")
+            .build(),
+    )
+    .await;
+    wait_condition(&tokens, "rh", "Ready", "True", "TokensReady", TIMEOUT).await;
+    // Created after the pair was mirrored: "fresh" reads Token 2, "stale" Token 1.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut fresh = fixtures::deployment("fresh", &namespace, Some("rh"), 1);
+    fresh
+        .spec
+        .template
+        .spec
+        .as_mut()
+        .and_then(|spec| spec.containers[0].env.as_mut())
+        .and_then(|env| env[0].value_from.as_mut())
+        .and_then(|from| from.secret_key_ref.as_mut())
+        .expect("secretKeyRef")
+        .key = "token2".into();
+    support::apply(&deployments, &fresh).await;
+    support::apply(
+        &deployments,
+        &fixtures::deployment("stale", &namespace, Some("rh"), 1),
+    )
+    .await;
+    support::wait_deployments_available(&admin, &namespace, &["fresh", "stale"]).await;
+    let ledger = Ledger::start(&admin, &namespace, "rh").await;
+    support::set_trigger(&tokens, "rh", "t1").await;
+    let token = wait_condition(
+        &tokens,
+        "rh",
+        "ReadyToRotate",
+        "True",
+        "RestartAfterRotation",
+        TIMEOUT,
+    )
+    .await;
+    let message = token
+        .status
+        .expect("status")
+        .conditions
+        .into_iter()
+        .find(|condition| condition.type_ == "ReadyToRotate")
+        .expect("ReadyToRotate")
+        .message;
+    assert!(
+        !message.contains("every consumer uses Token 2"),
+        "{message}"
+    );
+    support::apply(&secrets, &source("p-two", "p-three")).await;
+    let done = support::wait_rotation_done(&tokens, "rh", "r1", TIMEOUT).await;
+    assert!(done.status.is_some());
+    let rollouts = |name: &'static str| {
+        let sets: Api<ReplicaSet> = Api::namespaced(admin.clone(), &namespace);
+        async move {
+            sets.list(&kube::api::ListParams::default().labels(&format!("app={name}")))
+                .await
+                .expect("replica sets")
+                .items
+                .len()
+                - 1
+        }
+    };
+    assert_eq!(
+        rollouts("fresh").await,
+        0,
+        "already on the promoted token: left alone"
+    );
+    assert_eq!(rollouts("stale").await, 1, "read Token 1: restarted once");
+    support::wait_event(&admin, &namespace, "rh", "ConsumersLeftAlone", TIMEOUT).await;
+    // The outage the Restart strategy accepts hit only the consumer that read Token 1.
+    let outage = ledger.assert_outage().await;
+    assert!(
+        outage.iter().all(|line| line.contains("stale")),
+        "{outage:?}"
+    );
+}
