@@ -551,7 +551,12 @@ fn error_policy(token: Arc<StreamingToken>, error: &Error, context: Arc<Context>
         *count += 1;
         *count
     };
-    warn!(namespace = %key.0, name = %key.1, reason = error.reason(), error = %error, failures, "reconcile failed");
+    if error.is_conflict() {
+        // The normal price of optimistic concurrency: retried, not worth a warning.
+        debug!(namespace = %key.0, name = %key.1, reason = error.reason(), failures, "conflict; retrying");
+    } else {
+        warn!(namespace = %key.0, name = %key.1, reason = error.reason(), error = %error, failures, "reconcile failed");
+    }
     if error.is_conflict() && failures <= 3 {
         // Someone changed the object since it was read: look again at once (a few times; then
         // back off, in case the cached copy stays stale).
