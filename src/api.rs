@@ -57,6 +57,11 @@ pub const MANAGER_NAME: &str = "streaming-token-operator";
     ),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.rotation.phase"),
     printcolumn(
+        name = "Degraded",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Degraded\")].reason"
+    ),
+    printcolumn(
         name = "Consumers",
         type_ = "integer",
         json_path = ".status.consumers.total"
@@ -342,8 +347,12 @@ pub struct StreamingTokenStatus {
     /// `Ready`: the mirror Secret holds a valid pair. `Degraded`: something needs attention (the
     /// reason says what). `Rotating`: a rotation is in progress. `ReadyToRotate` (secretRef
     /// sources): every consumer uses Token 2, so Token 1 may be rotated at the platform.
+    /// `DeletesSecretInUse`: `deletionPolicy: Delete` would delete a Secret in use. `Reconciling`
+    /// and `Stalled` follow the kstatus convention (Flux, cli-utils): in progress, or waiting
+    /// for a person.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 8))]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
 
     /// Name of the mirror Secret.

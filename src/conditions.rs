@@ -7,6 +7,10 @@ pub const READY: &str = "Ready";
 pub const DEGRADED: &str = "Degraded";
 pub const ROTATING: &str = "Rotating";
 pub const READY_TO_ROTATE: &str = "ReadyToRotate";
+/// kstatus: a rotation (or a settling source) is in progress.
+pub const RECONCILING: &str = "Reconciling";
+/// kstatus: only a person can clear what holds the StreamingToken up (the reason says what).
+pub const STALLED: &str = "Stalled";
 /// `deletionPolicy: Delete` while consumers or pods read the mirror Secret: deleting the
 /// StreamingToken would delete a Secret in use.
 pub const DELETES_SECRET_IN_USE: &str = "DeletesSecretInUse";

@@ -11,6 +11,8 @@ cleanup() {
 trap cleanup EXIT INT TERM
 start=$(date +%s)
 tests/controlplane/cluster.sh up
+# The kstatus helper (Flux's health library) judges real StreamingTokens in the e2e tests.
+export STO_E2E_KSTATUS=$(tests/kstatus/build.sh)
 export STO_E2E_KUBECONFIG=$CLUSTER_DIR/kubeconfig
 export STO_E2E_BIN=$(cat "$CLUSTER_DIR/run/bin")
 export STO_E2E_AUDIT_LOG=$CLUSTER_DIR/logs/audit.log

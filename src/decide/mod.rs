@@ -35,6 +35,80 @@ use std::collections::BTreeSet;
 
 /// Decides everything for one StreamingToken.
 pub fn plan(snapshot: &Snapshot, now: &Time) -> Plan {
+    let mut plan = decide(snapshot, now);
+    set_kstatus(&mut plan.status, snapshot.generation, now);
+    plan
+}
+
+/// Reasons of `Degraded=True` that only a person can clear: kstatus reads them as `Failed`.
+const STALLING: &[&str] = &[
+    "ConsumerBlocked",
+    "SourceUnrecognized",
+    "SourceSecretNotFound",
+    "SourceKeyMissing",
+    "SourceTokenInvalid",
+    "SourceTokensIdentical",
+    "SecretNotOwned",
+    "SecretClaimedByOther",
+    "InvalidSpec",
+];
+
+/// The conditions kstatus (Flux, `kubectl wait`, cli-utils) reads, derived from ours:
+/// `Stalled=True` while something only a person can clear holds the StreamingToken up (kstatus:
+/// Failed), else `Reconciling=True` while a rotation runs or the source is settling
+/// (InProgress), else both False (with `Ready=True`, Current).
+fn set_kstatus(status: &mut StreamingTokenStatus, generation: i64, now: &Time) {
+    let generation = Some(generation);
+    let degraded = conditions::get(&status.conditions, DEGRADED)
+        .filter(|condition| condition.status == "True")
+        .map(|condition| (condition.reason.clone(), condition.message.clone()));
+    let stalled = degraded
+        .clone()
+        .filter(|(reason, _)| STALLING.contains(&reason.as_str()));
+    let reconciling = match (&status.rotation, &degraded) {
+        _ if stalled.is_some() => None,
+        (Some(rotation), _) => Some((
+            rotation.phase.clone(),
+            format!("rotation {} is in phase {}", rotation.id, rotation.phase),
+        )),
+        (None, Some((reason, message))) if reason == "SourceIncomplete" => {
+            Some((reason.clone(), message.clone()))
+        }
+        _ => None,
+    };
+    let set = |conditions: &mut Vec<crate::api::Condition>,
+               type_,
+               found: Option<(String, String)>,
+               (idle, idle_message): (&str, &str)| match found {
+        Some((reason, message)) => {
+            conditions::set(conditions, type_, true, &reason, message, generation, now)
+        }
+        None => conditions::set(
+            conditions,
+            type_,
+            false,
+            idle,
+            idle_message,
+            generation,
+            now,
+        ),
+    };
+    set(
+        &mut status.conditions,
+        conditions::STALLED,
+        stalled,
+        ("AsExpected", "nothing waits for a person"),
+    );
+    set(
+        &mut status.conditions,
+        conditions::RECONCILING,
+        reconciling,
+        ("Idle", "nothing in progress"),
+    );
+}
+
+/// The plan, before the kstatus conditions are derived from it.
+fn decide(snapshot: &Snapshot, now: &Time) -> Plan {
     let mut status = base_status(snapshot);
     let mut events = Vec::new();
 

@@ -2,6 +2,7 @@
 //! its own process, authenticated as its own ServiceAccount with the chart's RBAC.
 
 mod bench;
+mod ecosystem;
 mod hardening;
 mod harness;
 mod holders;

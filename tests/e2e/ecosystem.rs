@@ -1,0 +1,188 @@
+//! The tools platform teams already run, fed real StreamingTokens from the cluster: kstatus
+//! (`sigs.k8s.io/cli-utils/pkg/kstatus`, what Flux and cli-utils use for health), built from its
+//! Go module by `tests/kstatus/build.sh`.
+
+use crate::support::{self, Operator, OperatorOptions, fixtures, wait_condition};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use serde_json::json;
+use std::time::Duration;
+use streaming_token_operator::api::StreamingToken;
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What kstatus says of each object: `(status, message)`.
+fn kstatus(objects: &[&StreamingToken]) -> Vec<(String, String)> {
+    let binary = match std::env::var_os("STO_E2E_KSTATUS") {
+        Some(path) if std::path::Path::new(&path).is_file() => path,
+        _ => panic!(
+            "STO_E2E_KSTATUS must name the kstatus helper (make test builds it with tests/kstatus/build.sh)"
+        ),
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let paths: Vec<std::path::PathBuf> = objects
+        .iter()
+        .enumerate()
+        .map(|(index, object)| {
+            let path = dir.path().join(format!("{index}.json"));
+            let mut value = serde_json::to_value(object).expect("serializes");
+            value["apiVersion"] = json!("streamingtoken.io/v1alpha1");
+            value["kind"] = json!("StreamingToken");
+            std::fs::write(&path, value.to_string()).expect("written");
+            path
+        })
+        .collect();
+    let output = std::process::Command::new(binary)
+        .args(&paths)
+        .output()
+        .expect("kstatus runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| {
+            let (status, message) = line.split_once(' ').unwrap_or((line, ""));
+            (status.to_string(), message.to_string())
+        })
+        .collect()
+}
+
+/// kstatus reads an idle StreamingToken as Current, a rotation as InProgress, a blocked
+/// rotation and a spec or source the user must fix as Failed, a suspended one as Current.
+#[tokio::test(flavor = "multi_thread")]
+async fn kstatus_judges_real_streamingtokens() {
+    let admin = support::admin_client().await;
+    let namespace = support::namespace(&admin, "eco-kstatus").await;
+    let _operator = Operator::start(&admin, &namespace, OperatorOptions::default()).await;
+    let tokens: Api<StreamingToken> = Api::namespaced(admin.clone(), &namespace);
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &namespace);
+    let secrets: Api<Secret> = Api::namespaced(admin.clone(), &namespace);
+
+    // Idle.
+    support::apply(&tokens, &fixtures::token("idle", &namespace).build()).await;
+    // Rotating: a secretRef rotation waiting for the platform.
+    support::apply(
+        &deployments,
+        &fixtures::deployment("waits", &namespace, Some("rotating"), 1),
+    )
+    .await;
+    support::apply(
+        &secrets,
+        &fixtures::source_secret("portal", &namespace, "rotating", "p-one", "p-two"),
+    )
+    .await;
+    support::apply(
+        &tokens,
+        &fixtures::token("rotating", &namespace)
+            .secret_ref("portal")
+            .with_trigger("t0")
+            .build(),
+    )
+    .await;
+    // Blocked: a paused consumer.
+    support::apply(
+        &deployments,
+        &fixtures::deployment("paused", &namespace, Some("blocked"), 1),
+    )
+    .await;
+    support::apply(
+        &tokens,
+        &fixtures::token("blocked", &namespace)
+            .with_trigger("t0")
+            .build(),
+    )
+    .await;
+    // Invalid: the source Secret does not exist.
+    support::apply(
+        &tokens,
+        &fixtures::token("invalid", &namespace)
+            .secret_ref("missing")
+            .build(),
+    )
+    .await;
+    // Suspended.
+    support::apply(&tokens, &fixtures::token("suspended", &namespace).build()).await;
+    for name in ["idle", "rotating", "blocked", "suspended"] {
+        wait_condition(&tokens, name, "Ready", "True", "TokensReady", TIMEOUT).await;
+    }
+    support::wait_deployments_available(&admin, &namespace, &["waits", "paused"]).await;
+    tokens
+        .patch(
+            "suspended",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"suspend": true}})),
+        )
+        .await
+        .expect("suspended");
+    deployments
+        .patch(
+            "paused",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"paused": true}})),
+        )
+        .await
+        .expect("paused");
+    support::set_trigger(&tokens, "rotating", "t1").await;
+    support::set_trigger(&tokens, "blocked", "t1").await;
+
+    let idle = wait_condition(&tokens, "idle", "Stalled", "False", "AsExpected", TIMEOUT).await;
+    let rotating = wait_condition(
+        &tokens,
+        "rotating",
+        "ReadyToRotate",
+        "True",
+        "ConsumersOnToken2",
+        TIMEOUT,
+    )
+    .await;
+    let blocked = wait_condition(
+        &tokens,
+        "blocked",
+        "Stalled",
+        "True",
+        "ConsumerBlocked",
+        TIMEOUT,
+    )
+    .await;
+    let invalid = wait_condition(
+        &tokens,
+        "invalid",
+        "Stalled",
+        "True",
+        "SourceSecretNotFound",
+        TIMEOUT,
+    )
+    .await;
+    let suspended =
+        wait_condition(&tokens, "suspended", "Ready", "True", "Suspended", TIMEOUT).await;
+    let judged = kstatus(&[&idle, &rotating, &blocked, &invalid, &suspended]);
+    let statuses: Vec<&str> = judged.iter().map(|(status, _)| status.as_str()).collect();
+    assert_eq!(
+        statuses,
+        ["Current", "InProgress", "Failed", "Failed", "Current"],
+        "{judged:?}"
+    );
+    assert!(judged[2].1.contains("blocked"), "{}", judged[2].1);
+    assert!(judged[3].1.contains("missing"), "{}", judged[3].1);
+
+    // `kubectl get` shows a blocked rotation.
+    let output = support::kubectl(&["get", "streamingtokens", "-n", &namespace]);
+    let table = String::from_utf8_lossy(&output.stdout);
+    let line = table
+        .lines()
+        .find(|line| line.starts_with("blocked "))
+        .expect("blocked row");
+    assert!(line.contains("ConsumerBlocked"), "{table}");
+    assert!(
+        table
+            .lines()
+            .next()
+            .is_some_and(|header| header.contains("DEGRADED")),
+        "{table}"
+    );
+}
