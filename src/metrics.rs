@@ -41,22 +41,90 @@ pub struct TokenLabels {
     pub name: String,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ConsumerLabels {
-    namespace: String,
-    name: String,
-    state: String,
-}
-
-/// Per-StreamingToken facts, turned into gauges at scrape time (so ages are current).
+/// Per-StreamingToken facts, turned into gauges at scrape time.
 #[derive(Debug, Default, Clone)]
 struct TokenFacts {
     token1_issued_at: Option<jiff::Timestamp>,
+    next_rotation_at: Option<jiff::Timestamp>,
     consumers_total: i64,
     consumers_pending: i64,
     consumers_blocked: i64,
     rotating: bool,
+    /// `(type, status)` of every condition.
+    conditions: Vec<(String, String)>,
 }
+
+/// Extra labels of one sample (besides `namespace` and `name`) and its value.
+type Sample = (Vec<(&'static str, String)>, f64);
+
+/// One per-StreamingToken gauge family: its name, help, and samples from the facts.
+struct TokenFamily {
+    name: &'static str,
+    help: &'static str,
+    samples: fn(&TokenFacts) -> Vec<Sample>,
+}
+
+fn one(value: f64) -> Vec<Sample> {
+    vec![(Vec::new(), value)]
+}
+
+fn seconds(time: Option<jiff::Timestamp>) -> Vec<Sample> {
+    time.map(|time| one(time.as_millisecond() as f64 / 1000.0))
+        .unwrap_or_default()
+}
+
+/// The per-StreamingToken families, as data: timestamps rather than ages (an alert computes
+/// `time() - ...`), and no label value that double-counts under `sum()`.
+const TOKEN_FAMILIES: &[TokenFamily] = &[
+    TokenFamily {
+        name: "streamingtoken_token1_issued_timestamp_seconds",
+        help: "When the current Token 1 was issued or first mirrored (alert on time() minus this)",
+        samples: |facts| seconds(facts.token1_issued_at),
+    },
+    TokenFamily {
+        name: "streamingtoken_next_rotation_timestamp_seconds",
+        help: "When the next periodic rotation is due (with spec.rotation.interval)",
+        samples: |facts| seconds(facts.next_rotation_at),
+    },
+    TokenFamily {
+        name: "streamingtoken_consumers",
+        help: "Labelled consumers of the StreamingToken",
+        samples: |facts| one(facts.consumers_total as f64),
+    },
+    TokenFamily {
+        name: "streamingtoken_consumers_pending",
+        help: "Consumers not yet verified during the rotation in progress",
+        samples: |facts| one(facts.consumers_pending as f64),
+    },
+    TokenFamily {
+        name: "streamingtoken_consumers_blocked",
+        help: "Consumers and pods that block the rotation in progress (status.consumers.blocked)",
+        samples: |facts| one(facts.consumers_blocked as f64),
+    },
+    TokenFamily {
+        name: "streamingtoken_rotation_in_progress",
+        help: "1 while a rotation is in progress for the StreamingToken",
+        samples: |facts| one(f64::from(u8::from(facts.rotating))),
+    },
+    TokenFamily {
+        name: "streamingtoken_status_condition",
+        help: "The StreamingToken's conditions: 1 for the status each type has, 0 for the others (ReadyToRotate=True is the cue to rotate at the platform)",
+        samples: |facts| {
+            facts
+                .conditions
+                .iter()
+                .flat_map(|(type_, status)| {
+                    ["True", "False", "Unknown"].map(|candidate| {
+                        (
+                            vec![("type", type_.clone()), ("status", candidate.to_string())],
+                            f64::from(u8::from(status == candidate)),
+                        )
+                    })
+                })
+                .collect()
+        },
+    },
+];
 
 #[derive(Debug, Default)]
 struct PerToken(Mutex<BTreeMap<(String, String), TokenFacts>>);
@@ -68,60 +136,15 @@ impl Collector for PerToken {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone();
-        let now = jiff::Timestamp::now();
-        {
-            let mut metric = encoder.encode_descriptor(
-                "streamingtoken_token1_age_seconds",
-                "Seconds since the current Token 1 was issued or first mirrored (alert on old tokens)",
-                None,
-                MetricType::Gauge,
-            )?;
+        for family in TOKEN_FAMILIES {
+            let mut metric =
+                encoder.encode_descriptor(family.name, family.help, None, MetricType::Gauge)?;
             for ((namespace, name), fact) in &facts {
-                if let Some(issued) = fact.token1_issued_at {
-                    let age = now.duration_since(issued).as_secs_f64().max(0.0);
-                    let labels = TokenLabels {
-                        namespace: namespace.clone(),
-                        name: name.clone(),
-                    };
-                    ConstGauge::new(age).encode(metric.encode_family(&labels)?)?;
-                }
-            }
-        }
-        {
-            let mut metric = encoder.encode_descriptor(
-                "streamingtoken_consumers",
-                "Consumers per StreamingToken by state: total, pending (not yet verified during a rotation) and blocked",
-                None,
-                MetricType::Gauge,
-            )?;
-            for ((namespace, name), fact) in &facts {
-                for (state, value) in [
-                    ("total", fact.consumers_total),
-                    ("pending", fact.consumers_pending),
-                    ("blocked", fact.consumers_blocked),
-                ] {
-                    let labels = ConsumerLabels {
-                        namespace: namespace.clone(),
-                        name: name.clone(),
-                        state: state.into(),
-                    };
+                for (extra, value) in (family.samples)(fact) {
+                    let mut labels = vec![("namespace", namespace.clone()), ("name", name.clone())];
+                    labels.extend(extra);
                     ConstGauge::new(value).encode(metric.encode_family(&labels)?)?;
                 }
-            }
-        }
-        {
-            let mut metric = encoder.encode_descriptor(
-                "streamingtoken_rotation_in_progress",
-                "1 while a rotation is in progress for the StreamingToken",
-                None,
-                MetricType::Gauge,
-            )?;
-            for ((namespace, name), fact) in &facts {
-                let labels = TokenLabels {
-                    namespace: namespace.clone(),
-                    name: name.clone(),
-                };
-                ConstGauge::new(i64::from(fact.rotating)).encode(metric.encode_family(&labels)?)?;
             }
         }
         Ok(())
@@ -133,6 +156,7 @@ impl Collector for PerToken {
 pub struct Metrics {
     reconciles: Family<ResultLabels, Counter>,
     reconcile_errors: Family<ReasonLabels, Counter>,
+    problems: Family<ReasonLabels, Counter>,
     reconcile_duration: Histogram,
     rotations: Family<RotationLabels, Counter>,
     phase_duration: Family<PhaseLabels, Histogram>,
@@ -147,6 +171,7 @@ impl Metrics {
         let metrics = Self {
             reconciles: Family::default(),
             reconcile_errors: Family::default(),
+            problems: Family::default(),
             reconcile_duration: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
             rotations: Family::default(),
             phase_duration: Family::new_with_constructor(|| {
@@ -163,9 +188,19 @@ impl Metrics {
         );
         registry.register(
             "streamingtoken_reconcile_errors",
-            "Failed reconciles, and reconciles that found a problem the user must fix, by reason",
+            "Failed reconciles (the operator could not do its job), by reason",
             metrics.reconcile_errors.clone(),
         );
+        registry.register(
+            "streamingtoken_problems",
+            "Reconciles that found a problem the user must fix (a status condition reason), by reason",
+            metrics.problems.clone(),
+        );
+        let build = prometheus_client::metrics::info::Info::new(vec![(
+            "version".to_string(),
+            env!("CARGO_PKG_VERSION").to_string(),
+        )]);
+        registry.register("streamingtoken_build", "The operator's version", build);
         registry.register(
             "streamingtoken_reconcile_duration_seconds",
             "Duration of a reconcile",
@@ -222,13 +257,24 @@ impl Metrics {
         }
     }
 
-    /// Counts a problem the user must fix (a condition reason), with the failed reconciles.
+    /// Counts a problem the user must fix (a condition reason). Not a reconcile error: the
+    /// operator did its job, the input was wrong.
     pub fn observe_problem(&self, reason: &'static str) {
-        self.reconcile_errors
+        self.problems
             .get_or_create(&ReasonLabels {
                 reason: reason.into(),
             })
             .inc();
+    }
+
+    /// Forgets every per-StreamingToken series: a replica that stops leading stops reporting
+    /// them (it no longer keeps them current; a frozen token age would fire alerts).
+    pub fn forget_all(&self) {
+        self.per_token
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clear();
     }
 
     /// Records what a reconcile decided: status facts, Events, rotation progress.
@@ -304,6 +350,12 @@ impl Metrics {
         let rotating = status.rotation.is_some();
         let facts = TokenFacts {
             token1_issued_at: status.token1.as_ref().map(|token| token.issued_at.0),
+            next_rotation_at: status.next_rotation_at.as_ref().map(|time| time.0),
+            conditions: status
+                .conditions
+                .iter()
+                .map(|condition| (condition.type_.clone(), condition.status.clone()))
+                .collect(),
             consumers_total: i64::from(consumers.total),
             consumers_pending: if rotating {
                 i64::from(consumers.total - consumers.verified.unwrap_or(0))

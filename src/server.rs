@@ -165,6 +165,9 @@ pub async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
             loop {
                 let is_leader = *changes.borrow_and_update();
                 metrics.set_leader(is_leader);
+                if !is_leader {
+                    metrics.forget_all();
+                }
                 info!(leader = is_leader, "leadership");
                 if changes.changed().await.is_err() {
                     break;

@@ -1,6 +1,7 @@
 //! The tools platform teams already run, fed real StreamingTokens from the cluster: kstatus
-//! (`sigs.k8s.io/cli-utils/pkg/kstatus`, what Flux and cli-utils use for health), built from its
-//! Go module by `tests/kstatus/build.sh`.
+//! (`sigs.k8s.io/cli-utils/pkg/kstatus`, what Flux and cli-utils use for health) and Argo CD's
+//! Lua health runtime (`github.com/argoproj/argo-cd/v3/util/lua`), each built from its Go module
+//! (`tests/kstatus/build.sh`, `tests/argocd-health/build.sh`).
 
 use crate::support::{self, Operator, OperatorOptions, fixtures, wait_condition};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -15,11 +16,31 @@ const TIMEOUT: Duration = Duration::from_secs(120);
 
 /// What kstatus says of each object: `(status, message)`.
 fn kstatus(objects: &[&StreamingToken]) -> Vec<(String, String)> {
-    let binary = match std::env::var_os("STO_E2E_KSTATUS") {
+    judge("STO_E2E_KSTATUS", "tests/kstatus/build.sh", &[], objects)
+}
+
+/// What Argo CD's Lua runtime says of each object with the shipped health check.
+fn argocd_health(objects: &[&StreamingToken]) -> Vec<(String, String)> {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("charts/streaming-token-operator/files/argocd-health.lua");
+    judge(
+        "STO_E2E_ARGOCD_HEALTH",
+        "tests/argocd-health/build.sh",
+        &[script],
+        objects,
+    )
+}
+
+/// Runs the helper named by `variable` on `objects` (written as JSON files after `leading`).
+fn judge(
+    variable: &str,
+    recipe: &str,
+    leading: &[std::path::PathBuf],
+    objects: &[&StreamingToken],
+) -> Vec<(String, String)> {
+    let binary = match std::env::var_os(variable) {
         Some(path) if std::path::Path::new(&path).is_file() => path,
-        _ => panic!(
-            "STO_E2E_KSTATUS must name the kstatus helper (make test builds it with tests/kstatus/build.sh)"
-        ),
+        _ => panic!("{variable} must name the helper (make test builds it with {recipe})"),
     };
     let dir = tempfile::tempdir().expect("temp dir");
     let paths: Vec<std::path::PathBuf> = objects
@@ -35,6 +56,7 @@ fn kstatus(objects: &[&StreamingToken]) -> Vec<(String, String)> {
         })
         .collect();
     let output = std::process::Command::new(binary)
+        .args(leading)
         .args(&paths)
         .output()
         .expect("kstatus runs");
@@ -169,6 +191,31 @@ async fn kstatus_judges_real_streamingtokens() {
     );
     assert!(judged[2].1.contains("blocked"), "{}", judged[2].1);
     assert!(judged[3].1.contains("missing"), "{}", judged[3].1);
+
+    // Argo CD, with the health check the chart ships, on the same objects.
+    let health = argocd_health(&[&idle, &rotating, &blocked, &invalid, &suspended]);
+    let statuses: Vec<&str> = health.iter().map(|(status, _)| status.as_str()).collect();
+    assert_eq!(
+        statuses,
+        [
+            "Healthy",
+            "Progressing",
+            "Degraded",
+            "Degraded",
+            "Suspended"
+        ],
+        "{health:?}"
+    );
+    assert!(
+        health[2].1.starts_with("ConsumerBlocked"),
+        "{}",
+        health[2].1
+    );
+    assert!(
+        health[3].1.starts_with("SourceSecretNotFound"),
+        "{}",
+        health[3].1
+    );
 
     // `kubectl get` shows a blocked rotation.
     let output = support::kubectl(&["get", "streamingtokens", "-n", &namespace]);

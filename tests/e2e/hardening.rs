@@ -726,7 +726,12 @@ async fn a_leader_whose_renewals_fail_steps_down_before_the_standby_leads() {
         stepped_down < first_by_b,
         "replica-a stepped down before replica-b wrote"
     );
-    assert!(support::metric_sum(&first.metrics().await, "streamingtoken_leader") == 0.0);
+    let demoted = first.metrics().await;
+    assert!(support::metric_sum(&demoted, "streamingtoken_leader") == 0.0);
+    assert!(
+        !demoted.contains(r#"name="before""#),
+        "a demoted replica exports no per-StreamingToken series: {demoted}"
+    );
 }
 
 /// Restart with `secretRef`: `ReadyToRotate` says truthfully that nothing was checked, and a

@@ -442,20 +442,45 @@ async fn metrics_and_health_endpoints_report_real_values() {
     );
     assert!(
         metrics.contains(&format!(
-            r#"streamingtoken_token1_age_seconds{{namespace="{namespace}",name="metered"}}"#
+            r#"streamingtoken_token1_issued_timestamp_seconds{{namespace="{namespace}",name="metered"}}"#
         )),
         "{metrics}"
     );
     assert!(
         metrics.contains(&format!(
-            r#"streamingtoken_consumers{{namespace="{namespace}",name="metered",state="total"}} 1"#
+            r#"streamingtoken_consumers{{namespace="{namespace}",name="metered"}} 1"#
         )),
         "{metrics}"
     );
+    assert!(
+        !metrics.contains(r#"state="total""#),
+        "no label value that double-counts under sum(): {metrics}"
+    );
+    for (type_, status, value) in [
+        ("Ready", "True", 1),
+        ("Ready", "False", 0),
+        ("Stalled", "False", 1),
+    ] {
+        assert!(
+            metrics.contains(&format!(
+                r#"streamingtoken_status_condition{{namespace="{namespace}",name="metered",type="{type_}",status="{status}"}} {value}"#
+            )),
+            "{type_}={status}: {metrics}"
+        );
+    }
     assert!(support::metric_sum(&metrics, "streamingtoken_events_total") > 0.0);
     assert!(
-        metrics.contains(r#"reason="SourceSecretNotFound""#),
-        "errors by reason: {metrics}"
+        metrics.contains(r#"streamingtoken_problems_total{reason="SourceSecretNotFound"}"#),
+        "problems the user must fix, by reason: {metrics}"
+    );
+    assert!(
+        !metrics
+            .contains(r#"streamingtoken_reconcile_errors_total{reason="SourceSecretNotFound"}"#),
+        "a user's problem is not a reconcile error: {metrics}"
+    );
+    assert!(
+        metrics.contains("streamingtoken_build_info{version="),
+        "{metrics}"
     );
     assert_eq!(
         support::http_get(operator.metrics_port, "/healthz")
