@@ -10,7 +10,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tracing::warn;
 
-/// True while `lease` names `identity` and its last renewal is younger than `duration` at `now`.
+/// True while `lease` names `identity` and its last renewal is younger than `duration` at `now`
+/// (the caller adds its safety margin to `now`).
 pub fn holds(
     lease: Option<&Lease>,
     identity: &str,
@@ -42,20 +43,32 @@ pub fn guard(
     namespace: String,
     identity: String,
     duration: Duration,
+    grace: Duration,
     mut manager: watch::Receiver<bool>,
 ) -> watch::Receiver<bool> {
     let (sender, receiver) = watch::channel(false);
     let leases: Api<Lease> = Api::namespaced(client, &namespace);
-    // Often enough that a replica whose renewals fail steps down well before a standby can take
-    // the lease (it may only once the lease has lapsed).
-    let period = (duration / 5).max(Duration::from_secs(1));
+    // The lease manager renews `grace` before the lease lapses. Look every third of it, and
+    // count the lease as lost two thirds of it before it lapses: a replica whose renewals fail
+    // steps down before a standby may take the lease (only once it has lapsed), and a healthy
+    // one keeps a third of `grace` for its renewal to land.
+    let period = (grace / 3).max(Duration::from_millis(250));
+    let margin = jiff::SignedDuration::try_from(grace * 2 / 3).unwrap_or_default();
     tokio::spawn(async move {
         loop {
             let claimed = *manager.borrow_and_update();
             let leader = claimed
                 && {
-                    let lease = leases.get_opt(&lease_name).await.ok().flatten();
-                    let fresh = holds(lease.as_ref(), &identity, duration, jiff::Timestamp::now());
+                    // A read that does not answer in time counts as "not renewed".
+                    let lease = tokio::time::timeout(period, leases.get_opt(&lease_name))
+                        .await
+                        .ok()
+                        .and_then(Result::ok)
+                        .flatten();
+                    let now = jiff::Timestamp::now()
+                        .checked_add(margin)
+                        .unwrap_or_else(|_| jiff::Timestamp::now());
+                    let fresh = holds(lease.as_ref(), &identity, duration, now);
                     if !fresh && *sender.borrow() {
                         warn!(lease = %lease_name, "the lease was not renewed within its duration (or names another holder): stepping down");
                     }

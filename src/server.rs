@@ -132,12 +132,13 @@ pub async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
     // Without leader election this replica always leads; the sender lives as long as `run`.
     let (_always_leader, always_leader_receiver) = watch::channel(true);
     let (leader, lease_task) = if options.leader_elect {
+        let grace = options.lease_duration_seconds.div_ceil(3).max(2);
         let manager =
             kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &options.lease_name)
                 .with_namespace(&options.lease_namespace)
                 .with_identity(&identity)
                 .with_duration(options.lease_duration_seconds)
-                .with_grace(options.lease_duration_seconds.div_ceil(3).max(2))
+                .with_grace(grace)
                 .with_field_manager("streamingtoken.io/leader-election")
                 .build()
                 .await
@@ -150,6 +151,7 @@ pub async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
             options.lease_namespace.clone(),
             identity.clone(),
             std::time::Duration::from_secs(options.lease_duration_seconds),
+            std::time::Duration::from_secs(grace),
             receiver.clone(),
         );
         // The lease manager's own receiver stays alive until shutdown (dropping the last one

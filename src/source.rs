@@ -141,9 +141,8 @@ pub fn read_pair(
         token1: read(&reference.token1_key)?,
         token2: read(&reference.token2_key)?,
     };
-    if pair.token1 == pair.token2 {
-        return Err(SourceProblem::IdenticalTokens { name });
-    }
+    // The same value under both keys is judged by the pair decision: it may be a pair being
+    // pasted key by key (the promoted Token 1 in before the new Token 2).
     Ok(pair)
 }
 
@@ -190,10 +189,7 @@ mod tests {
                     problem: TokenProblem::Empty,
                 }),
             ),
-            (
-                Some(secret(&[("a", b"same"), ("b", b"same")])),
-                Err(SourceProblem::IdenticalTokens { name: name() }),
-            ),
+            (Some(secret(&[("a", b"same"), ("b", b"same")])), Ok(())),
             (
                 Some(secret(&[("a", b"one"), ("b", b"two"), ("c", b"ignored")])),
                 Ok(()),

@@ -51,6 +51,8 @@ pub struct ContainerEnv {
     /// Field managers other than the operator's that own a variable's Secret reference
     /// (`valueFrom.secretKeyRef`): `(variable, managers)`, for the variables that have one.
     pub key_owners: Vec<(String, Vec<String>)>,
+    /// Variables the operator's repointing manager has applied before (it owns their entry).
+    pub repointed: Vec<String>,
 }
 
 /// A pod selected by the workload.
@@ -211,6 +213,8 @@ pub struct CachedWorkload {
     containers: Vec<CachedContainer>,
     /// `((container, variable), managers)`: who else owns a variable's Secret key.
     key_owners: Vec<((String, String), Vec<String>)>,
+    /// `(container, variable)` entries the operator's repointing manager owns.
+    repointed: Vec<(String, String)>,
 }
 
 impl CachedWorkload {
@@ -244,18 +248,27 @@ impl CachedWorkload {
                     .filter(|((container, _), _)| container == name)
                     .map(|((_, variable), managers)| (variable.clone(), managers.clone()))
                     .collect(),
+                repointed: self
+                    .repointed
+                    .iter()
+                    .filter(|(container, _)| container == name)
+                    .map(|(_, variable)| variable.clone())
+                    .collect(),
             })
             .collect();
         observation
     }
 }
 
-/// Who, besides the operator, owns each container variable's `valueFrom.secretKeyRef`,
-/// read from the workload's managedFields (a GitOps tool that re-applies a manifest owns the
-/// fields it sets).
-fn key_owners(metadata: &ObjectMeta) -> Vec<((String, String), Vec<String>)> {
+/// Who, besides the operator, owns each container variable's `valueFrom.secretKeyRef`, and
+/// which variables the operator's repointing manager has applied, read from the workload's
+/// managedFields (a GitOps tool that re-applies a manifest owns the fields it sets).
+type EnvOwnership = (Vec<((String, String), Vec<String>)>, Vec<(String, String)>);
+
+fn key_owners(metadata: &ObjectMeta) -> EnvOwnership {
     let mut owners: std::collections::BTreeMap<(String, String), Vec<String>> =
         std::collections::BTreeMap::new();
+    let mut repointed = Vec::new();
     let name_in = |key: &str| -> Option<String> {
         let value: Value = serde_json::from_str(key.strip_prefix("k:")?).ok()?;
         value.get("name")?.as_str().map(str::to_string)
@@ -264,7 +277,8 @@ fn key_owners(metadata: &ObjectMeta) -> Vec<((String, String), Vec<String>)> {
         let Some(manager) = entry.manager.as_deref() else {
             continue;
         };
-        if manager.starts_with("streamingtoken.io/") {
+        let ours = manager == crate::apply::CONSUMERS_MANAGER;
+        if manager.starts_with("streamingtoken.io/") && !ours {
             continue;
         }
         let Some(fields) = entry.fields_v1.as_ref() else {
@@ -282,6 +296,12 @@ fn key_owners(metadata: &ObjectMeta) -> Vec<((String, String), Vec<String>)> {
                     continue;
                 };
                 for (variable_key, variable) in env {
+                    if ours {
+                        if let Some(variable_name) = name_in(variable_key) {
+                            repointed.push((container_name.clone(), variable_name));
+                        }
+                        continue;
+                    }
                     // `secretKeyRef` is an atomic struct: owned as a whole.
                     let owns_key = variable["f:valueFrom"].get("f:secretKeyRef").is_some();
                     if let (true, Some(variable_name)) = (owns_key, name_in(variable_key)) {
@@ -294,7 +314,7 @@ fn key_owners(metadata: &ObjectMeta) -> Vec<((String, String), Vec<String>)> {
             }
         }
     }
-    owners.into_iter().collect()
+    (owners.into_iter().collect(), repointed)
 }
 
 fn cached(
@@ -327,6 +347,7 @@ fn cached(
                 .collect()
         })
         .unwrap_or_default();
+    let (key_owners, repointed) = key_owners(metadata);
     CachedWorkload {
         token: metadata
             .labels
@@ -336,7 +357,8 @@ fn cached(
             .unwrap_or_default(),
         base,
         containers,
-        key_owners: key_owners(metadata),
+        key_owners,
+        repointed,
     }
 }
 
@@ -552,6 +574,11 @@ mod tests {
                 vec!["argocd-controller".to_string()]
             )],
             "who else owns the Secret reference (the operator's own manager left out)"
+        );
+        assert_eq!(
+            cached.observe("STREAMING_TOKEN", "t").containers[0].repointed,
+            ["STREAMING_TOKEN"],
+            "what the operator applied before"
         );
         assert_eq!(sources("ABSENT")[0].1, EnvSource::Absent);
     }

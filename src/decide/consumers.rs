@@ -121,7 +121,7 @@ pub fn repoint_need(snapshot: &Snapshot, consumer: &ConsumerObservation, id: &st
     for container in &consumer.containers {
         match container_repoint(snapshot, container) {
             Ok(Some((repoint, already))) => {
-                if stamped && !already {
+                if stamped && !already && was_reverted(snapshot, container, &repoint) {
                     // This rotation's apply set every one of these to Token 2 together with the
                     // stamp: something set one back. Applying again would fight it (and roll
                     // the pods on every flip); report it instead.
@@ -145,6 +145,29 @@ pub fn repoint_need(snapshot: &Snapshot, consumer: &ConsumerObservation, id: &st
             key: snapshot.spec.secret.token2_key.clone(),
         }),
         ..patch(snapshot, consumer, id)
+    })
+}
+
+/// True when a variable this operator already pointed at Token 2 reads something else now:
+/// another manager set it back. A variable it never applied (a container named in
+/// `spec.consumers.containers` mid-rotation, a new variable) is simply repointed.
+fn was_reverted(snapshot: &Snapshot, container: &ContainerEnv, repoint: &ContainerRepoint) -> bool {
+    let mirror = &snapshot.secret_name;
+    let token2_key = &snapshot.spec.secret.token2_key;
+    repoint.variables.iter().any(|variable| {
+        let on_token2 = if *variable == snapshot.spec.consumers.env_var {
+            container.source
+                == EnvSource::SecretKey {
+                    secret: mirror.clone(),
+                    key: token2_key.clone(),
+                }
+        } else {
+            container
+                .mirror_reads
+                .iter()
+                .any(|(name, key)| name == variable && key == token2_key)
+        };
+        !on_token2 && container.repointed.contains(variable)
     })
 }
 
@@ -492,6 +515,7 @@ mod tests {
                 .map(|(variable, key)| (variable.to_string(), key.to_string()))
                 .collect(),
             key_owners: vec![("Q".into(), vec!["argocd-controller".into()])],
+            repointed: vec!["Q".into()],
         }
     }
 
@@ -635,6 +659,18 @@ mod tests {
                 )],
                 Some("r1"),
                 "EnvVarReverted",
+            ),
+            (
+                "stamped, and a variable the operator never applied reads Token 1 (a container named mid-rotation): repointed",
+                &[],
+                vec![container(
+                    "app",
+                    false,
+                    mirror_key("token2"),
+                    &[("NEW", "token1")],
+                )],
+                Some("r1"),
+                "app=STREAMING_TOKEN+NEW",
             ),
             (
                 "stamped by an earlier rotation and reading Token 1: repointed",

@@ -19,6 +19,15 @@
 use crate::pods::{Owner, PodRecord, SecretReference, SecretUse};
 use std::collections::BTreeMap;
 
+/// How long after the mirror's values were written a new pod still counts as having maybe read
+/// the values before: a kubelet resolves a Secret from its own watch-fed cache, which can lag.
+/// Repointing waits this long after a write, for the same reason.
+pub const KUBELET_CACHE_MARGIN_SECONDS: i64 = 5;
+
+/// A terminating pod this long past its grace period, with no finalizer to explain it, is
+/// reported as stuck rather than waited for silently.
+pub const STUCK_TERMINATING_AFTER_SECONDS: i64 = 30;
+
 /// What the decision needs to know of the pair and the rotation.
 #[derive(Debug, Clone, Copy)]
 pub struct Pair<'a> {
@@ -64,7 +73,7 @@ pub fn may_hold_token1<'a>(pod: &'a PodRecord, pair: &Pair) -> Option<Holding<'a
     let rolled_on_this_rotation = pod.rotation.as_deref() == Some(pair.rotation_id);
     let created_after_write = pair
         .values_written_at
-        .is_some_and(|written| pod.created_at > written);
+        .is_some_and(|written| pod.created_at > written + KUBELET_CACHE_MARGIN_SECONDS);
     if rolled_on_this_rotation || created_after_write {
         return None;
     }
@@ -157,6 +166,21 @@ fn owner_hold(
         };
     }
     let Some(live) = held.iter().find(|holder| !holder.pod.terminating()) else {
+        if let Some(stuck) = held.iter().find(|holder| {
+            holder
+                .pod
+                .deletion_deadline
+                .is_some_and(|deadline| deadline + STUCK_TERMINATING_AFTER_SECONDS <= now)
+        }) {
+            return Hold::Blocked {
+                reason: "PodStuckTerminating",
+                message: format!(
+                    "pod {} is still terminating well past its grace period, with no finalizer (its node may be unreachable), and may hold Token 1 ({}); check its node, or force-delete it once its containers are known to be stopped",
+                    stuck.pod.name,
+                    describe(stuck, pair)
+                ),
+            };
+        }
         return Hold::Waiting(format!(
             "{} terminating pod(s) may hold Token 1, for example {} ({}); waiting for them to go",
             held.len(),
@@ -378,12 +402,20 @@ mod tests {
                 Some("Token2BeforePromotion"),
             ),
             (
-                "token2, created after the last write",
+                "token2, created after the last write and the kubelet cache margin",
                 |p| {
                     p.references = vec![env("token2")];
-                    p.created_at = WRITTEN + 1;
+                    p.created_at = WRITTEN + KUBELET_CACHE_MARGIN_SECONDS + 1;
                 },
                 None,
+            ),
+            (
+                "token2, created within the kubelet cache margin after the last write",
+                |p| {
+                    p.references = vec![env("token2")];
+                    p.created_at = WRITTEN + KUBELET_CACHE_MARGIN_SECONDS;
+                },
+                Some("Token2BeforePromotion"),
             ),
             (
                 "token2, created in the second of the last write",

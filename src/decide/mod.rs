@@ -162,7 +162,7 @@ fn decide(snapshot: &Snapshot, now: &Time) -> Plan {
         requeue = Requeue::After(UNWATCHED_SOURCE_RESYNC);
     }
     Plan {
-        deactivates: rotation.deactivates && secret.is_some(),
+        deactivates: rotation.deactivates,
         secret,
         consumer_patches: rotation.patches,
         status,

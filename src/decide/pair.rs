@@ -143,7 +143,11 @@ fn resolve_external(
     now: &Time,
     events: &mut Vec<Notice>,
 ) -> Result<Resolved, SourceProblem> {
-    let case = external_case(snapshot, observed, source, replacement);
+    let case = if source.token1 == source.token2 {
+        identical_case(snapshot, observed, source)?
+    } else {
+        external_case(snapshot, observed, source, replacement)
+    };
     if let Some(waiting) = waiting(snapshot, &case) {
         // The mirror keeps the pair it holds; nothing moves until the source settles.
         let Some((pair, Some(identities))) = observed.and_then(current_pair) else {
@@ -340,6 +344,36 @@ fn issued(
             (fresh_pair(), fresh_identities, PairChange::Replaced)
         }
     }
+}
+
+/// The same value under both keys: the promoted Token 1 pasted in before the new Token 2 (the
+/// value is the recorded Token 2) is a pair being pasted; anything else is a problem to fix.
+fn identical_case(
+    snapshot: &Snapshot,
+    observed: Option<&ObservedMirror>,
+    source: &TokenPair,
+) -> Result<ExternalCase, SourceProblem> {
+    let promoted_first = observed.is_some_and(|mirror| {
+        let key = mirror.annotations.get(ANNOTATION_FINGERPRINT_KEY);
+        let recorded2 = mirror.annotations.get(ANNOTATION_TOKEN2_FINGERPRINT);
+        matches!((key, recorded2), (Some(key), Some(recorded2)) if source.token1.fingerprint(key) == *recorded2)
+    });
+    if promoted_first {
+        let stale_key = snapshot
+            .spec
+            .source
+            .secret_ref
+            .as_ref()
+            .map(|reference| reference.token2_key.clone())
+            .unwrap_or_default();
+        return Ok(ExternalCase::Incomplete {
+            stale_key,
+            token1_stale: false,
+        });
+    }
+    Err(SourceProblem::IdenticalTokens {
+        name: source_name(snapshot).to_string(),
+    })
 }
 
 /// Which case a valid `secretRef` pair is in, compared with what the mirror recorded.

@@ -53,7 +53,8 @@ pub struct Outcome {
     /// Write nothing but status in this reconcile: a rotation that has just started is recorded
     /// before any Secret write, so that a crash cannot replay it as a second rotation.
     pub hold_writes: bool,
-    /// True when this reconcile deactivates Token 1 (the mirror write does it).
+    /// True when this reconcile's decision rests on no pod holding Token 1: it deactivates
+    /// Token 1, turns `ReadyToRotate` True, or leaves consumers of a Restart alone.
     pub deactivates: bool,
 }
 
@@ -188,6 +189,8 @@ struct Waiting {
     blocked: Vec<BlockedConsumer>,
     verified: Option<usize>,
     ready_to_rotate: bool,
+    /// Look again after this long (otherwise the usual poll).
+    requeue: Option<Duration>,
 }
 
 impl Waiting {
@@ -214,8 +217,16 @@ pub fn advance(
     if change == PairChange::Relabelled {
         abandon_after_lost_mirror(snapshot, mirror, status, now, events);
         if status.rotation.is_some() {
+            // The restart that replaces the abandoned rotation is recorded together with the
+            // mirror it restores (holding the Secret write back would find the mirror missing
+            // again on the next pass, and abandon again, forever). A crash between the two
+            // writes is safe: the restored mirror's serials show Token 1 as deactivated, so
+            // the old rotation restarts the consumers.
             set_rotating(status, snapshot.generation, now, is_secret_ref, false);
-            return Outcome::persist_first();
+            return Outcome {
+                hold_writes: false,
+                ..Outcome::persist_first()
+            };
         }
     }
     if restart_after_replacement(snapshot, mirror, change, status, now, events) {
@@ -643,6 +654,22 @@ fn zero_downtime_guards(machine: &mut Machine, rotation: &mut RotationStatus) ->
         return None;
     }
     machine.set_phase(rotation, PHASE_REPOINTING);
+    let written = super::pair::owned_mirror(machine.snapshot)
+        .and_then(|mirror| mirror.values_written_at)
+        .unwrap_or(i64::MIN);
+    let settled_at = written.saturating_add(super::holders::KUBELET_CACHE_MARGIN_SECONDS);
+    let now = machine.now.0.as_second();
+    if !needed.is_empty() && now <= settled_at {
+        // The values were written moments ago: a pod created now might still read the former
+        // Token 2 from a kubelet's cache. Repoint once every cache has caught up.
+        return Some(Step::Wait(Waiting {
+            blocked: cannot,
+            requeue: Some(Duration::from_secs(
+                u64::try_from(settled_at - now + 1).unwrap_or(1),
+            )),
+            ..Waiting::default()
+        }));
+    }
     if !needed.is_empty() {
         machine.events.push(Notice::normal(
             "ConsumersRepointed",
@@ -805,6 +832,8 @@ fn already_on_the_promoted_token(machine: &Machine, rotation: &RotationStatus) -
 /// Records who a Restart rotation leaves alone, with an Event when anyone is.
 fn leave_alone(machine: &mut Machine, rotation: &mut RotationStatus) {
     rotation.left_alone = already_on_the_promoted_token(machine, rotation);
+    // Decided on pods: taken again on a fresh pod list before it is carried out.
+    machine.deactivates = true;
     if !rotation.left_alone.is_empty() {
         let mut listed: Vec<&str> = rotation
             .left_alone
@@ -1008,9 +1037,12 @@ fn report(
         mut blocked,
         verified,
         ready_to_rotate,
+        requeue: after,
     } = waiting;
     let degraded = blocked_condition(machine, &rotation, &blocked);
-    let requeue = if ready_to_rotate {
+    let requeue = if let Some(after) = after {
+        Requeue::After(after)
+    } else if ready_to_rotate {
         // Nothing to poll: the source Secret's change (watched when labelled) moves it on.
         Requeue::Never
     } else if !blocked.is_empty() {
@@ -1031,13 +1063,24 @@ fn report(
         machine.is_secret_ref,
         ready_to_rotate,
     );
+    // Telling a person to rotate at the platform is as final as deactivating: decided again on
+    // a fresh pod list before status says so.
+    let was_ready = conditions::get(&machine.snapshot.status.conditions, READY_TO_ROTATE)
+        .is_some_and(|condition| condition.status == "True");
+    let announces = ready_to_rotate
+        && !was_ready
+        && rotation_strategy(status) == Some(RotationStrategy::ZeroDowntime);
     Outcome {
         patches,
         requeue,
         degraded,
         hold_writes: false,
-        deactivates: false,
+        deactivates: machine.deactivates || announces,
     }
+}
+
+fn rotation_strategy(status: &StreamingTokenStatus) -> Option<RotationStrategy> {
+    status.rotation.as_ref().map(|rotation| rotation.strategy)
 }
 
 /// `Degraded=True ConsumerBlocked` while anything blocks, with a Warning Event when the blocked

@@ -230,8 +230,10 @@ pub struct Plan {
     pub requeue: Requeue,
     /// True when the plan reports a problem the user must fix (drives backoff and metrics).
     pub failed: Option<&'static str>,
-    /// True when `secret` deactivates Token 1: the controller re-reads the namespace's pods
-    /// from the API server and decides again before writing it.
+    /// True when the plan rests on no pod holding Token 1: `secret` deactivates it,
+    /// `ReadyToRotate` turns True (a person will deactivate it), or a Restart rotation leaves
+    /// consumers alone. The controller re-reads the namespace's pods from the API server and
+    /// decides again before carrying such a plan out.
     pub deactivates: bool,
 }
 

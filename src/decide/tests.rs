@@ -222,6 +222,7 @@ fn consumer(name: &str, rotation: Option<&str>, pointed_at_token2: bool) -> Cons
             },
             mirror_reads: Vec::new(),
             key_owners: Vec::new(),
+            repointed: Vec::new(),
         }],
         pods: Some(
             (0..2)
@@ -382,6 +383,24 @@ fn mirror_decisions() {
             pair: None,
             ready: ("True", "TokensReady"),
             event: Some("SourceIncomplete"),
+        },
+        Case {
+            name: "secretRef: the promoted Token 1 pasted first (both keys hold the former Token 2)",
+            fixture: fixture()
+                .secret_ref(Ok(("two", "two")))
+                .established(("one", "two"), (1, 2)),
+            pair: None,
+            ready: ("True", "TokensReady"),
+            event: Some("SourceIncomplete"),
+        },
+        Case {
+            name: "secretRef: the same unknown value twice",
+            fixture: fixture()
+                .secret_ref(Ok(("same", "same")))
+                .established(("one", "two"), (1, 2)),
+            pair: None,
+            ready: ("False", "SourceTokensIdentical"),
+            event: Some("SourceTokensIdentical"),
         },
         Case {
             name: "secretRef: a new Token 1 pasted first",
@@ -1172,6 +1191,9 @@ fn deactivation_waits_for_every_pod_that_may_hold_token1_whatever_owns_it() {
     held.name = "gone-2".into();
     held.deletion_deadline = Some(1_800_000_000 + 10);
     held.finalizers = vec!["example.com/hold".into()];
+    let mut stuck = terminating.clone();
+    stuck.name = "gone-3".into();
+    stuck.deletion_deadline = Some(1_800_000_000 + 100 - 31);
     let reverted = pod_record("api-9", Some(("Deployment", "api")), "token1", Some("r1"));
     let mut early_reader =
         (*pod_record("old-0", Some(("StatefulSet", "old")), "token2", None)).clone();
@@ -1203,6 +1225,11 @@ fn deactivation_waits_for_every_pod_that_may_hold_token1_whatever_owns_it() {
             "a pod of a deleted consumer is held by a finalizer",
             with(Arc::new(held)),
             Some("PodHeldByFinalizer"),
+        ),
+        (
+            "a pod stuck terminating well past its grace period, no finalizer",
+            with(Arc::new(stuck)),
+            Some("PodStuckTerminating"),
         ),
         (
             "a consumer pod stamped with the rotation still reads Token 1 (reverted template)",
@@ -1549,4 +1576,92 @@ fn a_restart_leaves_alone_consumers_whose_pods_cannot_hold_the_deactivated_token
     fixture.snapshot.consumers[1] = consumer("stale", Some(&stamp), false);
     let done = fixture.plan();
     assert!(done.status.rotation.is_none(), "{:?}", done.status.rotation);
+}
+
+#[test]
+fn a_mirror_lost_during_a_restart_is_restored_in_the_same_pass_not_in_a_loop() {
+    let mut fixture = fixture()
+        .secret_ref(Ok(("two", "three")))
+        .established(("one", "two"), (1, 2))
+        .rotating(PHASE_AWAITING_SOURCE, 1, RotationStrategy::Restart)
+        .consumer(consumer("api", None, false));
+    fixture.snapshot.mirror = MirrorObservation::Missing;
+    let plan = fixture.plan();
+    assert!(plan.secret.is_some(), "the mirror is restored now");
+    let restart = plan
+        .status
+        .rotation
+        .clone()
+        .expect("a restart replaces the rotation");
+    assert_eq!(restart.phase, PHASE_RESTARTING);
+    // Next pass: the mirror exists again; the restart proceeds instead of starting over.
+    let written = plan.secret.clone().expect("write");
+    fixture.snapshot.status = plan.status.clone();
+    let mut observed = mirror_of(
+        (written.pair.token1.expose(), written.pair.token2.expose()),
+        (written.identities[0].serial, written.identities[1].serial),
+    );
+    observed.annotations = mirror_annotations(&written);
+    fixture.snapshot.mirror = MirrorObservation::Owned(observed);
+    let next = fixture.plan();
+    assert!(
+        !reasons(&next).contains(&"RotationAborted"),
+        "{:?}",
+        reasons(&next)
+    );
+    assert_eq!(
+        next.status.rotation.map(|rotation| rotation.id),
+        Some(restart.id)
+    );
+    assert_eq!(next.consumer_patches.len(), 1, "the consumer restarts once");
+}
+
+#[test]
+fn plans_that_rest_on_no_pod_holding_token1_ask_for_a_fresh_pod_list() {
+    // ReadyToRotate turning True.
+    let mut fixture = fixture()
+        .secret_ref(Ok(("one", "two")))
+        .established(("one", "two"), (1, 2))
+        .rotating(PHASE_AWAITING_ROLLOUT, 1, RotationStrategy::ZeroDowntime)
+        .consumer(consumer("api", Some("r1"), true));
+    let flip = fixture.plan();
+    assert_eq!(
+        condition(&flip, READY_TO_ROTATE),
+        Some(("True".into(), "ConsumersOnToken2".into()))
+    );
+    assert!(flip.deactivates, "ReadyToRotate turning True");
+    // Staying True is not a new decision.
+    fixture.snapshot.status = flip.status.clone();
+    assert!(!fixture.plan().deactivates);
+    // The deactivating write.
+    let deactivating = fixture_deactivating();
+    assert!(deactivating.deactivates && deactivating.secret.is_some());
+}
+
+fn fixture_deactivating() -> Plan {
+    fixture()
+        .established(("one", "two"), (1, 2))
+        .rotating(PHASE_AWAITING_ROLLOUT, 1, RotationStrategy::ZeroDowntime)
+        .consumer(consumer("api", Some("r1"), true))
+        .plan()
+}
+
+#[test]
+fn repointing_waits_until_kubelet_caches_have_the_latest_values() {
+    let mut fixture = fixture()
+        .established(("one", "two"), (1, 2))
+        .rotating(PHASE_REPOINTING, 1, RotationStrategy::ZeroDowntime)
+        .consumer(consumer("api", None, false));
+    // The values were written 2 s before this reconcile (a queued rotation right after one).
+    if let MirrorObservation::Owned(mirror) = &mut fixture.snapshot.mirror {
+        mirror.values_written_at = Some(1_800_000_000 + 98);
+    }
+    let early = fixture.plan();
+    assert!(
+        early.consumer_patches.is_empty(),
+        "no repoint within the margin"
+    );
+    assert_eq!(early.requeue, Requeue::After(Duration::from_secs(4)));
+    let later = plan(&fixture.snapshot, &at(104));
+    assert_eq!(later.consumer_patches.len(), 1);
 }
