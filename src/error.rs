@@ -54,6 +54,7 @@ pub enum Error {
 pub fn api_summary(error: &kube::Error) -> String {
     match error {
         kube::Error::Api(status) => {
+            // A webhook sets these too: keep only what looks like a field path.
             let fields: Vec<&str> = status
                 .details
                 .as_ref()
@@ -62,14 +63,32 @@ pub fn api_summary(error: &kube::Error) -> String {
                         .causes
                         .iter()
                         .map(|cause| cause.field.as_str())
-                        .filter(|field| !field.is_empty())
+                        .filter(|field| is_field_path(field))
+                        .take(5)
                         .collect()
                 })
                 .unwrap_or_default();
-            let reason = if status.reason.is_empty() {
-                "Failure"
-            } else {
-                status.reason.as_str()
+            // Only the API's own reasons (a webhook may put any text there).
+            let reason = match status.reason.as_str() {
+                known @ ("BadRequest"
+                | "Unauthorized"
+                | "Forbidden"
+                | "NotFound"
+                | "AlreadyExists"
+                | "Conflict"
+                | "Gone"
+                | "Invalid"
+                | "ServerTimeout"
+                | "Timeout"
+                | "TooManyRequests"
+                | "MethodNotAllowed"
+                | "NotAcceptable"
+                | "RequestEntityTooLarge"
+                | "UnsupportedMediaType"
+                | "InternalError"
+                | "Expired"
+                | "ServiceUnavailable") => known,
+                _ => "Failure",
             };
             if fields.is_empty() {
                 format!("{} {reason}", status.code)
@@ -80,6 +99,15 @@ pub fn api_summary(error: &kube::Error) -> String {
         kube::Error::SerdeError(_) => "the response could not be decoded".into(),
         other => other.to_string(),
     }
+}
+
+/// A field path as the API server writes them (`spec.template.spec.containers[0].env`).
+fn is_field_path(field: &str) -> bool {
+    !field.is_empty()
+        && field.len() <= 200
+        && field
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '[' | ']' | '_' | '-'))
 }
 
 impl Error {
@@ -109,5 +137,39 @@ impl Error {
             _ => return false,
         };
         matches!(source, kube::Error::Api(status) if status.code == 409)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api_error(reason: &str, fields: &[&str]) -> kube::Error {
+        let status: kube::core::Status = serde_json::from_value(serde_json::json!({
+            "status": "Failure",
+            "code": 422,
+            "reason": reason,
+            "message": "SENTINEL the webhook quoted the object",
+            "details": {"causes": fields.iter().map(|field| serde_json::json!({"field": field, "message": "SENTINEL"})).collect::<Vec<_>>()}
+        }))
+        .expect("status");
+        kube::Error::Api(Box::new(status))
+    }
+
+    #[test]
+    fn api_errors_keep_the_code_reason_and_field_paths_only() {
+        let summary = api_summary(&api_error(
+            "Invalid",
+            &[
+                "spec.template.spec.containers[0].env[0].valueFrom",
+                "SENTINEL with spaces",
+            ],
+        ));
+        assert_eq!(
+            summary,
+            "422 Invalid (spec.template.spec.containers[0].env[0].valueFrom)"
+        );
+        let webhook = api_summary(&api_error("token value SENTINEL", &[]));
+        assert_eq!(webhook, "422 Failure");
     }
 }

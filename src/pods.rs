@@ -441,9 +441,17 @@ fn concerned(
         let namespace = token.namespace().unwrap_or_default();
         let name = token.name_any();
         let secret = token.secret_name();
+        let source = token
+            .spec
+            .source
+            .secret_ref
+            .as_ref()
+            .map(|reference| &reference.name);
         let concerns = touched.iter().any(|change| {
             change.namespace == namespace
-                && (change.secrets.contains(&secret) || change.tokens.contains(&name))
+                && (change.secrets.contains(&secret)
+                    || source.is_some_and(|source| change.secrets.contains(source))
+                    || change.tokens.contains(&name))
         });
         if concerns {
             woken.push(ObjectRef::from_obj(token.as_ref()));

@@ -41,6 +41,10 @@ pub struct Pair<'a> {
     /// then the Token 2 key may have held today's Token 1. `None` when unknown (every Token 2
     /// reader not rolled during this rotation is suspect).
     pub values_written_at: Option<i64>,
+    /// The `secretRef` source Secret and its keys: it holds the same tokens, and a pod that
+    /// reads it directly can be neither repointed nor verified, so any reader of it may hold
+    /// Token 1.
+    pub source: Option<(&'a str, &'a str, &'a str)>,
 }
 
 /// Why a pod may hold Token 1.
@@ -62,6 +66,14 @@ impl<'a> Holding<'a> {
 
 /// Whether `pod` may hold the Token 1 of `pair`, and through which reference.
 pub fn may_hold_token1<'a>(pod: &'a PodRecord, pair: &Pair) -> Option<Holding<'a>> {
+    if let Some((source, token1_key, token2_key)) = pair.source
+        && let Some(reference) = pod.references.iter().find(|reference| {
+            reference.secret == source
+                && (reference.keys.includes(token1_key) || reference.keys.includes(token2_key))
+        })
+    {
+        return Some(Holding::Token1(reference));
+    }
     let mirror = || {
         pod.references
             .iter()
@@ -208,6 +220,16 @@ fn blocked_reason(
     token_name: &str,
 ) -> (&'static str, String) {
     let token2 = pair.token2_key;
+    if holder.holding.reference().secret != pair.secret {
+        return (
+            "ReadsSourceSecret",
+            format!(
+                "it reads source Secret {} directly, which the operator can neither repoint nor verify; read the {token2} key of the mirror Secret {} instead",
+                holder.holding.reference().secret,
+                pair.secret
+            ),
+        );
+    }
     if !consumer {
         let reason = if owner.kind == "Pod" {
             "UnmanagedPodReadsToken"
@@ -255,6 +277,18 @@ fn blocked_reason(
 
 /// How a holder reaches Token 1, for messages: names only, never a value.
 pub fn describe(holder: &Holder, pair: &Pair) -> String {
+    let reference = holder.holding.reference();
+    if reference.secret != pair.secret {
+        let how = match &reference.used {
+            SecretUse::Env {
+                container,
+                variable,
+            } => format!("container {container}, variable {variable}"),
+            SecretUse::EnvFrom { container } => format!("container {container}, envFrom"),
+            SecretUse::Volume { volume } => format!("volume {volume}"),
+        };
+        return format!("{how}, source Secret {}", reference.secret);
+    }
     let key = match holder.holding {
         Holding::Token1(_) => pair.token1_key,
         Holding::Token2BeforePromotion(_) => pair.token2_key,
@@ -281,7 +315,7 @@ pub fn describe(holder: &Holder, pair: &Pair) -> String {
 /// rotation can not repoint them, so they are reported at any time, before anyone rotates.
 pub fn unlabelled_readers<P: AsRef<PodRecord>>(
     pods: &[P],
-    secret: &str,
+    secrets: &[&str],
     is_consumer: impl Fn(&Owner) -> bool,
 ) -> Vec<(Owner, String)> {
     let mut found: BTreeMap<Owner, String> = BTreeMap::new();
@@ -292,7 +326,7 @@ pub fn unlabelled_readers<P: AsRef<PodRecord>>(
         let Some(reference) = pod
             .references
             .iter()
-            .find(|reference| reference.secret == secret)
+            .find(|reference| secrets.contains(&reference.secret.as_str()))
         else {
             continue;
         };
@@ -312,7 +346,7 @@ pub fn unlabelled_readers<P: AsRef<PodRecord>>(
                 SecretUse::EnvFrom { container } => format!("container {container}, envFrom"),
                 SecretUse::Volume { volume } => format!("volume {volume}"),
             };
-            format!("pod {} reads Secret {secret} ({how})", pod.name)
+            format!("pod {} reads Secret {} ({how})", pod.name, reference.secret)
         });
     }
     found.into_iter().collect()
@@ -333,6 +367,7 @@ mod tests {
             token2_key: "token2",
             rotation_id: "r7",
             values_written_at: Some(WRITTEN),
+            source: Some(("portal", "token1", "token2")),
         }
     }
 
@@ -477,6 +512,17 @@ mod tests {
             ),
             ("no reference at all", |p| p.references = vec![], None),
             (
+                "the source Secret's Token 2, rolled on this rotation",
+                |p| {
+                    p.references = vec![SecretReference {
+                        secret: "portal".into(),
+                        ..env("token2")
+                    }];
+                    p.rotation = Some("r7".into());
+                },
+                Some("Token1"),
+            ),
+            (
                 "terminating pod reading token1",
                 |p| {
                     p.references = vec![env("token1")];
@@ -603,7 +649,7 @@ mod tests {
             ..env("token1")
         }]);
         let pods = vec![token2_reader, consumer, gone, other];
-        let found = unlabelled_readers(&pods, "telemetry", |candidate| candidate.name == "api");
+        let found = unlabelled_readers(&pods, &["telemetry"], |candidate| candidate.name == "api");
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].0, owner("Deployment", "reader"));
         assert!(found[0].1.contains("variable Quix__Sdk__Token"));

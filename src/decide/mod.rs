@@ -382,9 +382,12 @@ fn unlabelled_readers(
             name: consumer.name.clone(),
         })
         .collect();
-    let found = holders::unlabelled_readers(&snapshot.pods, &snapshot.secret_name, |owner| {
-        consumers.contains(owner)
-    });
+    let mut secrets = vec![snapshot.secret_name.as_str()];
+    if let Some(source) = &snapshot.spec.source.secret_ref {
+        secrets.push(source.name.as_str());
+    }
+    let found =
+        holders::unlabelled_readers(&snapshot.pods, &secrets, |owner| consumers.contains(owner));
     let mut readers: Vec<BlockedConsumer> = found
         .into_iter()
         .map(|(owner, how)| BlockedConsumer {

@@ -1665,3 +1665,29 @@ fn repointing_waits_until_kubelet_caches_have_the_latest_values() {
     let later = plan(&fixture.snapshot, &at(104));
     assert_eq!(later.consumer_patches.len(), 1);
 }
+
+#[test]
+fn a_pod_reading_the_source_secret_directly_keeps_ready_to_rotate_false() {
+    let mut fixture = fixture()
+        .secret_ref(Ok(("one", "two")))
+        .established(("one", "two"), (1, 2))
+        .rotating(PHASE_AWAITING_ROLLOUT, 1, RotationStrategy::ZeroDowntime)
+        .consumer(consumer("api", Some("r1"), true));
+    fixture.snapshot.pods = consumer_pods("api", "r1");
+    let mut direct = (*pod_record("debug", None, "token2", None)).clone();
+    direct.references[0].secret = "portal".into();
+    fixture.snapshot.pods.push(Arc::new(direct));
+    let plan = fixture.plan();
+    assert_eq!(
+        condition(&plan, READY_TO_ROTATE),
+        Some(("False".into(), "ConsumersNotReady".into()))
+    );
+    let blocked = plan.status.consumers.expect("summary").blocked;
+    assert_eq!(blocked.len(), 1);
+    assert_eq!(blocked[0].reason, "ReadsSourceSecret");
+    assert!(
+        blocked[0].message.contains("source Secret portal"),
+        "{}",
+        blocked[0].message
+    );
+}

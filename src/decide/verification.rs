@@ -118,6 +118,13 @@ pub fn pair<'a>(snapshot: &'a Snapshot, stamp: &'a str) -> Pair<'a> {
         rotation_id: stamp,
         values_written_at: super::pair::owned_mirror(snapshot)
             .and_then(|mirror| mirror.values_written_at),
+        source: snapshot.spec.source.secret_ref.as_ref().map(|reference| {
+            (
+                reference.name.as_str(),
+                reference.token1_key.as_str(),
+                reference.token2_key.as_str(),
+            )
+        }),
     }
 }
 
