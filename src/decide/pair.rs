@@ -497,22 +497,10 @@ fn external(
                 PairChange::Promoted,
             )
         }
-        ExternalCase::LostDuringRotation => {
-            let rotation = snapshot
-                .status
-                .rotation
-                .as_ref()
-                .map_or(String::new(), |rotation| format!(" {}", rotation.id));
-            events.push(Notice::warning(
-                "MirrorLostDuringRotation",
-                "MirrorSecret",
-                format!(
-                    "Secret {secret} was deleted during rotation{rotation}; without it the operator cannot tell whether the platform has rotated, so it mirrored source Secret {source} again as serials {next} and {} and abandoned the rotation (consumers keep the token they hold); if you have not rotated at the platform yet, ask for a new rotation",
-                    next + 1
-                ),
-            ));
-            (fresh_identities, PairChange::Relabelled)
-        }
+        ExternalCase::LostDuringRotation => (
+            lost_during_rotation(snapshot, next, now, events),
+            PairChange::Relabelled,
+        ),
         // Waiting cases never reach here (see `waiting`): nothing changes.
         ExternalCase::Incomplete { .. } | ExternalCase::Unrecognized { .. } => (
             status_identities(snapshot).unwrap_or(fresh_identities),
@@ -537,8 +525,23 @@ fn external(
             ));
             (identities.clone(), PairChange::None)
         }
-        ExternalCase::FirstMirror => {
-            events.push(Notice::normal(
+        ExternalCase::FirstMirror => first_mirror(snapshot, next, had_tokens, now, events),
+    }
+}
+
+/// Nothing recorded yet: the source's pair is mirrored under new serials.
+fn first_mirror(
+    snapshot: &Snapshot,
+    next: i64,
+    had_tokens: bool,
+    now: &Time,
+    events: &mut Vec<Notice>,
+) -> ([TokenIdentity; 2], PairChange) {
+    let source = source_name(snapshot);
+    let secret = &snapshot.secret_name;
+    let fresh_identities = [fresh_identity(next, now), fresh_identity(next + 1, now)];
+
+    events.push(Notice::normal(
                 "TokensMirrored",
                 "MirrorSecret",
                 format!(
@@ -546,14 +549,38 @@ fn external(
                     next + 1
                 ),
             ));
-            let change = if had_tokens {
-                PairChange::Replaced
-            } else {
-                PairChange::Initial
-            };
-            (fresh_identities, change)
-        }
-    }
+    let change = if had_tokens {
+        PairChange::Replaced
+    } else {
+        PairChange::Initial
+    };
+    (fresh_identities, change)
+}
+
+/// The mirror was deleted while a rotation waited for the platform: mirrored again under new
+/// serials (the old ones cannot be matched to whatever pair the source holds now).
+fn lost_during_rotation(
+    snapshot: &Snapshot,
+    next: i64,
+    now: &Time,
+    events: &mut Vec<Notice>,
+) -> [TokenIdentity; 2] {
+    let source = source_name(snapshot);
+    let secret = &snapshot.secret_name;
+    let rotation = snapshot
+        .status
+        .rotation
+        .as_ref()
+        .map_or(String::new(), |rotation| format!(" {}", rotation.id));
+    events.push(Notice::warning(
+        "MirrorLostDuringRotation",
+        "MirrorSecret",
+        format!(
+            "Secret {secret} was deleted during rotation{rotation}; without it the operator cannot tell whether the platform has rotated, so it mirrored source Secret {source} again as serials {next} and {} and abandoned the rotation (consumers keep the token they hold); if you have not rotated at the platform yet, ask for a new rotation",
+            next + 1
+        ),
+    ));
+    [fresh_identity(next, now), fresh_identity(next + 1, now)]
 }
 
 /// The mirror Secret as observed, if the operator owns it.

@@ -1691,3 +1691,22 @@ fn a_pod_reading_the_source_secret_directly_keeps_ready_to_rotate_false() {
         blocked[0].message
     );
 }
+
+#[test]
+fn the_rollout_timeout_counts_from_the_start_of_waiting_not_from_each_phase() {
+    let mut progressing = consumer("api", Some("r1"), true);
+    progressing.ready = 1;
+    let mut fixture = fixture()
+        .established(("one", "two"), (1, 2))
+        .rotating(PHASE_AWAITING_ROLLOUT, 1, RotationStrategy::ZeroDowntime)
+        .consumer(progressing);
+    // A revert flipped the phase a moment ago; the rotation has waited 20 minutes in all.
+    if let Some(rotation) = fixture.snapshot.status.rotation.as_mut() {
+        rotation.rollout_started_at = Some(at(-1200));
+        rotation.phase_started_at = at(99);
+    }
+    let plan = fixture.plan();
+    let blocked = plan.status.consumers.expect("summary").blocked;
+    assert_eq!(blocked.len(), 1);
+    assert_eq!(blocked[0].reason, "RolloutTimeout");
+}
