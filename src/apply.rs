@@ -15,11 +15,7 @@ use serde_json::json;
 use std::collections::BTreeMap;
 
 pub const SECRETS_MANAGER: &str = "streamingtoken.io/secrets";
-pub const CONSUMERS_MANAGER: &str = "streamingtoken.io/consumers";
-/// Restarts apply only the template annotation and label. A field manager of their own: under
-/// server-side apply, an apply that omits a field its manager owned removes it, so a restart
-/// applied by the repointing manager would strip the environment variable it had set.
-pub const RESTARTS_MANAGER: &str = "streamingtoken.io/restarts";
+pub use crate::workload::{CONSUMERS_MANAGER, RESTARTS_MANAGER};
 pub const STATUS_MANAGER: &str = "streamingtoken.io/status";
 
 /// The mirror Secret for `write`. The one place token values leave [`crate::token::Token`].

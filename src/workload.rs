@@ -8,6 +8,13 @@ use k8s_openapi::api::core::v1::PodTemplateSpec;
 use kube::api::ObjectMeta;
 use serde_json::{Value, json};
 
+/// The field manager of repoints (variables and the rotation stamp) on consumers.
+pub const CONSUMERS_MANAGER: &str = "streamingtoken.io/consumers";
+/// Restarts apply only the template annotation and label. A field manager of their own: under
+/// server-side apply, an apply that omits a field its manager owned removes it, so a restart
+/// applied by the repointing manager would strip the environment variable it had set.
+pub const RESTARTS_MANAGER: &str = "streamingtoken.io/restarts";
+
 /// Pod-template (and so pod) annotation naming the rotation the template belongs to.
 pub const ROTATION_ANNOTATION: &str = "streamingtoken.io/rotation";
 
@@ -277,7 +284,7 @@ fn key_owners(metadata: &ObjectMeta) -> EnvOwnership {
         let Some(manager) = entry.manager.as_deref() else {
             continue;
         };
-        let ours = manager == crate::apply::CONSUMERS_MANAGER;
+        let ours = manager == CONSUMERS_MANAGER;
         if manager.starts_with("streamingtoken.io/") && !ours {
             continue;
         }
