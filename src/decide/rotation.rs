@@ -633,6 +633,19 @@ fn zero_downtime_guards(machine: &mut Machine, rotation: &mut RotationStatus) ->
     // Secret write and the status write, so finish. With `secretRef` the platform rotates:
     // finish only once every consumer is repointed and rolled out (the phases below).
     if deactivated && !machine.is_secret_ref {
+        // The pass that wrote the Secret never got to publish its Events (a crash, a refused
+        // status write): say now that Token 1 was deactivated.
+        machine.events.push(Notice::normal(
+            "TokenDeactivated",
+            "Rotate",
+            format!(
+                "rotation {}: deactivated Token 1 (serial {}); Token 2 (serial {}) is now Token 1 and serial {} is the new Token 2",
+                rotation.id,
+                rotation.deactivates_serial,
+                machine.mirror.identities[0].serial,
+                machine.mirror.identities[1].serial
+            ),
+        ));
         return Some(Step::Complete);
     }
     if deactivated

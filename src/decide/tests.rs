@@ -711,6 +711,10 @@ fn a_crash_after_the_deactivating_write_completes_without_writing_again() {
     let plan = fixture.plan();
     assert!(plan.secret.is_none(), "no second deactivation");
     assert!(plan.status.rotation.is_none());
+    assert!(
+        reasons(&plan).contains(&"TokenDeactivated"),
+        "the Event the interrupted pass never published"
+    );
     assert_eq!(
         plan.status.token1.as_ref().map(|token| token.serial),
         Some(2)
