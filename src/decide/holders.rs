@@ -275,19 +275,28 @@ fn blocked_reason(
     }
 }
 
+/// Where a pod uses a Secret, for messages: `container app, variable T`, `container app,
+/// envFrom`, `volume token`.
+fn usage(used: &SecretUse) -> String {
+    match used {
+        SecretUse::Env {
+            container,
+            variable,
+        } => format!("container {container}, variable {variable}"),
+        SecretUse::EnvFrom { container } => format!("container {container}, envFrom"),
+        SecretUse::Volume { volume } => format!("volume {volume}"),
+    }
+}
+
 /// How a holder reaches Token 1, for messages: names only, never a value.
 pub fn describe(holder: &Holder, pair: &Pair) -> String {
     let reference = holder.holding.reference();
     if reference.secret != pair.secret {
-        let how = match &reference.used {
-            SecretUse::Env {
-                container,
-                variable,
-            } => format!("container {container}, variable {variable}"),
-            SecretUse::EnvFrom { container } => format!("container {container}, envFrom"),
-            SecretUse::Volume { volume } => format!("volume {volume}"),
-        };
-        return format!("{how}, source Secret {}", reference.secret);
+        return format!(
+            "{}, source Secret {}",
+            usage(&reference.used),
+            reference.secret
+        );
     }
     let key = match holder.holding {
         Holding::Token1(_) => pair.token1_key,
@@ -338,15 +347,12 @@ pub fn unlabelled_readers<P: AsRef<PodRecord>>(
             continue;
         }
         found.entry(owner).or_insert_with(|| {
-            let how = match &reference.used {
-                SecretUse::Env {
-                    container,
-                    variable,
-                } => format!("container {container}, variable {variable}"),
-                SecretUse::EnvFrom { container } => format!("container {container}, envFrom"),
-                SecretUse::Volume { volume } => format!("volume {volume}"),
-            };
-            format!("pod {} reads Secret {} ({how})", pod.name, reference.secret)
+            format!(
+                "pod {} reads Secret {} ({})",
+                pod.name,
+                reference.secret,
+                usage(&reference.used)
+            )
         });
     }
     found.into_iter().collect()

@@ -31,9 +31,16 @@ fn first_key(deployment: &Deployment) -> Option<String> {
     )
 }
 
-/// A ValidatingAdmissionPolicy (and its binding, limited to `namespace`) that denies `user`'s
-/// writes to the Deployment named `deployment`.
-async fn deny_writes(admin: &Client, name: &str, namespace: &str, user: &str, deployment: &str) {
+/// A ValidatingAdmissionPolicy (and its binding, limited to `namespace`) that denies UPDATEs of
+/// `resource` in API group `group` unless `allowed` (a CEL expression) holds.
+async fn deny_updates(
+    admin: &Client,
+    name: &str,
+    namespace: &str,
+    (group, resource): (&str, &str),
+    allowed: &str,
+    message: &str,
+) {
     let policy: ValidatingAdmissionPolicy = serde_json::from_value(json!({
         "apiVersion": "admissionregistration.k8s.io/v1",
         "kind": "ValidatingAdmissionPolicy",
@@ -41,13 +48,10 @@ async fn deny_writes(admin: &Client, name: &str, namespace: &str, user: &str, de
         "spec": {
             "failurePolicy": "Fail",
             "matchConstraints": {"resourceRules": [{
-                "apiGroups": ["apps"], "apiVersions": ["v1"],
-                "operations": ["UPDATE"], "resources": ["deployments"]
+                "apiGroups": [group], "apiVersions": ["v1"],
+                "operations": ["UPDATE"], "resources": [resource]
             }]},
-            "validations": [{
-                "expression": format!("!(request.userInfo.username == '{user}' && object.metadata.name == '{deployment}')"),
-                "message": "writes to this Deployment are refused by policy (sentinel text the operator must not copy)"
-            }]
+            "validations": [{"expression": allowed, "message": message}]
         }
     }))
     .expect("policy");
@@ -70,6 +74,19 @@ async fn deny_writes(admin: &Client, name: &str, namespace: &str, user: &str, de
     support::apply(
         &Api::<ValidatingAdmissionPolicyBinding>::all(admin.clone()),
         &binding,
+    )
+    .await;
+}
+
+/// Denies `user`'s writes to the Deployment named `deployment` in `namespace`.
+async fn deny_writes(admin: &Client, name: &str, namespace: &str, user: &str, deployment: &str) {
+    deny_updates(
+        admin,
+        name,
+        namespace,
+        ("apps", "deployments"),
+        &format!("!(request.userInfo.username == '{user}' && object.metadata.name == '{deployment}')"),
+        "writes to this Deployment are refused by policy (sentinel text the operator must not copy)",
     )
     .await;
 }
@@ -651,38 +668,13 @@ async fn a_leader_whose_renewals_fail_steps_down_before_the_standby_leads() {
 
     // Deny replica-a's renewals (a takeover by another holder stays allowed).
     let policy = format!("deny-renewals-{namespace}");
-    let vap: ValidatingAdmissionPolicy = serde_json::from_value(json!({
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingAdmissionPolicy",
-        "metadata": {"name": policy},
-        "spec": {
-            "failurePolicy": "Fail",
-            "matchConstraints": {"resourceRules": [{
-                "apiGroups": ["coordination.k8s.io"], "apiVersions": ["v1"],
-                "operations": ["UPDATE"], "resources": ["leases"]
-            }]},
-            "validations": [{
-                "expression": "!(has(oldObject.spec.holderIdentity) && oldObject.spec.holderIdentity == 'replica-a' && has(object.spec.holderIdentity) && object.spec.holderIdentity == 'replica-a')",
-                "message": "renewals by replica-a are denied"
-            }]
-        }
-    }))
-    .expect("policy");
-    support::apply(&Api::<ValidatingAdmissionPolicy>::all(admin.clone()), &vap).await;
-    let binding: ValidatingAdmissionPolicyBinding = serde_json::from_value(json!({
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingAdmissionPolicyBinding",
-        "metadata": {"name": policy},
-        "spec": {
-            "policyName": policy,
-            "validationActions": ["Deny"],
-            "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}
-        }
-    }))
-    .expect("binding");
-    support::apply(
-        &Api::<ValidatingAdmissionPolicyBinding>::all(admin.clone()),
-        &binding,
+    deny_updates(
+        &admin,
+        &policy,
+        &namespace,
+        ("coordination.k8s.io", "leases"),
+        "!(has(oldObject.spec.holderIdentity) && oldObject.spec.holderIdentity == 'replica-a' && has(object.spec.holderIdentity) && object.spec.holderIdentity == 'replica-a')",
+        "renewals by replica-a are denied",
     )
     .await;
     wait_for("replica-b to take the lapsed lease", TIMEOUT, || async {
