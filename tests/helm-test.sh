@@ -16,4 +16,22 @@ grep -q 'kind: RoleBinding' /tmp/sto-helm-template.yaml
 grep -q 'namespace: team-b' /tmp/sto-helm-template.yaml
 grep -q 'kind: ServiceMonitor' /tmp/sto-helm-template.yaml
 ! grep -q 'kind: ClusterRoleBinding' /tmp/sto-helm-template.yaml
-echo "helm: lint and template (default and non-default values) passed"
+"$helm" template sto "$chart" --namespace sto-system > /tmp/sto-helm-default.yaml
+grep -q 'kind: PodDisruptionBudget' /tmp/sto-helm-default.yaml
+grep -q 'topology.kubernetes.io/zone' /tmp/sto-helm-default.yaml
+! grep -q 'kind: PodDisruptionBudget' /tmp/sto-helm-template.yaml  # one replica: no budget
+# values.schema.json refuses wrong values with a message naming the value.
+refused() {
+  local expect=$1; shift
+  if output=$("$helm" template sto "$chart" --namespace sto-system "$@" 2>&1); then
+    echo "helm accepted $*" >&2; exit 1
+  fi
+  grep -q "$expect" <<<"$output" || { echo "helm refused $* without naming $expect: $output" >&2; exit 1; }
+}
+refused replicaCount --set replicaCount=0
+refused logFormat --set logFormat=xml
+refused leaseDurationSeconds --set leaderElection.leaseDurationSeconds=2
+refused replicas --set replicas=2   # a typo of replicaCount: unknown keys are refused
+refused watchNamespaces --set 'watchNamespaces={Not_A_Namespace}'
+"$helm" lint --strict "$chart" --set logFormat=xml >/dev/null 2>&1 && { echo "helm lint accepted logFormat=xml" >&2; exit 1; }
+echo "helm: lint and template (default and non-default values, schema refusals) passed"
