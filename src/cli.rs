@@ -118,3 +118,215 @@ pub async fn rotate(
         .into()),
     }
 }
+
+/// One consumer as `status` shows it.
+#[derive(Debug, serde::Serialize)]
+struct ConsumerLine {
+    kind: String,
+    name: String,
+    /// `Verified`, `Progressing`, `Blocked` or `Idle`.
+    state: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    reason: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    detail: String,
+}
+
+/// `streaming-token-operator status NAME`: the pair's serials and ages, the rotation, and where
+/// every consumer stands (verified, progressing, blocked and why), as a table or JSON. What is
+/// blocked comes from the StreamingToken's status (the operator's own verdict, pods included);
+/// the rest is read from the labelled workloads.
+pub async fn status(
+    name: &str,
+    namespace: Option<&str>,
+    json_output: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use crate::workload::{self, CachedWorkload};
+    use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+    use kube::api::ListParams;
+    let client = Client::try_default().await?;
+    let namespace = namespace
+        .map(str::to_string)
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    let api: Api<StreamingToken> = Api::namespaced(client.clone(), &namespace);
+    let token = api
+        .get(name)
+        .await
+        .map_err(|error| format!("reading StreamingToken {name}: {error}"))?;
+    let labelled = ListParams::default().labels(&format!("{}={name}", crate::api::TOKEN_LABEL));
+    let mut cached: Vec<CachedWorkload> = Vec::new();
+    for deployment in Api::<Deployment>::namespaced(client.clone(), &namespace)
+        .list(&labelled)
+        .await?
+    {
+        cached.push(workload::cache_deployment(&deployment));
+    }
+    for statefulset in Api::<StatefulSet>::namespaced(client.clone(), &namespace)
+        .list(&labelled)
+        .await?
+    {
+        cached.push(workload::cache_statefulset(&statefulset));
+    }
+    for daemonset in Api::<DaemonSet>::namespaced(client.clone(), &namespace)
+        .list(&labelled)
+        .await?
+    {
+        cached.push(workload::cache_daemonset(&daemonset));
+    }
+    let status = token.status.clone().unwrap_or_default();
+    let blocked = status
+        .consumers
+        .as_ref()
+        .map(|summary| summary.blocked.clone())
+        .unwrap_or_default();
+    let stamp = status.rotation.as_ref().map(|rotation| {
+        let uid = token.metadata.uid.clone().unwrap_or_default();
+        format!("{}.{}", rotation.id, uid.get(..8).unwrap_or(&uid))
+    });
+    let mut lines: Vec<ConsumerLine> = cached
+        .iter()
+        .map(|workload| {
+            let mut consumer =
+                workload.observe(&token.spec.consumers.env_var, &token.secret_name());
+            consumer.pods = Some(Vec::new());
+            let kind = consumer.kind.as_str().to_string();
+            if let Some(found) = blocked
+                .iter()
+                .find(|item| item.kind == kind && item.name == consumer.name)
+            {
+                return ConsumerLine {
+                    kind,
+                    name: consumer.name.clone(),
+                    state: "Blocked".into(),
+                    reason: found.reason.clone(),
+                    detail: found.message.clone(),
+                };
+            }
+            let (state, detail) = match &stamp {
+                None => (
+                    "Idle",
+                    consumer
+                        .template_rotation
+                        .as_ref()
+                        .map(|stamp| format!("last rolled by {stamp}"))
+                        .unwrap_or_default(),
+                ),
+                Some(stamp) => match crate::decide::consumers::verify(
+                    &consumer,
+                    stamp,
+                    Duration::ZERO,
+                    Duration::MAX,
+                ) {
+                    crate::decide::consumers::Verdict::Verified => ("Verified", String::new()),
+                    crate::decide::consumers::Verdict::Progressing(detail) => {
+                        ("Progressing", detail)
+                    }
+                    crate::decide::consumers::Verdict::Blocked { message, .. } => {
+                        ("Blocked", message)
+                    }
+                },
+            };
+            ConsumerLine {
+                kind,
+                name: consumer.name.clone(),
+                state: state.into(),
+                reason: String::new(),
+                detail,
+            }
+        })
+        .collect();
+    lines.sort_by(|a, b| (&a.kind, &a.name).cmp(&(&b.kind, &b.name)));
+    // What blocks the rotation without being a labelled consumer (other workloads, bare pods).
+    let others: Vec<&crate::api::BlockedConsumer> = blocked
+        .iter()
+        .filter(|item| {
+            !lines
+                .iter()
+                .any(|line| line.kind == item.kind && line.name == item.name)
+        })
+        .collect();
+    if json_output {
+        let value = json!({
+            "namespace": namespace,
+            "name": name,
+            "secret": token.secret_name(),
+            "strategy": token.spec.rotation.strategy.as_str(),
+            "token1": status.token1,
+            "token2": status.token2,
+            "rotation": status.rotation,
+            "lastRotation": status.last_rotation,
+            "conditions": status.conditions,
+            "consumers": lines,
+            "otherBlockers": others,
+            "unlabelledReaders": status.consumers.as_ref().map(|summary| summary.unlabelled_readers.clone()).unwrap_or_default(),
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    let now = jiff::Timestamp::now();
+    let age = |time: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time| {
+        let seconds = now.duration_since(time.0).as_secs().max(0);
+        humantime::format_duration(Duration::from_secs(u64::try_from(seconds).unwrap_or(0)))
+            .to_string()
+    };
+    println!(
+        "StreamingToken {namespace}/{name}  Secret {}  Strategy {}",
+        token.secret_name(),
+        token.spec.rotation.strategy.as_str()
+    );
+    for (label, identity) in [("Token 1", &status.token1), ("Token 2", &status.token2)] {
+        match identity {
+            Some(identity) => println!(
+                "{label}  serial {}  issued {} ago",
+                identity.serial,
+                age(&identity.issued_at)
+            ),
+            None => println!("{label}  (not issued yet)"),
+        }
+    }
+    match (&status.rotation, &status.last_rotation) {
+        (Some(rotation), _) => println!(
+            "Rotation {}  phase {}  started {} ago",
+            rotation.id,
+            rotation.phase,
+            age(&rotation.started_at)
+        ),
+        (None, Some(last)) => println!(
+            "Rotation none; last {} completed {} ago",
+            last.id,
+            age(&last.completed_at)
+        ),
+        (None, None) => println!("Rotation none yet"),
+    }
+    let conditions: Vec<String> = status
+        .conditions
+        .iter()
+        .map(|condition| {
+            format!(
+                "{}={} ({})",
+                condition.type_, condition.status, condition.reason
+            )
+        })
+        .collect();
+    println!("Conditions  {}", conditions.join("  "));
+    println!();
+    println!("{:<12} {:<40} {:<12} DETAIL", "KIND", "NAME", "STATE");
+    for line in &lines {
+        let detail = if line.reason.is_empty() {
+            line.detail.clone()
+        } else {
+            format!("{}: {}", line.reason, line.detail)
+        };
+        println!(
+            "{:<12} {:<40} {:<12} {detail}",
+            line.kind, line.name, line.state
+        );
+    }
+    for other in others {
+        println!(
+            "{:<12} {:<40} {:<12} {}: {}",
+            other.kind, other.name, "Blocked", other.reason, other.message
+        );
+    }
+    Ok(())
+}

@@ -24,6 +24,17 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Show a StreamingToken: its pair, its rotation, and where every consumer stands.
+    Status {
+        /// Name of the StreamingToken.
+        name: String,
+        /// Namespace of the StreamingToken (default: the kubeconfig's namespace).
+        #[arg(short, long)]
+        namespace: Option<String>,
+        /// Output format: `table` or `json`.
+        #[arg(short, long, default_value = "table", value_parser = ["table", "json"])]
+        output: String,
+    },
     /// Run the operator.
     Run {
         /// Serve only these namespaces (repeatable). Default: all namespaces.
@@ -134,6 +145,11 @@ async fn main() -> ExitCode {
             wait,
             timeout,
         } => cli::rotate(&name, namespace.as_deref(), request, wait, &timeout).await,
+        Command::Status {
+            name,
+            namespace,
+            output,
+        } => cli::status(&name, namespace.as_deref(), output == "json").await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -233,3 +233,82 @@ async fn kstatus_judges_real_streamingtokens() {
         "{table}"
     );
 }
+
+/// `status NAME` (the binary, run as `kubectl streamingtoken status` through its plugin name)
+/// shows the pair, the rotation and where every consumer stands, as a table and as JSON.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_status_command_shows_where_each_consumer_stands() {
+    let admin = support::admin_client().await;
+    let namespace = support::namespace(&admin, "eco-status").await;
+    let _operator = Operator::start(&admin, &namespace, OperatorOptions::default()).await;
+    let tokens: Api<StreamingToken> = Api::namespaced(admin.clone(), &namespace);
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &namespace);
+    for name in ["moving", "stuck"] {
+        support::apply(
+            &deployments,
+            &fixtures::deployment(name, &namespace, Some("st"), 1),
+        )
+        .await;
+    }
+    support::apply(
+        &tokens,
+        &fixtures::token("st", &namespace).with_trigger("t0").build(),
+    )
+    .await;
+    wait_condition(&tokens, "st", "Ready", "True", "TokensReady", TIMEOUT).await;
+    support::wait_deployments_available(&admin, &namespace, &["moving", "stuck"]).await;
+    deployments
+        .patch(
+            "stuck",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"paused": true}})),
+        )
+        .await
+        .expect("paused");
+    support::set_trigger(&tokens, "st", "t1").await;
+    wait_condition(&tokens, "st", "Stalled", "True", "ConsumerBlocked", TIMEOUT).await;
+    let run = |format: &str| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_streaming-token-operator"))
+            .env_clear()
+            .env("KUBECONFIG", support::kubeconfig_path())
+            .args(["status", "st", "-n", &namespace, "-o", format])
+            .output()
+            .expect("status runs");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).to_string()
+    };
+    let json: serde_json::Value = serde_json::from_str(&run("json")).expect("JSON");
+    assert_eq!(json["token1"]["serial"], 1);
+    assert_eq!(json["rotation"]["id"], "r1");
+    let consumers = json["consumers"].as_array().expect("consumers");
+    let state = |name: &str| {
+        consumers
+            .iter()
+            .find(|consumer| consumer["name"] == name)
+            .map(|consumer| (consumer["state"].clone(), consumer["reason"].clone()))
+    };
+    assert_eq!(
+        state("stuck"),
+        Some((json!("Blocked"), json!("Paused"))),
+        "{json}"
+    );
+    assert!(
+        matches!(state("moving").map(|(state, _)| state), Some(state) if state == "Verified" || state == "Progressing"),
+        "{json}"
+    );
+    let table = run("table");
+    assert!(table.contains("Token 1  serial 1"), "{table}");
+    assert!(table.contains("Rotation r1  phase"), "{table}");
+    let stuck = table
+        .lines()
+        .find(|line| line.starts_with("Deployment") && line.contains("stuck"))
+        .expect("stuck row");
+    assert!(
+        stuck.contains("Blocked") && stuck.contains("Paused"),
+        "{table}"
+    );
+}
