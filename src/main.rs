@@ -1,5 +1,6 @@
-//! The `streaming-token-operator` binary: `run` the operator, print the `crd`, or `rotate` a
-//! StreamingToken (also usable as the kubectl plugin `kubectl-streamingtoken`).
+//! The `streaming-token-operator` binary: `run` the operator, print the `crd`, `rotate` a
+//! StreamingToken or show its `status`, print shell `completions` (also usable as the kubectl
+//! plugin `kubectl-streamingtoken`).
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::process::ExitCode;
@@ -24,6 +25,12 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout, for
+    /// example `streaming-token-operator completions bash > /etc/bash_completion.d/sto`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Show a StreamingToken: its pair, its rotation, and where every consumer stands.
     Status {
         /// Name of the StreamingToken.
@@ -108,6 +115,24 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// The completion script for `shell`, named after the binary it runs as (copied to
+/// `kubectl-streamingtoken`, it completes there too).
+fn completions(shell: clap_complete::Shell) -> String {
+    use clap::CommandFactory;
+    let mut command = Cli::command();
+    let name = std::env::args()
+        .next()
+        .and_then(|arg0| {
+            std::path::Path::new(&arg0)
+                .file_name()
+                .map(|name| name.to_string_lossy().to_string())
+        })
+        .unwrap_or_else(|| "streaming-token-operator".into());
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command, name, &mut script);
+    String::from_utf8_lossy(&script).to_string()
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -150,6 +175,10 @@ async fn main() -> ExitCode {
             namespace,
             output,
         } => cli::status(&name, namespace.as_deref(), output == "json").await,
+        Command::Completions { shell } => {
+            print!("{}", completions(shell));
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -157,5 +186,19 @@ async fn main() -> ExitCode {
             eprintln!("error: {error}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn completions_cover_every_command() {
+        let bash = completions(clap_complete::Shell::Bash);
+        for command in ["rotate", "status", "run", "crd", "completions"] {
+            assert!(bash.contains(command), "bash completion lacks {command}");
+        }
+        assert!(completions(clap_complete::Shell::Zsh).contains("--namespace"));
     }
 }
