@@ -20,6 +20,12 @@ grep -q 'kind: ServiceMonitor' /tmp/sto-helm-template.yaml
 grep -q 'kind: PodDisruptionBudget' /tmp/sto-helm-default.yaml
 grep -q 'topology.kubernetes.io/zone' /tmp/sto-helm-default.yaml
 ! grep -q 'kind: PodDisruptionBudget' /tmp/sto-helm-template.yaml  # one replica: no budget
+! grep -q 'kind: NetworkPolicy' /tmp/sto-helm-default.yaml  # off by default
+"$helm" template sto "$chart" --namespace sto-system --set networkPolicy.enabled=true \
+  --set 'networkPolicy.apiServerTo[0].ipBlock.cidr=10.0.0.1/32' > /tmp/sto-helm-netpol.yaml
+grep -q 'kind: NetworkPolicy' /tmp/sto-helm-netpol.yaml
+grep -q 'cidr: 10.0.0.1/32' /tmp/sto-helm-netpol.yaml
+grep -q 'port: 8080' /tmp/sto-helm-netpol.yaml
 # values.schema.json refuses wrong values with a message naming the value.
 refused() {
   local expect=$1; shift
@@ -33,5 +39,6 @@ refused logFormat --set logFormat=xml
 refused leaseDurationSeconds --set leaderElection.leaseDurationSeconds=2
 refused replicas --set replicas=2   # a typo of replicaCount: unknown keys are refused
 refused watchNamespaces --set 'watchNamespaces={Not_A_Namespace}'
+refused apiServerPorts --set 'networkPolicy.apiServerPorts={0}'
 "$helm" lint --strict "$chart" --set logFormat=xml >/dev/null 2>&1 && { echo "helm lint accepted logFormat=xml" >&2; exit 1; }
 echo "helm: lint and template (default and non-default values, schema refusals) passed"

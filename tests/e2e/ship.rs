@@ -68,6 +68,9 @@ async fn helm_installed_rbac_suffices_and_is_least_privilege() {
         &namespace,
         "--set",
         &set_namespaces,
+        // The optional NetworkPolicy too: the API server validates it (KWOK enforces none).
+        "--set",
+        "networkPolicy.enabled=true",
         "--wait",
         "--timeout",
         "90s",
