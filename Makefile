@@ -58,8 +58,8 @@ helm-test: controlplane
 ## e2e tests against an already running `make cluster-up` control plane.
 test-e2e:
 	STO_E2E_KUBECONFIG=$(CLUSTER_DIR)/kubeconfig STO_E2E_BIN=$$(cat $(CLUSTER_DIR)/run/bin) \
-	STO_E2E_AUDIT_LOG=$(CLUSTER_DIR)/logs/audit.log STO_E2E_KSTATUS=$$(tests/kstatus/build.sh) \
-	STO_E2E_ARGOCD_HEALTH=$$(tests/argocd-health/build.sh) \
+	STO_E2E_AUDIT_LOG=$(CLUSTER_DIR)/logs/audit.log STO_E2E_KSTATUS=$$(tests/go-helper.sh kstatus) \
+	STO_E2E_ARGOCD_HEALTH=$$(tests/go-helper.sh argocd-health) \
 	$(CARGO) test --locked --features e2e --test e2e -- --test-threads=4
 
 ## Benchmarks on a fresh control plane: rotation latency (10 and 100 consumers), memory per

@@ -180,8 +180,10 @@ pub async fn status(
         .map(|summary| summary.blocked.clone())
         .unwrap_or_default();
     let stamp = status.rotation.as_ref().map(|rotation| {
-        let uid = token.metadata.uid.clone().unwrap_or_default();
-        format!("{}.{}", rotation.id, uid.get(..8).unwrap_or(&uid))
+        crate::decide::stamp(
+            &rotation.id,
+            token.metadata.uid.as_deref().unwrap_or_default(),
+        )
     });
     let mut lines: Vec<ConsumerLine> = cached
         .iter()

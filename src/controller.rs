@@ -469,16 +469,12 @@ fn report_refused(
     summary
         .blocked
         .truncate(decide::rotation::MAX_BLOCKED_LISTED);
-    let listed: Vec<String> = summary
-        .blocked
-        .iter()
-        .map(|blocked| format!("{}/{} ({})", blocked.kind, blocked.name, blocked.reason))
-        .collect();
-    let message = format!(
-        "the rotation is blocked by {} consumer(s): {}; Token 1 stays active until they are verified",
-        listed.len(),
-        listed.join(", ")
-    );
+    let rotation_id = plan
+        .status
+        .rotation
+        .as_ref()
+        .map_or("", |rotation| rotation.id.as_str());
+    let message = decide::rotation::blocked_message(rotation_id, &summary.blocked);
     let now =
         Time(jiff::Timestamp::from_second(jiff::Timestamp::now().as_second()).unwrap_or_default());
     conditions::set(
@@ -684,28 +680,30 @@ fn with_pods(snapshot: &mut Snapshot, records: Vec<Arc<PodRecord>>, now: &Time) 
 }
 
 /// Each consumer's pods: the records it controls (a Deployment through its ReplicaSets).
+/// Grouped by owner once, so a reconcile costs one pass over the namespace's pods.
 fn attach_pods(consumers: &mut [ConsumerObservation], records: &[Arc<PodRecord>], now: &Time) {
     let now = now.0.as_second();
+    let mut by_owner: HashMap<(&str, &str), Vec<PodObservation>> = HashMap::new();
+    for record in records {
+        let Some(owner) = &record.owner else {
+            continue;
+        };
+        by_owner
+            .entry((owner.kind.as_str(), owner.name.as_str()))
+            .or_default()
+            .push(PodObservation {
+                name: record.name.clone(),
+                rotation: record.rotation.clone(),
+                terminating: record.terminating(),
+                // deletionTimestamp is when the grace period ends; past it, only a finalizer
+                // keeps the pod (and whatever token it holds) around.
+                held_by: record.held_by(now).to_vec(),
+            });
+    }
     for consumer in consumers {
-        let kind = consumer.kind.as_str();
-        consumer.pods = Some(
-            records
-                .iter()
-                .filter(|record| {
-                    record
-                        .owner
-                        .as_ref()
-                        .is_some_and(|owner| owner.kind == kind && owner.name == consumer.name)
-                })
-                .map(|record| PodObservation {
-                    name: record.name.clone(),
-                    rotation: record.rotation.clone(),
-                    terminating: record.terminating(),
-                    // deletionTimestamp is when the grace period ends; past it, only a finalizer
-                    // keeps the pod (and whatever token it holds) around.
-                    held_by: record.held_by(now).to_vec(),
-                })
-                .collect(),
-        );
+        let pods = by_owner
+            .remove(&(consumer.kind.as_str(), consumer.name.as_str()))
+            .unwrap_or_default();
+        consumer.pods = Some(pods);
     }
 }

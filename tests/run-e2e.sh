@@ -12,9 +12,9 @@ trap cleanup EXIT INT TERM
 start=$(date +%s)
 tests/controlplane/cluster.sh up
 # The kstatus helper (Flux's health library) judges real StreamingTokens in the e2e tests.
-export STO_E2E_KSTATUS=$(tests/kstatus/build.sh)
+export STO_E2E_KSTATUS=$(tests/go-helper.sh kstatus)
 # Argo CD's own Lua runtime judges the shipped health check (a cold build takes ~3 minutes).
-export STO_E2E_ARGOCD_HEALTH=$(tests/argocd-health/build.sh)
+export STO_E2E_ARGOCD_HEALTH=$(tests/go-helper.sh argocd-health)
 export STO_E2E_KUBECONFIG=$CLUSTER_DIR/kubeconfig
 export STO_E2E_BIN=$(cat "$CLUSTER_DIR/run/bin")
 export STO_E2E_AUDIT_LOG=$CLUSTER_DIR/logs/audit.log

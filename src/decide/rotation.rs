@@ -1096,16 +1096,8 @@ fn rotation_strategy(status: &StreamingTokenStatus) -> Option<RotationStrategy> 
     status.rotation.as_ref().map(|rotation| rotation.strategy)
 }
 
-/// `Degraded=True ConsumerBlocked` while anything blocks, with a Warning Event when the blocked
-/// set changes.
-fn blocked_condition(
-    machine: &mut Machine,
-    rotation: &RotationStatus,
-    blocked: &[BlockedConsumer],
-) -> Option<(&'static str, String)> {
-    if blocked.is_empty() {
-        return None;
-    }
+/// The `Degraded=True ConsumerBlocked` message for `blocked` (at most 20 named).
+pub fn blocked_message(rotation_id: &str, blocked: &[BlockedConsumer]) -> String {
     let list = blocked
         .iter()
         .take(MAX_BLOCKED_LISTED)
@@ -1118,11 +1110,23 @@ fn blocked_condition(
     } else {
         String::new()
     };
-    let message = format!(
-        "rotation {} is blocked by {} consumer(s): {list}{more}; Token 1 stays active until they are verified",
-        rotation.id,
+    format!(
+        "rotation {rotation_id} is blocked by {} consumer(s): {list}{more}; Token 1 stays active until they are verified",
         blocked.len()
-    );
+    )
+}
+
+/// `Degraded=True ConsumerBlocked` while anything blocks, with a Warning Event when the blocked
+/// set changes.
+fn blocked_condition(
+    machine: &mut Machine,
+    rotation: &RotationStatus,
+    blocked: &[BlockedConsumer],
+) -> Option<(&'static str, String)> {
+    if blocked.is_empty() {
+        return None;
+    }
+    let message = blocked_message(&rotation.id, blocked);
     let key = |consumer: &BlockedConsumer| {
         (
             consumer.kind.clone(),

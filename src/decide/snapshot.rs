@@ -61,11 +61,16 @@ impl Snapshot {
     /// The value of the `streamingtoken.io/rotation` annotation that rotation `id` stamps on
     /// pod templates: `<id>.<first 8 characters of the uid>` (just `id` without a uid).
     pub fn stamp(&self, id: &str) -> String {
-        match self.uid.get(..8) {
-            Some(incarnation) => format!("{id}.{incarnation}"),
-            None if self.uid.is_empty() => id.to_string(),
-            None => format!("{id}.{}", self.uid),
-        }
+        stamp(id, &self.uid)
+    }
+}
+
+/// The rotation annotation rotation `id` of the StreamingToken with `uid` stamps on templates.
+pub fn stamp(id: &str, uid: &str) -> String {
+    match uid.get(..8) {
+        Some(incarnation) => format!("{id}.{incarnation}"),
+        None if uid.is_empty() => id.to_string(),
+        None => format!("{id}.{uid}"),
     }
 }
 

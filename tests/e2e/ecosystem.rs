@@ -1,7 +1,7 @@
 //! The tools platform teams already run, fed real StreamingTokens from the cluster: kstatus
 //! (`sigs.k8s.io/cli-utils/pkg/kstatus`, what Flux and cli-utils use for health) and Argo CD's
 //! Lua health runtime (`github.com/argoproj/argo-cd/v3/util/lua`), each built from its Go module
-//! (`tests/kstatus/build.sh`, `tests/argocd-health/build.sh`).
+//! (`tests/go-helper.sh kstatus`, `tests/go-helper.sh argocd-health`).
 
 use crate::support::{self, Operator, OperatorOptions, fixtures, wait_condition};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -16,7 +16,7 @@ const TIMEOUT: Duration = Duration::from_secs(120);
 
 /// What kstatus says of each object: `(status, message)`.
 fn kstatus(objects: &[&StreamingToken]) -> Vec<(String, String)> {
-    judge("STO_E2E_KSTATUS", "tests/kstatus/build.sh", &[], objects)
+    judge("STO_E2E_KSTATUS", "tests/go-helper.sh kstatus", &[], objects)
 }
 
 /// What Argo CD's Lua runtime says of each object with the shipped health check.
@@ -25,7 +25,7 @@ fn argocd_health(objects: &[&StreamingToken]) -> Vec<(String, String)> {
         .join("charts/streaming-token-operator/files/argocd-health.lua");
     judge(
         "STO_E2E_ARGOCD_HEALTH",
-        "tests/argocd-health/build.sh",
+        "tests/go-helper.sh argocd-health",
         &[script],
         objects,
     )

@@ -314,7 +314,6 @@ async fn a_gitops_revert_is_reported_not_fought() {
 /// the old one's `r1` is rolled again by the new one's `r1`.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_recreated_streamingtoken_rolls_consumers_stamped_by_its_predecessor() {
-    use k8s_openapi::api::apps::v1::ReplicaSet;
     use k8s_openapi::api::core::v1::Secret;
     use streaming_token_operator::api::DeletionPolicy;
     let admin = support::admin_client().await;
@@ -334,15 +333,7 @@ async fn a_recreated_streamingtoken_rolls_consumers_stamped_by_its_predecessor()
             .deletion_policy(DeletionPolicy::Delete)
             .build()
     };
-    let rollouts = || async {
-        let sets: Api<ReplicaSet> = Api::namespaced(admin.clone(), &namespace);
-        sets.list(&kube::api::ListParams::default().labels("app=app"))
-            .await
-            .expect("replica sets")
-            .items
-            .len()
-            - 1
-    };
+    let rollouts = || support::rollouts(&admin, &namespace, "app");
     support::apply(&tokens, &token()).await;
     wait_condition(&tokens, "inc", "Ready", "True", "TokensReady", TIMEOUT).await;
     support::wait_deployments_available(&admin, &namespace, &["app"]).await;
@@ -634,10 +625,8 @@ fn write_times(log: &str, needles: &[&str]) -> Vec<jiff::Timestamp> {
 /// take the lapsed lease, so at no moment do two replicas write.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_leader_whose_renewals_fail_steps_down_before_the_standby_leads() {
-    use k8s_openapi::api::coordination::v1::Lease;
     let admin = support::admin_client().await;
     let namespace = support::namespace(&admin, "harden-leaders").await;
-    let leases: Api<Lease> = Api::namespaced(admin.clone(), &namespace);
     let tokens: Api<StreamingToken> = Api::namespaced(admin.clone(), &namespace);
     let options = |instance: &str| OperatorOptions {
         leader_elect: true,
@@ -645,15 +634,7 @@ async fn a_leader_whose_renewals_fail_steps_down_before_the_standby_leads() {
         instance: instance.into(),
         ..OperatorOptions::default()
     };
-    let holder = || async {
-        leases
-            .get_opt("streaming-token-operator")
-            .await
-            .ok()
-            .flatten()
-            .and_then(|lease| lease.spec?.holder_identity)
-            .unwrap_or_default()
-    };
+    let holder = || support::lease_holder(&admin, &namespace);
     let identity = support::operator_identity(&admin, &namespace).await;
     let first = Operator::start_as(identity, &namespace, options("replica-a")).await;
     wait_for("replica-a to lead", TIMEOUT, || async {
@@ -730,7 +711,6 @@ async fn a_leader_whose_renewals_fail_steps_down_before_the_standby_leads() {
 /// consumer whose pods already hold the promoted token is not restarted a second time.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restart_hand_off_is_worded_truthfully_and_restarts_only_who_needs_it() {
-    use k8s_openapi::api::apps::v1::ReplicaSet;
     use k8s_openapi::api::core::v1::Secret;
     use streaming_token_operator::api::RotationStrategy;
     let admin = support::admin_client().await;
@@ -799,17 +779,7 @@ async fn a_restart_hand_off_is_worded_truthfully_and_restarts_only_who_needs_it(
     support::apply(&secrets, &source("p-two", "p-three")).await;
     let done = support::wait_rotation_done(&tokens, "rh", "r1", TIMEOUT).await;
     assert!(done.status.is_some());
-    let rollouts = |name: &'static str| {
-        let sets: Api<ReplicaSet> = Api::namespaced(admin.clone(), &namespace);
-        async move {
-            sets.list(&kube::api::ListParams::default().labels(&format!("app={name}")))
-                .await
-                .expect("replica sets")
-                .items
-                .len()
-                - 1
-        }
-    };
+    let rollouts = |name: &'static str| support::rollouts(&admin, &namespace, name);
     assert_eq!(
         rollouts("fresh").await,
         0,

@@ -4,9 +4,7 @@
 use crate::support::ledger::Ledger;
 use crate::support::{self, Operator, OperatorOptions, fixtures, wait_condition, wait_for};
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::{
-    ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
-};
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{ListParams, Patch, PatchParams, VersionMatch};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -78,15 +76,7 @@ fn record_pod_deletions(client: &Client, namespace: &str, stamp: String) -> PodD
     deletions
 }
 
-/// How many times each Deployment rolled: ReplicaSets beyond the first.
-async fn rollouts(client: &Client, namespace: &str, name: &str) -> usize {
-    let sets: Api<ReplicaSet> = Api::namespaced(client.clone(), namespace);
-    let list = sets
-        .list(&ListParams::default().labels(&format!("app={name}")))
-        .await
-        .expect("list");
-    list.items.len() - 1
-}
+use crate::support::rollouts;
 
 /// Every consumer container references the mirror Secret's Token 2 key, which exists.
 async fn assert_consumers_on_token2(

@@ -3,7 +3,6 @@
 
 use crate::support::{self, Operator, OperatorOptions, fixtures, wait_condition, wait_for};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
@@ -281,7 +280,6 @@ async fn helm_installed_rbac_suffices_and_is_least_privilege() {
 async fn only_the_leader_writes_and_a_standby_takes_over() {
     let admin = support::admin_client().await;
     let namespace = support::namespace(&admin, "ship-failover").await;
-    let leases: Api<Lease> = Api::namespaced(admin.clone(), &namespace);
     let tokens: Api<StreamingToken> = Api::namespaced(admin.clone(), &namespace);
     let identity_a = support::operator_identity(&admin, &namespace).await;
     let options = |instance: &str| OperatorOptions {
@@ -290,15 +288,7 @@ async fn only_the_leader_writes_and_a_standby_takes_over() {
         ..OperatorOptions::default()
     };
     let mut first = Operator::start_as(identity_a, &namespace, options("replica-a")).await;
-    let holder = || async {
-        leases
-            .get_opt("streaming-token-operator")
-            .await
-            .ok()
-            .flatten()
-            .and_then(|lease| lease.spec?.holder_identity)
-            .unwrap_or_default()
-    };
+    let holder = || support::lease_holder(&admin, &namespace);
     wait_for("replica-a to lead", TIMEOUT, || async {
         let holder = holder().await;
         if holder == "replica-a" {

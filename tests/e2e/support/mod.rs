@@ -780,3 +780,26 @@ pub async fn rotation_stamp(tokens: &Api<StreamingToken>, name: &str, id: &str) 
     let uid = token.metadata.uid.expect("uid");
     format!("{id}.{}", &uid[..8])
 }
+
+/// How many times Deployment `name` (pods labelled `app=<name>`) rolled: ReplicaSets beyond
+/// the first.
+pub async fn rollouts(client: &Client, namespace: &str, name: &str) -> usize {
+    let sets: Api<k8s_openapi::api::apps::v1::ReplicaSet> =
+        Api::namespaced(client.clone(), namespace);
+    let list = sets
+        .list(&kube::api::ListParams::default().labels(&format!("app={name}")))
+        .await
+        .expect("list");
+    list.items.len() - 1
+}
+
+/// The holder of the operator's leader Lease in `namespace` (empty when none).
+pub async fn lease_holder(client: &Client, namespace: &str) -> String {
+    Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(client.clone(), namespace)
+        .get_opt("streaming-token-operator")
+        .await
+        .ok()
+        .flatten()
+        .and_then(|lease| lease.spec?.holder_identity)
+        .unwrap_or_default()
+}
