@@ -16,7 +16,12 @@ const TIMEOUT: Duration = Duration::from_secs(120);
 
 /// What kstatus says of each object: `(status, message)`.
 fn kstatus(objects: &[&StreamingToken]) -> Vec<(String, String)> {
-    judge("STO_E2E_KSTATUS", "tests/go-helper.sh kstatus", &[], objects)
+    judge(
+        "STO_E2E_KSTATUS",
+        "tests/go-helper.sh kstatus",
+        &[],
+        objects,
+    )
 }
 
 /// What Argo CD's Lua runtime says of each object with the shipped health check.
