@@ -7,6 +7,7 @@ CARGO ?= cargo
 CLUSTER_DIR ?= $(CURDIR)/.cluster
 E2E_CLUSTER_DIR ?= $(CURDIR)/.cluster/e2e
 CRD := crds/streamingtokens.streamingtoken.io.yaml
+CLUSTER_CRD := crds/clusterstreamingtokens.streamingtoken.io.yaml
 
 .PHONY: all build crds controlplane cluster-up cluster-down run test test-unit test-e2e lint helm-test bench
 
@@ -17,8 +18,9 @@ build:
 
 ## Regenerate the CRD (and the chart's copy) from src/api.rs.
 crds:
-	$(CARGO) run --quiet -- crd > $(CRD)
-	cp $(CRD) charts/streaming-token-operator/crds/
+	$(CARGO) run --quiet -- crd streamingtokens > $(CRD)
+	$(CARGO) run --quiet -- crd clusterstreamingtokens > $(CLUSTER_CRD)
+	cp $(CRD) $(CLUSTER_CRD) charts/streaming-token-operator/crds/
 
 ## Build (or reuse from the cache) etcd, kube-apiserver, kube-controller-manager,
 ## kube-scheduler, kubectl, kwok and helm.

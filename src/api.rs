@@ -391,6 +391,46 @@ pub struct StreamingTokenStatus {
     /// When the next periodic rotation is due (with `spec.rotation.interval`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_rotation_at: Option<Time>,
+
+    /// (ClusterStreamingToken) How many namespaces hold a mirror Secret of the pair, including
+    /// those it is leaving.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_count: Option<i32>,
+
+    /// (ClusterStreamingToken) Where each namespace stands (at most 200 listed, those that need
+    /// attention first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 200))]
+    pub namespaces: Vec<NamespaceStatus>,
+}
+
+/// Where one namespace of a ClusterStreamingToken stands.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct NamespaceStatus {
+    /// The namespace.
+    pub name: String,
+    /// `Synced`: its mirror Secret holds the pair. `Pending`: the mirror Secret is being
+    /// written. `Leaving`: no longer selected; its mirror Secret is kept (and verified) until no
+    /// pod there reads it, then deleted. `Retained`: no longer selected, mirror kept but no
+    /// longer updated (`unselectedPolicy: Retain`). `SecretNotOwned` / `SecretClaimedByOther`:
+    /// a Secret of the mirror's name exists there and is not this ClusterStreamingToken's; it is
+    /// left alone. `ConsumerLabelTaken`: a StreamingToken of the same name lives there and owns
+    /// the consumer label; workloads there are not repointed or restarted.
+    pub state: String,
+    /// Labelled consumers in the namespace.
+    pub consumers: i32,
+    /// Consumers verified on the current rotation (during a rotation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<i32>,
+    /// What holds the rotation up in this namespace (at most 5 listed; the top-level
+    /// `consumers.blocked` lists more).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 5))]
+    pub blocked: Vec<BlockedConsumer>,
+    /// Details for humans.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
 }
 
 /// A condition in the Kubernetes convention.
@@ -450,6 +490,10 @@ pub struct ConsumerSummary {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct BlockedConsumer {
+    /// Namespace of the workload or pod (ClusterStreamingToken only; a StreamingToken's are all
+    /// in its own namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     /// `Deployment`, `StatefulSet`, `DaemonSet`, another owner's kind (`ReplicaSet`, `Job`, ...)
     /// or `Pod` for a pod that nothing owns.
     pub kind: String,
@@ -530,6 +574,250 @@ impl StreamingToken {
     }
 }
 
+/// On the Secrets of a ClusterStreamingToken
+/// (its home Secret, its mirror Secret in every selected namespace, a labelled source Secret)
+/// this label names the ClusterStreamingToken instead, so no StreamingToken can take them for its
+/// own.
+pub const CLUSTER_TOKEN_LABEL: &str = "streamingtoken.io/cluster-token";
+
+/// One pair of streaming tokens for many namespaces: mirrored into a Secret of the same name in
+/// every selected namespace and rotated once, verified across all of them.
+// clippy reads the repeated `type_` of printer columns as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "streamingtoken.io",
+    version = "v1alpha1",
+    kind = "ClusterStreamingToken",
+    plural = "clusterstreamingtokens",
+    shortname = "cstok",
+    category = "streamingtoken",
+    status = "StreamingTokenStatus",
+    validation = Rule::new("self.metadata.name.size() <= 63").message("metadata.name must be at most 63 characters: it is the value of the streamingtoken.io/token label on consumers"),
+    doc = "One pair of streaming tokens mirrored into a Secret in many namespaces and rotated once, safely, across the consumers of all of them.",
+    printcolumn(name = "Secret", type_ = "string", json_path = ".status.secretName"),
+    printcolumn(
+        name = "Strategy",
+        type_ = "string",
+        json_path = ".spec.rotation.strategy"
+    ),
+    printcolumn(
+        name = "Namespaces",
+        type_ = "integer",
+        json_path = ".status.namespaceCount"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.rotation.phase"),
+    printcolumn(
+        name = "Degraded",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Degraded\")].reason"
+    ),
+    printcolumn(
+        name = "Consumers",
+        type_ = "integer",
+        json_path = ".status.consumers.total"
+    ),
+    printcolumn(
+        name = "Last Rotation",
+        type_ = "date",
+        json_path = ".status.lastRotation.completedAt"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterStreamingTokenSpec {
+    /// Where Token 1 and Token 2 come from. Exactly one of `generate` or `secretRef`.
+    pub source: ClusterTokenSource,
+
+    /// The mirror Secret written into every selected namespace (and kept, as the pair of record,
+    /// in the operator's namespace). Immutable: consumers reference its name and keys.
+    #[serde(default)]
+    pub secret: MirrorSecret,
+
+    /// The namespaces the pair is mirrored into: those matching `selector`, and those named in
+    /// `names`.
+    pub namespaces: NamespaceSelection,
+
+    /// How consumers use the token. A consumer is a Deployment, StatefulSet or DaemonSet in a
+    /// selected namespace labelled `streamingtoken.io/token: <name of this ClusterStreamingToken>`
+    /// (unless a StreamingToken of that name lives in the namespace: the label is then its).
+    #[serde(default)]
+    pub consumers: Consumers,
+
+    /// When and how the pair is rotated: once, for every selected namespace.
+    #[serde(default)]
+    pub rotation: Rotation,
+
+    /// Pauses the operator for this ClusterStreamingToken: nothing is written until it is set
+    /// back to false.
+    #[serde(default)]
+    pub suspend: bool,
+
+    /// What happens to the mirror Secrets when this ClusterStreamingToken is deleted. `Retain`
+    /// (the default) keeps them, so consumers keep working; `Delete` lets Kubernetes
+    /// garbage-collect them.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+/// Where the pair of a ClusterStreamingToken comes from.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.generate) != has(self.secretRef)").message("exactly one of source.generate or source.secretRef must be set"))]
+pub struct ClusterTokenSource {
+    /// The operator issues the tokens itself from the operating system's secure random source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generate: Option<GenerateSource>,
+
+    /// A person or pipeline supplies Token 1 and Token 2 in a Secret of a namespace the platform
+    /// team controls (by default the operator's). Label it
+    /// `streamingtoken.io/cluster-token: <name>` so its changes are seen at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<ClusterSecretRefSource>,
+}
+
+/// A Secret, in a namespace of the platform team, that supplies the pair.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.token1Key != self.token2Key").message("secretRef.token1Key and secretRef.token2Key must differ"))]
+pub struct ClusterSecretRefSource {
+    /// Name of the source Secret.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub name: String,
+
+    /// Namespace of the source Secret. Defaults to the operator's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub namespace: Option<String>,
+
+    /// Key of Token 1 in the source Secret.
+    #[serde(default = "default_token1_key")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub token1_key: String,
+
+    /// Key of Token 2 in the source Secret.
+    #[serde(default = "default_token2_key")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub token2_key: String,
+}
+
+/// Which namespaces a ClusterStreamingToken serves.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.selector) || (has(self.names) && self.names.size() > 0)").message("namespaces needs a selector or at least one name"))]
+pub struct NamespaceSelection {
+    /// Namespaces whose labels match (a standard label selector; `{}` selects every namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
+
+    /// Namespaces selected by name (whatever their labels).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 500),
+        inner(
+            length(min = 1, max = 63),
+            regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+        )
+    )]
+    pub names: Vec<String>,
+
+    /// What happens to the mirror Secret of a namespace that stops being selected. `Delete` (the
+    /// default): it is deleted once no pod there reads it; until then it is kept up to date and
+    /// rotations still verify that namespace (status `Leaving`), so nobody is cut off. `Retain`:
+    /// it is kept as it is and no longer updated or verified (status `Retained`); its Token 1
+    /// stops working at the next rotation.
+    #[serde(default)]
+    pub unselected_policy: UnselectedPolicy,
+}
+
+/// What happens to the mirror Secret of a namespace that is no longer selected.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum UnselectedPolicy {
+    /// Delete it once no pod there reads it; verify that namespace until then.
+    #[default]
+    Delete,
+    /// Keep it, no longer updated.
+    Retain,
+}
+
+impl ClusterStreamingToken {
+    /// Name of the mirror Secret: `spec.secret.name`, or the ClusterStreamingToken's own name.
+    pub fn secret_name(&self) -> String {
+        self.spec
+            .secret
+            .name
+            .clone()
+            .unwrap_or_else(|| self.metadata.name.clone().unwrap_or_default())
+    }
+
+    /// The parts of the spec the shared rotation logic reads, as a StreamingToken spec (the
+    /// source Secret's namespace is kept apart: see [`Self::source_namespace`]).
+    pub fn common_spec(&self) -> StreamingTokenSpec {
+        let spec = &self.spec;
+        StreamingTokenSpec {
+            source: TokenSource {
+                generate: spec.source.generate.clone(),
+                secret_ref: spec
+                    .source
+                    .secret_ref
+                    .as_ref()
+                    .map(|reference| SecretRefSource {
+                        name: reference.name.clone(),
+                        token1_key: reference.token1_key.clone(),
+                        token2_key: reference.token2_key.clone(),
+                    }),
+            },
+            secret: spec.secret.clone(),
+            consumers: spec.consumers.clone(),
+            rotation: spec.rotation.clone(),
+            suspend: spec.suspend,
+            deletion_policy: spec.deletion_policy,
+        }
+    }
+
+    /// Namespace of a `secretRef` source Secret (`home` when unset).
+    pub fn source_namespace(&self, home: &str) -> String {
+        self.spec
+            .source
+            .secret_ref
+            .as_ref()
+            .and_then(|reference| reference.namespace.clone())
+            .unwrap_or_else(|| home.to_string())
+    }
+}
+
+/// The status both kinds share.
+pub trait HasTokenStatus {
+    fn token_status(&self) -> Option<&StreamingTokenStatus>;
+}
+
+impl HasTokenStatus for StreamingToken {
+    fn token_status(&self) -> Option<&StreamingTokenStatus> {
+        self.status.as_ref()
+    }
+}
+
+impl HasTokenStatus for ClusterStreamingToken {
+    fn token_status(&self) -> Option<&StreamingTokenStatus> {
+        self.status.as_ref()
+    }
+}
+
 /// Parses the Go-style durations the schema admits (`720h`, `1h30m`, `45s`).
 pub fn parse_duration(text: &str) -> Option<std::time::Duration> {
     let mut total: u64 = 0;
@@ -586,7 +874,13 @@ mod tests {
         let committed = include_str!("../crds/streamingtokens.streamingtoken.io.yaml");
         assert!(
             generated == committed,
-            "crds/streamingtokens.streamingtoken.io.yaml is out of date with src/api.rs; regenerate it with `make crds` (cargo run -- crd > crds/streamingtokens.streamingtoken.io.yaml)"
+            "crds/streamingtokens.streamingtoken.io.yaml is out of date with src/api.rs; regenerate it with `make crds`"
+        );
+        let generated = crate::cluster_crd_yaml();
+        let committed = include_str!("../crds/clusterstreamingtokens.streamingtoken.io.yaml");
+        assert!(
+            generated == committed,
+            "crds/clusterstreamingtokens.streamingtoken.io.yaml is out of date with src/api.rs; regenerate it with `make crds`"
         );
     }
 

@@ -1,14 +1,15 @@
 //! Every API write the operator makes: server-side apply with named field managers, force for
 //! what it owns, and only the fields it manages on objects it does not own.
 
-use crate::api::StreamingToken;
+use crate::api::{ClusterStreamingToken, StreamingToken};
 use crate::decide::{self, MirrorWrite, Notice, Severity};
 use crate::error::Error;
+use crate::target::Target;
 use crate::workload::{ConsumerPatch, WorkloadKind};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{ObjectMeta, Patch, PatchParams};
+use k8s_openapi::api::core::v1::{ObjectReference, Secret};
+use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
@@ -18,9 +19,10 @@ pub const SECRETS_MANAGER: &str = "streamingtoken.io/secrets";
 pub use crate::workload::{CONSUMERS_MANAGER, RESTARTS_MANAGER};
 pub const STATUS_MANAGER: &str = "streamingtoken.io/status";
 
-/// The mirror Secret for `write`. The one place token values leave [`crate::token::Token`].
-pub fn mirror_secret(token: &StreamingToken, write: &MirrorWrite) -> Secret {
-    let spec = &token.spec.secret;
+/// The mirror Secret of `target` in `namespace` for `write`. The one place token values leave
+/// [`crate::token::Token`].
+pub fn mirror_secret(target: &Target, namespace: &str, write: &MirrorWrite) -> Secret {
+    let spec = target.spec().secret;
     let data = BTreeMap::from([
         (
             spec.token1_key.clone(),
@@ -33,14 +35,15 @@ pub fn mirror_secret(token: &StreamingToken, write: &MirrorWrite) -> Secret {
     ]);
     Secret {
         metadata: ObjectMeta {
-            name: Some(token.secret_name()),
-            namespace: token.namespace(),
-            labels: Some(decide::pair::mirror_labels(&token.name_any())),
+            name: Some(target.secret_name()),
+            namespace: Some(namespace.to_string()),
+            labels: Some(decide::pair::mirror_labels(
+                target.label_key(),
+                &target.name(),
+            )),
             annotations: Some(decide::pair::mirror_annotations(write)),
             owner_references: if write.owned {
-                token
-                    .controller_owner_ref(&())
-                    .map(|reference| vec![reference])
+                target.owner_ref().map(|reference| vec![reference])
             } else {
                 None
             },
@@ -53,18 +56,20 @@ pub fn mirror_secret(token: &StreamingToken, write: &MirrorWrite) -> Secret {
     }
 }
 
-/// Writes the mirror Secret (creating it, or updating it if unchanged since it was observed).
+/// Writes the mirror Secret of `target` in `namespace` (creating it, or updating it if
+/// unchanged since it was observed).
 pub async fn secret(
     client: &Client,
-    token: &StreamingToken,
+    target: &Target,
+    namespace: &str,
     write: &MirrorWrite,
 ) -> Result<(), Error> {
-    let namespace = token.namespace().unwrap_or_default();
-    let name = token.secret_name();
-    let mut body = serde_json::to_value(mirror_secret(token, write)).map_err(Error::Serialize)?;
+    let name = target.secret_name();
+    let mut body =
+        serde_json::to_value(mirror_secret(target, namespace, write)).map_err(Error::Serialize)?;
     body["apiVersion"] = json!("v1");
     body["kind"] = json!("Secret");
-    Api::<Secret>::namespaced(client.clone(), &namespace)
+    Api::<Secret>::namespaced(client.clone(), namespace)
         .patch(
             &name,
             &PatchParams::apply(SECRETS_MANAGER).force(),
@@ -75,12 +80,22 @@ pub async fn secret(
     Ok(())
 }
 
+/// Deletes a ClusterStreamingToken's mirror Secret in a namespace it no longer serves.
+pub async fn delete_copy(client: &Client, target: &Target, namespace: &str) -> Result<(), Error> {
+    let name = target.secret_name();
+    match Api::<Secret>::namespaced(client.clone(), namespace)
+        .delete(&name, &DeleteParams::default())
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(source) => Err(Error::ApplySecret { name, source }),
+    }
+}
+
 /// Applies one consumer patch.
-pub async fn consumer(
-    client: &Client,
-    namespace: &str,
-    patch: &ConsumerPatch,
-) -> Result<(), Error> {
+pub async fn consumer(client: &Client, patch: &ConsumerPatch) -> Result<(), Error> {
+    let namespace = patch.namespace.as_str();
     let manager = if patch.repoint.is_some() {
         CONSUMERS_MANAGER
     } else {
@@ -113,27 +128,49 @@ pub async fn consumer(
 /// Writes the status.
 pub async fn status(
     client: &Client,
-    token: &StreamingToken,
+    target: &Target,
     status: &crate::api::StreamingTokenStatus,
 ) -> Result<(), Error> {
-    let namespace = token.namespace().unwrap_or_default();
+    let params = PatchParams::apply(STATUS_MANAGER).force();
+    let name = target.name();
     // The resourceVersion read at observation time: a reconcile working from a stale copy gets
     // a conflict instead of overwriting newer rotation state.
-    let body = json!({
-        "apiVersion": StreamingToken::api_version(&()),
-        "kind": StreamingToken::kind(&()),
-        "metadata": {"resourceVersion": token.resource_version()},
-        "status": status,
-    });
-    Api::<StreamingToken>::namespaced(client.clone(), &namespace)
+    let body = |api_version: String, kind: String| {
+        Patch::Apply(json!({
+            "apiVersion": api_version,
+            "kind": kind,
+            "metadata": {"resourceVersion": target.resource_version()},
+            "status": status,
+        }))
+    };
+    let result = match target {
+        Target::Namespaced(token) => Api::<StreamingToken>::namespaced(
+            client.clone(),
+            &token.namespace().unwrap_or_default(),
+        )
         .patch_status(
-            &token.name_any(),
-            &PatchParams::apply(STATUS_MANAGER).force(),
-            &Patch::Apply(body),
+            &name,
+            &params,
+            &body(
+                StreamingToken::api_version(&()).into(),
+                StreamingToken::kind(&()).into(),
+            ),
         )
         .await
-        .map_err(|source| Error::PatchStatus { source })?;
-    Ok(())
+        .map(drop),
+        Target::Cluster(_) => Api::<ClusterStreamingToken>::all(client.clone())
+            .patch_status(
+                &name,
+                &params,
+                &body(
+                    ClusterStreamingToken::api_version(&()).into(),
+                    ClusterStreamingToken::kind(&()).into(),
+                ),
+            )
+            .await
+            .map(drop),
+    };
+    result.map_err(|source| Error::PatchStatus { source })
 }
 
 /// The API server refuses an Event whose note is over 1 KiB: longer messages are cut at a
@@ -152,12 +189,18 @@ pub fn fit_note(message: &str) -> String {
     format!("{}{MARKER}", &message[..end])
 }
 
-/// Publishes an Event on the StreamingToken. Failing to publish is logged, not fatal.
+/// Publishes an Event on `regarding` (the StreamingToken, or a ClusterStreamingToken or one of
+/// its mirror Secrets). Failing to publish is logged, not fatal.
 ///
 /// A fresh `Recorder` each time: a shared one folds every Event with the same reason into one
 /// series that keeps the first message (rotation r1's "completed" would stand for r2 and r3).
 /// The plan already publishes an Event only when something changes, so nothing repeats.
-pub async fn event(client: &Client, reporter: &Reporter, token: &StreamingToken, notice: &Notice) {
+pub async fn event(
+    client: &Client,
+    reporter: &Reporter,
+    regarding: &ObjectReference,
+    notice: &Notice,
+) {
     let recorder = Recorder::new(client.clone(), reporter.clone());
     let event = Event {
         type_: match notice.severity {
@@ -169,7 +212,7 @@ pub async fn event(client: &Client, reporter: &Reporter, token: &StreamingToken,
         action: notice.action.into(),
         secondary: None,
     };
-    if let Err(error) = recorder.publish(&event, &token.object_ref(&())).await {
+    if let Err(error) = recorder.publish(&event, regarding).await {
         tracing::warn!(reason = notice.reason, error = %error, "could not publish an Event");
     }
 }

@@ -5,7 +5,7 @@
 //! value, asks for a second rotation. The API server's RBAC decides who may rotate: the caller
 //! needs `patch` on `streamingtokens` (admins, with the chart's aggregated roles).
 
-use crate::api::{ROTATE_ANNOTATION, StreamingToken};
+use crate::api::{ClusterStreamingToken, HasTokenStatus, ROTATE_ANNOTATION, StreamingToken};
 use futures::StreamExt;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -15,10 +15,12 @@ use std::time::Duration;
 
 const CLI_MANAGER: &str = "streaming-token-operator-cli";
 
-/// Asks for one rotation of `name` and, with `wait`, prints the phases until it completes.
+/// Asks for one rotation of `name` (a ClusterStreamingToken with `cluster`) and, with `wait`,
+/// prints the phases until it completes.
 pub async fn rotate(
     name: &str,
     namespace: Option<&str>,
+    cluster: bool,
     trigger: Option<String>,
     wait: bool,
     timeout: &str,
@@ -26,10 +28,35 @@ pub async fn rotate(
     let timeout =
         crate::api::parse_duration(timeout).ok_or("--timeout must look like 30m, 1h or 90s")?;
     let client = Client::try_default().await?;
+    if cluster {
+        let api: Api<ClusterStreamingToken> = Api::all(client);
+        return rotate_object(api, "clusterstreamingtoken", name, trigger, wait, timeout).await;
+    }
     let api: Api<StreamingToken> = match namespace {
         Some(namespace) => Api::namespaced(client, namespace),
         None => Api::default_namespaced(client),
     };
+    rotate_object(api, "streamingtoken", name, trigger, wait, timeout).await
+}
+
+async fn rotate_object<K>(
+    api: Api<K>,
+    kind: &str,
+    name: &str,
+    trigger: Option<String>,
+    wait: bool,
+    timeout: Duration,
+) -> Result<(), Box<dyn std::error::Error>>
+where
+    K: kube::Resource
+        + HasTokenStatus
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
     let trigger = trigger.unwrap_or_else(|| {
         format!(
             "manual-{}",
@@ -39,10 +66,9 @@ pub async fn rotate(
     let before = api
         .get(name)
         .await
-        .map_err(|error| format!("reading StreamingToken {name}: {error}"))?;
+        .map_err(|error| format!("reading {kind} {name}: {error}"))?;
     let last_before = before
-        .status
-        .as_ref()
+        .token_status()
         .and_then(|status| status.last_rotation.clone())
         .map(|last| last.id);
     api.patch(
@@ -54,8 +80,8 @@ pub async fn rotate(
         &Patch::Merge(json!({"metadata": {"annotations": {ROTATE_ANNOTATION: trigger}}})),
     )
     .await
-    .map_err(|error| format!("requesting a rotation of StreamingToken {name}: {error}"))?;
-    println!("streamingtoken/{name}: rotation requested ({ROTATE_ANNOTATION}={trigger})");
+    .map_err(|error| format!("requesting a rotation of {kind} {name}: {error}"))?;
+    println!("{kind}/{name}: rotation requested ({ROTATE_ANNOTATION}={trigger})");
     if !wait {
         return Ok(());
     }
@@ -66,7 +92,7 @@ pub async fn rotate(
         let mut stream = watcher(api.clone(), config).applied_objects().boxed();
         while let Some(object) = stream.next().await {
             let object = object?;
-            let Some(status) = object.status else {
+            let Some(status) = object.token_status().cloned() else {
                 continue;
             };
             if let Some(rotation) = &status.rotation {
@@ -74,17 +100,27 @@ pub async fn rotate(
                     seen_our_rotation = true;
                 }
                 if seen_our_rotation && rotation.phase != last_phase {
-                    println!(
-                        "streamingtoken/{name}: rotation {} {}",
-                        rotation.id, rotation.phase
-                    );
+                    println!("{kind}/{name}: rotation {} {}", rotation.id, rotation.phase);
+                    for namespace in &status.namespaces {
+                        if let Some(verified) = namespace.verified {
+                            println!(
+                                "  namespace {}: {verified}/{} verified",
+                                namespace.name, namespace.consumers
+                            );
+                        }
+                    }
                     for blocked in status
                         .consumers
                         .iter()
                         .flat_map(|summary| summary.blocked.iter())
                     {
+                        let place = blocked
+                            .namespace
+                            .as_ref()
+                            .map(|namespace| format!(" in {namespace}"))
+                            .unwrap_or_default();
                         println!(
-                            "  blocked: {}/{} ({}) {}",
+                            "  blocked: {}/{}{place} ({}) {}",
                             blocked.kind, blocked.name, blocked.reason, blocked.message
                         );
                     }
@@ -100,7 +136,7 @@ pub async fn rotate(
             if completed && (seen_our_rotation || status.rotation.is_none()) {
                 if let Some(last) = &status.last_rotation {
                     println!(
-                        "streamingtoken/{name}: rotation {} completed in {}s",
+                        "{kind}/{name}: rotation {} completed in {}s",
                         last.id, last.duration_seconds
                     );
                 }
@@ -139,12 +175,16 @@ struct ConsumerLine {
 pub async fn status(
     name: &str,
     namespace: Option<&str>,
+    cluster: bool,
     json_output: bool,
 ) -> Result<(), Box<dyn std::error::Error>> {
     use crate::workload::{self, CachedWorkload};
     use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
     use kube::api::ListParams;
     let client = Client::try_default().await?;
+    if cluster {
+        return cluster_status(client, name, json_output).await;
+    }
     let namespace = namespace
         .map(str::to_string)
         .unwrap_or_else(|| client.default_namespace().to_string());
@@ -328,6 +368,86 @@ pub async fn status(
         println!(
             "{:<12} {:<40} {:<12} {}: {}",
             other.kind, other.name, "Blocked", other.reason, other.message
+        );
+    }
+    Ok(())
+}
+
+/// `status NAME --cluster`: a ClusterStreamingToken's pair, rotation, and where each namespace
+/// stands (from its status: the operator's own verdict).
+async fn cluster_status(
+    client: Client,
+    name: &str,
+    json_output: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let token = Api::<ClusterStreamingToken>::all(client)
+        .get(name)
+        .await
+        .map_err(|error| format!("reading ClusterStreamingToken {name}: {error}"))?;
+    let status = token.status.clone().unwrap_or_default();
+    let blocked = status
+        .consumers
+        .as_ref()
+        .map(|summary| summary.blocked.clone())
+        .unwrap_or_default();
+    if json_output {
+        let value = json!({
+            "name": name,
+            "secret": token.secret_name(),
+            "strategy": token.spec.rotation.strategy.as_str(),
+            "token1": status.token1,
+            "token2": status.token2,
+            "rotation": status.rotation,
+            "lastRotation": status.last_rotation,
+            "conditions": status.conditions,
+            "namespaces": status.namespaces,
+            "blocked": blocked,
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    println!(
+        "ClusterStreamingToken {name}  Secret {}  Strategy {}  Namespaces {}",
+        token.secret_name(),
+        token.spec.rotation.strategy.as_str(),
+        status.namespace_count.unwrap_or(0)
+    );
+    for (label, identity) in [("Token 1", &status.token1), ("Token 2", &status.token2)] {
+        match identity {
+            Some(identity) => println!("{label}  serial {}", identity.serial),
+            None => println!("{label}  (not issued yet)"),
+        }
+    }
+    match (&status.rotation, &status.last_rotation) {
+        (Some(rotation), _) => println!("Rotation {}  phase {}", rotation.id, rotation.phase),
+        (None, Some(last)) => println!("Rotation none; last {}", last.id),
+        (None, None) => println!("Rotation none yet"),
+    }
+    println!();
+    println!(
+        "{:<40} {:<20} {:>9} {:>9} DETAIL",
+        "NAMESPACE", "STATE", "CONSUMERS", "VERIFIED"
+    );
+    for namespace in &status.namespaces {
+        println!(
+            "{:<40} {:<20} {:>9} {:>9} {}",
+            namespace.name,
+            namespace.state,
+            namespace.consumers,
+            namespace
+                .verified
+                .map_or_else(|| "-".to_string(), |verified| verified.to_string()),
+            namespace.message
+        );
+    }
+    for item in &blocked {
+        println!(
+            "blocked: {}/{}/{} ({}) {}",
+            item.namespace.as_deref().unwrap_or(""),
+            item.kind,
+            item.name,
+            item.reason,
+            item.message
         );
     }
     Ok(())

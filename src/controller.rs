@@ -7,20 +7,27 @@
 //! namespaces but kept only as compact records of the Secrets they reference ([`crate::pods`]):
 //! any pod may read a mirror Secret, labelled or not, and none is kept whole.
 
-use crate::api::{MANAGED_BY_LABEL, MANAGER_NAME, ROTATE_ANNOTATION, StreamingToken, TOKEN_LABEL};
+use crate::api::{
+    CLUSTER_TOKEN_LABEL, ClusterStreamingToken, MANAGED_BY_LABEL, MANAGER_NAME, StreamingToken,
+    TOKEN_LABEL, UnselectedPolicy,
+};
 use crate::apply;
 use crate::cache::WorkloadCache;
 use crate::conditions;
-use crate::decide::{self, MirrorObservation, ObservedMirror, Plan, Requeue, Snapshot};
+use crate::decide::{
+    self, CopyObservation, MirrorObservation, NamespaceView, ObservedMirror, Plan, Requeue,
+    Snapshot,
+};
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::pods::{self, PodCache, PodRecord};
 use crate::source;
+use crate::target::Target;
 use crate::token::Token;
 use crate::workload::{self, ConsumerObservation, PodObservation, WorkloadKind};
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
@@ -28,7 +35,7 @@ use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -54,6 +61,19 @@ impl Scope {
     }
 }
 
+/// What one controller serves besides its scope.
+#[derive(Debug, Clone)]
+pub struct Serve {
+    /// StreamingTokens of the scope.
+    pub namespaced: bool,
+    /// ClusterStreamingTokens (needs every namespace in scope).
+    pub cluster: bool,
+    /// Only the ClusterStreamingTokens with these labels.
+    pub cluster_token_selector: Option<String>,
+    /// Where ClusterStreamingTokens keep their pair of record (the operator's namespace).
+    pub home_namespace: String,
+}
+
 /// Shared state of the reconcilers.
 pub struct Context {
     pub client: Client,
@@ -70,6 +90,22 @@ pub struct Context {
     /// True once every cache has its first full list: before that, an empty consumer cache
     /// would look like "no consumers" and let a rotation deactivate Token 1 at once.
     synced: watch::Receiver<bool>,
+    /// StreamingTokens: whether one owns a namespace's consumer label.
+    tokens: Store<StreamingToken>,
+    /// False when this instance leaves StreamingTokens to another (`--kinds`).
+    serve_namespaced: bool,
+    /// What ClusterStreamingTokens need (only when every namespace is served).
+    cluster: Option<ClusterContext>,
+}
+
+/// What ClusterStreamingTokens need besides the shared caches.
+struct ClusterContext {
+    /// Where they keep their pair of record: the operator's namespace.
+    home_namespace: String,
+    /// Namespaces (metadata): what their selectors match.
+    namespaces: Store<PartialObjectMeta<Namespace>>,
+    /// Their mirror Secrets (metadata), to find those in namespaces no longer selected.
+    copies: Store<PartialObjectMeta<Secret>>,
 }
 
 fn token_ref(
@@ -138,21 +174,23 @@ where
     }
 }
 
-/// Runs the controller until `shutdown` resolves. `ready` is set once every cache has synced.
+/// Runs the controllers until `shutdown` resolves: StreamingTokens in `scope`, and (when every
+/// namespace is served) ClusterStreamingTokens, whose pair of record lives in `home_namespace`.
+/// `ready` is set once every cache has synced.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     client: Client,
     scope: Scope,
+    serve: Serve,
     reporter: Reporter,
     metrics: Arc<Metrics>,
     leader: watch::Receiver<bool>,
     ready: watch::Sender<bool>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let labelled = || {
-        watcher::Config::default()
-            .labels(TOKEN_LABEL)
-            .any_semantic()
-    };
+    let labelled = |label: &str| watcher::Config::default().labels(label).any_semantic();
+    let serves_cluster = serve.cluster && matches!(scope, Scope::All);
+    let home_namespace = serve.home_namespace.clone();
     // The StreamingTokens are cached in full (their annotations stay; there are few of them).
     let (tokens, token_stream) = reflect(
         scope.api::<StreamingToken>(&client),
@@ -171,37 +209,81 @@ pub async fn run(
             }
         })
     };
+    // ClusterStreamingTokens are woken by the same watches: every change a watch sees is also
+    // offered to them through this channel.
+    let mut cluster_config = watcher::Config::default().any_semantic();
+    if let Some(selector) = &serve.cluster_token_selector {
+        cluster_config = cluster_config.labels(selector);
+    }
+    let (cluster_tokens, cluster_stream) = reflect(
+        Api::<ClusterStreamingToken>::all(client.clone()),
+        cluster_config,
+    );
+    let (wake, woken) = futures::channel::mpsc::unbounded::<ObjectRef<ClusterStreamingToken>>();
+    let wake_named = {
+        let store = cluster_tokens.clone();
+        let wake = wake.clone();
+        move |labels: &std::collections::BTreeMap<String, String>| {
+            for key in [TOKEN_LABEL, CLUSTER_TOKEN_LABEL] {
+                if let Some(name) = labels.get(key) {
+                    let reference = ObjectRef::new(name);
+                    if store.get(&reference).is_some() {
+                        let _ = wake.unbounded_send(reference);
+                    }
+                }
+            }
+        }
+    };
     let workloads = Arc::new(WorkloadCache::default());
     let deployment_stream = cache_stream(
         scope.api::<Deployment>(&client),
-        labelled(),
+        labelled(TOKEN_LABEL),
         workloads.clone(),
         WorkloadKind::Deployment,
         workload::cache_deployment,
     );
     let statefulset_stream = cache_stream(
         scope.api::<StatefulSet>(&client),
-        labelled(),
+        labelled(TOKEN_LABEL),
         workloads.clone(),
         WorkloadKind::StatefulSet,
         workload::cache_statefulset,
     );
     let daemonset_stream = cache_stream(
         scope.api::<DaemonSet>(&client),
-        labelled(),
+        labelled(TOKEN_LABEL),
         workloads.clone(),
         WorkloadKind::DaemonSet,
         workload::cache_daemonset,
     );
-    let secrets = watcher(scope.api::<PartialObjectMeta<Secret>>(&client), labelled())
-        .default_backoff()
-        .touched_objects();
+    let secrets = watcher(
+        scope.api::<PartialObjectMeta<Secret>>(&client),
+        labelled(TOKEN_LABEL),
+    )
+    .default_backoff()
+    .touched_objects();
     let pod_records = Arc::new(PodCache::default());
-    let pods = pods::watch(
-        scope.api::<Pod>(&client),
-        pod_records.clone(),
-        tokens.clone(),
-    );
+    let pod_changes = pods::watch(scope.api::<Pod>(&client), pod_records.clone());
+
+    let cluster = serves_cluster.then(|| {
+        let (namespaces, namespace_stream) = reflect(
+            Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+            watcher::Config::default(),
+        );
+        let (copies, copy_stream) = reflect(
+            Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+            labelled(CLUSTER_TOKEN_LABEL),
+        );
+        (
+            ClusterContext {
+                home_namespace: home_namespace.clone(),
+                namespaces,
+                copies,
+            },
+            namespace_stream,
+            copy_stream,
+        )
+    });
 
     let context = Arc::new(Context {
         client: client.clone(),
@@ -219,65 +301,226 @@ pub async fn run(
             None
         },
         synced: ready.subscribe(),
+        tokens: tokens.clone(),
+        serve_namespaced: serve.namespaced,
+        cluster: cluster.as_ref().map(|(cluster, _, _)| ClusterContext {
+            home_namespace: cluster.home_namespace.clone(),
+            namespaces: cluster.namespaces.clone(),
+            copies: cluster.copies.clone(),
+        }),
     });
 
-    let token_store = tokens.clone();
-    tokio::spawn(async move {
-        let synced = synced(&token_store).await;
-        while !workloads.ready() || !pod_records.ready() {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        if synced {
-            info!("caches synced");
-            let _ = ready.send(true);
-        }
-    });
+    {
+        let token_store = tokens.clone();
+        let cluster_store = cluster_tokens.clone();
+        let stores = cluster
+            .as_ref()
+            .map(|(cluster, _, _)| (cluster.namespaces.clone(), cluster.copies.clone()));
+        tokio::spawn(async move {
+            let mut synced = synced(&token_store).await;
+            if let Some((namespaces, copies)) = stores {
+                synced = synced
+                    && self::synced(&cluster_store).await
+                    && self::synced(&namespaces).await
+                    && self::synced(&copies).await;
+            }
+            while !workloads.ready() || !pod_records.ready() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            if synced {
+                info!("caches synced");
+                let _ = ready.send(true);
+            }
+        });
+    }
 
     // A replica that becomes leader re-reconciles everything: it skipped work while standby.
-    let became_leader = futures::stream::unfold(leader.clone(), |mut receiver| async move {
-        loop {
-            receiver.changed().await.ok()?;
-            if *receiver.borrow_and_update() {
-                return Some(((), receiver));
+    let became_leader = || {
+        futures::stream::unfold(leader.clone(), |mut receiver| async move {
+            loop {
+                receiver.changed().await.ok()?;
+                if *receiver.borrow_and_update() {
+                    return Some(((), receiver));
+                }
             }
-        }
-    });
+        })
+    };
+    let shutdown = futures::FutureExt::shared(shutdown);
+    let config = || {
+        kube::runtime::controller::Config::default()
+            .concurrency(16)
+            .debounce(Duration::from_millis(50))
+    };
 
-    Controller::for_stream(token_stream, tokens)
-        .with_config(
-            kube::runtime::controller::Config::default()
-                .concurrency(16)
-                .debounce(Duration::from_millis(50)),
-        )
-        .watches_stream(secrets, |secret| {
-            token_ref(secret.labels(), secret.namespace())
+    let namespaced = {
+        let wake_named = wake_named.clone();
+        let wake_pods = wake.clone();
+        let cluster_store = cluster_tokens.clone();
+        let token_store = tokens.clone();
+        let offer_deployments = wake_named.clone();
+        let offer_statefulsets = wake_named.clone();
+        let offer_daemonsets = wake_named.clone();
+        let pods = pod_changes
+            .map(move |touched| {
+                if serves_cluster {
+                    for reference in pods::concerned_cluster(&cluster_store, &touched) {
+                        let _ = wake_pods.unbounded_send(reference);
+                    }
+                }
+                futures::stream::iter(pods::concerned(&token_store, &touched))
+            })
+            .flatten();
+        Controller::for_stream(token_stream, tokens)
+            .with_config(config())
+            .watches_stream(secrets, |secret| {
+                token_ref(secret.labels(), secret.namespace())
+            })
+            .watches_stream(
+                deployment_stream.inspect(move |result| {
+                    if let Ok(object) = result {
+                        offer_deployments(object.labels());
+                    }
+                }),
+                |object| token_ref(object.labels(), object.namespace()),
+            )
+            .watches_stream(
+                statefulset_stream.inspect(move |result| {
+                    if let Ok(object) = result {
+                        offer_statefulsets(object.labels());
+                    }
+                }),
+                |object| token_ref(object.labels(), object.namespace()),
+            )
+            .watches_stream(
+                daemonset_stream.inspect(move |result| {
+                    if let Ok(object) = result {
+                        offer_daemonsets(object.labels());
+                    }
+                }),
+                |object| token_ref(object.labels(), object.namespace()),
+            )
+            .reconcile_on(pods)
+            .reconcile_all_on(became_leader())
+            .graceful_shutdown_on(shutdown.clone())
+            .run(
+                reconcile_namespaced,
+                error_policy_namespaced,
+                context.clone(),
+            )
+            .for_each(|result| async move {
+                if let Err(error) = result {
+                    debug!(error = %error, "controller event");
+                }
+            })
+    };
+
+    let Some((_, namespace_stream, copy_stream)) = cluster else {
+        drop(wake);
+        namespaced.await;
+        return;
+    };
+    // Any namespace change (created, relabelled, deleted) may change what a selector matches.
+    let every_cluster_token = {
+        let store = cluster_tokens.clone();
+        move || {
+            store
+                .state()
+                .iter()
+                .map(|token| ObjectRef::from_obj(token.as_ref()))
+                .collect::<Vec<_>>()
+        }
+    };
+    let namespace_changes = namespace_stream
+        .filter_map(move |result| {
+            futures::future::ready(
+                result
+                    .ok()
+                    .map(|_| futures::stream::iter(every_cluster_token())),
+            )
         })
-        .watches_stream(deployment_stream, |object| {
-            token_ref(object.labels(), object.namespace())
+        .flatten();
+    let copy_changes = {
+        let wake_named = wake_named.clone();
+        copy_stream.filter_map(move |result| {
+            if let Ok(secret) = &result {
+                wake_named(secret.labels());
+            }
+            futures::future::ready(None::<ObjectRef<ClusterStreamingToken>>)
         })
-        .watches_stream(statefulset_stream, |object| {
-            token_ref(object.labels(), object.namespace())
+    };
+    let cluster_stream = {
+        let metrics = context.metrics.clone();
+        let store = cluster_tokens.clone();
+        cluster_stream.inspect(move |result| {
+            if let Ok(token) = result
+                && store.get(&ObjectRef::from_obj(token)).is_none()
+            {
+                metrics.forget("", &token.name_any());
+            }
         })
-        .watches_stream(daemonset_stream, |object| {
-            token_ref(object.labels(), object.namespace())
-        })
-        .reconcile_on(pods)
-        .reconcile_all_on(became_leader)
+    };
+    drop(wake);
+    let clustered = Controller::for_stream(cluster_stream, cluster_tokens)
+        .with_config(config())
+        .reconcile_on(woken)
+        .reconcile_on(namespace_changes)
+        .reconcile_on(copy_changes)
+        .reconcile_all_on(became_leader())
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, context)
+        .run(reconcile_cluster, error_policy_cluster, context)
         .for_each(|result| async move {
             if let Err(error) = result {
                 debug!(error = %error, "controller event");
             }
-        })
-        .await;
+        });
+    futures::future::join(namespaced, clustered).await;
 }
 
-async fn reconcile(token: Arc<StreamingToken>, context: Arc<Context>) -> Result<Action, Error> {
+async fn reconcile_namespaced(
+    token: Arc<StreamingToken>,
+    context: Arc<Context>,
+) -> Result<Action, Error> {
+    if !context.serve_namespaced {
+        // Another instance serves them; this one only keeps the watches that wake its
+        // ClusterStreamingTokens.
+        return Ok(Action::await_change());
+    }
+    reconcile(Target::Namespaced(token), context).await
+}
+
+async fn reconcile_cluster(
+    token: Arc<ClusterStreamingToken>,
+    context: Arc<Context>,
+) -> Result<Action, Error> {
+    reconcile(Target::Cluster(token), context).await
+}
+
+fn error_policy_namespaced(
+    token: Arc<StreamingToken>,
+    error: &Error,
+    context: Arc<Context>,
+) -> Action {
+    error_policy(&Target::Namespaced(token), error, &context)
+}
+
+fn error_policy_cluster(
+    token: Arc<ClusterStreamingToken>,
+    error: &Error,
+    context: Arc<Context>,
+) -> Action {
+    error_policy(&Target::Cluster(token), error, &context)
+}
+
+/// Whole seconds: Kubernetes serializes times to the second, and a status compared with its
+/// stored copy must not differ by a fraction of a second (that would write on every reconcile).
+fn now() -> Time {
+    Time(jiff::Timestamp::from_second(jiff::Timestamp::now().as_second()).unwrap_or_default())
+}
+
+async fn reconcile(target: Target, context: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
-    let name = token.name_any();
-    let namespace = token.namespace().unwrap_or_default();
-    if token.metadata.deletion_timestamp.is_some() {
+    let (namespace, name) = target.key();
+    if target.deleting() {
         return Ok(Action::await_change());
     }
     if !*context.leader.borrow() {
@@ -287,30 +530,30 @@ async fn reconcile(token: Arc<StreamingToken>, context: Arc<Context>) -> Result<
     if !*context.synced.borrow() {
         return Ok(Action::requeue(Duration::from_millis(500)));
     }
-    // Whole seconds: Kubernetes serializes times to the second, and a status compared with its
-    // stored copy must not differ by a fraction of a second (that would write on every reconcile).
-    let now =
-        Time(jiff::Timestamp::from_second(jiff::Timestamp::now().as_second()).unwrap_or_default());
-    let mut snapshot = observe(&token, &context, &now).await?;
+    let now = now();
+    let mut snapshot = observe(&target, &context, &now).await?;
     let mut plan = decide::plan(&snapshot, &now);
     if plan.deactivates {
         // The decision that deactivates Token 1 is taken again on pods read afresh from the API
-        // server (a consistent list), so no watch lag can hide a pod that may still hold it.
-        let fresh = pods::list_fresh(&context.client, &namespace)
-            .await
-            .map_err(|source| Error::ListPods {
-                namespace: namespace.clone(),
-                source,
-            })?;
-        with_pods(
-            &mut snapshot,
-            fresh.into_iter().map(Arc::new).collect(),
-            &now,
-        );
+        // server (a consistent list per namespace), so no watch lag can hide a pod that may still
+        // hold it.
+        for view in snapshot
+            .namespaces
+            .iter_mut()
+            .filter(|view| view.serves_pair())
+        {
+            let fresh = pods::list_fresh(&context.client, &view.namespace)
+                .await
+                .map_err(|source| Error::ListPods {
+                    namespace: view.namespace.clone(),
+                    source,
+                })?;
+            with_pods(view, fresh.into_iter().map(Arc::new).collect(), &now);
+        }
         plan = decide::plan(&snapshot, &now);
         debug!(%namespace, %name, still_deactivates = plan.deactivates, "deactivation re-decided on a fresh pod list");
     }
-    let result = execute(&token, &context, &snapshot, plan).await;
+    let result = execute(&target, &context, &snapshot, plan).await;
     context.metrics.observe_reconcile(
         &namespace,
         &name,
@@ -321,30 +564,53 @@ async fn reconcile(token: Arc<StreamingToken>, context: Arc<Context>) -> Result<
 }
 
 async fn execute(
-    token: &StreamingToken,
+    target: &Target,
     context: &Context,
     snapshot: &Snapshot,
     mut plan: Plan,
 ) -> Result<Action, Error> {
-    let name = token.name_any();
-    let namespace = token.namespace().unwrap_or_default();
-    if let Err(error) = write(token, context, snapshot, &mut plan).await {
+    let (namespace, name) = target.key();
+    if let Err(error) = write(target, context, snapshot, &mut plan).await {
         if matches!(error, Error::NotLeader) {
             // The new leader reconciles everything; this replica waits to lead again.
             info!(%namespace, %name, "stopped leading mid-reconcile; writes stopped");
             return Ok(Action::await_change());
         }
-        report_write_failure(token, context, &error).await;
+        report_write_failure(target, context, &error).await;
         return Err(error);
     }
+    let copies: Vec<ObjectReference> = snapshot
+        .namespaces
+        .iter()
+        .filter(|view| !matches!(view.copy, CopyObservation::Home) && view.serves_pair())
+        .filter(|view| !plan.copy_deletes.contains(&view.namespace))
+        .map(|view| ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Secret".into()),
+            namespace: Some(view.namespace.clone()),
+            name: Some(snapshot.secret_name.clone()),
+            ..ObjectReference::default()
+        })
+        .collect();
     for notice in &plan.events {
         info!(%namespace, %name, reason = notice.reason, message = %notice.message, "event");
-        apply::event(&context.client, &context.reporter, token, notice).await;
+        apply::event(
+            &context.client,
+            &context.reporter,
+            &target.object_ref(),
+            notice,
+        )
+        .await;
+        // A ClusterStreamingToken's Events are repeated on its mirror Secret in every namespace,
+        // where that namespace's people look.
+        for copy in &copies {
+            apply::event(&context.client, &context.reporter, copy, notice).await;
+        }
     }
     context.metrics.observe_status(
         &namespace,
         &name,
-        token.status.as_ref(),
+        target.status(),
         &plan.status,
         &plan.events,
     );
@@ -370,28 +636,52 @@ async fn execute(
     })
 }
 
-/// The writes of a plan, in order: the Secret first (consumers are only ever pointed at keys
-/// that exist), then consumers, then the status that records what was done.
+/// The writes of a plan, in order: the Secret of record first, then its copies (consumers are
+/// only ever pointed at keys that exist), then consumers, then the status that records what was
+/// done.
 async fn write(
-    token: &StreamingToken,
+    target: &Target,
     context: &Context,
     snapshot: &Snapshot,
     plan: &mut Plan,
 ) -> Result<(), Error> {
-    let name = token.name_any();
-    let namespace = token.namespace().unwrap_or_default();
+    let (namespace, name) = target.key();
     if let Some(write) = &plan.secret {
         still_leader(context)?;
-        apply::secret(&context.client, token, write).await?;
-        info!(%namespace, %name, secret = %snapshot.secret_name, token1_serial = write.identities[0].serial, token2_serial = write.identities[1].serial, "mirror Secret written");
+        apply::secret(&context.client, target, &snapshot.namespace, write).await?;
+        info!(%namespace, %name, secret = %snapshot.secret_name, secret_namespace = %snapshot.namespace, token1_serial = write.identities[0].serial, token2_serial = write.identities[1].serial, "mirror Secret written");
         halt_point(context, "secret").await;
+    }
+    // One namespace that refuses its copy (a policy, a namespace being deleted) must not keep
+    // the others from theirs: it is logged, stays unverified, and the reconcile retries.
+    let mut copy_failure = None;
+    for copy in &plan.copies {
+        still_leader(context)?;
+        match apply::secret(&context.client, target, &copy.namespace, &copy.write).await {
+            Ok(()) => {
+                info!(%namespace, %name, secret = %snapshot.secret_name, secret_namespace = %copy.namespace, token1_serial = copy.write.identities[0].serial, "mirror Secret copy written");
+            }
+            Err(error) if error.is_conflict() => return Err(error),
+            Err(error) => {
+                warn!(%namespace, %name, secret_namespace = %copy.namespace, reason = error.reason(), error = %error, "mirror Secret copy refused");
+                copy_failure.get_or_insert(error);
+            }
+        }
+    }
+    if !plan.copies.is_empty() {
+        halt_point(context, "copies").await;
+    }
+    for copy_namespace in &plan.copy_deletes {
+        still_leader(context)?;
+        apply::delete_copy(&context.client, target, copy_namespace).await?;
+        info!(%namespace, %name, secret = %snapshot.secret_name, secret_namespace = %copy_namespace, "mirror Secret deleted from a namespace no longer selected");
     }
     let mut refused = Vec::new();
     for patch in &plan.consumer_patches {
         still_leader(context)?;
-        match apply::consumer(&context.client, &namespace, patch).await {
+        match apply::consumer(&context.client, patch).await {
             Ok(()) => {
-                info!(%namespace, %name, kind = patch.kind.as_str(), consumer = %patch.name, rotation = %patch.rotation_id, "consumer patched");
+                info!(%namespace, %name, consumer_namespace = %patch.namespace, kind = patch.kind.as_str(), consumer = %patch.name, rotation = %patch.rotation_id, "consumer patched");
                 halt_point(context, "consumer").await;
             }
             // Someone changed the workload since it was read: look again soon.
@@ -399,17 +689,17 @@ async fn write(
             // One consumer the API server refuses (a webhook, a policy, an invalid merge) must
             // not stop the others from being repointed: it is reported and retried.
             Err(error) => {
-                warn!(%namespace, %name, kind = patch.kind.as_str(), consumer = %patch.name, reason = error.reason(), error = %error, "consumer apply refused");
-                refused.push((patch.kind.as_str(), patch.name.clone(), error));
+                warn!(%namespace, %name, consumer_namespace = %patch.namespace, kind = patch.kind.as_str(), consumer = %patch.name, reason = error.reason(), error = %error, "consumer apply refused");
+                refused.push((patch.clone(), error));
             }
         }
     }
     if !refused.is_empty() {
         report_refused(snapshot, plan, refused);
     }
-    if token.status.as_ref() != Some(&plan.status) {
+    if target.status() != Some(&plan.status) {
         still_leader(context)?;
-        apply::status(&context.client, token, &plan.status).await?;
+        apply::status(&context.client, target, &plan.status).await?;
         debug!(%namespace, %name, "status written");
         let phase = plan
             .status
@@ -418,7 +708,10 @@ async fn write(
             .map_or("Idle", |rotation| rotation.phase.as_str());
         halt_point(context, &format!("status:{phase}")).await;
     }
-    Ok(())
+    match copy_failure {
+        Some(error) => Err(error),
+        None => Ok(()),
+    }
 }
 
 /// Leadership is checked again before every write: a replica that stepped down mid-reconcile
@@ -437,27 +730,37 @@ fn still_leader(context: &Context) -> Result<(), Error> {
 fn report_refused(
     snapshot: &Snapshot,
     plan: &mut Plan,
-    refused: Vec<(&'static str, String, Error)>,
+    refused: Vec<(crate::workload::ConsumerPatch, Error)>,
 ) {
     const REASON: &str = "ConsumerApplyRefused";
-    let before: Vec<(String, String)> = snapshot
+    let before: Vec<(Option<String>, String, String)> = snapshot
         .status
         .consumers
         .iter()
         .flat_map(|summary| summary.blocked.iter())
         .filter(|blocked| blocked.reason == REASON)
-        .map(|blocked| (blocked.kind.clone(), blocked.name.clone()))
+        .map(|blocked| {
+            (
+                blocked.namespace.clone(),
+                blocked.kind.clone(),
+                blocked.name.clone(),
+            )
+        })
         .collect();
     let mut newly = Vec::new();
     let summary = plan.status.consumers.get_or_insert_default();
-    for (kind, name, error) in refused {
-        if !before.contains(&(kind.to_string(), name.clone())) {
-            newly.push(format!("{kind}/{name}"));
+    for (patch, error) in refused {
+        let kind = patch.kind.as_str();
+        let listed = decide::consumers::listed_namespace(snapshot, &patch.namespace);
+        let name = patch.name.clone();
+        if !before.contains(&(listed.clone(), kind.to_string(), name.clone())) {
+            newly.push(snapshot.consumer_key(kind, &patch.namespace, &name));
         }
-        summary
-            .blocked
-            .retain(|blocked| !(blocked.kind == kind && blocked.name == name));
+        summary.blocked.retain(|blocked| {
+            !(blocked.namespace == listed && blocked.kind == kind && blocked.name == name)
+        });
         summary.blocked.push(crate::api::BlockedConsumer {
+            namespace: listed,
             kind: kind.into(),
             name,
             reason: REASON.into(),
@@ -475,8 +778,6 @@ fn report_refused(
         .as_ref()
         .map_or("", |rotation| rotation.id.as_str());
     let message = decide::rotation::blocked_message(rotation_id, &summary.blocked);
-    let now =
-        Time(jiff::Timestamp::from_second(jiff::Timestamp::now().as_second()).unwrap_or_default());
     conditions::set(
         &mut plan.status.conditions,
         conditions::DEGRADED,
@@ -484,7 +785,7 @@ fn report_refused(
         "ConsumerBlocked",
         message,
         Some(snapshot.generation),
-        &now,
+        &now(),
     );
     if !newly.is_empty() {
         plan.events.push(decide::Notice::warning(
@@ -499,22 +800,20 @@ fn report_refused(
     plan.requeue = Requeue::After(decide::backoff(snapshot.failures));
 }
 
-/// A write the API server refused is reported on the StreamingToken (a `Degraded` condition and
-/// a Warning Event, once per reason) before the reconcile retries with backoff. Conflicts are
-/// the normal price of optimistic concurrency and are retried silently.
-async fn report_write_failure(token: &StreamingToken, context: &Context, error: &Error) {
+/// A write the API server refused is reported on the object (a `Degraded` condition and a
+/// Warning Event, once per reason) before the reconcile retries with backoff. Conflicts are the
+/// normal price of optimistic concurrency and are retried silently.
+async fn report_write_failure(target: &Target, context: &Context, error: &Error) {
     if error.is_conflict() {
         return;
     }
     let reason = error.reason();
-    let mut status = token.status.clone().unwrap_or_default();
+    let mut status = target.status().cloned().unwrap_or_default();
     if conditions::get(&status.conditions, conditions::DEGRADED)
         .is_some_and(|condition| condition.status == "True" && condition.reason == reason)
     {
         return;
     }
-    let now =
-        Time(jiff::Timestamp::from_second(jiff::Timestamp::now().as_second()).unwrap_or_default());
     let message = error.to_string();
     conditions::set(
         &mut status.conditions,
@@ -522,19 +821,25 @@ async fn report_write_failure(token: &StreamingToken, context: &Context, error: 
         true,
         reason,
         message.clone(),
-        token.metadata.generation,
-        &now,
+        Some(target.generation()),
+        &now(),
     );
-    if let Err(status_error) = apply::status(&context.client, token, &status).await {
+    if let Err(status_error) = apply::status(&context.client, target, &status).await {
         debug!(error = %status_error, "could not record the failed write in status");
     }
     let notice = decide::Notice::warning(reason, "Reconcile", message);
-    apply::event(&context.client, &context.reporter, token, &notice).await;
+    apply::event(
+        &context.client,
+        &context.reporter,
+        &target.object_ref(),
+        &notice,
+    )
+    .await;
 }
 
-/// Crash-safety tests stop the operator right after a given write (`secret`, `consumer`,
-/// `status:<phase>`) through `STREAMING_TOKEN_OPERATOR_HALT_AFTER`, then SIGKILL it there. Unset
-/// in production, where this is a no-op.
+/// Crash-safety tests stop the operator right after a given write (`secret`, `copies`,
+/// `consumer`, `status:<phase>`) through `STREAMING_TOKEN_OPERATOR_HALT_AFTER`, then SIGKILL it
+/// there. Unset in production, where this is a no-op.
 async fn halt_point(context: &Context, step: &str) {
     if context.halt_after.as_deref() == Some(step) {
         warn!(step, "test halt point reached; waiting to be killed");
@@ -542,8 +847,8 @@ async fn halt_point(context: &Context, step: &str) {
     }
 }
 
-fn error_policy(token: Arc<StreamingToken>, error: &Error, context: Arc<Context>) -> Action {
-    let key = (token.namespace().unwrap_or_default(), token.name_any());
+fn error_policy(target: &Target, error: &Error, context: &Context) -> Action {
+    let key = target.key();
     let failures = {
         let mut failures = context
             .failures
@@ -568,62 +873,213 @@ fn error_policy(token: Arc<StreamingToken>, error: &Error, context: Arc<Context>
 }
 
 /// Gathers the snapshot `plan` decides on.
-async fn observe(token: &StreamingToken, context: &Context, now: &Time) -> Result<Snapshot, Error> {
-    let name = token.name_any();
-    let namespace = token.namespace().unwrap_or_default();
-    let secrets = Api::<Secret>::namespaced(context.client.clone(), &namespace);
-    let secret_name = token.secret_name();
-
-    let mirror = match secrets
-        .get_opt(&secret_name)
-        .await
-        .map_err(|source| Error::GetSecret {
-            name: secret_name.clone(),
-            source,
-        })? {
-        None => MirrorObservation::Missing,
-        Some(secret) => classify_mirror(token, &secret),
+async fn observe(target: &Target, context: &Context, now: &Time) -> Result<Snapshot, Error> {
+    let (key_namespace, name) = target.key();
+    let spec = target.spec();
+    let secret_name = target.secret_name();
+    let (home, source_namespace) = match target {
+        Target::Namespaced(_) => (key_namespace.clone(), key_namespace.clone()),
+        Target::Cluster(token) => {
+            let home = context
+                .cluster
+                .as_ref()
+                .map(|cluster| cluster.home_namespace.clone())
+                .unwrap_or_default();
+            let source_namespace = token.source_namespace(&home);
+            (home, source_namespace)
+        }
     };
-
-    let source = source::from_spec(&token.spec.source);
-    let observed_source = source.observe(&secrets).await?;
-    let (consumers, pods) = observe_consumers(token, context, now).await?;
+    let mirror = read_mirror(target, context, &home).await?;
+    let source = source::from_spec(&spec.source);
+    let observed_source = source
+        .observe(&Api::<Secret>::namespaced(
+            context.client.clone(),
+            &source_namespace,
+        ))
+        .await?;
+    let (namespaces, retained) = match target {
+        Target::Namespaced(_) => {
+            let mut view = NamespaceView {
+                namespace: home.clone(),
+                copy: CopyObservation::Home,
+                selected: true,
+                label_taken: false,
+                consumers: Vec::new(),
+                pods: Vec::new(),
+            };
+            fill_view(target, context, &mut view, now);
+            (vec![view], Vec::new())
+        }
+        Target::Cluster(token) => cluster_views(target, token, context, &home, now).await?,
+    };
     let fresh = source.fresh()?;
     let failures = context
         .failures
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .get(&(namespace.clone(), name.clone()))
+        .get(&(key_namespace, name.clone()))
         .copied()
         .unwrap_or(0);
     Ok(Snapshot {
-        uid: token.uid().unwrap_or_default(),
-        rotate_request: token.annotations().get(ROTATE_ANNOTATION).cloned(),
+        kind: target.kind(),
+        uid: target.uid().unwrap_or_default(),
+        rotate_request: target.rotate_request(),
         name,
-        namespace,
-        generation: token.metadata.generation.unwrap_or(0),
-        spec: token.spec.clone(),
-        status: token.status.clone().unwrap_or_default(),
+        namespace: home,
+        source_namespace,
+        generation: target.generation(),
+        spec,
+        status: target.status().cloned().unwrap_or_default(),
         secret_name,
         mirror,
         source: observed_source,
-        consumers,
-        pods,
+        namespaces,
+        retained,
         fresh,
         failures,
     })
 }
 
-fn classify_mirror(token: &StreamingToken, secret: &Secret) -> MirrorObservation {
+/// The mirror Secret of `target` in `namespace`, as the operator sees it.
+async fn read_mirror(
+    target: &Target,
+    context: &Context,
+    namespace: &str,
+) -> Result<MirrorObservation, Error> {
+    let secret_name = target.secret_name();
+    let secret = Api::<Secret>::namespaced(context.client.clone(), namespace)
+        .get_opt(&secret_name)
+        .await
+        .map_err(|source| Error::GetSecret {
+            name: secret_name.clone(),
+            source,
+        })?;
+    Ok(match secret {
+        None => MirrorObservation::Missing,
+        Some(secret) => classify_mirror(target, &secret),
+    })
+}
+
+/// The namespaces a ClusterStreamingToken reaches: those it selects, and those it no longer
+/// selects but still has a mirror Secret in (`Leaving`, or `Retained` as a bare list).
+async fn cluster_views(
+    target: &Target,
+    token: &ClusterStreamingToken,
+    context: &Context,
+    home: &str,
+    now: &Time,
+) -> Result<(Vec<NamespaceView>, Vec<String>), Error> {
+    let Some(cluster) = &context.cluster else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let name = target.name();
+    let selected = selected_namespaces(token, &cluster.namespaces);
+    let existing: BTreeSet<String> = cluster
+        .copies
+        .state()
+        .iter()
+        .filter(|secret| {
+            secret.labels().get(CLUSTER_TOKEN_LABEL) == Some(&name)
+                && secret.name_any() == target.secret_name()
+        })
+        .filter_map(|secret| secret.namespace())
+        .filter(|namespace| namespace != home || selected.contains(namespace))
+        .collect();
+    let mut retained = Vec::new();
+    let mut reached = Vec::new();
+    for namespace in selected.union(&existing) {
+        let is_selected = selected.contains(namespace);
+        if !is_selected && token.spec.namespaces.unselected_policy == UnselectedPolicy::Retain {
+            retained.push(namespace.clone());
+        } else {
+            reached.push((namespace.clone(), is_selected));
+        }
+    }
+    // The copies are read a few at a time: their data is never cached.
+    let copies: Vec<Result<(String, bool, CopyObservation), Error>> =
+        futures::stream::iter(reached)
+            .map(|(namespace, is_selected)| async move {
+                let copy = if namespace == home {
+                    CopyObservation::Home
+                } else {
+                    match read_mirror(target, context, &namespace).await? {
+                        MirrorObservation::Missing => CopyObservation::Missing,
+                        MirrorObservation::NotOwned => CopyObservation::NotOwned,
+                        MirrorObservation::ClaimedBy(other) => CopyObservation::ClaimedBy(other),
+                        MirrorObservation::Owned(observed) => CopyObservation::Read(observed),
+                    }
+                };
+                Ok((namespace, is_selected, copy))
+            })
+            .buffered(8)
+            .collect()
+            .await;
+    let mut views = Vec::new();
+    for copy in copies {
+        let (namespace, selected, copy) = copy?;
+        let label_taken = context
+            .tokens
+            .get(&ObjectRef::new(&name).within(&namespace))
+            .is_some();
+        let mut view = NamespaceView {
+            namespace,
+            copy,
+            selected,
+            label_taken,
+            consumers: Vec::new(),
+            pods: Vec::new(),
+        };
+        fill_view(target, context, &mut view, now);
+        views.push(view);
+    }
+    Ok((views, retained))
+}
+
+/// The namespaces `token` selects now: named or matching its selector, and not being deleted.
+fn selected_namespaces(
+    token: &ClusterStreamingToken,
+    namespaces: &Store<PartialObjectMeta<Namespace>>,
+) -> BTreeSet<String> {
+    let selection = &token.spec.namespaces;
+    let selector = selection
+        .selector
+        .clone()
+        .and_then(|selector| kube::core::Selector::try_from(selector).ok());
+    namespaces
+        .state()
+        .iter()
+        .filter(|namespace| namespace.metadata.deletion_timestamp.is_none())
+        .filter(|namespace| {
+            let name = namespace.name_any();
+            selection.names.contains(&name)
+                || selector.as_ref().is_some_and(|selector| {
+                    kube::core::SelectorExt::matches(selector, namespace.labels())
+                })
+        })
+        .map(|namespace| namespace.name_any())
+        .collect()
+}
+
+fn classify_mirror(target: &Target, secret: &Secret) -> MirrorObservation {
     let labels = secret.labels();
     if labels.get(MANAGED_BY_LABEL).map(String::as_str) != Some(MANAGER_NAME) {
         return MirrorObservation::NotOwned;
     }
-    match labels.get(TOKEN_LABEL) {
-        Some(owner) if *owner == token.name_any() => {}
-        Some(owner) => return MirrorObservation::ClaimedBy(owner.clone()),
-        None => return MirrorObservation::NotOwned,
-    }
+    let name = target.name();
+    let namespaced = labels.get(TOKEN_LABEL);
+    let clustered = labels.get(CLUSTER_TOKEN_LABEL);
+    let owner = match (namespaced, clustered) {
+        (_, Some(owner)) if target.label_key() != CLUSTER_TOKEN_LABEL || *owner != name => {
+            return MirrorObservation::ClaimedBy(format!("ClusterStreamingToken {owner}"));
+        }
+        (Some(owner), None) if target.label_key() != TOKEN_LABEL || *owner != name => {
+            return MirrorObservation::ClaimedBy(format!("StreamingToken {owner}"));
+        }
+        (None, None) => return MirrorObservation::NotOwned,
+        _ => name,
+    };
+    let _ = owner;
+    let spec = target.spec().secret;
     let read = |key: &str| {
         secret
             .data
@@ -631,11 +1087,11 @@ fn classify_mirror(token: &StreamingToken, secret: &Secret) -> MirrorObservation
             .and_then(|data| data.get(key))
             .map(|value| Token::parse(&value.0))
     };
-    let uid = token.uid();
+    let uid = target.uid();
     MirrorObservation::Owned(ObservedMirror {
         resource_version: secret.resource_version(),
-        token1: read(&token.spec.secret.token1_key),
-        token2: read(&token.spec.secret.token2_key),
+        token1: read(&spec.token1_key),
+        token2: read(&spec.token2_key),
         labels: labels.clone(),
         annotations: secret.annotations().clone(),
         owner_uids: secret
@@ -652,33 +1108,33 @@ fn classify_mirror(token: &StreamingToken, secret: &Secret) -> MirrorObservation
     })
 }
 
-async fn observe_consumers(
-    token: &StreamingToken,
-    context: &Context,
-    now: &Time,
-) -> Result<(Vec<ConsumerObservation>, Vec<Arc<PodRecord>>), Error> {
-    let name = token.name_any();
-    let namespace = token.namespace().unwrap_or_default();
-    let env_var = &token.spec.consumers.env_var;
-    let secret = token.secret_name();
-    let mut consumers: Vec<ConsumerObservation> = context
-        .workloads
-        .consumers(&namespace, &name)
-        .iter()
-        .map(|workload| workload.observe(env_var, &secret))
-        .collect();
-    consumers.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
-    let records = context.pods.in_namespace(&namespace);
-    attach_pods(&mut consumers, &records, now);
-    Ok((consumers, records))
+/// Fills a namespace's consumers and pods from the caches: none where the pair is not served
+/// (another's Secret), no consumers where a StreamingToken owns the label.
+fn fill_view(target: &Target, context: &Context, view: &mut NamespaceView, now: &Time) {
+    if !view.serves_pair() {
+        return;
+    }
+    let spec = target.spec();
+    let secret = target.secret_name();
+    if !view.label_taken {
+        view.consumers = context
+            .workloads
+            .consumers(&view.namespace, &target.name())
+            .iter()
+            .map(|workload| workload.observe(&spec.consumers.env_var, &secret))
+            .collect();
+        view.consumers
+            .sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+    }
+    let records = context.pods.in_namespace(&view.namespace);
+    with_pods(view, records, now);
 }
 
-/// Replaces the snapshot's pods (and each consumer's own) with `records`.
-fn with_pods(snapshot: &mut Snapshot, records: Vec<Arc<PodRecord>>, now: &Time) {
-    attach_pods(&mut snapshot.consumers, &records, now);
-    snapshot.pods = records;
+/// Replaces the view's pods (and each consumer's own) with `records`.
+fn with_pods(view: &mut NamespaceView, records: Vec<Arc<PodRecord>>, now: &Time) {
+    attach_pods(&mut view.consumers, &records, now);
+    view.pods = records;
 }
-
 /// Each consumer's pods: the records it controls (a Deployment through its ReplicaSets).
 /// Grouped by owner once, so a reconcile costs one pass over the namespace's pods.
 fn attach_pods(consumers: &mut [ConsumerObservation], records: &[Arc<PodRecord>], now: &Time) {

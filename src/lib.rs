@@ -19,14 +19,25 @@ pub mod metrics;
 pub mod pods;
 pub mod server;
 pub mod source;
+pub mod target;
 pub mod token;
 pub mod workload;
 
 use kube::CustomResourceExt;
 
-/// The CRD manifest as committed under `crds/`.
+/// The StreamingToken CRD manifest as committed under `crds/`.
 pub fn crd_yaml() -> String {
-    let crd = api::StreamingToken::crd();
-    let body = serde_norway::to_string(&crd).expect("a CRD always serializes to YAML");
+    render_crd(&api::StreamingToken::crd())
+}
+
+/// The ClusterStreamingToken CRD manifest as committed under `crds/`.
+pub fn cluster_crd_yaml() -> String {
+    render_crd(&api::ClusterStreamingToken::crd())
+}
+
+fn render_crd(
+    crd: &k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+) -> String {
+    let body = serde_norway::to_string(crd).expect("a CRD always serializes to YAML");
     format!("# Generated from src/api.rs by `streaming-token-operator crd`; do not edit.\n{body}")
 }

@@ -38,6 +38,9 @@ enum Command {
         /// Namespace of the StreamingToken (default: the kubeconfig's namespace).
         #[arg(short, long)]
         namespace: Option<String>,
+        /// NAME is a ClusterStreamingToken.
+        #[arg(long)]
+        cluster: bool,
         /// Output format: `table` or `json`.
         #[arg(short, long, default_value = "table", value_parser = ["table", "json"])]
         output: String,
@@ -47,6 +50,14 @@ enum Command {
         /// Serve only these namespaces (repeatable). Default: all namespaces.
         #[arg(long = "namespace", env = "WATCH_NAMESPACES", value_delimiter = ',')]
         namespaces: Vec<String>,
+        /// Which kinds to serve: `StreamingToken`, `ClusterStreamingToken` (only when every
+        /// namespace is served), or both (the default).
+        #[arg(long, env = "SERVE_KINDS", value_delimiter = ',', default_values_t = ["StreamingToken".to_string(), "ClusterStreamingToken".to_string()], value_parser = ["StreamingToken", "ClusterStreamingToken"])]
+        kinds: Vec<String>,
+        /// Serve only the ClusterStreamingTokens matching this label selector (to split them
+        /// between operator instances).
+        #[arg(long, env = "CLUSTER_TOKEN_SELECTOR")]
+        cluster_token_selector: Option<String>,
         /// Elect a leader among replicas through a coordination.k8s.io Lease; only the leader writes.
         #[arg(long, env = "LEADER_ELECT", default_value_t = false)]
         leader_elect: bool,
@@ -69,8 +80,12 @@ enum Command {
         #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
     },
-    /// Print the CustomResourceDefinition (YAML).
-    Crd,
+    /// Print the CustomResourceDefinitions (YAML; both, or the one named).
+    Crd {
+        /// `streamingtokens` or `clusterstreamingtokens` (default: both, as two documents).
+        #[arg(value_parser = ["streamingtokens", "clusterstreamingtokens"])]
+        plural: Option<String>,
+    },
     /// Ask for one rotation of a StreamingToken now (sets its `streamingtoken.io/rotate`
     /// annotation; the spec, which a GitOps tool may own, is left alone).
     Rotate {
@@ -79,6 +94,9 @@ enum Command {
         /// Namespace of the StreamingToken (default: the kubeconfig's namespace).
         #[arg(short, long)]
         namespace: Option<String>,
+        /// NAME is a ClusterStreamingToken.
+        #[arg(long)]
+        cluster: bool,
         /// Request value to set (default: `manual-<current time>`); each new value asks for one
         /// rotation.
         #[arg(long, alias = "trigger")]
@@ -137,12 +155,22 @@ fn completions(shell: clap_complete::Shell) -> String {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Crd => {
-            print!("{}", streaming_token_operator::crd_yaml());
+        Command::Crd { plural } => {
+            match plural.as_deref() {
+                Some("streamingtokens") => print!("{}", streaming_token_operator::crd_yaml()),
+                Some(_) => print!("{}", streaming_token_operator::cluster_crd_yaml()),
+                None => print!(
+                    "{}---\n{}",
+                    streaming_token_operator::crd_yaml(),
+                    streaming_token_operator::cluster_crd_yaml()
+                ),
+            }
             Ok(())
         }
         Command::Run {
             namespaces,
+            kinds,
+            cluster_token_selector,
             leader_elect,
             lease_name,
             lease_namespace,
@@ -154,6 +182,9 @@ async fn main() -> ExitCode {
             init_logging(log_format);
             server::run(server::Options {
                 namespaces,
+                serve_namespaced: kinds.iter().any(|kind| kind == "StreamingToken"),
+                serve_cluster: kinds.iter().any(|kind| kind == "ClusterStreamingToken"),
+                cluster_token_selector,
                 leader_elect,
                 lease_name,
                 lease_namespace,
@@ -166,15 +197,27 @@ async fn main() -> ExitCode {
         Command::Rotate {
             name,
             namespace,
+            cluster,
             request,
             wait,
             timeout,
-        } => cli::rotate(&name, namespace.as_deref(), request, wait, &timeout).await,
+        } => {
+            cli::rotate(
+                &name,
+                namespace.as_deref(),
+                cluster,
+                request,
+                wait,
+                &timeout,
+            )
+            .await
+        }
         Command::Status {
             name,
             namespace,
+            cluster,
             output,
-        } => cli::status(&name, namespace.as_deref(), output == "json").await,
+        } => cli::status(&name, namespace.as_deref(), cluster, output == "json").await,
         Command::Completions { shell } => {
             print!("{}", completions(shell));
             Ok(())

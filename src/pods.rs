@@ -9,8 +9,8 @@
 //! Pods that reference no Secret and carry no `streamingtoken.io/token` label are not kept: they
 //! cannot hold a token, and most pods of a cluster are like that.
 
-use crate::api::StreamingToken;
 use crate::api::TOKEN_LABEL;
+use crate::api::{ClusterStreamingToken, StreamingToken};
 use crate::workload::ROTATION_ANNOTATION;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{
@@ -407,14 +407,12 @@ impl PodCache {
     }
 }
 
-/// The watch of every pod in scope: it feeds `cache` and yields the StreamingTokens a change
-/// concerns (those whose mirror Secret a pod references, or named by its label). Full pods are
-/// held only while one is turned into its record.
+/// The watch of every pod in scope: it feeds `cache` and yields what each change concerns
+/// (see [`concerned`]). Full pods are held only while one is turned into its record.
 pub fn watch(
     api: Api<Pod>,
     cache: Arc<PodCache>,
-    tokens: Store<StreamingToken>,
-) -> impl Stream<Item = ObjectRef<StreamingToken>> + Send + 'static {
+) -> impl Stream<Item = Vec<Touched>> + Send + 'static {
     watcher(api, watcher::Config::default().page_size(LIST_PAGE_SIZE))
         .default_backoff()
         .filter_map(move |event| {
@@ -422,14 +420,13 @@ pub fn watch(
                 Ok(event) => cache.apply(&event),
                 Err(_) => Vec::new(),
             };
-            let woken = concerned(&tokens, &touched);
-            futures::future::ready((!woken.is_empty()).then_some(futures::stream::iter(woken)))
+            futures::future::ready((!touched.is_empty()).then_some(touched))
         })
-        .flatten()
 }
 
-/// The StreamingTokens that `touched` concerns.
-fn concerned(
+/// The StreamingTokens that `touched` concerns: those whose mirror Secret (or source Secret) a
+/// changed pod references in their namespace, or named by its label.
+pub fn concerned(
     tokens: &Store<StreamingToken>,
     touched: &[Touched],
 ) -> Vec<ObjectRef<StreamingToken>> {
@@ -452,6 +449,38 @@ fn concerned(
                 && (change.secrets.contains(&secret)
                     || source.is_some_and(|source| change.secrets.contains(source))
                     || change.tokens.contains(&name))
+        });
+        if concerns {
+            woken.push(ObjectRef::from_obj(token.as_ref()));
+        }
+    }
+    woken
+}
+
+/// The ClusterStreamingTokens that `touched` concerns: those whose mirror or source Secret's
+/// name a changed pod references (in any namespace: a reconcile sorts out which it serves), or
+/// named by its label.
+pub fn concerned_cluster(
+    tokens: &Store<ClusterStreamingToken>,
+    touched: &[Touched],
+) -> Vec<ObjectRef<ClusterStreamingToken>> {
+    if touched.is_empty() {
+        return Vec::new();
+    }
+    let mut woken = Vec::new();
+    for token in tokens.state() {
+        let name = token.name_any();
+        let secret = token.secret_name();
+        let source = token
+            .spec
+            .source
+            .secret_ref
+            .as_ref()
+            .map(|reference| &reference.name);
+        let concerns = touched.iter().any(|change| {
+            change.secrets.contains(&secret)
+                || source.is_some_and(|source| change.secrets.contains(source))
+                || change.tokens.contains(&name)
         });
         if concerns {
             woken.push(ObjectRef::from_obj(token.as_ref()));

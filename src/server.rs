@@ -18,6 +18,12 @@ use tracing::{error, info, warn};
 /// What `run` needs.
 pub struct Options {
     pub namespaces: Vec<String>,
+    /// Serve StreamingTokens.
+    pub serve_namespaced: bool,
+    /// Serve ClusterStreamingTokens (only when every namespace is served).
+    pub serve_cluster: bool,
+    /// Serve only the ClusterStreamingTokens with these labels.
+    pub cluster_token_selector: Option<String>,
     pub leader_elect: bool,
     pub lease_name: String,
     pub lease_namespace: String,
@@ -200,9 +206,16 @@ pub async fn run(options: Options) -> Result<(), Box<dyn std::error::Error>> {
         let (sender, receiver) = watch::channel(false);
         ready_flags.push(receiver);
         let mut stop = stop.clone();
+        let serve = controller::Serve {
+            namespaced: options.serve_namespaced,
+            cluster: options.serve_cluster && matches!(scope, Scope::All),
+            cluster_token_selector: options.cluster_token_selector.clone(),
+            home_namespace: options.lease_namespace.clone(),
+        };
         controllers.push(tokio::spawn(controller::run(
             client.clone(),
             scope,
+            serve,
             reporter.clone(),
             metrics.clone(),
             leader.clone(),

@@ -76,6 +76,7 @@ pub struct PodObservation {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerObservation {
     pub kind: WorkloadKind,
+    pub namespace: String,
     pub name: String,
     pub generation: i64,
     pub observed_generation: i64,
@@ -100,6 +101,7 @@ pub struct ConsumerObservation {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerPatch {
     pub kind: WorkloadKind,
+    pub namespace: String,
     pub name: String,
     pub rotation_id: String,
     /// The StreamingToken's name, set as a pod label so that new pods are watched.
@@ -411,6 +413,7 @@ fn base_deployment(deployment: &Deployment) -> ConsumerObservation {
     });
     ConsumerObservation {
         kind: WorkloadKind::Deployment,
+        namespace: deployment.metadata.namespace.clone().unwrap_or_default(),
         name: deployment.metadata.name.clone().unwrap_or_default(),
         generation: generation_of(&deployment.metadata),
         observed_generation: status.observed_generation.unwrap_or(0),
@@ -441,6 +444,7 @@ fn base_statefulset(statefulset: &StatefulSet) -> ConsumerObservation {
         == Some("OnDelete");
     ConsumerObservation {
         kind: WorkloadKind::StatefulSet,
+        namespace: statefulset.metadata.namespace.clone().unwrap_or_default(),
         name: statefulset.metadata.name.clone().unwrap_or_default(),
         generation: generation_of(&statefulset.metadata),
         observed_generation: status.observed_generation.unwrap_or(0),
@@ -471,6 +475,7 @@ fn base_daemonset(daemonset: &DaemonSet) -> ConsumerObservation {
         == Some("OnDelete");
     ConsumerObservation {
         kind: WorkloadKind::DaemonSet,
+        namespace: daemonset.metadata.namespace.clone().unwrap_or_default(),
         name: daemonset.metadata.name.clone().unwrap_or_default(),
         generation: generation_of(&daemonset.metadata),
         observed_generation: status.observed_generation.unwrap_or(0),
@@ -593,6 +598,7 @@ mod tests {
     #[test]
     fn patch_touches_only_owned_fields() {
         let patch = ConsumerPatch {
+            namespace: "prod".into(),
             kind: WorkloadKind::StatefulSet,
             name: "db".into(),
             rotation_id: "r7".into(),
@@ -636,6 +642,7 @@ mod tests {
             "telemetry"
         );
         let restart = ConsumerPatch {
+            namespace: "prod".into(),
             repoint: None,
             ..patch
         };

@@ -4,8 +4,10 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 helm="$(tests/controlplane/build.sh)/bin/helm"
 chart=charts/streaming-token-operator
-cmp -s crds/streamingtokens.streamingtoken.io.yaml "$chart/crds/streamingtokens.streamingtoken.io.yaml" || {
-  echo "the chart's CRD differs from crds/: run 'make crds'" >&2; exit 1; }
+for crd in crds/*.yaml; do
+  cmp -s "$crd" "$chart/crds/$(basename "$crd")" || {
+    echo "the chart's copy of $crd differs from crds/: run 'make crds'" >&2; exit 1; }
+done
 "$helm" lint --strict "$chart"
 "$helm" template sto "$chart" --namespace sto-system >/dev/null
 "$helm" template sto "$chart" --namespace sto-system \

@@ -16,7 +16,7 @@
 //! the timeout is *blocked*. This is necessary, not sufficient: what each pod may still hold is
 //! decided from the pods themselves in [`super::holders`].
 
-use super::snapshot::Snapshot;
+use super::snapshot::{Snapshot, TokenKind};
 use crate::api::BlockedConsumer;
 use crate::workload::{
     ConsumerObservation, ConsumerPatch, ContainerEnv, ContainerRepoint, EnvSource, PodObservation,
@@ -54,7 +54,7 @@ pub fn patches(
 ) -> (Vec<ConsumerPatch>, Vec<BlockedConsumer>) {
     let mut patches = Vec::new();
     let mut blocked = Vec::new();
-    for consumer in &snapshot.consumers {
+    for consumer in snapshot.consumers() {
         let need = if repoint {
             repoint_need(snapshot, consumer, id)
         } else {
@@ -63,15 +63,25 @@ pub fn patches(
         match need {
             Need::Nothing => {}
             Need::Patch(patch) => patches.push(patch),
-            Need::Blocked(consumer) => blocked.push(consumer),
+            Need::Blocked(mut entry) => {
+                entry.namespace = listed_namespace(snapshot, &consumer.namespace);
+                blocked.push(entry);
+            }
         }
     }
     (patches, blocked)
 }
 
+/// The namespace a blocked entry names: a ClusterStreamingToken's span several namespaces, a
+/// StreamingToken's are all in its own.
+pub fn listed_namespace(snapshot: &Snapshot, namespace: &str) -> Option<String> {
+    (snapshot.kind == TokenKind::Cluster).then(|| namespace.to_string())
+}
+
 fn patch(snapshot: &Snapshot, consumer: &ConsumerObservation, id: &str) -> ConsumerPatch {
     ConsumerPatch {
         kind: consumer.kind,
+        namespace: consumer.namespace.clone(),
         name: consumer.name.clone(),
         rotation_id: id.into(),
         token_name: snapshot.name.clone(),
@@ -81,6 +91,7 @@ fn patch(snapshot: &Snapshot, consumer: &ConsumerObservation, id: &str) -> Consu
 
 fn blocked(consumer: &ConsumerObservation, reason: &str, message: String) -> Need {
     Need::Blocked(BlockedConsumer {
+        namespace: None,
         kind: consumer.kind.as_str().into(),
         name: consumer.name.clone(),
         reason: reason.into(),
@@ -376,6 +387,7 @@ mod tests {
     fn consumer(name: &str) -> ConsumerObservation {
         ConsumerObservation {
             kind: WorkloadKind::Deployment,
+            namespace: "prod".into(),
             name: name.into(),
             generation: 2,
             observed_generation: 2,

@@ -12,13 +12,15 @@
 //! - [`pair`]: which pair the mirror Secret must hold, as one named case.
 //! - [`consumers`]: what to write to each labelled workload; whether it is rolled out.
 //! - [`holders`]: which pods, whatever owns them, may still hold Token 1.
-//! - [`verification`]: consumers and pods together: "verified".
+//! - [`verification`]: consumers and pods together, namespace by namespace: "verified".
+//! - [`fanout`]: a ClusterStreamingToken's copies of the pair in every selected namespace.
 //! - [`rotation`]: the state machine, one function per phase; Token 1 is deactivated in
 //!   [`rotation`]'s `deactivating` phase and nowhere else.
 //! - this module: [`plan`] composes them in order (spec checks, the mirror's owner, suspend, the
 //!   pair, the rotation, the conditions) and nothing calls back up.
 
 pub mod consumers;
+pub mod fanout;
 pub mod holders;
 pub mod pair;
 pub mod rotation;
@@ -152,7 +154,15 @@ fn decide(snapshot: &Snapshot, now: &Time) -> Plan {
     });
     let readers = unlabelled_readers(snapshot, &mut status, &mut events);
     deletion_warning(snapshot, &mut status, &mut events, now);
-    let degraded = rotation.degraded.or(waiting).or(readers);
+    let fan = fanout::plan(
+        snapshot,
+        &mirror,
+        &rotation.namespaces,
+        &snapshot.retained,
+        &mut status,
+        &mut events,
+    );
+    let degraded = rotation.degraded.or(waiting).or(readers).or(fan.degraded);
     set_degraded(snapshot, &mut status, degraded, now);
 
     let secret = pair::needs_write(&mirror, observed).then_some(mirror);
@@ -164,6 +174,8 @@ fn decide(snapshot: &Snapshot, now: &Time) -> Plan {
     Plan {
         deactivates: rotation.deactivates,
         secret,
+        copies: fan.copies,
+        copy_deletes: fan.deletes,
         consumer_patches: rotation.patches,
         status,
         events,
@@ -180,7 +192,7 @@ fn base_status(snapshot: &Snapshot) -> StreamingTokenStatus {
     status.secret_name = Some(snapshot.secret_name.clone());
     let previous = status.consumers.take().unwrap_or_default();
     status.consumers = Some(ConsumerSummary {
-        total: i32::try_from(snapshot.consumers.len()).unwrap_or(i32::MAX),
+        total: i32::try_from(snapshot.consumer_count()).unwrap_or(i32::MAX),
         ..previous
     });
     status
@@ -200,7 +212,7 @@ fn claim(snapshot: &Snapshot) -> Result<Option<&ObservedMirror>, (&'static str, 
         MirrorObservation::ClaimedBy(other) => Err((
             "SecretClaimedByOther",
             format!(
-                "Secret {} is managed for StreamingToken {other}; set spec.secret.name to another name",
+                "Secret {} is managed for {other}; set spec.secret.name to another name",
                 snapshot.secret_name
             ),
         )),
@@ -228,6 +240,8 @@ fn suspended(
     );
     Plan {
         secret: None,
+        copies: Vec::new(),
+        copy_deletes: Vec::new(),
         consumer_patches: Vec::new(),
         status,
         events: Vec::new(),
@@ -253,6 +267,8 @@ fn persist_rotation_start(
         .collect();
     Plan {
         secret: None,
+        copies: Vec::new(),
+        copy_deletes: Vec::new(),
         consumer_patches: Vec::new(),
         status,
         events,
@@ -323,15 +339,17 @@ fn deletion_warning(
     now: &Time,
 ) {
     let pods = snapshot
-        .pods
+        .namespaces
         .iter()
+        .filter(|view| view.serves_pair())
+        .flat_map(|view| view.pods.iter())
         .filter(|pod| {
             pod.references
                 .iter()
                 .any(|reference| reference.secret == snapshot.secret_name)
         })
         .count();
-    let consumers = snapshot.consumers.len();
+    let consumers = snapshot.consumer_count();
     if snapshot.spec.deletion_policy != crate::api::DeletionPolicy::Delete
         || (pods == 0 && consumers == 0)
     {
@@ -374,34 +392,41 @@ fn unlabelled_readers(
     status: &mut StreamingTokenStatus,
     events: &mut Vec<Notice>,
 ) -> Option<(&'static str, String)> {
-    let consumers: BTreeSet<Owner> = snapshot
-        .consumers
-        .iter()
-        .map(|consumer| Owner {
-            kind: consumer.kind.as_str().into(),
-            name: consumer.name.clone(),
-        })
-        .collect();
-    let mut secrets = vec![snapshot.secret_name.as_str()];
-    if let Some(source) = &snapshot.spec.source.secret_ref {
-        secrets.push(source.name.as_str());
-    }
-    let found =
-        holders::unlabelled_readers(&snapshot.pods, &secrets, |owner| consumers.contains(owner));
-    let mut readers: Vec<BlockedConsumer> = found
-        .into_iter()
-        .map(|(owner, how)| BlockedConsumer {
+    let mut readers: Vec<BlockedConsumer> = Vec::new();
+    for view in snapshot.namespaces.iter().filter(|view| view.serves_pair()) {
+        let consumers: BTreeSet<Owner> = view
+            .consumers
+            .iter()
+            .map(|consumer| Owner {
+                kind: consumer.kind.as_str().into(),
+                name: consumer.name.clone(),
+            })
+            .collect();
+        let mut secrets = vec![snapshot.secret_name.as_str()];
+        if let Some(source) = &snapshot.spec.source.secret_ref
+            && view.namespace == snapshot.source_namespace
+        {
+            secrets.push(source.name.as_str());
+        }
+        let found =
+            holders::unlabelled_readers(&view.pods, &secrets, |owner| consumers.contains(owner));
+        let listed = consumers::listed_namespace(snapshot, &view.namespace);
+        readers.extend(found.into_iter().map(|(owner, how)| BlockedConsumer {
+            namespace: listed.clone(),
             kind: owner.kind,
             name: owner.name,
             reason: "UnlabelledReader".into(),
             message: how,
-        })
-        .collect();
+        }));
+    }
     let count = readers.len();
     readers.truncate(rotation::MAX_BLOCKED_LISTED);
     let names = |list: &[BlockedConsumer]| -> Vec<String> {
         list.iter()
-            .map(|reader| format!("{}/{}", reader.kind, reader.name))
+            .map(|reader| match &reader.namespace {
+                Some(namespace) => format!("{namespace}/{}/{}", reader.kind, reader.name),
+                None => format!("{}/{}", reader.kind, reader.name),
+            })
             .collect()
     };
     let listed = names(&readers);
@@ -483,6 +508,8 @@ fn failure(
     );
     Plan {
         secret: None,
+        copies: Vec::new(),
+        copy_deletes: Vec::new(),
         consumer_patches: Vec::new(),
         status,
         events,

@@ -672,13 +672,13 @@ fn source_name(snapshot: &Snapshot) -> &str {
 }
 
 /// Labels the mirror Secret carries.
-pub fn mirror_labels(token_name: &str) -> BTreeMap<String, String> {
+pub fn mirror_labels(label_key: &str, token_name: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         (
             crate::api::MANAGED_BY_LABEL.to_string(),
             crate::api::MANAGER_NAME.to_string(),
         ),
-        (crate::api::TOKEN_LABEL.to_string(), token_name.to_string()),
+        (label_key.to_string(), token_name.to_string()),
     ])
 }
 
@@ -732,10 +732,14 @@ pub fn needs_write(write: &MirrorWrite, observed: Option<&ObservedMirror>) -> bo
         return true;
     };
     let same_token = |observed: &Option<Result<Token, TokenProblem>>, wanted: &Token| matches!(observed, Some(Ok(token)) if token == wanted);
-    let labels_present = observed
-        .labels
-        .get(crate::api::TOKEN_LABEL)
-        .is_some_and(|value| !value.is_empty())
+    let labels_present = [crate::api::TOKEN_LABEL, crate::api::CLUSTER_TOKEN_LABEL]
+        .iter()
+        .any(|key| {
+            observed
+                .labels
+                .get(*key)
+                .is_some_and(|value| !value.is_empty())
+        })
         && observed.labels.contains_key(crate::api::MANAGED_BY_LABEL);
     let annotations_present = mirror_annotations(write)
         .iter()

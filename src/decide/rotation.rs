@@ -22,7 +22,7 @@
 use super::consumers;
 use super::pair::{PairChange, highest_serial};
 use super::snapshot::{MirrorWrite, Notice, Requeue, Snapshot, SourceObservation};
-use super::verification::{self, PodCheck, Verification};
+use super::verification::{self, NamespaceVerification, PodCheck, Verification};
 use crate::api::{
     BlockedConsumer, LastRotation, RotationStatus, RotationStrategy, StreamingTokenStatus,
     TokenIdentity,
@@ -56,6 +56,8 @@ pub struct Outcome {
     /// True when this reconcile's decision rests on no pod holding Token 1: it deactivates
     /// Token 1, turns `ReadyToRotate` True, or leaves consumers of a Restart alone.
     pub deactivates: bool,
+    /// Where each namespace stands, when this reconcile verified the rotation.
+    pub namespaces: Vec<NamespaceVerification>,
 }
 
 impl Outcome {
@@ -66,6 +68,7 @@ impl Outcome {
             degraded: None,
             hold_writes: true,
             deactivates: false,
+            namespaces: Vec::new(),
         }
     }
 
@@ -76,6 +79,7 @@ impl Outcome {
             degraded: None,
             hold_writes: false,
             deactivates: false,
+            namespaces: Vec::new(),
         }
     }
 }
@@ -191,6 +195,7 @@ struct Waiting {
     ready_to_rotate: bool,
     /// Look again after this long (otherwise the usual poll).
     requeue: Option<Duration>,
+    namespaces: Vec<NamespaceVerification>,
 }
 
 impl Waiting {
@@ -198,6 +203,7 @@ impl Waiting {
         Self {
             verified: Some(verification.verified),
             blocked: verification.blocked,
+            namespaces: verification.namespaces,
             ..Self::default()
         }
     }
@@ -311,7 +317,7 @@ fn restart_after_replacement(
 ) -> bool {
     if change != PairChange::Replaced
         || snapshot.status.token1.is_none()
-        || snapshot.consumers.is_empty()
+        || snapshot.consumer_count() == 0
     {
         return false;
     }
@@ -368,7 +374,7 @@ fn abandon_after_lost_mirror(
             rotation.id
         ),
     ));
-    if rotation.strategy == RotationStrategy::Restart && !snapshot.consumers.is_empty() {
+    if rotation.strategy == RotationStrategy::Restart && snapshot.consumer_count() != 0 {
         start_restart(snapshot, mirror, status, now, events);
     }
 }
@@ -402,7 +408,7 @@ fn due_cause(
         }
     }
     let had_pair = status.token1.is_some() || snapshot.status.token1.is_some();
-    if change == PairChange::Promoted && had_pair && !snapshot.consumers.is_empty() {
+    if change == PairChange::Promoted && had_pair && snapshot.consumer_count() != 0 {
         return Some(Cause::TokensReplaced);
     }
     let due = next_rotation_at(snapshot, status)?;
@@ -667,8 +673,9 @@ fn zero_downtime_guards(machine: &mut Machine, rotation: &mut RotationStatus) ->
         return None;
     }
     machine.set_phase(rotation, PHASE_REPOINTING);
-    let written = super::pair::owned_mirror(machine.snapshot)
-        .and_then(|mirror| mirror.values_written_at)
+    let written = machine
+        .snapshot
+        .latest_values_written_at()
         .unwrap_or(i64::MIN);
     let settled_at = written.saturating_add(super::holders::KUBELET_CACHE_MARGIN_SECONDS);
     let now = machine.now.0.as_second();
@@ -691,7 +698,7 @@ fn zero_downtime_guards(machine: &mut Machine, rotation: &mut RotationStatus) ->
                 "rotation {}: pointed {} consumer(s) at Token 2 ({})",
                 rotation.id,
                 needed.len(),
-                names(&needed)
+                names(machine.snapshot, &needed)
             ),
         ));
     }
@@ -719,7 +726,7 @@ fn awaiting_rollout(machine: &mut Machine, rotation: &mut RotationStatus) -> Ste
         return step;
     }
     let verification = machine.verify(rotation, machine.pod_check(rotation));
-    if !verification.complete(machine.snapshot.consumers.len()) {
+    if !verification.complete(machine.snapshot.consumer_count()) {
         return Step::Wait(Waiting::on(verification));
     }
     if machine.deactivated(rotation) {
@@ -744,7 +751,7 @@ fn deactivating(machine: &mut Machine, rotation: &mut RotationStatus) -> Step {
         return step;
     }
     let verification = machine.verify(rotation, PodCheck::NoPodHoldsToken1);
-    if !verification.complete(machine.snapshot.consumers.len()) {
+    if !verification.complete(machine.snapshot.consumer_count()) {
         machine.set_phase(rotation, PHASE_AWAITING_ROLLOUT);
         return Step::Next;
     }
@@ -765,7 +772,7 @@ fn awaiting_source(machine: &mut Machine, rotation: &mut RotationStatus) -> Step
         return step;
     }
     let verification = machine.verify(rotation, machine.pod_check(rotation));
-    if !verification.complete(machine.snapshot.consumers.len()) {
+    if !verification.complete(machine.snapshot.consumer_count()) {
         machine.set_phase(rotation, PHASE_AWAITING_ROLLOUT);
         return Step::Next;
     }
@@ -813,12 +820,11 @@ const MAX_LEFT_ALONE: usize = 500;
 fn already_on_the_promoted_token(machine: &Machine, rotation: &RotationStatus) -> Vec<String> {
     let snapshot = machine.snapshot;
     let stamp = snapshot.stamp(&rotation.id);
-    let pair = verification::pair(snapshot, &stamp);
-    let left_alone: Vec<String> = snapshot
-        .consumers
-        .iter()
-        .filter(|consumer| {
-            let pods: Vec<_> = snapshot
+    let mut left_alone: Vec<String> = Vec::new();
+    for view in &snapshot.namespaces {
+        let pair = verification::pair(snapshot, view, &stamp);
+        for consumer in &view.consumers {
+            let pods: Vec<_> = view
                 .pods
                 .iter()
                 .filter(|pod| {
@@ -829,13 +835,19 @@ fn already_on_the_promoted_token(machine: &Machine, rotation: &RotationStatus) -
                 .collect();
             let all_recorded = !pods.is_empty()
                 && i32::try_from(pods.len()).is_ok_and(|count| count >= consumer.total);
-            all_recorded
+            if all_recorded
                 && pods
                     .iter()
                     .all(|pod| super::holders::may_hold_token1(pod, &pair).is_none())
-        })
-        .map(|consumer| format!("{}/{}", consumer.kind.as_str(), consumer.name))
-        .collect();
+            {
+                left_alone.push(snapshot.consumer_key(
+                    consumer.kind.as_str(),
+                    &consumer.namespace,
+                    &consumer.name,
+                ));
+            }
+        }
+    }
     if left_alone.len() > MAX_LEFT_ALONE {
         return Vec::new();
     }
@@ -879,9 +891,11 @@ fn restarts_needed(machine: &Machine, rotation: &RotationStatus) -> Vec<Consumer
     let stamp = machine.snapshot.stamp(&rotation.id);
     let (mut needed, _) = consumers::patches(machine.snapshot, &stamp, false);
     needed.retain(|patch| {
-        !rotation
-            .left_alone
-            .contains(&format!("{}/{}", patch.kind.as_str(), patch.name))
+        !rotation.left_alone.contains(&machine.snapshot.consumer_key(
+            patch.kind.as_str(),
+            &patch.namespace,
+            &patch.name,
+        ))
     });
     needed
 }
@@ -901,7 +915,7 @@ fn restarting(machine: &mut Machine, rotation: &mut RotationStatus) -> Step {
             "rotation {}: restarting {} consumer(s) ({})",
             rotation.id,
             needed.len(),
-            names(&needed)
+            names(machine.snapshot, &needed)
         ),
     ));
     Step::Wait(Waiting {
@@ -918,7 +932,7 @@ fn awaiting_restarts(machine: &mut Machine, rotation: &mut RotationStatus) -> St
         return Step::Next;
     }
     let verification = machine.verify(rotation, PodCheck::RolloutsOnly);
-    if verification.complete(machine.snapshot.consumers.len()) {
+    if verification.complete(machine.snapshot.consumer_count()) {
         Step::Complete
     } else {
         Step::Wait(Waiting::on(verification))
@@ -1051,6 +1065,7 @@ fn report(
         verified,
         ready_to_rotate,
         requeue: after,
+        namespaces,
     } = waiting;
     let degraded = blocked_condition(machine, &rotation, &blocked);
     let requeue = if let Some(after) = after {
@@ -1089,6 +1104,7 @@ fn report(
         degraded,
         hold_writes: false,
         deactivates: machine.deactivates || announces,
+        namespaces,
     }
 }
 
@@ -1101,7 +1117,13 @@ pub fn blocked_message(rotation_id: &str, blocked: &[BlockedConsumer]) -> String
     let list = blocked
         .iter()
         .take(MAX_BLOCKED_LISTED)
-        .map(|consumer| format!("{}/{} ({})", consumer.kind, consumer.name, consumer.reason))
+        .map(|consumer| match &consumer.namespace {
+            Some(namespace) => format!(
+                "{}/{} in {namespace} ({})",
+                consumer.kind, consumer.name, consumer.reason
+            ),
+            None => format!("{}/{} ({})", consumer.kind, consumer.name, consumer.reason),
+        })
         .collect::<Vec<_>>()
         .join(", ");
     let more = blocked.len().saturating_sub(MAX_BLOCKED_LISTED);
@@ -1129,6 +1151,7 @@ fn blocked_condition(
     let message = blocked_message(&rotation.id, blocked);
     let key = |consumer: &BlockedConsumer| {
         (
+            consumer.namespace.clone(),
             consumer.kind.clone(),
             consumer.name.clone(),
             consumer.reason.clone(),
@@ -1221,11 +1244,11 @@ fn set_rotating(
     }
 }
 
-fn names(patches: &[ConsumerPatch]) -> String {
+fn names(snapshot: &Snapshot, patches: &[ConsumerPatch]) -> String {
     let mut listed: Vec<String> = patches
         .iter()
         .take(5)
-        .map(|patch| format!("{}/{}", patch.kind.as_str(), patch.name))
+        .map(|patch| snapshot.consumer_key(patch.kind.as_str(), &patch.namespace, &patch.name))
         .collect();
     if patches.len() > 5 {
         listed.push(format!("and {} more", patches.len() - 5));

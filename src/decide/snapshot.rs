@@ -31,26 +31,54 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// How often an unlabelled source Secret (not watched) is re-read.
 pub const UNWATCHED_SOURCE_RESYNC: Duration = Duration::from_secs(120);
 
+/// Which kind of object a snapshot is of: one state machine serves both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    /// A `StreamingToken`: one namespace, whose mirror Secret is the pair of record.
+    Namespaced,
+    /// A `ClusterStreamingToken`: the pair of record lives in a home Secret in the operator's
+    /// namespace and is copied into every selected namespace.
+    Cluster,
+}
+
+impl TokenKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Namespaced => "StreamingToken",
+            Self::Cluster => "ClusterStreamingToken",
+        }
+    }
+}
+
 /// Everything `plan` needs, gathered by the controller.
 pub struct Snapshot {
+    pub kind: TokenKind,
     pub name: String,
     /// The StreamingToken's uid: its incarnation. A StreamingToken deleted and created again
     /// starts its serials (and so its rotation ids) again; the stamp on pod templates carries
     /// the incarnation, so an old stamp never passes for this incarnation's rollout.
     pub uid: String,
+    /// Where the pair of record (`mirror`) lives: the StreamingToken's namespace, or the
+    /// operator's for a ClusterStreamingToken.
     pub namespace: String,
+    /// Namespace of a `secretRef` source Secret.
+    pub source_namespace: String,
     pub generation: i64,
     /// The `streamingtoken.io/rotate` annotation: a manual rotation request.
     pub rotate_request: Option<String>,
     pub spec: StreamingTokenSpec,
     pub status: StreamingTokenStatus,
     pub secret_name: String,
+    /// The Secret that holds the pair of record: the mirror Secret of a StreamingToken, the home
+    /// Secret of a ClusterStreamingToken.
     pub mirror: MirrorObservation,
     pub source: SourceObservation,
-    pub consumers: Vec<ConsumerObservation>,
-    /// Every pod of the namespace that references a Secret or carries the token label (compact
-    /// records): whatever owns them, they are what "may hold Token 1" is decided on.
-    pub pods: Vec<Arc<PodRecord>>,
+    /// The namespaces the pair reaches, each with its consumers and pods (one, the
+    /// StreamingToken's own, for the namespaced kind), sorted by name.
+    pub namespaces: Vec<NamespaceView>,
+    /// (ClusterStreamingToken) Namespaces no longer selected whose mirror Secret is kept as it
+    /// is (`unselectedPolicy: Retain`): neither written nor verified.
+    pub retained: Vec<String>,
     /// Random material drawn before planning, so that `plan` stays pure.
     pub fresh: FreshMaterial,
     /// Consecutive failed reconciles of this object, for exponential backoff.
@@ -58,6 +86,68 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// Every labelled consumer, in every namespace.
+    pub fn consumers(&self) -> impl Iterator<Item = &ConsumerObservation> {
+        self.namespaces
+            .iter()
+            .flat_map(|view| view.consumers.iter())
+    }
+
+    /// How a consumer is named in status lists (`rotation.leftAlone`): `Kind/name`, with its
+    /// namespace first for a ClusterStreamingToken.
+    pub fn consumer_key(&self, kind: &str, namespace: &str, name: &str) -> String {
+        match self.kind {
+            TokenKind::Namespaced => format!("{kind}/{name}"),
+            TokenKind::Cluster => format!("{namespace}/{kind}/{name}"),
+        }
+    }
+
+    /// How many labelled consumers there are, in every namespace.
+    pub fn consumer_count(&self) -> usize {
+        self.namespaces
+            .iter()
+            .map(|view| view.consumers.len())
+            .sum()
+    }
+
+    /// When the token values of the Secret pods in `view` read were last written.
+    pub fn values_written_at(&self, view: &NamespaceView) -> Option<i64> {
+        match &view.copy {
+            CopyObservation::Home => match &self.mirror {
+                MirrorObservation::Owned(observed) => observed.values_written_at,
+                _ => None,
+            },
+            CopyObservation::Current { values_written_at } => *values_written_at,
+            CopyObservation::Read(observed) => observed.values_written_at,
+            CopyObservation::Missing
+            | CopyObservation::NotOwned
+            | CopyObservation::ClaimedBy(_) => None,
+        }
+    }
+
+    /// True when the mirror Secret in `view` holds the pair of record (the same values and
+    /// serials as the Secret of record holds now).
+    pub fn copy_in_sync(&self, view: &NamespaceView) -> bool {
+        match &view.copy {
+            CopyObservation::Home | CopyObservation::Current { .. } => true,
+            CopyObservation::Read(copy) => match &self.mirror {
+                MirrorObservation::Owned(home) => same_pair(home, copy),
+                _ => false,
+            },
+            CopyObservation::Missing
+            | CopyObservation::NotOwned
+            | CopyObservation::ClaimedBy(_) => false,
+        }
+    }
+
+    /// The latest time any Secret the pods read had its values written.
+    pub fn latest_values_written_at(&self) -> Option<i64> {
+        self.namespaces
+            .iter()
+            .filter_map(|view| self.values_written_at(view))
+            .max()
+    }
+
     /// The value of the `streamingtoken.io/rotation` annotation that rotation `id` stamps on
     /// pod templates: `<id>.<first 8 characters of the uid>` (just `id` without a uid).
     pub fn stamp(&self, id: &str) -> String {
@@ -74,6 +164,68 @@ pub fn stamp(id: &str, uid: &str) -> String {
     }
 }
 
+/// One namespace the pair reaches.
+pub struct NamespaceView {
+    pub namespace: String,
+    /// The mirror Secret in this namespace.
+    pub copy: CopyObservation,
+    /// False when a ClusterStreamingToken no longer selects the namespace but still has a
+    /// mirror Secret there (see `spec.namespaces.unselectedPolicy`).
+    pub selected: bool,
+    /// A StreamingToken of the same name lives here: the consumer label is its, so the
+    /// ClusterStreamingToken repoints and restarts nothing here (`consumers` is empty).
+    pub label_taken: bool,
+    /// Labelled consumers in the namespace.
+    pub consumers: Vec<ConsumerObservation>,
+    /// Every pod of the namespace that references a Secret or carries the token label (compact
+    /// records): whatever owns them, they are what "may hold Token 1" is decided on.
+    pub pods: Vec<Arc<PodRecord>>,
+}
+
+impl NamespaceView {
+    /// True when this namespace's pods may read this pair from the mirror Secret here.
+    pub fn serves_pair(&self) -> bool {
+        !matches!(
+            self.copy,
+            CopyObservation::NotOwned | CopyObservation::ClaimedBy(_)
+        )
+    }
+}
+
+/// The mirror Secret of one namespace, next to the pair of record.
+pub enum CopyObservation {
+    /// It is the Secret of record itself (a StreamingToken's mirror; a ClusterStreamingToken's
+    /// home namespace).
+    Home,
+    Missing,
+    /// A Secret of that name the operator did not create.
+    NotOwned,
+    /// A Secret of that name the operator manages for someone else (named).
+    ClaimedBy(String),
+    /// Owned, and known from an earlier read to hold what the Secret of record holds (its
+    /// resourceVersion has not changed since).
+    Current {
+        values_written_at: Option<i64>,
+    },
+    /// Owned, read now.
+    Read(ObservedMirror),
+}
+
+/// True when two observed mirror Secrets hold the same valid tokens under the same serials.
+fn same_pair(a: &ObservedMirror, b: &ObservedMirror) -> bool {
+    let same = |x: &Option<Result<Token, TokenProblem>>,
+                y: &Option<Result<Token, TokenProblem>>| {
+        matches!((x, y), (Some(Ok(x)), Some(Ok(y))) if x == y)
+    };
+    let serials = |mirror: &ObservedMirror| {
+        (
+            mirror.annotations.get(ANNOTATION_TOKEN1_SERIAL).cloned(),
+            mirror.annotations.get(ANNOTATION_TOKEN2_SERIAL).cloned(),
+        )
+    };
+    same(&a.token1, &b.token1) && same(&a.token2, &b.token2) && serials(a) == serials(b)
+}
+
 /// New tokens and a new fingerprint key, used only if the plan issues tokens.
 pub struct FreshMaterial {
     pub tokens: [Token; 2],
@@ -85,7 +237,8 @@ pub enum MirrorObservation {
     Missing,
     /// A Secret the operator did not create.
     NotOwned,
-    /// A Secret the operator manages for another StreamingToken.
+    /// A Secret the operator manages for another object (named: `StreamingToken x`,
+    /// `ClusterStreamingToken y`).
     ClaimedBy(String),
     Owned(ObservedMirror),
 }
@@ -214,6 +367,13 @@ pub struct MirrorWrite {
     pub replacement: Option<String>,
 }
 
+/// A mirror Secret to write in another namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyWrite {
+    pub namespace: String,
+    pub write: MirrorWrite,
+}
+
 /// When to look again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Requeue {
@@ -227,6 +387,12 @@ pub enum Requeue {
 pub struct Plan {
     /// The mirror Secret to write, or `None` when it is already as it should be.
     pub secret: Option<MirrorWrite>,
+    /// (ClusterStreamingToken) Mirror Secrets to write in other namespaces, after `secret`:
+    /// the same pair, with each copy's own precondition.
+    pub copies: Vec<CopyWrite>,
+    /// (ClusterStreamingToken) Namespaces whose mirror Secret is deleted (no longer selected,
+    /// and no pod there reads it).
+    pub copy_deletes: Vec<String>,
     /// Consumer workloads to patch (rotation annotation and environment variable).
     pub consumer_patches: Vec<ConsumerPatch>,
     /// The status as it should be (written only if it differs from the observed one).

@@ -47,10 +47,12 @@ pub(crate) fn base_snapshot() -> Snapshot {
 fn fixture() -> Fixture {
     Fixture {
         snapshot: Snapshot {
+            kind: TokenKind::Namespaced,
             name: "telemetry".into(),
             uid: String::new(),
             rotate_request: None,
             namespace: "prod".into(),
+            source_namespace: "prod".into(),
             generation: 1,
             spec: StreamingTokenSpec {
                 source: TokenSource {
@@ -67,8 +69,15 @@ fn fixture() -> Fixture {
             secret_name: "telemetry".into(),
             mirror: MirrorObservation::Missing,
             source: SourceObservation::Issued,
-            consumers: Vec::new(),
-            pods: Vec::new(),
+            namespaces: vec![NamespaceView {
+                namespace: "prod".into(),
+                copy: CopyObservation::Home,
+                selected: true,
+                label_taken: false,
+                consumers: Vec::new(),
+                pods: Vec::new(),
+            }],
+            retained: Vec::new(),
             fresh: FreshMaterial {
                 tokens: [token("fresh-a"), token("fresh-b")],
                 fingerprint_key: "new-key".into(),
@@ -94,7 +103,7 @@ fn mirror_of(pair: (&str, &str), serials: (i64, i64)) -> ObservedMirror {
         resource_version: Some("10".into()),
         token1: Some(Ok(token(pair.0))),
         token2: Some(Ok(token(pair.1))),
-        labels: mirror_labels("telemetry"),
+        labels: mirror_labels(crate::api::TOKEN_LABEL, "telemetry"),
         annotations: mirror_annotations(&write),
         owner_uids: Vec::new(),
         values_written_at: Some(1_800_000_000),
@@ -150,7 +159,7 @@ impl Fixture {
     }
 
     fn consumer(mut self, consumer: ConsumerObservation) -> Self {
-        self.snapshot.consumers.push(consumer);
+        self.snapshot.namespaces[0].consumers.push(consumer);
         self
     }
 
@@ -194,6 +203,7 @@ impl Fixture {
 fn consumer(name: &str, rotation: Option<&str>, pointed_at_token2: bool) -> ConsumerObservation {
     ConsumerObservation {
         kind: WorkloadKind::Deployment,
+        namespace: "prod".into(),
         name: name.into(),
         generation: 2,
         observed_generation: 2,
@@ -740,10 +750,10 @@ fn a_trigger_during_a_rotation_is_queued_and_runs_next() {
         .established(("one", "two"), (1, 2))
         .rotating(PHASE_AWAITING_ROLLOUT, 1, RotationStrategy::ZeroDowntime)
         .consumer(consumer("api", Some("r0"), true));
-    fixture.snapshot.consumers[0].pods = Some(vec![]);
+    fixture.snapshot.namespaces[0].consumers[0].pods = Some(vec![]);
     fixture.snapshot.spec.rotation.trigger = Some("t3".into());
-    fixture.snapshot.consumers[0].template_rotation = Some("r1".into());
-    fixture.snapshot.consumers[0]
+    fixture.snapshot.namespaces[0].consumers[0].template_rotation = Some("r1".into());
+    fixture.snapshot.namespaces[0].consumers[0]
         .pods
         .as_mut()
         .expect("pods")
@@ -761,7 +771,7 @@ fn a_trigger_during_a_rotation_is_queued_and_runs_next() {
 
     // Once r1 completes, the queued trigger starts r2.
     fixture.snapshot.status = plan.status;
-    fixture.snapshot.consumers[0].pods = Some(vec![]);
+    fixture.snapshot.namespaces[0].consumers[0].pods = Some(vec![]);
     let plan = fixture.plan();
     assert_eq!(written_pair(&plan).map(|pair| pair.2), Some(2));
     let next = plan.status.rotation.expect("queued rotation started");
@@ -1180,12 +1190,12 @@ fn deactivation_waits_for_every_pod_that_may_hold_token1_whatever_owns_it() {
             .established(("one", "two"), (1, 2))
             .rotating(PHASE_AWAITING_ROLLOUT, 1, RotationStrategy::ZeroDowntime)
             .consumer(consumer("api", Some("r1"), true));
-        fixture.snapshot.pods = consumer_pods("api", "r1");
+        fixture.snapshot.namespaces[0].pods = consumer_pods("api", "r1");
         fixture
     };
     let with = |extra: Arc<PodRecord>| {
         let mut fixture = base();
-        fixture.snapshot.pods.push(extra);
+        fixture.snapshot.namespaces[0].pods.push(extra);
         fixture
     };
     let mut terminating =
@@ -1290,8 +1300,8 @@ fn a_secret_ref_rotation_is_not_ready_to_rotate_while_a_pod_may_hold_token1() {
         .established(("one", "two"), (1, 2))
         .rotating(PHASE_AWAITING_ROLLOUT, 1, RotationStrategy::ZeroDowntime)
         .consumer(consumer("api", Some("r1"), true));
-    fixture.snapshot.pods = consumer_pods("api", "r1");
-    fixture.snapshot.pods.push(pod_record(
+    fixture.snapshot.namespaces[0].pods = consumer_pods("api", "r1");
+    fixture.snapshot.namespaces[0].pods.push(pod_record(
         "batch-1",
         Some(("Deployment", "batch")),
         "token1",
@@ -1302,7 +1312,7 @@ fn a_secret_ref_rotation_is_not_ready_to_rotate_while_a_pod_may_hold_token1() {
         condition(&plan, READY_TO_ROTATE),
         Some(("False".into(), "ConsumersNotReady".into()))
     );
-    fixture.snapshot.pods.pop();
+    fixture.snapshot.namespaces[0].pods.pop();
     assert_eq!(
         condition(&fixture.plan(), READY_TO_ROTATE),
         Some(("True".into(), "ConsumersOnToken2".into()))
@@ -1314,8 +1324,8 @@ fn an_unlabelled_reader_is_reported_before_any_rotation() {
     let mut fixture = fixture()
         .established(("one", "two"), (1, 2))
         .consumer(consumer("api", Some("r0"), true));
-    fixture.snapshot.pods = consumer_pods("api", "r0");
-    fixture.snapshot.pods.push(pod_record(
+    fixture.snapshot.namespaces[0].pods = consumer_pods("api", "r0");
+    fixture.snapshot.namespaces[0].pods.push(pod_record(
         "batch-1",
         Some(("Deployment", "batch")),
         "token1",
@@ -1526,7 +1536,7 @@ fn delete_policy_with_readers_is_warned_about_before_anyone_deletes() {
         .established(("one", "two"), (1, 2))
         .consumer(consumer("api", Some("r0"), true));
     fixture.snapshot.spec.deletion_policy = DeletionPolicy::Delete;
-    fixture.snapshot.pods = consumer_pods("api", "r0");
+    fixture.snapshot.namespaces[0].pods = consumer_pods("api", "r0");
     let plan = fixture.plan();
     assert_eq!(
         condition(&plan, conditions::DELETES_SECRET_IN_USE),
@@ -1552,15 +1562,17 @@ fn a_restart_leaves_alone_consumers_whose_pods_cannot_hold_the_deactivated_token
         .consumer(consumer("stale", None, false));
     // fresh: its pods read Token 2 and started after the last write (they hold "two", which
     // the promotion keeps). stale: its pods read Token 1.
-    fixture.snapshot.pods = consumer_pods("fresh", "r0");
-    fixture.snapshot.pods.extend((0..2).map(|index| {
-        pod_record(
-            &format!("stale-{index}"),
-            Some(("Deployment", "stale")),
-            "token1",
-            None,
-        )
-    }));
+    fixture.snapshot.namespaces[0].pods = consumer_pods("fresh", "r0");
+    fixture.snapshot.namespaces[0]
+        .pods
+        .extend((0..2).map(|index| {
+            pod_record(
+                &format!("stale-{index}"),
+                Some(("Deployment", "stale")),
+                "token1",
+                None,
+            )
+        }));
     let plan = fixture.plan();
     let rotation = plan.status.rotation.clone().expect("restarting");
     assert_eq!(rotation.phase, PHASE_RESTARTING);
@@ -1577,7 +1589,7 @@ fn a_restart_leaves_alone_consumers_whose_pods_cannot_hold_the_deactivated_token
     fixture.snapshot.status = plan.status.clone();
     fixture.snapshot.mirror = MirrorObservation::Owned(mirror_of(("two", "three"), (2, 3)));
     let stamp = fixture.snapshot.stamp("r1");
-    fixture.snapshot.consumers[1] = consumer("stale", Some(&stamp), false);
+    fixture.snapshot.namespaces[0].consumers[1] = consumer("stale", Some(&stamp), false);
     let done = fixture.plan();
     assert!(done.status.rotation.is_none(), "{:?}", done.status.rotation);
 }
@@ -1677,10 +1689,10 @@ fn a_pod_reading_the_source_secret_directly_keeps_ready_to_rotate_false() {
         .established(("one", "two"), (1, 2))
         .rotating(PHASE_AWAITING_ROLLOUT, 1, RotationStrategy::ZeroDowntime)
         .consumer(consumer("api", Some("r1"), true));
-    fixture.snapshot.pods = consumer_pods("api", "r1");
+    fixture.snapshot.namespaces[0].pods = consumer_pods("api", "r1");
     let mut direct = (*pod_record("debug", None, "token2", None)).clone();
     direct.references[0].secret = "portal".into();
-    fixture.snapshot.pods.push(Arc::new(direct));
+    fixture.snapshot.namespaces[0].pods.push(Arc::new(direct));
     let plan = fixture.plan();
     assert_eq!(
         condition(&plan, READY_TO_ROTATE),

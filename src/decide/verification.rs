@@ -5,7 +5,7 @@
 
 use super::consumers::{self, Verdict};
 use super::holders::{self, Hold, Pair};
-use super::snapshot::Snapshot;
+use super::snapshot::{NamespaceView, Snapshot};
 use crate::api::{BlockedConsumer, RotationStatus};
 use crate::pods::Owner;
 use std::collections::BTreeSet;
@@ -18,7 +18,18 @@ pub struct Verification {
     pub verified: usize,
     /// Consumers, other workloads and bare pods that hold the rotation up until a person acts.
     pub blocked: Vec<BlockedConsumer>,
-    /// Owners whose terminating pods may hold Token 1 and go by themselves.
+    /// Owners whose terminating pods may hold Token 1 and go by themselves, and mirror
+    /// Secrets not yet holding the pair of record.
+    pub waiting: usize,
+    /// The same, per namespace (in the snapshot's order).
+    pub namespaces: Vec<NamespaceVerification>,
+}
+
+/// Where one namespace's consumers and pods stand.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct NamespaceVerification {
+    pub verified: usize,
+    pub blocked: Vec<BlockedConsumer>,
     pub waiting: usize,
 }
 
@@ -48,83 +59,109 @@ pub fn verify(
     now: i64,
 ) -> Verification {
     let left_alone = |consumer: &crate::workload::ConsumerObservation| {
-        rotation
-            .left_alone
-            .contains(&format!("{}/{}", consumer.kind.as_str(), consumer.name))
+        rotation.left_alone.contains(&snapshot.consumer_key(
+            consumer.kind.as_str(),
+            &consumer.namespace,
+            &consumer.name,
+        ))
     };
     let timeout = rollout_timeout(snapshot);
     let stamp = snapshot.stamp(&rotation.id);
     let mut verification = Verification::default();
-    let mut verified: BTreeSet<Owner> = BTreeSet::new();
-    for consumer in &snapshot.consumers {
-        if left_alone(consumer) {
-            // A Restart rotation did not restart it: its pods hold a token that stays valid.
-            verified.insert(owner_of(consumer));
-            continue;
-        }
-        match consumers::verify(consumer, &stamp, waited, timeout) {
-            Verdict::Verified => {
+    for view in &snapshot.namespaces {
+        let listed = consumers::listed_namespace(snapshot, &view.namespace);
+        let blocked_before = verification.blocked.len();
+        let mut verified: BTreeSet<Owner> = BTreeSet::new();
+        for consumer in &view.consumers {
+            if left_alone(consumer) {
+                // A Restart rotation did not restart it: its pods hold a token that stays valid.
                 verified.insert(owner_of(consumer));
+                continue;
             }
-            Verdict::Progressing(_) => {}
-            Verdict::Blocked { reason, message } => {
-                verification.blocked.push(BlockedConsumer {
-                    kind: consumer.kind.as_str().into(),
-                    name: consumer.name.clone(),
-                    reason: reason.into(),
-                    message,
-                });
-            }
-        }
-    }
-    if check == PodCheck::NoPodHoldsToken1 {
-        let pair = pair(snapshot, &stamp);
-        let found = holders::holders(&snapshot.pods, &pair);
-        let consumers: BTreeSet<Owner> = snapshot.consumers.iter().map(owner_of).collect();
-        let holds = holders::holds(
-            &found,
-            &pair,
-            &snapshot.name,
-            |owner| consumers.contains(owner),
-            |owner| verified.contains(owner),
-            now,
-        );
-        for (owner, hold) in holds {
-            verified.remove(&owner);
-            match hold {
-                Hold::Waiting(_) => verification.waiting += 1,
-                Hold::Blocked { reason, message } => {
+            match consumers::verify(consumer, &stamp, waited, timeout) {
+                Verdict::Verified => {
+                    verified.insert(owner_of(consumer));
+                }
+                Verdict::Progressing(_) => {}
+                Verdict::Blocked { reason, message } => {
                     verification.blocked.push(BlockedConsumer {
-                        kind: owner.kind,
-                        name: owner.name,
+                        namespace: listed.clone(),
+                        kind: consumer.kind.as_str().into(),
+                        name: consumer.name.clone(),
                         reason: reason.into(),
                         message,
                     });
                 }
             }
         }
+        let mut waiting = 0;
+        if check == PodCheck::NoPodHoldsToken1 && view.serves_pair() {
+            if !snapshot.copy_in_sync(view) {
+                // A mirror Secret that does not (yet) hold the pair of record: what its Token 2
+                // key held, and when, is not known, so nothing here counts as verified.
+                waiting += 1;
+            }
+            let pair = pair(snapshot, view, &stamp);
+            let found = holders::holders(&view.pods, &pair);
+            let consumers: BTreeSet<Owner> = view.consumers.iter().map(owner_of).collect();
+            let holds = holders::holds(
+                &found,
+                &pair,
+                &snapshot.name,
+                |owner| consumers.contains(owner),
+                |owner| verified.contains(owner),
+                now,
+            );
+            for (owner, hold) in holds {
+                verified.remove(&owner);
+                match hold {
+                    Hold::Waiting(_) => waiting += 1,
+                    Hold::Blocked { reason, message } => {
+                        verification.blocked.push(BlockedConsumer {
+                            namespace: listed.clone(),
+                            kind: owner.kind,
+                            name: owner.name,
+                            reason: reason.into(),
+                            message,
+                        });
+                    }
+                }
+            }
+        }
+        verification.verified += verified.len();
+        verification.waiting += waiting;
+        verification.namespaces.push(NamespaceVerification {
+            verified: verified.len(),
+            blocked: verification.blocked[blocked_before..].to_vec(),
+            waiting,
+        });
     }
-    verification.verified = verified.len();
     verification
 }
 
-/// What the pod-level check needs of the pair and the rotation.
-/// What the pod-level check needs of the pair and the rotation (stamped `stamp`).
-pub fn pair<'a>(snapshot: &'a Snapshot, stamp: &'a str) -> Pair<'a> {
+/// What the pod-level check of the pods in `view` needs of the pair and the rotation (stamped
+/// `stamp`).
+pub fn pair<'a>(snapshot: &'a Snapshot, view: &NamespaceView, stamp: &'a str) -> Pair<'a> {
+    let source_here = view.namespace == snapshot.source_namespace;
     Pair {
         secret: &snapshot.secret_name,
         token1_key: &snapshot.spec.secret.token1_key,
         token2_key: &snapshot.spec.secret.token2_key,
         rotation_id: stamp,
-        values_written_at: super::pair::owned_mirror(snapshot)
-            .and_then(|mirror| mirror.values_written_at),
-        source: snapshot.spec.source.secret_ref.as_ref().map(|reference| {
-            (
-                reference.name.as_str(),
-                reference.token1_key.as_str(),
-                reference.token2_key.as_str(),
-            )
-        }),
+        values_written_at: snapshot.values_written_at(view),
+        source: snapshot
+            .spec
+            .source
+            .secret_ref
+            .as_ref()
+            .filter(|_| source_here)
+            .map(|reference| {
+                (
+                    reference.name.as_str(),
+                    reference.token1_key.as_str(),
+                    reference.token2_key.as_str(),
+                )
+            }),
     }
 }
 

@@ -1,0 +1,280 @@
+//! A ClusterStreamingToken's namespaces (pure): which mirror Secrets to write or delete so every
+//! selected namespace holds the pair of record, and where each namespace stands.
+//!
+//! The pair of record lives in the home Secret (the operator's namespace), decided by
+//! [`super::pair`] and [`super::rotation`] exactly as a StreamingToken's mirror. Every other
+//! namespace gets a copy: the same values and the same bookkeeping annotations, written right
+//! after the home Secret. A copy that does not hold the pair of record holds its namespace's
+//! verification back ([`super::verification`]), so Token 1 is never deactivated while some
+//! namespace's Secret may still say otherwise.
+//!
+//! A namespace that stops being selected is `Leaving` (`unselectedPolicy: Delete`): its copy is
+//! kept up to date, and its consumers served and verified, until no pod there reads it; then the
+//! copy is deleted. A Secret of the mirror's name that is not this object's is never touched.
+
+use super::pair;
+use super::snapshot::{
+    CopyObservation, CopyWrite, MirrorWrite, NamespaceView, Notice, Snapshot, TokenKind,
+};
+use super::verification::NamespaceVerification;
+use crate::api::{BlockedConsumer, NamespaceStatus, StreamingTokenStatus};
+
+/// Most namespaces listed in status.
+pub const MAX_NAMESPACES_LISTED: usize = 200;
+/// Most blocked entries listed per namespace.
+const MAX_BLOCKED_PER_NAMESPACE: usize = 5;
+
+/// What the namespaces need.
+#[derive(Debug, Default)]
+pub struct FanOut {
+    pub copies: Vec<CopyWrite>,
+    pub deletes: Vec<String>,
+    /// `Degraded` when nothing worse is reported: namespaces whose Secret or label is taken.
+    pub degraded: Option<(&'static str, String)>,
+}
+
+/// The copies to write and delete for `mirror` (the pair of record as it will be after this
+/// reconcile), the namespace list in `status`, and Events for namespaces that changed state.
+pub fn plan(
+    snapshot: &Snapshot,
+    mirror: &MirrorWrite,
+    verified: &[NamespaceVerification],
+    retained: &[String],
+    status: &mut StreamingTokenStatus,
+    events: &mut Vec<Notice>,
+) -> FanOut {
+    let mut fan = FanOut::default();
+    if snapshot.kind != TokenKind::Cluster {
+        return fan;
+    }
+    let mut listed: Vec<NamespaceStatus> = Vec::new();
+    for (index, view) in snapshot.namespaces.iter().enumerate() {
+        let state = state(snapshot, view);
+        match copy_need(snapshot, view, mirror) {
+            CopyNeed::Nothing => {}
+            CopyNeed::Write(write) => fan.copies.push(CopyWrite {
+                namespace: view.namespace.clone(),
+                write,
+            }),
+            CopyNeed::Delete => fan.deletes.push(view.namespace.clone()),
+        }
+        let verification = verified.get(index);
+        let mut blocked: Vec<BlockedConsumer> = verification
+            .map(|verification| verification.blocked.clone())
+            .unwrap_or_default();
+        blocked.truncate(MAX_BLOCKED_PER_NAMESPACE);
+        listed.push(NamespaceStatus {
+            name: view.namespace.clone(),
+            state: state.0.into(),
+            consumers: i32::try_from(view.consumers.len()).unwrap_or(i32::MAX),
+            verified: status
+                .rotation
+                .as_ref()
+                .and(verification)
+                .map(|verification| i32::try_from(verification.verified).unwrap_or(i32::MAX)),
+            blocked,
+            message: state.1,
+        });
+    }
+    for namespace in retained {
+        listed.push(NamespaceStatus {
+            name: namespace.clone(),
+            state: "Retained".into(),
+            message: format!(
+                "no longer selected; Secret {} is kept as it is and no longer updated (unselectedPolicy: Retain): its Token 1 stops working at the next rotation",
+                snapshot.secret_name
+            ),
+            ..NamespaceStatus::default()
+        });
+    }
+    announce(snapshot, &listed, events);
+    let conflicts: Vec<String> = listed
+        .iter()
+        .filter(|entry| is_conflict(&entry.state))
+        .map(|entry| format!("{} ({})", entry.name, entry.state))
+        .collect();
+    if !conflicts.is_empty() {
+        fan.degraded = Some((
+            "NamespaceConflict",
+            format!(
+                "{} namespace(s) cannot be served: {}; see status.namespaces",
+                conflicts.len(),
+                conflicts.join(", ")
+            ),
+        ));
+    }
+    status.namespace_count = Some(
+        i32::try_from(
+            snapshot
+                .namespaces
+                .iter()
+                .filter(|view| view.serves_pair())
+                .count(),
+        )
+        .unwrap_or(i32::MAX),
+    );
+    // Those that need attention first, then by name.
+    listed.sort_by(|a, b| (attention(a) == 0, &a.name).cmp(&(attention(b) == 0, &b.name)));
+    listed.truncate(MAX_NAMESPACES_LISTED);
+    status.namespaces = listed;
+    fan
+}
+
+fn attention(entry: &NamespaceStatus) -> usize {
+    usize::from(entry.state != "Synced") + entry.blocked.len()
+}
+
+fn is_conflict(state: &str) -> bool {
+    matches!(
+        state,
+        "SecretNotOwned" | "SecretClaimedByOther" | "ConsumerLabelTaken"
+    )
+}
+
+enum CopyNeed {
+    Nothing,
+    Write(MirrorWrite),
+    Delete,
+}
+
+/// What the copy in `view` needs so that it holds `mirror`.
+fn copy_need(snapshot: &Snapshot, view: &NamespaceView, mirror: &MirrorWrite) -> CopyNeed {
+    let write = |precondition: Option<String>| {
+        CopyNeed::Write(MirrorWrite {
+            precondition,
+            ..mirror.clone()
+        })
+    };
+    if !view.selected && !read_here(snapshot, view) {
+        return match view.copy {
+            CopyObservation::Read(_) | CopyObservation::Current { .. } => CopyNeed::Delete,
+            _ => CopyNeed::Nothing,
+        };
+    }
+    match &view.copy {
+        CopyObservation::Home
+        | CopyObservation::NotOwned
+        | CopyObservation::ClaimedBy(_)
+        | CopyObservation::Current { .. } => CopyNeed::Nothing,
+        CopyObservation::Missing => write(None),
+        CopyObservation::Read(observed) => {
+            if pair::needs_write(mirror, Some(observed)) {
+                write(observed.resource_version.clone())
+            } else {
+                CopyNeed::Nothing
+            }
+        }
+    }
+}
+
+/// True when a pod of `view` references the mirror Secret (any key, terminating or not).
+fn read_here(snapshot: &Snapshot, view: &NamespaceView) -> bool {
+    view.pods.iter().any(|pod| {
+        pod.references
+            .iter()
+            .any(|reference| reference.secret == snapshot.secret_name)
+    })
+}
+
+/// The state of a namespace and what it means, for status.
+fn state(snapshot: &Snapshot, view: &NamespaceView) -> (&'static str, String) {
+    let secret = &snapshot.secret_name;
+    match &view.copy {
+        CopyObservation::NotOwned => {
+            return (
+                "SecretNotOwned",
+                format!(
+                    "Secret {secret} exists here and was not created by the operator; it is left alone (delete it, or set spec.secret.name to another name)"
+                ),
+            );
+        }
+        CopyObservation::ClaimedBy(other) => {
+            return (
+                "SecretClaimedByOther",
+                format!("Secret {secret} here is managed for {other}; it is left alone"),
+            );
+        }
+        _ => {}
+    }
+    if view.label_taken {
+        return (
+            "ConsumerLabelTaken",
+            format!(
+                "StreamingToken {} lives here and owns the label streamingtoken.io/token: {}; workloads here are not repointed or restarted (pods reading Secret {secret} are still verified)",
+                snapshot.name, snapshot.name
+            ),
+        );
+    }
+    if !view.selected {
+        return (
+            "Leaving",
+            format!(
+                "no longer selected; Secret {secret} is kept and verified until no pod here reads it, then deleted"
+            ),
+        );
+    }
+    if snapshot.copy_in_sync(view) {
+        ("Synced", format!("Secret {secret} holds the pair"))
+    } else if matches!(view.copy, CopyObservation::Missing) {
+        ("Pending", format!("Secret {secret} is being created"))
+    } else {
+        ("Pending", format!("Secret {secret} is being updated"))
+    }
+}
+
+/// Events for namespaces whose state changed since the last status: joined, left, conflicting.
+fn announce(snapshot: &Snapshot, listed: &[NamespaceStatus], events: &mut Vec<Notice>) {
+    let before = |name: &str| {
+        snapshot
+            .status
+            .namespaces
+            .iter()
+            .find(|entry| entry.name == name)
+            .map(|entry| entry.state.as_str())
+    };
+    let secret = &snapshot.secret_name;
+    for entry in listed {
+        let was = before(&entry.name);
+        if was == Some(entry.state.as_str()) {
+            continue;
+        }
+        match entry.state.as_str() {
+            "Pending" if was.is_none() => events.push(Notice::normal(
+                "NamespaceAdded",
+                "MirrorSecret",
+                format!(
+                    "namespace {} is selected: Secret {secret} is written there",
+                    entry.name
+                ),
+            )),
+            "Leaving" => events.push(Notice::normal(
+                "NamespaceLeaving",
+                "MirrorSecret",
+                format!("namespace {}: {}", entry.name, entry.message),
+            )),
+            "Retained" => events.push(Notice::warning(
+                "NamespaceRetained",
+                "MirrorSecret",
+                format!("namespace {}: {}", entry.name, entry.message),
+            )),
+            state if is_conflict(state) => events.push(Notice::warning(
+                "NamespaceConflict",
+                "MirrorSecret",
+                format!("namespace {}: {}", entry.name, entry.message),
+            )),
+            _ => {}
+        }
+    }
+    for entry in &snapshot.status.namespaces {
+        if !listed.iter().any(|listed| listed.name == entry.name) {
+            events.push(Notice::normal(
+                "NamespaceRemoved",
+                "MirrorSecret",
+                format!(
+                    "namespace {}: Secret {secret} is no longer managed there",
+                    entry.name
+                ),
+            ));
+        }
+    }
+}
