@@ -1726,3 +1726,254 @@ fn the_rollout_timeout_counts_from_the_start_of_waiting_not_from_each_phase() {
     assert_eq!(blocked.len(), 1);
     assert_eq!(blocked[0].reason, "RolloutTimeout");
 }
+
+// ClusterStreamingToken: the same state machine over several namespaces.
+
+/// A selected namespace of a ClusterStreamingToken whose mirror Secret is `copy`.
+fn cluster_view(namespace: &str, copy: CopyObservation) -> NamespaceView {
+    NamespaceView {
+        namespace: namespace.into(),
+        copy,
+        selected: true,
+        label_taken: false,
+        consumers: Vec::new(),
+        pods: Vec::new(),
+    }
+}
+
+/// A copy read now, holding `pair` under `serials`.
+fn copy_of(pair: (&str, &str), serials: (i64, i64)) -> CopyObservation {
+    let mut observed = mirror_of(pair, serials);
+    observed.labels = mirror_labels(crate::api::CLUSTER_TOKEN_LABEL, "telemetry");
+    CopyObservation::Read(observed)
+}
+
+fn in_namespace(mut consumer: ConsumerObservation, namespace: &str) -> ConsumerObservation {
+    consumer.namespace = namespace.into();
+    consumer
+}
+
+impl Fixture {
+    /// The same object as a ClusterStreamingToken whose pair of record lives in `sto-system`,
+    /// reaching `views`.
+    fn cluster(mut self, views: Vec<NamespaceView>) -> Self {
+        self.snapshot.kind = TokenKind::Cluster;
+        self.snapshot.namespace = "sto-system".into();
+        self.snapshot.source_namespace = "sto-system".into();
+        self.snapshot.namespaces = views;
+        self
+    }
+}
+
+#[test]
+fn cluster_copies_follow_the_pair_of_record() {
+    let reader = || pod_record("old-0", Some(("Deployment", "old")), "token2", Some("r0.x"));
+    let leaving = |pods: Vec<Arc<PodRecord>>| NamespaceView {
+        selected: false,
+        pods,
+        ..cluster_view("gone", copy_of(("one", "two"), (1, 2)))
+    };
+    /// (case, view, written with precondition, deleted, state, degraded reason)
+    type Case<'a> = (
+        &'a str,
+        NamespaceView,
+        Option<Option<&'a str>>,
+        bool,
+        &'a str,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "a new namespace gets a copy",
+            cluster_view("a", CopyObservation::Missing),
+            Some(None),
+            false,
+            "Pending",
+            "AsExpected",
+        ),
+        (
+            "a copy in sync is left alone",
+            cluster_view("a", copy_of(("one", "two"), (1, 2))),
+            None,
+            false,
+            "Synced",
+            "AsExpected",
+        ),
+        (
+            "a stale copy is rewritten from what was read",
+            cluster_view("a", copy_of(("zero", "one"), (0, 1))),
+            Some(Some("10")),
+            false,
+            "Pending",
+            "AsExpected",
+        ),
+        (
+            "someone else's Secret is never touched",
+            cluster_view("a", CopyObservation::NotOwned),
+            None,
+            false,
+            "SecretNotOwned",
+            "NamespaceConflict",
+        ),
+        (
+            "a StreamingToken's mirror is never touched",
+            cluster_view(
+                "a",
+                CopyObservation::ClaimedBy("StreamingToken telemetry".into()),
+            ),
+            None,
+            false,
+            "SecretClaimedByOther",
+            "NamespaceConflict",
+        ),
+        (
+            "a leaving namespace keeps its copy while a pod reads it",
+            leaving(vec![reader()]),
+            None,
+            false,
+            "Leaving",
+            // Its pod is no labelled consumer: still found, as anywhere else.
+            "UnlabelledReader",
+        ),
+        (
+            "a leaving namespace nobody reads loses its copy",
+            leaving(Vec::new()),
+            None,
+            true,
+            "Leaving",
+            "AsExpected",
+        ),
+    ];
+    for (case, view, written, deleted, state, degraded) in cases {
+        let namespace = view.namespace.clone();
+        let plan = fixture()
+            .established(("one", "two"), (1, 2))
+            .cluster(vec![view])
+            .plan();
+        assert!(plan.secret.is_none(), "{case}: the record is already right");
+        let copy = plan.copies.iter().find(|copy| copy.namespace == namespace);
+        assert_eq!(
+            copy.map(|copy| copy.write.precondition.as_deref()),
+            written,
+            "{case}"
+        );
+        if let Some(copy) = copy {
+            assert_eq!(copy.write.pair.token1.expose(), "one", "{case}");
+            assert_eq!(copy.write.identities[1].serial, 2, "{case}");
+        }
+        assert_eq!(plan.copy_deletes.contains(&namespace), deleted, "{case}");
+        let listed = plan
+            .status
+            .namespaces
+            .iter()
+            .find(|entry| entry.name == namespace)
+            .expect("listed");
+        assert_eq!(listed.state, state, "{case}");
+        assert_eq!(
+            condition(&plan, DEGRADED).map(|(_, reason)| reason),
+            Some(degraded.to_string()),
+            "{case}"
+        );
+    }
+}
+
+#[test]
+fn a_cluster_rotation_deactivates_only_when_every_namespace_is_verified() {
+    let rolled =
+        |name: &str, namespace: &str| in_namespace(consumer(name, Some("r1"), true), namespace);
+    let base = |b_copy: CopyObservation, b_consumer: ConsumerObservation| {
+        let mut a = cluster_view("a", copy_of(("one", "two"), (1, 2)));
+        a.consumers.push(rolled("api", "a"));
+        let mut b = cluster_view("b", b_copy);
+        b.consumers.push(b_consumer);
+        fixture()
+            .established(("one", "two"), (1, 2))
+            .rotating(PHASE_AWAITING_ROLLOUT, 1, RotationStrategy::ZeroDowntime)
+            .cluster(vec![a, b])
+    };
+    let mut paused = rolled("api", "b");
+    paused.paused = true;
+
+    // A paused consumer in b holds the whole rotation, and says where it is.
+    let plan = base(copy_of(("one", "two"), (1, 2)), paused).plan();
+    assert!(plan.secret.is_none(), "deactivated with b blocked");
+    let blocked = &plan.status.consumers.as_ref().expect("summary").blocked;
+    assert_eq!(blocked.len(), 1);
+    assert_eq!(blocked[0].namespace.as_deref(), Some("b"));
+    assert!(blocked[0].message.contains("paused") || blocked[0].reason == "Paused");
+    let b = plan
+        .status
+        .namespaces
+        .iter()
+        .find(|entry| entry.name == "b")
+        .expect("b listed");
+    assert_eq!(b.blocked.len(), 1);
+    assert_eq!(b.verified, Some(0));
+    assert!(
+        condition(&plan, DEGRADED).is_some_and(|(_, reason)| reason == "ConsumerBlocked"),
+        "degraded"
+    );
+
+    // Every consumer rolled, but b's Secret does not hold the pair of record yet: what its
+    // Token 2 key held is unknown, so nothing is deactivated; the copy is written first.
+    let plan = base(copy_of(("zero", "one"), (0, 1)), rolled("api", "b")).plan();
+    assert!(plan.secret.is_none(), "deactivated with b's Secret stale");
+    assert_eq!(plan.copies.len(), 1);
+    assert_eq!(plan.copies[0].namespace, "b");
+
+    // Everything verified: Token 1 goes once, and every namespace gets the new pair.
+    let plan = base(copy_of(("one", "two"), (1, 2)), rolled("api", "b")).plan();
+    assert_eq!(
+        written_pair(&plan),
+        Some(("two".into(), "fresh-a".into(), 2, 3))
+    );
+    assert!(plan.deactivates, "decided again on fresh pods");
+    let mut namespaces: Vec<&str> = plan
+        .copies
+        .iter()
+        .map(|copy| copy.namespace.as_str())
+        .collect();
+    namespaces.sort_unstable();
+    assert_eq!(namespaces, ["a", "b"]);
+    assert!(
+        plan.copies
+            .iter()
+            .all(|copy| copy.write.pair.token1.expose() == "two")
+    );
+}
+
+#[test]
+fn a_cluster_restart_restarts_every_consumer_in_every_namespace_once() {
+    let mut a = cluster_view("a", copy_of(("one", "two"), (1, 2)));
+    a.consumers
+        .push(in_namespace(consumer("api", None, false), "a"));
+    let mut b = cluster_view("b", copy_of(("one", "two"), (1, 2)));
+    b.consumers
+        .push(in_namespace(consumer("api", None, false), "b"));
+    let mut fixture = fixture()
+        .established(("two", "three"), (2, 3))
+        .rotating(PHASE_RESTARTING, 1, RotationStrategy::Restart)
+        .cluster(vec![a, b]);
+    // The Secret of record was promoted already (Token 1 deactivated); copies follow.
+    let plan = fixture.plan();
+    let mut patched: Vec<(String, String)> = plan
+        .consumer_patches
+        .iter()
+        .map(|patch| (patch.namespace.clone(), patch.name.clone()))
+        .collect();
+    patched.sort();
+    assert_eq!(
+        patched,
+        [
+            ("a".to_string(), "api".to_string()),
+            ("b".into(), "api".into())
+        ]
+    );
+    assert_eq!(plan.copies.len(), 2, "copies follow the promoted pair");
+    // Replayed with both stamped: nothing is restarted again.
+    for view in &mut fixture.snapshot.namespaces {
+        view.consumers[0].template_rotation = Some("r1".into());
+    }
+    let plan = fixture.plan();
+    assert!(plan.consumer_patches.is_empty(), "restarted twice");
+}

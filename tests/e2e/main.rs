@@ -3,6 +3,7 @@
 
 mod bench;
 mod ecosystem;
+mod fleet;
 mod hardening;
 mod harness;
 mod holders;

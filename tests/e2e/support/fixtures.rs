@@ -239,3 +239,43 @@ pub fn daemonset(name: &str, namespace: &str, token_name: &str) -> DaemonSet {
         ..DaemonSet::default()
     }
 }
+
+/// A ClusterStreamingToken with a `generate` source selecting the namespaces labelled
+/// `selector_label=selector_value`, labelled `run_label=run` so that only the test's own
+/// operator serves it.
+pub fn cluster_token(
+    name: &str,
+    selector: (&str, &str),
+    run: (&str, &str),
+) -> streaming_token_operator::api::ClusterStreamingToken {
+    use streaming_token_operator::api::{
+        ClusterStreamingToken, ClusterStreamingTokenSpec, ClusterTokenSource, NamespaceSelection,
+    };
+    let mut object = ClusterStreamingToken::new(
+        name,
+        ClusterStreamingTokenSpec {
+            source: ClusterTokenSource {
+                generate: Some(GenerateSource::default()),
+                secret_ref: None,
+            },
+            secret: Default::default(),
+            namespaces: NamespaceSelection {
+                selector: Some(LabelSelector {
+                    match_labels: Some(BTreeMap::from([(
+                        selector.0.to_string(),
+                        selector.1.to_string(),
+                    )])),
+                    ..LabelSelector::default()
+                }),
+                names: Vec::new(),
+                unselected_policy: Default::default(),
+            },
+            consumers: Default::default(),
+            rotation: Rotation::default(),
+            suspend: false,
+            deletion_policy: DeletionPolicy::Retain,
+        },
+    );
+    object.metadata.labels = Some(BTreeMap::from([(run.0.to_string(), run.1.to_string())]));
+    object
+}

@@ -58,11 +58,19 @@ pub async fn client_from_kubeconfig(path: &Path) -> Client {
     Client::try_from(config).expect("client builds")
 }
 
-/// Installs (server-side applies) the committed CRD and waits until it is established.
+/// Installs (server-side applies) the committed CRDs and waits until they are established.
 pub async fn install_crd(client: &Client) {
+    for file in [
+        "crds/streamingtokens.streamingtoken.io.yaml",
+        "crds/clusterstreamingtokens.streamingtoken.io.yaml",
+    ] {
+        install_crd_file(client, file).await;
+    }
+}
+
+async fn install_crd_file(client: &Client, file: &str) {
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("crds/streamingtokens.streamingtoken.io.yaml");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
     let text = std::fs::read_to_string(path).expect("committed CRD");
     let crd: CustomResourceDefinition = serde_norway::from_str(&text).expect("CRD parses");
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
@@ -328,6 +336,8 @@ pub struct Operator {
 
 pub struct OperatorOptions {
     pub rust_log: String,
+    /// Serve every namespace (no `--namespace`), as a cluster-wide install does.
+    pub all_namespaces: bool,
     pub leader_elect: bool,
     pub lease_duration_seconds: u64,
     pub instance: String,
@@ -339,6 +349,7 @@ impl Default for OperatorOptions {
     fn default() -> Self {
         Self {
             rust_log: "info,streaming_token_operator=debug".into(),
+            all_namespaces: false,
             leader_elect: false,
             lease_duration_seconds: 15,
             instance: "operator".into(),
@@ -394,6 +405,51 @@ pub async fn operator_identity(admin: &Client, namespace: &str) -> ServiceAccoun
     identity
 }
 
+/// The operator's ServiceAccount in `namespace` with the chart's ClusterRole bound cluster-wide
+/// (a ClusterRoleBinding, as the chart installs it without `watchNamespaces`).
+pub async fn cluster_operator_identity(admin: &Client, namespace: &str) -> ServiceAccountIdentity {
+    use k8s_openapi::api::rbac::v1::ClusterRoleBinding;
+    install_operator_cluster_role(admin, "streaming-token-operator-e2e").await;
+    let account = "streaming-token-operator";
+    let identity = service_account(admin, namespace, account, Vec::new()).await;
+    apply(
+        &Api::<ClusterRoleBinding>::all(admin.clone()),
+        &ClusterRoleBinding {
+            metadata: ObjectMeta {
+                name: Some(format!("streaming-token-operator-e2e-{namespace}")),
+                ..ObjectMeta::default()
+            },
+            role_ref: RoleRef {
+                api_group: Some("rbac.authorization.k8s.io".into()),
+                kind: "ClusterRole".into(),
+                name: "streaming-token-operator-e2e".into(),
+            },
+            subjects: Some(vec![Subject {
+                kind: "ServiceAccount".into(),
+                name: account.into(),
+                namespace: Some(namespace.into()),
+                ..Subject::default()
+            }]),
+        },
+    )
+    .await;
+    wait_rbac_effective(&identity).await;
+    identity
+}
+
+/// A client that acts as user `user` (in groups `groups`) through impersonation by the admin:
+/// what a person with only those bindings may do.
+pub async fn impersonating(user: &str, groups: &[&str]) -> Client {
+    let kubeconfig = Kubeconfig::read_from(kubeconfig_path()).expect("kubeconfig");
+    let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("kubeconfig valid");
+    config.auth_info.impersonate = Some(user.into());
+    config.auth_info.impersonate_groups =
+        Some(groups.iter().map(|group| group.to_string()).collect());
+    Client::try_from(config).expect("client builds")
+}
+
 /// Waits until the API server's authorizer has caught up with new bindings (its caches can lag
 /// on a loaded machine), so an operator started next does not begin in watch back-off.
 pub async fn wait_rbac_effective(identity: &ServiceAccountIdentity) {
@@ -443,9 +499,11 @@ impl Operator {
         let metrics_port = free_port();
         let log_file = std::fs::File::create(&log).expect("log file");
         let mut command = Command::new(env!("CARGO_BIN_EXE_streaming-token-operator"));
+        command.arg("run");
+        if !options.all_namespaces {
+            command.arg(format!("--namespace={namespace}"));
+        }
         command
-            .arg("run")
-            .arg(format!("--namespace={namespace}"))
             .arg(format!("--metrics-bind-address=127.0.0.1:{metrics_port}"))
             .arg(format!("--identity={}", options.instance))
             .args(&options.extra_args)

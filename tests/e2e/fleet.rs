@@ -1,0 +1,673 @@
+//! ClusterStreamingToken: one platform pair fanned out to many namespaces, rotated once, and
+//! verified in every one of them. Each test runs its own cluster-wide operator (as the chart
+//! installs it: a ClusterRoleBinding), serving only the ClusterStreamingTokens labelled with the
+//! test's run id, so tests in parallel do not serve each other's.
+
+use crate::support::fixtures;
+use crate::support::ledger::Ledger;
+use crate::support::{self, Operator, OperatorOptions, wait_for};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use streaming_token_operator::api::{
+    CLUSTER_TOKEN_LABEL, ClusterSecretRefSource, ClusterStreamingToken, ROTATE_ANNOTATION,
+    StreamingTokenStatus,
+};
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+const FLEET_LABEL: &str = "e2e.streamingtoken.io/fleet";
+const RUN_LABEL: &str = "e2e.streamingtoken.io/run";
+
+/// One test's world: a home namespace (the operator's), its operator, and a fleet label that
+/// selects member namespaces.
+struct Fleet {
+    admin: Client,
+    home: String,
+    /// Also the ClusterStreamingToken's name and its mirror Secret's.
+    name: String,
+    tokens: Api<ClusterStreamingToken>,
+    operator: Operator,
+}
+
+impl Fleet {
+    async fn start(prefix: &str) -> Fleet {
+        let admin = support::admin_client().await;
+        let home = support::namespace(&admin, prefix).await;
+        let identity = support::cluster_operator_identity(&admin, &home).await;
+        let operator = Operator::start_as(
+            identity,
+            &home,
+            OperatorOptions {
+                all_namespaces: true,
+                extra_args: vec![
+                    "--kinds=ClusterStreamingToken".into(),
+                    format!("--cluster-token-selector={RUN_LABEL}={home}"),
+                ],
+                ..OperatorOptions::default()
+            },
+        )
+        .await;
+        Fleet {
+            tokens: Api::all(admin.clone()),
+            name: home.clone(),
+            home,
+            admin,
+            operator,
+        }
+    }
+
+    /// A ClusterStreamingToken (generate) selecting this fleet's namespaces.
+    fn token(&self) -> ClusterStreamingToken {
+        fixtures::cluster_token(
+            &self.name,
+            (FLEET_LABEL, &self.home),
+            (RUN_LABEL, &self.home),
+        )
+    }
+
+    async fn create(&self, token: &ClusterStreamingToken) {
+        self.tokens
+            .create(&PostParams::default(), token)
+            .await
+            .expect("ClusterStreamingToken created");
+    }
+
+    /// A new namespace, a member of the fleet when `member`.
+    async fn namespace(&self, prefix: &str, member: bool) -> String {
+        let namespace = support::namespace(&self.admin, prefix).await;
+        if member {
+            self.set_member(&namespace, true).await;
+        }
+        namespace
+    }
+
+    async fn set_member(&self, namespace: &str, member: bool) {
+        let value = if member {
+            json!(self.home)
+        } else {
+            serde_json::Value::Null
+        };
+        Api::<Namespace>::all(self.admin.clone())
+            .patch(
+                namespace,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"labels": {FLEET_LABEL: value}}})),
+            )
+            .await
+            .expect("namespace relabelled");
+    }
+
+    async fn status(&self) -> StreamingTokenStatus {
+        self.tokens
+            .get(&self.name)
+            .await
+            .expect("ClusterStreamingToken")
+            .status
+            .unwrap_or_default()
+    }
+
+    /// Waits until `check` holds on the status.
+    async fn wait_status(
+        &self,
+        what: &str,
+        check: impl Fn(&StreamingTokenStatus) -> bool,
+    ) -> StreamingTokenStatus {
+        wait_for(what, TIMEOUT, || async {
+            let status = self.status().await;
+            if check(&status) {
+                Ok(status)
+            } else {
+                Err(format!(
+                    "namespaces {:?}, rotation {:?}, blocked {:?}, conditions {:?}",
+                    status
+                        .namespaces
+                        .iter()
+                        .map(|entry| (&entry.name, &entry.state))
+                        .collect::<Vec<_>>(),
+                    status.rotation.as_ref().map(|rotation| &rotation.phase),
+                    status.consumers.as_ref().map(|summary| &summary.blocked),
+                    status
+                        .conditions
+                        .iter()
+                        .map(|condition| (&condition.type_, &condition.status, &condition.reason))
+                        .collect::<Vec<_>>()
+                ))
+            }
+        })
+        .await
+    }
+
+    /// Token 1 and Token 2 of the mirror Secret in `namespace`.
+    async fn pair(&self, namespace: &str) -> (Option<String>, Option<String>) {
+        (
+            support::secret_value(&self.admin, namespace, &self.name, "token1").await,
+            support::secret_value(&self.admin, namespace, &self.name, "token2").await,
+        )
+    }
+
+    /// Waits until the mirror Secret in every one of `namespaces` holds the home Secret's pair.
+    async fn wait_copies(&self, namespaces: &[&str]) -> (String, String) {
+        wait_for("every copy to hold the pair of record", TIMEOUT, || async {
+            let home = self.pair(&self.home).await;
+            let (Some(token1), Some(token2)) = home.clone() else {
+                return Err("no pair of record yet".to_string());
+            };
+            for namespace in namespaces {
+                let copy = self.pair(namespace).await;
+                if copy != home {
+                    return Err(format!("the copy in {namespace} differs"));
+                }
+            }
+            Ok((token1, token2))
+        })
+        .await
+    }
+
+    /// A two-replica consumer `api` in `namespace`, reading Token 1 of the mirror Secret.
+    async fn consumer(&self, namespace: &str) {
+        support::apply(
+            &Api::<Deployment>::namespaced(self.admin.clone(), namespace),
+            &fixtures::deployment("api", namespace, Some(&self.name), 2),
+        )
+        .await;
+        support::wait_deployments_available(&self.admin, namespace, &["api"]).await;
+    }
+
+    async fn set_paused(&self, namespace: &str, paused: bool) {
+        Api::<Deployment>::namespaced(self.admin.clone(), namespace)
+            .patch(
+                "api",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"paused": paused}})),
+            )
+            .await
+            .expect("paused or resumed");
+    }
+
+    async fn rotate(&self, trigger: &str) {
+        self.tokens
+            .patch(
+                &self.name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"rotation": {"trigger": trigger}}})),
+            )
+            .await
+            .expect("trigger set");
+    }
+}
+
+fn blocked_in(status: &StreamingTokenStatus, namespace: &str) -> Vec<String> {
+    status
+        .consumers
+        .iter()
+        .flat_map(|summary| summary.blocked.iter())
+        .filter(|blocked| blocked.namespace.as_deref() == Some(namespace))
+        .map(|blocked| format!("{}/{} {}", blocked.kind, blocked.name, blocked.reason))
+        .collect()
+}
+
+fn state_of<'a>(status: &'a StreamingTokenStatus, namespace: &str) -> Option<&'a str> {
+    status
+        .namespaces
+        .iter()
+        .find(|entry| entry.name == namespace)
+        .map(|entry| entry.state.as_str())
+}
+
+fn condition<'a>(status: &'a StreamingTokenStatus, type_: &str) -> Option<(&'a str, &'a str)> {
+    status
+        .conditions
+        .iter()
+        .find(|condition| condition.type_ == type_)
+        .map(|condition| (condition.status.as_str(), condition.reason.as_str()))
+}
+
+/// Three namespaces (one joins mid-way), a consumer in each, one rotation that waits on a
+/// paused consumer in one namespace without deactivating Token 1 anywhere, and completes once
+/// it resumes: each consumer rolled once, no pod anywhere cut off (an independent ledger per
+/// namespace), every copy on the new pair. Then a namespace whose label is removed keeps its
+/// copy while its pods read it, and loses it once they are gone.
+#[tokio::test]
+async fn one_pair_many_namespaces_one_verified_rotation() {
+    let fleet = Fleet::start("fleet").await;
+    let a = fleet.namespace("fleet-a", true).await;
+    let b = fleet.namespace("fleet-b", true).await;
+    let c = fleet.namespace("fleet-c", false).await;
+    fleet.create(&fleet.token()).await;
+    fleet
+        .wait_status("two namespaces synced", |status| {
+            status.namespace_count == Some(2)
+                && state_of(status, &a) == Some("Synced")
+                && state_of(status, &b) == Some("Synced")
+        })
+        .await;
+    fleet.wait_copies(&[&a, &b]).await;
+    let secret = Api::<Secret>::namespaced(fleet.admin.clone(), &a)
+        .get(&fleet.name)
+        .await
+        .expect("copy in a");
+    assert_eq!(
+        secret.labels().get(CLUSTER_TOKEN_LABEL),
+        Some(&fleet.name),
+        "a namespace's users can see which ClusterStreamingToken manages their Secret"
+    );
+    fleet.consumer(&a).await;
+    fleet.consumer(&b).await;
+
+    // A namespace that appears later gets the pair too.
+    fleet.set_member(&c, true).await;
+    fleet
+        .wait_status("c synced", |status| state_of(status, &c) == Some("Synced"))
+        .await;
+    let (old_token1, old_token2) = fleet.wait_copies(&[&a, &b, &c]).await;
+    fleet.consumer(&c).await;
+    support::wait_event(&fleet.admin, &c, &fleet.name, "NamespaceAdded", TIMEOUT).await;
+
+    let ledgers = [
+        Ledger::start(&fleet.admin, &a, &fleet.name).await,
+        Ledger::start(&fleet.admin, &b, &fleet.name).await,
+        Ledger::start(&fleet.admin, &c, &fleet.name).await,
+    ];
+    fleet.set_paused(&b, true).await;
+    fleet.rotate("2026-12-01").await;
+    let status = fleet
+        .wait_status("the paused consumer in b reported", |status| {
+            blocked_in(status, &b) == ["Deployment/api Paused"]
+        })
+        .await;
+    assert_eq!(
+        condition(&status, "Degraded"),
+        Some(("True", "ConsumerBlocked"))
+    );
+    assert!(blocked_in(&status, &a).is_empty() && blocked_in(&status, &c).is_empty());
+    let listed_b = status
+        .namespaces
+        .iter()
+        .find(|entry| entry.name == b)
+        .expect("b listed");
+    assert_eq!(listed_b.blocked.len(), 1, "{listed_b:?}");
+    // The blocked consumer is told where people look: on the mirror Secret in its namespace.
+    support::wait_event(&fleet.admin, &b, &fleet.name, "ConsumerBlocked", TIMEOUT).await;
+    // a and c roll out meanwhile; Token 1 stays, everywhere.
+    fleet
+        .wait_status("a and c verified", |status| {
+            status
+                .namespaces
+                .iter()
+                .any(|entry| entry.name == a && entry.verified == Some(1))
+                && status
+                    .namespaces
+                    .iter()
+                    .any(|entry| entry.name == c && entry.verified == Some(1))
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for namespace in [&fleet.home, &a, &b, &c] {
+        assert_eq!(
+            fleet.pair(namespace).await.0.as_deref(),
+            Some(old_token1.as_str()),
+            "Token 1 changed in {namespace} while b was blocked"
+        );
+    }
+    assert!(fleet.status().await.rotation.is_some(), "still rotating");
+
+    fleet.set_paused(&b, false).await;
+    let status = fleet
+        .wait_status("the rotation to complete", |status| {
+            status.rotation.is_none()
+                && status
+                    .last_rotation
+                    .as_ref()
+                    .is_some_and(|last| last.id == "r1")
+        })
+        .await;
+    assert_eq!(
+        condition(&status, "Degraded"),
+        Some(("False", "AsExpected"))
+    );
+    let (token1, token2) = fleet.wait_copies(&[&a, &b, &c]).await;
+    assert_eq!(token1, old_token2, "Token 2 was promoted");
+    assert_ne!(token2, old_token1);
+    for namespace in [&a, &b, &c] {
+        assert_eq!(
+            support::rollouts(&fleet.admin, namespace, "api").await,
+            1,
+            "the consumer in {namespace} rolled exactly once"
+        );
+    }
+    for ledger in &ledgers {
+        ledger.assert_no_outage().await;
+    }
+    assert!(
+        ledgers.iter().all(|ledger| ledger.secret_versions() >= 2),
+        "every ledger saw the rotation"
+    );
+
+    // b leaves: its copy stays (and stays verified) while its pods read it...
+    fleet.set_member(&b, false).await;
+    fleet
+        .wait_status("b leaving", |status| {
+            state_of(status, &b) == Some("Leaving")
+        })
+        .await;
+    assert!(fleet.pair(&b).await.0.is_some(), "b's copy kept while read");
+    // ...and goes once nothing there reads it.
+    Api::<Deployment>::namespaced(fleet.admin.clone(), &b)
+        .delete("api", &Default::default())
+        .await
+        .expect("consumer deleted");
+    fleet
+        .wait_status("b gone", |status| {
+            state_of(status, &b).is_none() && status.namespace_count == Some(2)
+        })
+        .await;
+    wait_for("b's copy deleted", TIMEOUT, || async {
+        match fleet.pair(&b).await.0 {
+            None => Ok(()),
+            Some(_) => Err("still there".to_string()),
+        }
+    })
+    .await;
+    let events = support::events(&fleet.admin, "default", &fleet.name).await;
+    assert!(
+        events
+            .iter()
+            .any(|(_, reason, _)| reason == "NamespaceRemoved"),
+        "{events:?}"
+    );
+    assert!(
+        !fleet.operator.logs().contains(&old_token1),
+        "a token value reached the log"
+    );
+}
+
+/// With a `secretRef` source in the platform team's namespace, `ReadyToRotate` turns True only
+/// once every namespace is verified; the person's rotation at the platform then reaches every
+/// namespace, with no pod cut off. `rotate --cluster --wait` follows it.
+#[tokio::test]
+async fn a_secret_ref_hands_off_only_when_every_namespace_is_verified() {
+    let fleet = Fleet::start("fleetref").await;
+    let a = fleet.namespace("fleetref-a", true).await;
+    let b = fleet.namespace("fleetref-b", true).await;
+    let source = |token1: &str, token2: &str| {
+        let mut secret =
+            fixtures::source_secret("portal", &fleet.home, &fleet.name, token1, token2);
+        secret.metadata.labels = Some(BTreeMap::from([(
+            CLUSTER_TOKEN_LABEL.to_string(),
+            fleet.name.clone(),
+        )]));
+        secret
+    };
+    let secrets: Api<Secret> = Api::namespaced(fleet.admin.clone(), &fleet.home);
+    let first = "portal-token-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    let second = "portal-token-bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+    let third = "portal-token-cccccccccccccccccccccccccccccccccccc";
+    support::apply(&secrets, &source(first, second)).await;
+    let mut token = fleet.token();
+    token.spec.source.generate = None;
+    token.spec.source.secret_ref = Some(ClusterSecretRefSource {
+        name: "portal".into(),
+        namespace: None,
+        token1_key: "token1".into(),
+        token2_key: "token2".into(),
+    });
+    fleet.create(&token).await;
+    fleet
+        .wait_status("both namespaces synced", |status| {
+            status.namespace_count == Some(2)
+                && condition(status, "Ready") == Some(("True", "TokensReady"))
+        })
+        .await;
+    assert_eq!(fleet.wait_copies(&[&a, &b]).await.0, first);
+    fleet.consumer(&a).await;
+    fleet.consumer(&b).await;
+    let ledgers = [
+        Ledger::start(&fleet.admin, &a, &fleet.name).await,
+        Ledger::start(&fleet.admin, &b, &fleet.name).await,
+    ];
+
+    fleet.set_paused(&b, true).await;
+    let rotate = {
+        let name = fleet.name.clone();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_streaming-token-operator"))
+                .env_clear()
+                .env("KUBECONFIG", support::kubeconfig_path())
+                .args(["rotate", &name, "--cluster", "--wait", "--timeout", "3m"])
+                .output()
+                .expect("rotate runs")
+        })
+    };
+    fleet
+        .wait_status("b blocked", |status| {
+            blocked_in(status, &b) == ["Deployment/api Paused"]
+        })
+        .await;
+    fleet
+        .wait_status("a verified", |status| {
+            status
+                .namespaces
+                .iter()
+                .any(|entry| entry.name == a && entry.verified == Some(1))
+        })
+        .await;
+    for _ in 0..3 {
+        let status = fleet.status().await;
+        assert_eq!(
+            condition(&status, "ReadyToRotate"),
+            Some(("False", "ConsumersNotReady")),
+            "ready to rotate while b is blocked"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+
+    fleet.set_paused(&b, false).await;
+    let status = fleet
+        .wait_status("ReadyToRotate", |status| {
+            condition(status, "ReadyToRotate") == Some(("True", "ConsumersOnToken2"))
+        })
+        .await;
+    assert!(blocked_in(&status, &b).is_empty());
+    // The person rotates at the platform and updates the source Secret.
+    support::apply(&secrets, &source(second, third)).await;
+    let output = rotate.await.expect("rotate joined");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("rotation r1 completed"), "{stdout}");
+    assert!(stdout.contains("verified"), "namespaces shown: {stdout}");
+    assert_eq!(
+        fleet.wait_copies(&[&a, &b]).await,
+        (second.to_string(), third.to_string())
+    );
+    let token = fleet.tokens.get(&fleet.name).await.expect("token");
+    assert!(token.annotations().contains_key(ROTATE_ANNOTATION));
+    for ledger in &ledgers {
+        ledger.assert_no_outage().await;
+    }
+}
+
+/// A Secret of the mirror's name that is not the ClusterStreamingToken's is left alone with a
+/// reason, and a StreamingToken cannot claim the ClusterStreamingToken's mirror.
+#[tokio::test]
+async fn a_name_taken_in_a_namespace_is_left_alone_with_a_reason() {
+    let fleet = Fleet::start("fleetname").await;
+    let taken = fleet.namespace("fleetname-taken", false).await;
+    let claimed = fleet.namespace("fleetname-claim", true).await;
+    // Someone's own Secret under the mirror's name, in a namespace about to be selected.
+    let foreign = Secret {
+        metadata: fixtures::metadata(&fleet.name, &taken),
+        string_data: Some(BTreeMap::from([("token1".into(), "theirs".into())])),
+        ..Secret::default()
+    };
+    support::apply(&Api::namespaced(fleet.admin.clone(), &taken), &foreign).await;
+    fleet.set_member(&taken, true).await;
+    fleet.create(&fleet.token()).await;
+    let status = fleet
+        .wait_status("the taken namespace reported", |status| {
+            state_of(status, &taken) == Some("SecretNotOwned")
+                && state_of(status, &claimed) == Some("Synced")
+        })
+        .await;
+    assert_eq!(
+        condition(&status, "Degraded"),
+        Some(("True", "NamespaceConflict"))
+    );
+    assert_eq!(
+        fleet.pair(&taken).await.0.as_deref(),
+        Some("theirs"),
+        "someone else's Secret overwritten"
+    );
+    support::wait_event(
+        &fleet.admin,
+        "default",
+        &fleet.name,
+        "NamespaceConflict",
+        TIMEOUT,
+    )
+    .await;
+
+    // A StreamingToken in a served namespace that names the ClusterStreamingToken's Secret.
+    let copy_before = fleet.pair(&claimed).await;
+    let _namespaced = Operator::start(&fleet.admin, &claimed, OperatorOptions::default()).await;
+    let tokens = Api::namespaced(fleet.admin.clone(), &claimed);
+    support::apply(
+        &tokens,
+        &fixtures::token("local", &claimed)
+            .secret_name(&fleet.name)
+            .build(),
+    )
+    .await;
+    let local = support::wait_condition(
+        &tokens,
+        "local",
+        "Ready",
+        "False",
+        "SecretClaimedByOther",
+        TIMEOUT,
+    )
+    .await;
+    let message = local
+        .status
+        .as_ref()
+        .and_then(|status| status.conditions.iter().find(|c| c.type_ == "Ready"))
+        .map(|condition| condition.message.clone())
+        .unwrap_or_default();
+    assert!(
+        message.contains(&format!("ClusterStreamingToken {}", fleet.name)),
+        "{message}"
+    );
+    assert_eq!(
+        fleet.pair(&claimed).await,
+        copy_before,
+        "the copy was overwritten"
+    );
+}
+
+/// Tenancy: a namespace's admin can read the mirror Secret in their namespace (and see which
+/// ClusterStreamingToken manages it), but can neither create a ClusterStreamingToken nor rotate
+/// or redirect one; a cluster admin can.
+#[tokio::test]
+async fn only_cluster_admins_create_or_rotate_a_cluster_token() {
+    use k8s_openapi::api::rbac::v1::{ClusterRole, RoleBinding, RoleRef, Subject};
+    let fleet = Fleet::start("fleetrbac").await;
+    let team = fleet.namespace("fleetrbac-team", true).await;
+    // The chart's user-facing roles, aggregated into the built-in ones.
+    for document in support::render_chart("templates/user-roles.yaml", &[]) {
+        let role: ClusterRole = serde_json::from_value(document).expect("ClusterRole");
+        support::apply(&Api::<ClusterRole>::all(fleet.admin.clone()), &role).await;
+    }
+    let user = format!("jane-{team}");
+    support::apply(
+        &Api::<RoleBinding>::namespaced(fleet.admin.clone(), &team),
+        &RoleBinding {
+            metadata: fixtures::metadata("team-admin", &team),
+            role_ref: RoleRef {
+                api_group: Some("rbac.authorization.k8s.io".into()),
+                kind: "ClusterRole".into(),
+                name: "admin".into(),
+            },
+            subjects: Some(vec![Subject {
+                kind: "User".into(),
+                name: user.clone(),
+                api_group: Some("rbac.authorization.k8s.io".into()),
+                ..Subject::default()
+            }]),
+        },
+    )
+    .await;
+    fleet.create(&fleet.token()).await;
+    fleet
+        .wait_status("the team namespace synced", |status| {
+            state_of(status, &team) == Some("Synced")
+        })
+        .await;
+    let jane = support::impersonating(&user, &["system:authenticated"]).await;
+    // The RoleBinding takes effect within moments; her namespace's Secrets are hers to read.
+    let copy = wait_for(
+        "the team admin to read the mirror Secret",
+        TIMEOUT,
+        || async {
+            Api::<Secret>::namespaced(jane.clone(), &team)
+                .get(&fleet.name)
+                .await
+                .map_err(|error| error.to_string())
+        },
+    )
+    .await;
+    assert_eq!(copy.labels().get(CLUSTER_TOKEN_LABEL), Some(&fleet.name));
+
+    let forbidden = |result: Result<ClusterStreamingToken, kube::Error>, what: &str| match result {
+        Err(kube::Error::Api(status)) if status.code == 403 => {}
+        other => panic!("a namespace admin could {what}: {other:?}"),
+    };
+    let theirs: Api<ClusterStreamingToken> = Api::all(jane.clone());
+    let mut own = fleet.token();
+    own.metadata.name = Some(format!("{}-jane", fleet.name));
+    forbidden(
+        theirs.create(&PostParams::default(), &own).await,
+        "create a ClusterStreamingToken",
+    );
+    forbidden(
+        theirs
+            .patch(
+                &fleet.name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"annotations": {ROTATE_ANNOTATION: "now"}}})),
+            )
+            .await,
+        "rotate the ClusterStreamingToken",
+    );
+    forbidden(
+        theirs
+            .patch(
+                &fleet.name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"namespaces": {"names": ["elsewhere"]}}})),
+            )
+            .await,
+        "redirect the ClusterStreamingToken",
+    );
+    // A cluster admin rotates it.
+    fleet
+        .tokens
+        .patch(
+            &fleet.name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {ROTATE_ANNOTATION: "now"}}})),
+        )
+        .await
+        .expect("a cluster admin rotates");
+    fleet
+        .wait_status("the admin's rotation done", |status| {
+            status.observed_rotate_request.as_deref() == Some("now") && status.rotation.is_none()
+        })
+        .await;
+}
