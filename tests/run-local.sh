@@ -27,7 +27,7 @@ tests/controlplane/cluster.sh up
 export KUBECONFIG=$CLUSTER_DIR/kubeconfig
 kubectl="$(cat "$CLUSTER_DIR/run/bin")/kubectl"
 "$kubectl" apply -f crds/
-"$kubectl" wait --for=condition=Established crd/streamingtokens.streamingtoken.io --timeout=30s >/dev/null
+"$kubectl" wait --for=condition=Established crd/streamingtokens.streamingtoken.io crd/clusterstreamingtokens.streamingtoken.io --timeout=30s >/dev/null
 "$kubectl" apply -f examples/
 cat <<MSG
 
@@ -37,6 +37,8 @@ cat <<MSG
   kubectl get streamingtokens -w                  # Ready, phase, consumers, last rotation
   kubectl get deployments,pods                    # consumers rolling
   kubectl describe streamingtoken telemetry       # conditions and Events
+  kubectl get clusterstreamingtokens              # one pair in team-a and team-b
+  $operator status fleet --cluster      # where each namespace stands
   $operator rotate telemetry --wait   # rotate again
   curl -s localhost:8080/metrics | grep streamingtoken_
 [run] a rotation starts in 10 seconds; Ctrl-C stops everything.
@@ -48,6 +50,8 @@ operator_pid=$!
   sleep 10
   "$operator" rotate telemetry -n default --wait --timeout 5m | sed 's/^/[demo] /'
   "$kubectl" get streamingtokens -n default | sed 's/^/[demo] /'
+  "$operator" rotate fleet --cluster --wait --timeout 5m | sed 's/^/[demo] /'
+  "$kubectl" get clusterstreamingtokens | sed 's/^/[demo] /'
 ) &
 demo_pid=$!
 wait "$operator_pid"

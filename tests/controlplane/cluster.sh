@@ -179,12 +179,14 @@ EOF
     --use-service-account-credentials=true --leader-elect=false \
     --authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics \
     --cluster-signing-cert-file="$pki/ca.crt" --cluster-signing-key-file="$pki/ca.key" \
-    --concurrent-deployment-syncs=10 --concurrent-replicaset-syncs=10
+    --concurrent-deployment-syncs=10 --concurrent-replicaset-syncs=10 \
+    --kube-api-qps=100 --kube-api-burst=200
   start kube-scheduler "$bin/kube-scheduler" \
     --kubeconfig="$CLUSTER_DIR/scheduler.kubeconfig" \
     --authentication-kubeconfig="$CLUSTER_DIR/scheduler.kubeconfig" \
     --authorization-kubeconfig="$CLUSTER_DIR/scheduler.kubeconfig" \
     --bind-address=127.0.0.1 --secure-port="$scheduler_port" --leader-elect=false \
+    --kube-api-qps=100 --kube-api-burst=200 \
     --authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics
   wait_for kube-controller-manager "healthy" curl -sfk "https://127.0.0.1:$kcm_port/healthz"
   wait_for kube-scheduler "healthy" curl -sfk "https://127.0.0.1:$scheduler_port/healthz"

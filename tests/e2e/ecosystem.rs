@@ -16,6 +16,28 @@ const TIMEOUT: Duration = Duration::from_secs(120);
 
 /// What kstatus says of each object: `(status, message)`.
 fn kstatus(objects: &[&StreamingToken]) -> Vec<(String, String)> {
+    kstatus_of(&as_values(objects))
+}
+
+/// What Argo CD's Lua runtime says of each object with the shipped health check.
+fn argocd_health(objects: &[&StreamingToken]) -> Vec<(String, String)> {
+    argocd_health_of(&as_values(objects))
+}
+
+fn as_values(objects: &[&StreamingToken]) -> Vec<serde_json::Value> {
+    objects
+        .iter()
+        .map(|object| {
+            let mut value = serde_json::to_value(object).expect("serializes");
+            value["apiVersion"] = json!("streamingtoken.io/v1alpha1");
+            value["kind"] = json!("StreamingToken");
+            value
+        })
+        .collect()
+}
+
+/// What kstatus says of each object (any kind, with `apiVersion` and `kind` set).
+pub fn kstatus_of(objects: &[serde_json::Value]) -> Vec<(String, String)> {
     judge(
         "STO_E2E_KSTATUS",
         "tests/go-helper.sh kstatus",
@@ -24,8 +46,8 @@ fn kstatus(objects: &[&StreamingToken]) -> Vec<(String, String)> {
     )
 }
 
-/// What Argo CD's Lua runtime says of each object with the shipped health check.
-fn argocd_health(objects: &[&StreamingToken]) -> Vec<(String, String)> {
+/// What Argo CD's Lua runtime says of each object (any kind) with the shipped health check.
+pub fn argocd_health_of(objects: &[serde_json::Value]) -> Vec<(String, String)> {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("charts/streaming-token-operator/files/argocd-health.lua");
     judge(
@@ -41,7 +63,7 @@ fn judge(
     variable: &str,
     recipe: &str,
     leading: &[std::path::PathBuf],
-    objects: &[&StreamingToken],
+    objects: &[serde_json::Value],
 ) -> Vec<(String, String)> {
     let binary = match std::env::var_os(variable) {
         Some(path) if std::path::Path::new(&path).is_file() => path,
@@ -51,11 +73,8 @@ fn judge(
     let paths: Vec<std::path::PathBuf> = objects
         .iter()
         .enumerate()
-        .map(|(index, object)| {
+        .map(|(index, value)| {
             let path = dir.path().join(format!("{index}.json"));
-            let mut value = serde_json::to_value(object).expect("serializes");
-            value["apiVersion"] = json!("streamingtoken.io/v1alpha1");
-            value["kind"] = json!("StreamingToken");
             std::fs::write(&path, value.to_string()).expect("written");
             path
         })
@@ -64,7 +83,7 @@ fn judge(
         .args(leading)
         .args(&paths)
         .output()
-        .expect("kstatus runs");
+        .expect("the helper runs");
     assert!(
         output.status.success(),
         "{}",

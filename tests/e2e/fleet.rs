@@ -37,20 +37,7 @@ impl Fleet {
     async fn start(prefix: &str) -> Fleet {
         let admin = support::admin_client().await;
         let home = support::namespace(&admin, prefix).await;
-        let identity = support::cluster_operator_identity(&admin, &home).await;
-        let operator = Operator::start_as(
-            identity,
-            &home,
-            OperatorOptions {
-                all_namespaces: true,
-                extra_args: vec![
-                    "--kinds=ClusterStreamingToken".into(),
-                    format!("--cluster-token-selector={RUN_LABEL}={home}"),
-                ],
-                ..OperatorOptions::default()
-            },
-        )
-        .await;
+        let operator = Self::operator(&admin, &home, Vec::new()).await;
         Fleet {
             tokens: Api::all(admin.clone()),
             name: home.clone(),
@@ -58,6 +45,25 @@ impl Fleet {
             admin,
             operator,
         }
+    }
+
+    /// A cluster-wide operator for the fleet whose home is `home` (with `extra_env`).
+    async fn operator(admin: &Client, home: &str, extra_env: Vec<(String, String)>) -> Operator {
+        let identity = support::cluster_operator_identity(admin, home).await;
+        Operator::start_as(
+            identity,
+            home,
+            OperatorOptions {
+                all_namespaces: true,
+                extra_args: vec![
+                    "--kinds=ClusterStreamingToken".into(),
+                    format!("--cluster-token-selector={RUN_LABEL}={home}"),
+                ],
+                extra_env,
+                ..OperatorOptions::default()
+            },
+        )
+        .await
     }
 
     /// A ClusterStreamingToken (generate) selecting this fleet's namespaces.
@@ -99,6 +105,19 @@ impl Fleet {
             )
             .await
             .expect("namespace relabelled");
+    }
+
+    /// The ClusterStreamingToken as JSON, as a health tool reads it.
+    async fn object(&self) -> serde_json::Value {
+        let object = self
+            .tokens
+            .get(&self.name)
+            .await
+            .expect("ClusterStreamingToken");
+        let mut value = serde_json::to_value(&object).expect("serializes");
+        value["apiVersion"] = json!("streamingtoken.io/v1alpha1");
+        value["kind"] = json!("ClusterStreamingToken");
+        value
     }
 
     async fn status(&self) -> StreamingTokenStatus {
@@ -284,6 +303,8 @@ async fn one_pair_many_namespaces_one_verified_rotation() {
         Some(("True", "ConsumerBlocked"))
     );
     assert!(blocked_in(&status, &a).is_empty() && blocked_in(&status, &c).is_empty());
+    // Flux (kstatus) and Argo CD (the shipped Lua check) see the blocked rotation as such.
+    let blocked_object = fleet.object().await;
     let listed_b = status
         .namespaces
         .iter()
@@ -328,6 +349,25 @@ async fn one_pair_many_namespaces_one_verified_rotation() {
     assert_eq!(
         condition(&status, "Degraded"),
         Some(("False", "AsExpected"))
+    );
+    let idle_object = fleet.object().await;
+    let judged = crate::ecosystem::kstatus_of(&[blocked_object.clone(), idle_object.clone()]);
+    assert_eq!(
+        judged
+            .iter()
+            .map(|(status, _)| status.as_str())
+            .collect::<Vec<_>>(),
+        ["Failed", "Current"],
+        "{judged:?}"
+    );
+    let health = crate::ecosystem::argocd_health_of(&[blocked_object, idle_object]);
+    assert_eq!(
+        health
+            .iter()
+            .map(|(status, _)| status.as_str())
+            .collect::<Vec<_>>(),
+        ["Degraded", "Healthy"],
+        "{health:?}"
     );
     let (token1, token2) = fleet.wait_copies(&[&a, &b, &c]).await;
     assert_eq!(token1, old_token2, "Token 2 was promoted");
@@ -670,4 +710,300 @@ async fn only_cluster_admins_create_or_rotate_a_cluster_token() {
             status.observed_rotate_request.as_deref() == Some("now") && status.rotation.is_none()
         })
         .await;
+}
+
+/// Restart strategy across namespaces: Token 1 deactivated once, then every consumer in every
+/// namespace restarted once. The ledgers report the outage the strategy accepts (the positive
+/// control of the per-namespace observers).
+#[tokio::test]
+async fn a_cluster_restart_deactivates_once_and_restarts_everyone_once() {
+    let fleet = Fleet::start("fleetrs").await;
+    let a = fleet.namespace("fleetrs-a", true).await;
+    let b = fleet.namespace("fleetrs-b", true).await;
+    let mut token = fleet.token();
+    token.spec.rotation.strategy = streaming_token_operator::api::RotationStrategy::Restart;
+    fleet.create(&token).await;
+    fleet
+        .wait_status("synced", |status| status.namespace_count == Some(2))
+        .await;
+    let (old_token1, old_token2) = fleet.wait_copies(&[&a, &b]).await;
+    fleet.consumer(&a).await;
+    fleet.consumer(&b).await;
+    let ledgers = [
+        Ledger::start(&fleet.admin, &a, &fleet.name).await,
+        Ledger::start(&fleet.admin, &b, &fleet.name).await,
+    ];
+    fleet.rotate("restart").await;
+    fleet
+        .wait_status("the rotation to complete", |status| {
+            status.rotation.is_none()
+                && status
+                    .last_rotation
+                    .as_ref()
+                    .is_some_and(|last| last.id == "r1")
+        })
+        .await;
+    let (token1, _) = fleet.wait_copies(&[&a, &b]).await;
+    assert_eq!(token1, old_token2);
+    assert_ne!(token1, old_token1);
+    for namespace in [&a, &b] {
+        assert_eq!(
+            support::rollouts(&fleet.admin, namespace, "api").await,
+            1,
+            "restarted exactly once in {namespace}"
+        );
+    }
+    for ledger in &ledgers {
+        ledger.assert_outage().await;
+    }
+}
+
+/// SIGKILL right after the pair of record is promoted, before any copy is written: a fresh
+/// process writes the copies, completes the rotation once, and no pod anywhere is cut off.
+#[tokio::test]
+async fn a_cluster_rotation_killed_before_its_copies_resumes() {
+    let mut fleet = Fleet::start("fleetkill").await;
+    let a = fleet.namespace("fleetkill-a", true).await;
+    let b = fleet.namespace("fleetkill-b", true).await;
+    fleet.create(&fleet.token()).await;
+    fleet
+        .wait_status("synced", |status| status.namespace_count == Some(2))
+        .await;
+    let (_, old_token2) = fleet.wait_copies(&[&a, &b]).await;
+    fleet.consumer(&a).await;
+    fleet.consumer(&b).await;
+    fleet.operator.kill().await;
+    let mut halting = Fleet::operator(
+        &fleet.admin,
+        &fleet.home,
+        vec![(
+            "STREAMING_TOKEN_OPERATOR_HALT_AFTER".into(),
+            "secret".into(),
+        )],
+    )
+    .await;
+    let ledgers = [
+        Ledger::start(&fleet.admin, &a, &fleet.name).await,
+        Ledger::start(&fleet.admin, &b, &fleet.name).await,
+    ];
+    fleet.rotate("kill").await;
+    wait_for(
+        "the operator to halt after the record's write",
+        TIMEOUT,
+        || async {
+            if halting.logs().contains("test halt point reached") {
+                Ok(())
+            } else {
+                Err(support::tail(&halting.logs(), 3))
+            }
+        },
+    )
+    .await;
+    halting.kill().await;
+    // The record is promoted; the copies still hold the pair before it.
+    assert_eq!(
+        fleet.pair(&fleet.home).await.0.as_deref(),
+        Some(old_token2.as_str())
+    );
+    assert_ne!(fleet.pair(&a).await.0.as_deref(), Some(old_token2.as_str()));
+    fleet.operator = Fleet::operator(&fleet.admin, &fleet.home, Vec::new()).await;
+    let status = fleet
+        .wait_status("the rotation to complete", |status| {
+            status.rotation.is_none()
+                && status
+                    .last_rotation
+                    .as_ref()
+                    .is_some_and(|last| last.id == "r1")
+        })
+        .await;
+    assert_eq!(
+        (
+            status.token1.expect("token1").serial,
+            status.token2.expect("token2").serial
+        ),
+        (2, 3),
+        "deactivated exactly once"
+    );
+    assert_eq!(fleet.wait_copies(&[&a, &b]).await.0, old_token2);
+    for namespace in [&a, &b] {
+        assert_eq!(support::rollouts(&fleet.admin, namespace, "api").await, 1);
+    }
+    for ledger in &ledgers {
+        ledger.assert_no_outage().await;
+    }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with("VmRSS:"))
+                .and_then(|line| line.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Requests by `username` in the audit log between `from` and `to`, by verb and resource.
+fn audited_requests(
+    username: &str,
+    from: jiff::Timestamp,
+    to: jiff::Timestamp,
+) -> BTreeMap<String, usize> {
+    let path = std::env::var("STO_E2E_AUDIT_LOG").expect("STO_E2E_AUDIT_LOG is set");
+    let text = std::fs::read_to_string(path).expect("audit log readable");
+    let mut counts = BTreeMap::new();
+    for entry in text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|entry| entry["user"]["username"] == username)
+        .filter(|entry| entry["stage"] == "ResponseComplete")
+    {
+        let Some(received) = entry["requestReceivedTimestamp"]
+            .as_str()
+            .and_then(|text| text.parse::<jiff::Timestamp>().ok())
+        else {
+            continue;
+        };
+        if received < from || received > to {
+            continue;
+        }
+        let key = format!(
+            "{} {}",
+            entry["verb"].as_str().unwrap_or("?"),
+            entry["objectRef"]["resource"].as_str().unwrap_or("?")
+        );
+        *counts.entry(key).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// One rotation across 20 namespaces x 50 consumers (1,000 Deployments, one pod each): time
+/// from trigger to completion, the operator's memory, and its API requests. Prints figures;
+/// asserts only that the rotation completed with every consumer rolled once.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "benchmark: run with `make bench`"]
+async fn bench_cluster_rotation_20_namespaces_x_50_consumers() {
+    const NAMESPACES: usize = 20;
+    const PER_NAMESPACE: usize = 50;
+    let fleet = Fleet::start("bench-fleet").await;
+    let pid = fleet.operator.child.id().expect("pid");
+    let rss_idle = rss_kib(pid);
+    let mut namespaces = Vec::new();
+    for index in 0..NAMESPACES {
+        namespaces.push(fleet.namespace(&format!("bf{index:02}"), true).await);
+    }
+    fleet.create(&fleet.token()).await;
+    let created = std::time::Instant::now();
+    fleet
+        .wait_status("every namespace synced", |status| {
+            status.namespace_count == Some(NAMESPACES as i32)
+                && status
+                    .namespaces
+                    .iter()
+                    .all(|entry| entry.state == "Synced")
+        })
+        .await;
+    let fanned_out = created.elapsed();
+    for namespace in &namespaces {
+        let deployments: Api<Deployment> = Api::namespaced(fleet.admin.clone(), namespace);
+        for index in 0..PER_NAMESPACE {
+            support::apply(
+                &deployments,
+                &fixtures::deployment(
+                    &format!("consumer-{index:02}"),
+                    namespace,
+                    Some(&fleet.name),
+                    1,
+                ),
+            )
+            .await;
+        }
+    }
+    wait_for(
+        "every consumer available",
+        Duration::from_secs(900),
+        || async {
+            let mut ready = 0;
+            for namespace in &namespaces {
+                let list = Api::<Deployment>::namespaced(fleet.admin.clone(), namespace)
+                    .list(&Default::default())
+                    .await
+                    .map_err(|error| error.to_string())?;
+                ready += list
+                    .items
+                    .iter()
+                    .filter(|deployment| {
+                        deployment
+                            .status
+                            .as_ref()
+                            .and_then(|status| status.available_replicas)
+                            == Some(1)
+                    })
+                    .count();
+            }
+            if ready == NAMESPACES * PER_NAMESPACE {
+                Ok(())
+            } else {
+                Err(format!("{ready}/{}", NAMESPACES * PER_NAMESPACE))
+            }
+        },
+    )
+    .await;
+    fleet
+        .wait_status("every consumer counted", |status| {
+            status.consumers.as_ref().map(|summary| summary.total)
+                == Some((NAMESPACES * PER_NAMESPACE) as i32)
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss_before = rss_kib(pid);
+    let from = jiff::Timestamp::now();
+    let triggered = std::time::Instant::now();
+    fleet.rotate("bench").await;
+    let status = wait_for(
+        "the rotation to complete",
+        Duration::from_secs(1800),
+        || async {
+            let status = fleet.status().await;
+            match (&status.rotation, &status.last_rotation) {
+                (None, Some(last)) if last.id == "r1" => Ok(status),
+                (rotation, _) => Err(format!(
+                    "phase {:?}, verified {:?}",
+                    rotation.as_ref().map(|rotation| &rotation.phase),
+                    status
+                        .consumers
+                        .as_ref()
+                        .and_then(|summary| summary.verified)
+                )),
+            }
+        },
+    )
+    .await;
+    let took = triggered.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let requests = audited_requests(
+        &support::service_account_user(&fleet.home, "streaming-token-operator"),
+        from,
+        jiff::Timestamp::now(),
+    );
+    let total: usize = requests.values().sum();
+    let rss_after = rss_kib(pid);
+    assert!(
+        status
+            .consumers
+            .is_some_and(|summary| summary.blocked.is_empty())
+    );
+    for namespace in namespaces.iter().take(2) {
+        assert_eq!(
+            support::rollouts(&fleet.admin, namespace, "consumer-00").await,
+            1
+        );
+    }
+    eprintln!(
+        "[bench] cluster {NAMESPACES} namespaces x {PER_NAMESPACE} consumers: fan-out to every namespace {:.1}s; rotation trigger -> complete {:.1}s; operator RSS idle {rss_idle} KiB, with 1,000 consumers {rss_before} KiB, after the rotation {rss_after} KiB; {total} API requests from trigger to completion (+2 s): {requests:?}",
+        fanned_out.as_secs_f64(),
+        took.as_secs_f64(),
+    );
 }
