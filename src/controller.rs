@@ -106,6 +106,18 @@ struct ClusterContext {
     namespaces: Store<PartialObjectMeta<Namespace>>,
     /// Their mirror Secrets (metadata), to find those in namespaces no longer selected.
     copies: Store<PartialObjectMeta<Secret>>,
+    /// Copies last read holding the pair of record: `(token, namespace)` -> (the copy's
+    /// resourceVersion, the pair of record's, when the copy's values were written). While both
+    /// resourceVersions stay the same the copy is not read again, except for a decision that
+    /// deactivates Token 1, which reads every copy afresh.
+    in_sync: Mutex<HashMap<(String, String), InSync>>,
+}
+
+/// A copy last read holding the pair of record.
+struct InSync {
+    copy_version: String,
+    record_version: String,
+    values_written_at: Option<i64>,
 }
 
 fn token_ref(
@@ -279,6 +291,7 @@ pub async fn run(
                 home_namespace: home_namespace.clone(),
                 namespaces,
                 copies,
+                in_sync: Mutex::default(),
             },
             namespace_stream,
             copy_stream,
@@ -307,6 +320,7 @@ pub async fn run(
             home_namespace: cluster.home_namespace.clone(),
             namespaces: cluster.namespaces.clone(),
             copies: cluster.copies.clone(),
+            in_sync: Mutex::default(),
         }),
     });
 
@@ -531,12 +545,15 @@ async fn reconcile(target: Target, context: Arc<Context>) -> Result<Action, Erro
         return Ok(Action::requeue(Duration::from_millis(500)));
     }
     let now = now();
-    let mut snapshot = observe(&target, &context, &now).await?;
+    let mut snapshot = observe(&target, &context, &now, false).await?;
     let mut plan = decide::plan(&snapshot, &now);
     if plan.deactivates {
-        // The decision that deactivates Token 1 is taken again on pods read afresh from the API
-        // server (a consistent list per namespace), so no watch lag can hide a pod that may still
-        // hold it.
+        // The decision that deactivates Token 1 is taken again on every Secret read afresh and
+        // on pods read afresh from the API server (a consistent list per namespace), so no watch
+        // lag can hide a pod that may still hold it, nor a copy that changed.
+        if target.kind() == decide::TokenKind::Cluster {
+            snapshot = observe(&target, &context, &now, true).await?;
+        }
         for view in snapshot
             .namespaces
             .iter_mut()
@@ -553,6 +570,7 @@ async fn reconcile(target: Target, context: Arc<Context>) -> Result<Action, Erro
         plan = decide::plan(&snapshot, &now);
         debug!(%namespace, %name, still_deactivates = plan.deactivates, "deactivation re-decided on a fresh pod list");
     }
+    remember_copies_in_sync(&target, &context, &snapshot);
     let result = execute(&target, &context, &snapshot, plan).await;
     context.metrics.observe_reconcile(
         &namespace,
@@ -872,8 +890,50 @@ fn error_policy(target: &Target, error: &Error, context: &Context) -> Action {
     Action::requeue(decide::backoff(failures.saturating_sub(1)))
 }
 
-/// Gathers the snapshot `plan` decides on.
-async fn observe(target: &Target, context: &Context, now: &Time) -> Result<Snapshot, Error> {
+/// Records which copies were read holding the pair of record (see [`ClusterContext::in_sync`]).
+fn remember_copies_in_sync(target: &Target, context: &Context, snapshot: &Snapshot) {
+    let (Some(cluster), MirrorObservation::Owned(home)) = (&context.cluster, &snapshot.mirror)
+    else {
+        return;
+    };
+    let Some(home_version) = &home.resource_version else {
+        return;
+    };
+    let mut in_sync = cluster
+        .in_sync
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    for view in &snapshot.namespaces {
+        let key = (target.name(), view.namespace.clone());
+        match &view.copy {
+            CopyObservation::Read(copy) if snapshot.copy_in_sync(view) => {
+                if let Some(version) = &copy.resource_version {
+                    in_sync.insert(
+                        key,
+                        InSync {
+                            copy_version: version.clone(),
+                            record_version: home_version.clone(),
+                            values_written_at: copy.values_written_at,
+                        },
+                    );
+                }
+            }
+            CopyObservation::Current { .. } => {}
+            _ => {
+                in_sync.remove(&key);
+            }
+        }
+    }
+}
+
+/// Gathers the snapshot `plan` decides on. `fresh`: read every Secret from the API server
+/// (no copy is taken as unchanged).
+async fn observe(
+    target: &Target,
+    context: &Context,
+    now: &Time,
+    fresh: bool,
+) -> Result<Snapshot, Error> {
     let (key_namespace, name) = target.key();
     let spec = target.spec();
     let secret_name = target.secret_name();
@@ -910,7 +970,13 @@ async fn observe(target: &Target, context: &Context, now: &Time) -> Result<Snaps
             fill_view(target, context, &mut view, now);
             (vec![view], Vec::new())
         }
-        Target::Cluster(token) => cluster_views(target, token, context, &home, now).await?,
+        Target::Cluster(token) => {
+            let home_version = match &mirror {
+                MirrorObservation::Owned(observed) if !fresh => observed.resource_version.clone(),
+                _ => None,
+            };
+            cluster_views(target, token, context, &home, home_version, now).await?
+        }
     };
     let fresh = source.fresh()?;
     let failures = context
@@ -962,11 +1028,14 @@ async fn read_mirror(
 
 /// The namespaces a ClusterStreamingToken reaches: those it selects, and those it no longer
 /// selects but still has a mirror Secret in (`Leaving`, or `Retained` as a bare list).
+/// `home_version`: the pair of record's resourceVersion, to take unchanged copies as in sync
+/// (`None`: read every copy).
 async fn cluster_views(
     target: &Target,
     token: &ClusterStreamingToken,
     context: &Context,
     home: &str,
+    home_version: Option<String>,
     now: &Time,
 ) -> Result<(Vec<NamespaceView>, Vec<String>), Error> {
     let Some(cluster) = &context.cluster else {
@@ -995,12 +1064,34 @@ async fn cluster_views(
             reached.push((namespace.clone(), is_selected));
         }
     }
-    // The copies are read a few at a time: their data is never cached.
+    // A copy whose resourceVersion (from the watch) and the record's are those it was last
+    // read in sync at is in sync still.
+    let unchanged = |namespace: &str| -> Option<CopyObservation> {
+        let home_version = home_version.as_ref()?;
+        let version = cluster
+            .copies
+            .get(&ObjectRef::new(&target.secret_name()).within(namespace))?
+            .resource_version()?;
+        let in_sync = cluster
+            .in_sync
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let known = in_sync.get(&(name.clone(), namespace.into()))?;
+        (known.copy_version == version && known.record_version == *home_version).then_some(
+            CopyObservation::Current {
+                resource_version: version,
+                values_written_at: known.values_written_at,
+            },
+        )
+    };
+    // The others are read a few at a time: their data is never cached.
     let copies: Vec<Result<(String, bool, CopyObservation), Error>> =
         futures::stream::iter(reached)
             .map(|(namespace, is_selected)| async move {
                 let copy = if namespace == home {
                     CopyObservation::Home
+                } else if let Some(copy) = unchanged(&namespace) {
+                    copy
                 } else {
                     match read_mirror(target, context, &namespace).await? {
                         MirrorObservation::Missing => CopyObservation::Missing,

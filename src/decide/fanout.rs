@@ -152,10 +152,19 @@ fn copy_need(snapshot: &Snapshot, view: &NamespaceView, mirror: &MirrorWrite) ->
         };
     }
     match &view.copy {
-        CopyObservation::Home
-        | CopyObservation::NotOwned
-        | CopyObservation::ClaimedBy(_)
-        | CopyObservation::Current { .. } => CopyNeed::Nothing,
+        // In sync with the record as observed: written again only if the record changes now.
+        CopyObservation::Current {
+            resource_version, ..
+        } => {
+            if pair::needs_write(mirror, pair::owned_mirror(snapshot)) {
+                write(Some(resource_version.clone()))
+            } else {
+                CopyNeed::Nothing
+            }
+        }
+        CopyObservation::Home | CopyObservation::NotOwned | CopyObservation::ClaimedBy(_) => {
+            CopyNeed::Nothing
+        }
         CopyObservation::Missing => write(None),
         CopyObservation::Read(observed) => {
             if pair::needs_write(mirror, Some(observed)) {

@@ -117,7 +117,9 @@ impl Snapshot {
                 MirrorObservation::Owned(observed) => observed.values_written_at,
                 _ => None,
             },
-            CopyObservation::Current { values_written_at } => *values_written_at,
+            CopyObservation::Current {
+                values_written_at, ..
+            } => *values_written_at,
             CopyObservation::Read(observed) => observed.values_written_at,
             CopyObservation::Missing
             | CopyObservation::NotOwned
@@ -205,6 +207,7 @@ pub enum CopyObservation {
     /// Owned, and known from an earlier read to hold what the Secret of record holds (its
     /// resourceVersion has not changed since).
     Current {
+        resource_version: String,
         values_written_at: Option<i64>,
     },
     /// Owned, read now.

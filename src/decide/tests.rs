@@ -1800,6 +1800,20 @@ fn cluster_copies_follow_the_pair_of_record() {
             "AsExpected",
         ),
         (
+            "a copy known in sync (unchanged since read) is not read or written",
+            cluster_view(
+                "a",
+                CopyObservation::Current {
+                    resource_version: "7".into(),
+                    values_written_at: Some(1_800_000_000),
+                },
+            ),
+            None,
+            false,
+            "Synced",
+            "AsExpected",
+        ),
+        (
             "a stale copy is rewritten from what was read",
             cluster_view("a", copy_of(("zero", "one"), (0, 1))),
             Some(Some("10")),
@@ -1940,6 +1954,20 @@ fn a_cluster_rotation_deactivates_only_when_every_namespace_is_verified() {
             .iter()
             .all(|copy| copy.write.pair.token1.expose() == "two")
     );
+
+    // A copy known in sync follows the record when the record changes, from its own version.
+    let current = CopyObservation::Current {
+        resource_version: "7".into(),
+        values_written_at: Some(1_800_000_000),
+    };
+    let plan = base(current, rolled("api", "b")).plan();
+    assert_eq!(written_pair(&plan).map(|pair| pair.2), Some(2));
+    let b = plan
+        .copies
+        .iter()
+        .find(|copy| copy.namespace == "b")
+        .expect("b written");
+    assert_eq!(b.write.precondition.as_deref(), Some("7"));
 }
 
 #[test]
