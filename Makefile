@@ -20,7 +20,7 @@ build:
 crds:
 	$(CARGO) run --quiet -- crd streamingtokens > $(CRD)
 	$(CARGO) run --quiet -- crd clusterstreamingtokens > $(CLUSTER_CRD)
-	cp $(CRD) $(CLUSTER_CRD) charts/streaming-token-operator/crds/
+	cp $(CRD) $(CLUSTER_CRD) charts/streaming-token-operator/files/crds/
 
 ## Build (or reuse from the cache) etcd, kube-apiserver, kube-controller-manager,
 ## kube-scheduler, kubectl, kwok and helm.
@@ -53,15 +53,18 @@ lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets --features e2e -- -D warnings
 
-## helm lint and helm template with default and non-default values.
+## helm lint and helm template with default and non-default values; then the upgrade from the
+## previous chart release on a control plane of its own (CRDs upgraded, kept on uninstall).
 helm-test: controlplane
 	@tests/helm-test.sh
+	@tests/chart-upgrade.sh
 
 ## e2e tests against an already running `make cluster-up` control plane.
 test-e2e:
 	STO_E2E_KUBECONFIG=$(CLUSTER_DIR)/kubeconfig STO_E2E_BIN=$$(cat $(CLUSTER_DIR)/run/bin) \
 	STO_E2E_AUDIT_LOG=$(CLUSTER_DIR)/logs/audit.log STO_E2E_KSTATUS=$$(tests/go-helper.sh kstatus) \
 	STO_E2E_ARGOCD_HEALTH=$$(tests/go-helper.sh argocd-health) \
+	STO_E2E_PROMTOOL=$$(tests/go-helper.sh promtool) \
 	$(CARGO) test --locked --features e2e --test e2e -- --test-threads=4
 
 ## Benchmarks on a fresh control plane: rotation latency (10 and 100 consumers), memory per

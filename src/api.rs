@@ -33,7 +33,7 @@ pub const MANAGER_NAME: &str = "streaming-token-operator";
     kind = "StreamingToken",
     plural = "streamingtokens",
     shortname = "stok",
-    category = "streamingtoken",
+    category = "streaming",
     namespaced,
     status = "StreamingTokenStatus",
     // The name becomes a label value on the mirror Secret (at most 63 characters).
@@ -591,7 +591,7 @@ pub const CLUSTER_TOKEN_LABEL: &str = "streamingtoken.io/cluster-token";
     kind = "ClusterStreamingToken",
     plural = "clusterstreamingtokens",
     shortname = "cstok",
-    category = "streamingtoken",
+    category = "streaming",
     status = "StreamingTokenStatus",
     validation = Rule::new("self.metadata.name.size() <= 63").message("metadata.name must be at most 63 characters: it is the value of the streamingtoken.io/token label on consumers"),
     doc = "One pair of streaming tokens mirrored into a Secret in many namespaces and rotated once, safely, across the consumers of all of them.",

@@ -5,7 +5,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 helm="$(tests/controlplane/build.sh)/bin/helm"
 chart=charts/streaming-token-operator
 for crd in crds/*.yaml; do
-  cmp -s "$crd" "$chart/crds/$(basename "$crd")" || {
+  cmp -s "$crd" "$chart/files/crds/$(basename "$crd")" || {
     echo "the chart's copy of $crd differs from crds/: run 'make crds'" >&2; exit 1; }
 done
 "$helm" lint --strict "$chart"
@@ -18,11 +18,20 @@ grep -q 'kind: RoleBinding' /tmp/sto-helm-template.yaml
 grep -q 'namespace: team-b' /tmp/sto-helm-template.yaml
 grep -q 'kind: ServiceMonitor' /tmp/sto-helm-template.yaml
 ! grep -q 'kind: ClusterRoleBinding' /tmp/sto-helm-template.yaml
+# Namespace-scoped install: Roles, no ClusterRole at all (the operator reads no Secret elsewhere).
+grep -q 'kind: Role$' /tmp/sto-helm-template.yaml
+! grep -q 'kind: ClusterRole$' /tmp/sto-helm-template.yaml
 "$helm" template sto "$chart" --namespace sto-system > /tmp/sto-helm-default.yaml
 grep -q 'kind: PodDisruptionBudget' /tmp/sto-helm-default.yaml
 grep -q 'topology.kubernetes.io/zone' /tmp/sto-helm-default.yaml
 ! grep -q 'kind: PodDisruptionBudget' /tmp/sto-helm-template.yaml  # one replica: no budget
 ! grep -q 'kind: NetworkPolicy' /tmp/sto-helm-default.yaml  # off by default
+! grep -q 'kind: PrometheusRule' /tmp/sto-helm-default.yaml  # off by default
+# The CRDs are templates (upgraded by helm upgrade), kept on uninstall; or left to the user.
+[ "$(grep -c 'kind: CustomResourceDefinition' /tmp/sto-helm-default.yaml)" = 2 ]
+grep -q 'helm.sh/resource-policy: keep' /tmp/sto-helm-default.yaml
+"$helm" template sto "$chart" --namespace sto-system --set crds.enabled=false | grep -q 'kind: CustomResourceDefinition' \
+  && { echo "crds.enabled=false still renders CRDs" >&2; exit 1; }
 "$helm" template sto "$chart" --namespace sto-system --set networkPolicy.enabled=true \
   --set 'networkPolicy.apiServerTo[0].ipBlock.cidr=10.0.0.1/32' > /tmp/sto-helm-netpol.yaml
 grep -q 'kind: NetworkPolicy' /tmp/sto-helm-netpol.yaml
@@ -42,5 +51,6 @@ refused leaseDurationSeconds --set leaderElection.leaseDurationSeconds=2
 refused replicas --set replicas=2   # a typo of replicaCount: unknown keys are refused
 refused watchNamespaces --set 'watchNamespaces={Not_A_Namespace}'
 refused apiServerPorts --set 'networkPolicy.apiServerPorts={0}'
+refused tokenMaxAgeDays --set metrics.prometheusRule.tokenMaxAgeDays=0
 "$helm" lint --strict "$chart" --set logFormat=xml >/dev/null 2>&1 && { echo "helm lint accepted logFormat=xml" >&2; exit 1; }
 echo "helm: lint and template (default and non-default values, schema refusals) passed"

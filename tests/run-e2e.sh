@@ -15,6 +15,8 @@ tests/controlplane/cluster.sh up
 export STO_E2E_KSTATUS=$(tests/go-helper.sh kstatus)
 # Argo CD's own Lua runtime judges the shipped health check (a cold build takes ~3 minutes).
 export STO_E2E_ARGOCD_HEALTH=$(tests/go-helper.sh argocd-health)
+# Prometheus' promtool checks and unit-tests the chart's alerts.
+export STO_E2E_PROMTOOL=$(tests/go-helper.sh promtool)
 export STO_E2E_KUBECONFIG=$CLUSTER_DIR/kubeconfig
 export STO_E2E_BIN=$(cat "$CLUSTER_DIR/run/bin")
 export STO_E2E_AUDIT_LOG=$CLUSTER_DIR/logs/audit.log

@@ -336,3 +336,97 @@ async fn the_status_command_shows_where_each_consumer_stands() {
         "{table}"
     );
 }
+
+/// Runs promtool (Prometheus' own, `tests/go-helper.sh promtool`) with `args`; returns its output.
+fn promtool(args: &[&std::ffi::OsStr]) -> (bool, String) {
+    let binary = match std::env::var_os("STO_E2E_PROMTOOL") {
+        Some(path) if std::path::Path::new(&path).is_file() => path,
+        _ => panic!(
+            "STO_E2E_PROMTOOL must name promtool (make test builds it with tests/go-helper.sh promtool)"
+        ),
+    };
+    let output = std::process::Command::new(binary)
+        .args(args)
+        .output()
+        .expect("promtool runs");
+    (
+        output.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ),
+    )
+}
+
+/// The chart's PrometheusRule, rendered with the default thresholds, passes `promtool check
+/// rules`, and `promtool test rules` shows each alert firing on sample series when, and only
+/// when, it should (tests/promtool/alerts.test.yaml). Every query of the Grafana dashboard is
+/// valid PromQL (checked as recording rules).
+#[test]
+fn prometheus_rules_and_dashboard_pass_promtool() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let rule = support::render_chart(
+        "templates/prometheusrule.yaml",
+        &["metrics.prometheusRule.enabled=true"],
+    );
+    assert_eq!(rule.len(), 1);
+    assert_eq!(rule[0]["kind"], "PrometheusRule");
+    let rules = dir.path().join("rules.yaml");
+    std::fs::write(
+        &rules,
+        serde_norway::to_string(&rule[0]["spec"]).expect("YAML"),
+    )
+    .expect("written");
+    let (ok, output) = promtool(&["check".as_ref(), "rules".as_ref(), rules.as_os_str()]);
+    assert!(ok, "{output}");
+    assert!(output.contains("SUCCESS: 5 rules found"), "{output}");
+    let tests = dir.path().join("alerts.test.yaml");
+    std::fs::copy(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/promtool/alerts.test.yaml"),
+        &tests,
+    )
+    .expect("copied");
+    let (ok, output) = promtool(&["test".as_ref(), "rules".as_ref(), tests.as_os_str()]);
+    assert!(ok, "{output}");
+
+    let dashboard = support::render_chart(
+        "templates/grafana-dashboard.yaml",
+        &["metrics.grafanaDashboard.enabled=true"],
+    );
+    assert_eq!(dashboard[0]["metadata"]["labels"]["grafana_dashboard"], "1");
+    let json: serde_json::Value = serde_json::from_str(
+        dashboard[0]["data"]["streaming-token-operator.json"]
+            .as_str()
+            .expect("dashboard JSON"),
+    )
+    .expect("the dashboard is JSON");
+    let queries: Vec<String> = json["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .flat_map(|panel| panel["targets"].as_array().cloned().unwrap_or_default())
+        .map(|target| {
+            target["expr"]
+                .as_str()
+                .expect("expr")
+                .replace("$namespace", ".*")
+                .replace("$name", ".*")
+        })
+        .collect();
+    assert!(queries.len() >= 10, "{queries:?}");
+    let records: Vec<serde_json::Value> = queries
+        .iter()
+        .enumerate()
+        .map(|(index, expr)| json!({"record": format!("dashboard:query_{index}"), "expr": expr}))
+        .collect();
+    let checked = dir.path().join("dashboard.yaml");
+    std::fs::write(
+        &checked,
+        serde_norway::to_string(&json!({"groups": [{"name": "dashboard", "rules": records}]}))
+            .expect("YAML"),
+    )
+    .expect("written");
+    let (ok, output) = promtool(&["check".as_ref(), "rules".as_ref(), checked.as_os_str()]);
+    assert!(ok, "a dashboard query is not valid PromQL: {output}");
+}
