@@ -452,3 +452,285 @@ async fn cluster_status(
     }
     Ok(())
 }
+
+/// The labelled consumers of `token_name` in `namespace`, as the operator observes them.
+async fn consumers_in(
+    client: &Client,
+    namespace: &str,
+    token_name: &str,
+    env_var: &str,
+    secret: &str,
+) -> Result<Vec<crate::workload::ConsumerObservation>, Box<dyn std::error::Error>> {
+    use crate::workload;
+    use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+    use kube::api::ListParams;
+    let labelled =
+        ListParams::default().labels(&format!("{}={token_name}", crate::api::TOKEN_LABEL));
+    let mut cached = Vec::new();
+    for object in Api::<Deployment>::namespaced(client.clone(), namespace)
+        .list(&labelled)
+        .await?
+    {
+        cached.push(workload::cache_deployment(&object));
+    }
+    for object in Api::<StatefulSet>::namespaced(client.clone(), namespace)
+        .list(&labelled)
+        .await?
+    {
+        cached.push(workload::cache_statefulset(&object));
+    }
+    for object in Api::<DaemonSet>::namespaced(client.clone(), namespace)
+        .list(&labelled)
+        .await?
+    {
+        cached.push(workload::cache_daemonset(&object));
+    }
+    let mut consumers: Vec<_> = cached
+        .iter()
+        .map(|workload| workload.observe(env_var, secret))
+        .collect();
+    consumers.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+    Ok(consumers)
+}
+
+/// `rotate NAME --dry-run`: what the next rotation would do to each consumer, decided by the
+/// operator's own consumer decision on the workloads as they are now. Writes nothing.
+pub async fn rotate_dry_run(
+    name: &str,
+    namespace: Option<&str>,
+    cluster: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use crate::decide::{
+        CopyObservation, FreshMaterial, MirrorObservation, NamespaceView, Snapshot,
+        SourceObservation, TokenKind,
+    };
+    let client = Client::try_default().await?;
+    let (kind, spec, status, uid, secret, namespaces) = if cluster {
+        let token = Api::<ClusterStreamingToken>::all(client.clone())
+            .get(name)
+            .await
+            .map_err(|error| format!("reading ClusterStreamingToken {name}: {error}"))?;
+        let status = token.status.clone().unwrap_or_default();
+        let namespaces: Vec<String> = status
+            .namespaces
+            .iter()
+            .filter(|entry| entry.state != "Retained")
+            .map(|entry| entry.name.clone())
+            .collect();
+        (
+            TokenKind::Cluster,
+            token.common_spec(),
+            status,
+            token.metadata.uid.clone().unwrap_or_default(),
+            token.secret_name(),
+            namespaces,
+        )
+    } else {
+        let namespace = namespace
+            .map(str::to_string)
+            .unwrap_or_else(|| client.default_namespace().to_string());
+        let token = Api::<StreamingToken>::namespaced(client.clone(), &namespace)
+            .get(name)
+            .await
+            .map_err(|error| format!("reading StreamingToken {name}: {error}"))?;
+        (
+            TokenKind::Namespaced,
+            token.spec.clone(),
+            token.status.clone().unwrap_or_default(),
+            token.metadata.uid.clone().unwrap_or_default(),
+            token.secret_name(),
+            vec![namespace],
+        )
+    };
+    let mut views = Vec::new();
+    for namespace in &namespaces {
+        views.push(NamespaceView {
+            namespace: namespace.clone(),
+            copy: CopyObservation::Home,
+            selected: true,
+            label_taken: false,
+            consumers: consumers_in(&client, namespace, name, &spec.consumers.env_var, &secret)
+                .await?,
+            pods: Vec::new(),
+        });
+    }
+    let serial = status.token1.as_ref().map_or(1, |token| token.serial);
+    let id = status
+        .rotation
+        .as_ref()
+        .map_or_else(|| format!("r{serial}"), |rotation| rotation.id.clone());
+    let strategy = spec.rotation.strategy;
+    let snapshot = Snapshot {
+        kind,
+        name: name.to_string(),
+        uid,
+        namespace: namespaces.first().cloned().unwrap_or_default(),
+        source_namespace: String::new(),
+        generation: 0,
+        rotate_request: None,
+        spec,
+        status,
+        secret_name: secret.clone(),
+        mirror: MirrorObservation::Missing,
+        source: SourceObservation::Issued,
+        namespaces: views,
+        retained: Vec::new(),
+        // Unused: nothing is issued by a dry run.
+        fresh: FreshMaterial {
+            tokens: [
+                crate::token::Token::generate("", 32)?,
+                crate::token::Token::generate("", 32)?,
+            ],
+            fingerprint_key: String::new(),
+        },
+        failures: 0,
+    };
+    let stamp = snapshot.stamp(&id);
+    let repoint = strategy == crate::api::RotationStrategy::ZeroDowntime;
+    let (patches, blocked) = crate::decide::consumers::patches(&snapshot, &stamp, repoint);
+    println!(
+        "{name}: rotation {id} ({}) would, without writing anything now:",
+        strategy.as_str()
+    );
+    if repoint {
+        println!(
+            "  point each consumer at Token 2 of Secret {secret}, roll it, verify every pod, then deactivate Token 1"
+        );
+    } else {
+        println!(
+            "  deactivate Token 1 first, then restart every consumer (they fail until they restart)"
+        );
+    }
+    let place = |consumer_namespace: &str| {
+        if cluster {
+            format!("{consumer_namespace}/")
+        } else {
+            String::new()
+        }
+    };
+    for patch in &patches {
+        let action = match &patch.repoint {
+            Some(repoint) => repoint
+                .containers
+                .iter()
+                .map(|container| {
+                    format!(
+                        "container {}: {} -> {}/{}",
+                        container.name,
+                        container.variables.join(", "),
+                        repoint.secret,
+                        repoint.key
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+            None if repoint => "roll (already reads Token 2)".to_string(),
+            None => "restart".to_string(),
+        };
+        println!(
+            "  {}{}/{}: {action}",
+            place(&patch.namespace),
+            patch.kind.as_str(),
+            patch.name
+        );
+    }
+    for item in &blocked {
+        println!(
+            "  {}{}/{}: BLOCKED {} ({})",
+            item.namespace
+                .as_deref()
+                .map(|namespace| format!("{namespace}/"))
+                .unwrap_or_default(),
+            item.kind,
+            item.name,
+            item.reason,
+            item.message
+        );
+    }
+    let untouched = snapshot.consumer_count() - patches.len() - blocked.len();
+    if untouched > 0 {
+        println!("  {untouched} consumer(s) already on this rotation: left as they are");
+    }
+    if snapshot.consumer_count() == 0 {
+        println!("  no labelled consumers");
+    }
+    Ok(())
+}
+
+/// `dotenv NAME`: the token a developer's machine should use (Token 2: the one the next
+/// rotation keeps) as a dotenv line for the client's variable. Read with the caller's own
+/// credentials (so only people RBAC lets read the mirror Secret get it), and recorded first as
+/// an Event on the StreamingToken naming who read it (never the value): no Event, no value.
+pub async fn dotenv(
+    name: &str,
+    namespace: Option<&str>,
+    variable: Option<String>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::api::PostParams;
+    let client = Client::try_default().await?;
+    let namespace = namespace
+        .map(str::to_string)
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    let token = Api::<StreamingToken>::namespaced(client.clone(), &namespace)
+        .get(name)
+        .await
+        .map_err(|error| format!("reading StreamingToken {namespace}/{name}: {error}"))?;
+    let secret_name = token.secret_name();
+    let secret = Api::<Secret>::namespaced(client.clone(), &namespace)
+        .get(&secret_name)
+        .await
+        .map_err(|error| match &error {
+            kube::Error::Api(status) if status.code == 403 => format!(
+                "you may not read Secret {namespace}/{secret_name} (RBAC): ask for `get` on it"
+            ),
+            _ => format!("reading Secret {namespace}/{secret_name}: {error}"),
+        })?;
+    let key = &token.spec.secret.token2_key;
+    let value = secret
+        .data
+        .as_ref()
+        .and_then(|data| data.get(key))
+        .map(|value| crate::token::Token::parse(&value.0))
+        .ok_or_else(|| format!("Secret {namespace}/{secret_name} has no key {key}"))?
+        .map_err(|problem| format!("the value under key {key} {problem}"))?;
+    let who = Api::<SelfSubjectReview>::all(client.clone())
+        .create(&PostParams::default(), &SelfSubjectReview::default())
+        .await
+        .ok()
+        .and_then(|review| review.status?.user_info?.username)
+        .unwrap_or_else(|| "an unidentified user".into());
+    let serial = token
+        .status
+        .as_ref()
+        .and_then(|status| status.token2.as_ref())
+        .map_or_else(|| "?".to_string(), |identity| identity.serial.to_string());
+    let recorder = kube::runtime::events::Recorder::new(
+        client.clone(),
+        kube::runtime::events::Reporter {
+            controller: "streaming-token-operator-cli".into(),
+            instance: None,
+        },
+    );
+    recorder
+        .publish(
+            &kube::runtime::events::Event {
+                type_: kube::runtime::events::EventType::Normal,
+                reason: "TokenRead".into(),
+                note: Some(format!(
+                    "{who} read Token 2 (serial {serial}) of Secret {secret_name} for a local environment (dotenv)"
+                )),
+                action: "Read".into(),
+                secondary: None,
+            },
+            &kube::Resource::object_ref(&token, &()),
+        )
+        .await
+        .map_err(|error| {
+            format!("could not record who reads the token (an Event on StreamingToken {namespace}/{name}): {error}; nothing printed")
+        })?;
+    let variable = variable.unwrap_or_else(|| token.spec.consumers.env_var.clone());
+    println!("{variable}={}", value.expose());
+    Ok(())
+}

@@ -31,6 +31,18 @@ enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
+    /// Print the token a local environment should use (Token 2, which the next rotation keeps)
+    /// as a dotenv line, if RBAC lets you read the mirror Secret; records an Event naming you.
+    Dotenv {
+        /// Name of the StreamingToken.
+        name: String,
+        /// Namespace of the StreamingToken (default: the kubeconfig's namespace).
+        #[arg(short, long)]
+        namespace: Option<String>,
+        /// Variable to print (default: the StreamingToken's spec.consumers.envVar).
+        #[arg(long)]
+        variable: Option<String>,
+    },
     /// Show a StreamingToken: its pair, its rotation, and where every consumer stands.
     Status {
         /// Name of the StreamingToken.
@@ -104,6 +116,9 @@ enum Command {
         /// Follow the rotation to its end, printing its phases.
         #[arg(long)]
         wait: bool,
+        /// Print what the rotation would do to each consumer, and change nothing.
+        #[arg(long, conflicts_with = "wait")]
+        dry_run: bool,
         /// Give up waiting after this long (for example 30m).
         #[arg(long, default_value = "30m")]
         timeout: String,
@@ -198,9 +213,22 @@ async fn main() -> ExitCode {
             name,
             namespace,
             cluster,
+            dry_run: true,
+            ..
+        } => cli::rotate_dry_run(&name, namespace.as_deref(), cluster).await,
+        Command::Dotenv {
+            name,
+            namespace,
+            variable,
+        } => cli::dotenv(&name, namespace.as_deref(), variable).await,
+        Command::Rotate {
+            name,
+            namespace,
+            cluster,
             request,
             wait,
             timeout,
+            ..
         } => {
             cli::rotate(
                 &name,
@@ -239,7 +267,7 @@ mod tests {
     #[test]
     fn completions_cover_every_command() {
         let bash = completions(clap_complete::Shell::Bash);
-        for command in ["rotate", "status", "run", "crd", "completions"] {
+        for command in ["rotate", "status", "run", "crd", "completions", "dotenv"] {
             assert!(bash.contains(command), "bash completion lacks {command}");
         }
         assert!(completions(clap_complete::Shell::Zsh).contains("--namespace"));

@@ -151,6 +151,72 @@ impl Collector for PerToken {
     }
 }
 
+/// The standard Prometheus process metrics (`process_cpu_seconds_total`,
+/// `process_resident_memory_bytes`, `process_open_fds`, ...), read at scrape time by the
+/// `metrics-process` crate (client_golang's collector, rewritten in Rust).
+#[derive(Debug)]
+struct ProcessMetrics;
+
+impl Collector for ProcessMetrics {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let snapshot = metrics_process::collector::collect();
+        if let Some(seconds) = snapshot.cpu_seconds_total {
+            let metric = encoder.encode_descriptor(
+                "process_cpu_seconds",
+                "Total user and system CPU time spent in seconds.",
+                None,
+                MetricType::Counter,
+            )?;
+            prometheus_client::metrics::counter::ConstCounter::new(seconds).encode(metric)?;
+        }
+        let gauges: [(&str, &str, Option<u64>); 7] = [
+            (
+                "process_open_fds",
+                "Number of open file descriptors.",
+                snapshot.open_fds,
+            ),
+            (
+                "process_max_fds",
+                "Maximum number of open file descriptors.",
+                snapshot.max_fds,
+            ),
+            (
+                "process_virtual_memory_bytes",
+                "Virtual memory size in bytes.",
+                snapshot.virtual_memory_bytes,
+            ),
+            (
+                "process_virtual_memory_max_bytes",
+                "Maximum amount of virtual memory available in bytes.",
+                snapshot.virtual_memory_max_bytes,
+            ),
+            (
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes.",
+                snapshot.resident_memory_bytes,
+            ),
+            (
+                "process_start_time_seconds",
+                "Start time of the process since unix epoch in seconds.",
+                snapshot.start_time_seconds,
+            ),
+            (
+                "process_threads",
+                "Number of OS threads in the process.",
+                snapshot.threads,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            if let Some(value) = value {
+                let metric = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+                #[allow(clippy::cast_precision_loss)]
+                ConstGauge::new(value as f64).encode(metric)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The operator's metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -227,6 +293,7 @@ impl Metrics {
             metrics.leader.clone(),
         );
         registry.register_collector(Box::new(metrics.per_token.clone()));
+        registry.register_collector(Box::new(ProcessMetrics));
         metrics
     }
 

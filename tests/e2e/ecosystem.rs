@@ -3,11 +3,11 @@
 //! Lua health runtime (`github.com/argoproj/argo-cd/v3/util/lua`), each built from its Go module
 //! (`tests/go-helper.sh kstatus`, `tests/go-helper.sh argocd-health`).
 
-use crate::support::{self, Operator, OperatorOptions, fixtures, wait_condition};
+use crate::support::{self, Operator, OperatorOptions, fixtures, wait_condition, wait_for};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
-use kube::Api;
 use kube::api::{Patch, PatchParams};
+use kube::{Api, ResourceExt};
 use serde_json::json;
 use std::time::Duration;
 use streaming_token_operator::api::StreamingToken;
@@ -429,4 +429,143 @@ fn prometheus_rules_and_dashboard_pass_promtool() {
     .expect("written");
     let (ok, output) = promtool(&["check".as_ref(), "rules".as_ref(), checked.as_os_str()]);
     assert!(ok, "a dashboard query is not valid PromQL: {output}");
+}
+
+/// Runs the CLI with `kubeconfig`; returns (success, stdout, stderr).
+fn cli(kubeconfig: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_streaming-token-operator"))
+        .env_clear()
+        .env("KUBECONFIG", kubeconfig)
+        .args(args)
+        .output()
+        .expect("the CLI runs");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).to_string(),
+        String::from_utf8_lossy(&output.stderr).to_string(),
+    )
+}
+
+/// `rotate --dry-run` prints what a rotation would do to each consumer (the variables it would
+/// repoint, what blocks) and changes nothing; `dotenv` gives Token 2 as a dotenv line only to
+/// someone RBAC lets read the mirror Secret, and records who read it (never the value).
+#[tokio::test(flavor = "multi_thread")]
+async fn dry_run_and_dotenv_for_the_people_who_use_them() {
+    let admin = support::admin_client().await;
+    let namespace = support::namespace(&admin, "eco-cli").await;
+    let _operator = Operator::start(&admin, &namespace, OperatorOptions::default()).await;
+    let tokens: Api<StreamingToken> = Api::namespaced(admin.clone(), &namespace);
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &namespace);
+    support::apply(
+        &deployments,
+        &fixtures::deployment("reader", &namespace, Some("dev"), 1),
+    )
+    .await;
+    let mut literal = fixtures::deployment("literal", &namespace, Some("dev"), 1);
+    let container = &mut literal
+        .spec
+        .template
+        .spec
+        .as_mut()
+        .expect("pod spec")
+        .containers[0];
+    container.env = Some(vec![k8s_openapi::api::core::v1::EnvVar {
+        name: "STREAMING_TOKEN".into(),
+        value: Some("pasted-by-hand".into()),
+        ..Default::default()
+    }]);
+    support::apply(&deployments, &literal).await;
+    support::apply(&tokens, &fixtures::token("dev", &namespace).build()).await;
+    wait_condition(&tokens, "dev", "Ready", "True", "TokensReady", TIMEOUT).await;
+    let before = deployments.get("reader").await.expect("reader");
+
+    let kubeconfig = support::kubeconfig_path();
+    let (ok, stdout, stderr) = cli(
+        &kubeconfig,
+        &["rotate", "dev", "-n", &namespace, "--dry-run"],
+    );
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.contains("rotation r1 (ZeroDowntime)"), "{stdout}");
+    assert!(
+        stdout.contains("Deployment/reader: container app: STREAMING_TOKEN -> dev/token2"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Deployment/literal: BLOCKED LiteralEnvValue"),
+        "{stdout}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let token = tokens.get("dev").await.expect("dev");
+    assert!(
+        token
+            .status
+            .as_ref()
+            .is_some_and(|status| status.rotation.is_none()),
+        "the dry run started a rotation"
+    );
+    assert!(
+        !token
+            .annotations()
+            .contains_key(streaming_token_operator::api::ROTATE_ANNOTATION)
+    );
+    assert_eq!(
+        deployments
+            .get("reader")
+            .await
+            .expect("reader")
+            .metadata
+            .resource_version,
+        before.metadata.resource_version,
+        "the dry run changed a consumer"
+    );
+
+    // dotenv, as an admin of the namespace (may read Secrets): Token 2, and an Event.
+    let token2 = support::secret_value(&admin, &namespace, "dev", "token2")
+        .await
+        .expect("token2");
+    let (ok, stdout, stderr) = cli(
+        &kubeconfig,
+        &[
+            "dotenv",
+            "dev",
+            "-n",
+            &namespace,
+            "--variable",
+            "Quix__Sdk__Token",
+        ],
+    );
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout, format!("Quix__Sdk__Token={token2}\n"));
+    let (_, _, note) = support::wait_event(&admin, &namespace, "dev", "TokenRead", TIMEOUT).await;
+    assert!(note.contains("read Token 2 (serial 2)"), "{note}");
+    assert!(!note.contains(&token2), "the Event holds the value");
+
+    // A viewer may see the StreamingToken (the chart's roles, aggregated into `view`) but not
+    // the Secret: no value, a clear refusal.
+    for document in support::render_chart("templates/user-roles.yaml", &[]) {
+        let role: k8s_openapi::api::rbac::v1::ClusterRole =
+            serde_json::from_value(document).expect("ClusterRole");
+        support::apply(&Api::all(admin.clone()), &role).await;
+    }
+    let viewer = support::service_account(&admin, &namespace, "viewer", Vec::new()).await;
+    support::bind(
+        &admin,
+        &namespace,
+        "viewer",
+        "ClusterRole",
+        "view",
+        &namespace,
+    )
+    .await;
+    let refused = wait_for("the viewer's RBAC to apply", TIMEOUT, || async {
+        let (ok, stdout, stderr) = cli(&viewer.kubeconfig, &["dotenv", "dev", "-n", &namespace]);
+        if !ok && stderr.contains("may not read Secret") {
+            Ok((stdout, stderr))
+        } else {
+            Err(format!("{ok} {stderr}"))
+        }
+    })
+    .await;
+    assert!(refused.0.is_empty(), "the viewer got output: {}", refused.0);
+    assert!(!refused.1.contains(&token2));
 }

@@ -479,6 +479,18 @@ async fn metrics_and_health_endpoints_report_real_values() {
         metrics.contains("streamingtoken_build_info{version="),
         "{metrics}"
     );
+    // Process metrics: this process's own, read from /proc by the metrics-process crate.
+    let resident = support::metric_sum(&metrics, "process_resident_memory_bytes");
+    assert!(
+        resident > 1_000_000.0,
+        "resident memory {resident}: {metrics}"
+    );
+    assert!(support::metric_sum(&metrics, "process_cpu_seconds_total") > 0.0);
+    assert!(support::metric_sum(&metrics, "process_open_fds") > 0.0);
+    assert!(
+        metrics.contains("# TYPE process_cpu_seconds counter"),
+        "{metrics}"
+    );
     assert_eq!(
         support::http_get(operator.metrics_port, "/healthz")
             .await
