@@ -13,6 +13,10 @@ use serde::{Deserialize, Serialize};
 pub const GROUP: &str = "streamingtoken.io";
 /// Label that ties a workload (a consumer), a mirror Secret or a source Secret to a StreamingToken.
 pub const TOKEN_LABEL: &str = "streamingtoken.io/token";
+/// Label on a consumer that orders rotations: consumers roll in ascending order of its value
+/// (a whole number), a wave only once every consumer of the earlier waves is verified;
+/// unlabelled consumers form the last wave.
+pub const WAVE_LABEL: &str = "streamingtoken.io/wave";
 /// Annotation on a StreamingToken that asks for one rotation per new value, without touching
 /// the spec (so a GitOps tool that owns the spec never undoes it): what
 /// `streaming-token-operator rotate` sets.
@@ -264,6 +268,7 @@ fn default_env_var() -> String {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.interval) || duration(self.interval) >= duration('1h')").message("rotation.interval must be at least 1h"))]
 #[x_kube(validation = Rule::new("duration(self.rolloutTimeout) >= duration('30s') && duration(self.rolloutTimeout) <= duration('24h')").message("rotation.rolloutTimeout must be between 30s and 24h"))]
+#[x_kube(validation = Rule::new("!has(self.maxConcurrentConsumers) || (type(self.maxConcurrentConsumers) == int ? int(self.maxConcurrentConsumers) >= 1 : string(self.maxConcurrentConsumers).matches('^([1-9][0-9]?|100)%$'))").message("rotation.maxConcurrentConsumers must be a number of at least 1 or a percentage from 1% to 100%"))]
 pub struct Rotation {
     /// `ZeroDowntime` (the default): point every consumer at Token 2, wait until no live or
     /// terminating pod can still hold Token 1, then deactivate Token 1. `Restart`: deactivate
@@ -290,6 +295,16 @@ pub struct Rotation {
     #[serde(default = "default_rollout_timeout")]
     #[schemars(length(max = 32), regex(pattern = r"^([0-9]+(h|m|s))+$"))]
     pub rollout_timeout: String,
+
+    /// The restart budget: at most this many consumers roll at once (a number such as `5`, or a
+    /// percentage of all consumers such as `10%`, rounded up). The operator repoints (or
+    /// restarts) the next consumer only when an earlier one is verified; a blocked consumer keeps
+    /// its place (and its wave) until it clears. Consumers labelled `streamingtoken.io/wave:
+    /// "<n>"` roll in ascending order of n, each wave only once every consumer of the earlier
+    /// waves is verified; unlabelled consumers form the last wave. Unset: every consumer at once
+    /// (still in wave order when waves are labelled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_consumers: Option<k8s_openapi::apimachinery::pkg::util::intstr::IntOrString>,
 }
 
 impl Default for Rotation {
@@ -299,6 +314,7 @@ impl Default for Rotation {
             trigger: None,
             interval: None,
             rollout_timeout: default_rollout_timeout(),
+            max_concurrent_consumers: None,
         }
     }
 }
@@ -391,6 +407,12 @@ pub struct StreamingTokenStatus {
     /// When the next periodic rotation is due (with `spec.rotation.interval`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_rotation_at: Option<Time>,
+
+    /// (ClusterStreamingToken) The namespace of the pair of record (the operator's, when the
+    /// pair was first issued or mirrored). An operator running elsewhere writes nothing for this
+    /// object (`HomeNamespaceChanged`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home_namespace: Option<String>,
 
     /// (ClusterStreamingToken) How many namespaces hold a mirror Secret of the pair, including
     /// those it is leaving.
@@ -540,11 +562,31 @@ pub struct RotationStatus {
     /// one rotation serves both).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queued_request: Option<String>,
+    /// Where a rotation with a restart budget or waves stands (`spec.rotation.maxConcurrentConsumers`,
+    /// the `streamingtoken.io/wave` label).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waves: Option<WaveProgress>,
     /// (Restart) Consumers, as `Kind/name`, that this rotation does not restart: none of their
     /// pods may hold the deactivated token (they read Token 2 since before it was promoted).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 500))]
     pub left_alone: Vec<String>,
+}
+
+/// Progress of a rotation that rolls consumers in waves or under a budget.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct WaveProgress {
+    /// The wave rolling now: its `streamingtoken.io/wave` value, or `unlabelled`.
+    pub current: String,
+    /// Consumers rolling now: started by this rotation and not verified yet.
+    pub rolling: i32,
+    /// Consumers verified.
+    pub verified: i32,
+    /// Consumers not started yet.
+    pub pending: i32,
+    /// The budget in effect (consumers at once).
+    pub max_concurrent: i32,
 }
 
 /// The most recent completed rotation.

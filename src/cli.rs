@@ -574,7 +574,8 @@ pub async fn rotate_dry_run(
         mirror: MirrorObservation::Missing,
         source: SourceObservation::Issued,
         namespaces: views,
-        retained: Vec::new(),
+        retain_unselected: false,
+        selection_problem: None,
         // Unused: nothing is issued by a dry run.
         fresh: FreshMaterial {
             tokens: [
@@ -731,6 +732,43 @@ pub async fn dotenv(
             format!("could not record who reads the token (an Event on StreamingToken {namespace}/{name}): {error}; nothing printed")
         })?;
     let variable = variable.unwrap_or_else(|| token.spec.consumers.env_var.clone());
-    println!("{variable}={}", value.expose());
+    println!("{variable}={}", dotenv_value(value.expose()));
     Ok(())
+}
+
+/// A dotenv value: as it is when it holds only characters no dotenv reader treats specially;
+/// else single-quoted, or double-quoted with escapes when it holds a single quote itself.
+fn dotenv_value(value: &str) -> String {
+    let plain = value
+        .chars()
+        .all(|character| character.is_ascii_alphanumeric() || "-._~+/=:@".contains(character));
+    if plain {
+        value.to_string()
+    } else if !value.contains('\'') {
+        format!("'{value}'")
+    } else {
+        format!(
+            "\"{}\"",
+            value
+                .replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('$', "\\$")
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn dotenv_values_are_quoted_only_when_needed() {
+        let cases = [
+            ("sdk-AbC123", "sdk-AbC123"),
+            ("a b#c", "'a b#c'"),
+            ("a$b", "'a$b'"),
+            ("it's", "\"it's\""),
+        ];
+        for (value, want) in cases {
+            assert_eq!(super::dotenv_value(value), want, "{value}");
+        }
+    }
 }

@@ -201,7 +201,33 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let labelled = |label: &str| watcher::Config::default().labels(label).any_semantic();
-    let serves_cluster = serve.cluster && matches!(scope, Scope::All);
+    let mut serves_cluster = serve.cluster && matches!(scope, Scope::All);
+    if serves_cluster {
+        // Without the ClusterStreamingToken CRD (or the RBAC for it and for namespaces) its
+        // caches would never sync, and StreamingTokens would wait with them: serve those alone.
+        let probe = kube::api::ListParams::default().limit(1);
+        let missing = match Api::<ClusterStreamingToken>::all(client.clone())
+            .list_metadata(&probe)
+            .await
+        {
+            Err(kube::Error::Api(status)) if status.code == 404 || status.code == 403 => {
+                Some(format!("ClusterStreamingTokens: {}", status.code))
+            }
+            _ => match Api::<Namespace>::all(client.clone())
+                .list_metadata(&probe)
+                .await
+            {
+                Err(kube::Error::Api(status)) if status.code == 403 => {
+                    Some(format!("namespaces: {}", status.code))
+                }
+                _ => None,
+            },
+        };
+        if let Some(missing) = missing {
+            warn!(%missing, "the ClusterStreamingToken CRD is not installed, or RBAC does not allow serving it: serving StreamingTokens only (install crds/ and the chart's ClusterRole, then restart)");
+            serves_cluster = false;
+        }
+    }
     let home_namespace = serve.home_namespace.clone();
     // The StreamingTokens are cached in full (their annotations stay; there are few of them).
     let (tokens, token_stream) = reflect(
@@ -554,11 +580,7 @@ async fn reconcile(target: Target, context: Arc<Context>) -> Result<Action, Erro
         if target.kind() == decide::TokenKind::Cluster {
             snapshot = observe(&target, &context, &now, true).await?;
         }
-        for view in snapshot
-            .namespaces
-            .iter_mut()
-            .filter(|view| view.serves_pair())
-        {
+        for view in &mut snapshot.namespaces {
             let fresh = pods::list_fresh(&context.client, &view.namespace)
                 .await
                 .map_err(|source| Error::ListPods {
@@ -597,19 +619,6 @@ async fn execute(
         report_write_failure(target, context, &error).await;
         return Err(error);
     }
-    let copies: Vec<ObjectReference> = snapshot
-        .namespaces
-        .iter()
-        .filter(|view| !matches!(view.copy, CopyObservation::Home) && view.serves_pair())
-        .filter(|view| !plan.copy_deletes.contains(&view.namespace))
-        .map(|view| ObjectReference {
-            api_version: Some("v1".into()),
-            kind: Some("Secret".into()),
-            namespace: Some(view.namespace.clone()),
-            name: Some(snapshot.secret_name.clone()),
-            ..ObjectReference::default()
-        })
-        .collect();
     for notice in &plan.events {
         info!(%namespace, %name, reason = notice.reason, message = %notice.message, "event");
         apply::event(
@@ -619,12 +628,15 @@ async fn execute(
             notice,
         )
         .await;
-        // A ClusterStreamingToken's Events are repeated on its mirror Secret in every namespace,
-        // where that namespace's people look.
-        for copy in &copies {
-            apply::event(&context.client, &context.reporter, copy, notice).await;
-        }
     }
+    // A ClusterStreamingToken's Events are repeated on its mirror Secret in the namespaces they
+    // concern, where that namespace's people look (and only what concerns them).
+    let copies = copy_notices(snapshot, &plan);
+    futures::stream::iter(copies)
+        .for_each_concurrent(8, |(copy, notice)| async move {
+            apply::event(&context.client, &context.reporter, &copy, &notice).await;
+        })
+        .await;
     context.metrics.observe_status(
         &namespace,
         &name,
@@ -652,6 +664,97 @@ async fn execute(
         Requeue::Never => Action::await_change(),
         Requeue::After(after) => Action::requeue(after),
     })
+}
+
+/// Events of a ClusterStreamingToken's plan as they are repeated on its mirror Secrets: those
+/// about the pair and the rotation on every copy; those about a namespace on its copy only;
+/// blocked consumers on the copy of their own namespace. Never another namespace's workloads.
+fn copy_notices(snapshot: &Snapshot, plan: &Plan) -> Vec<(ObjectReference, decide::Notice)> {
+    const ABOUT_THE_PAIR: &[&str] = &[
+        "TokensIssued",
+        "TokensMirrored",
+        "SourcePromoted",
+        "SourcePromotedEarly",
+        "SourceReplaced",
+        "RotationStarted",
+        "RotationQueued",
+        "RotationAborted",
+        "RotationCompleted",
+        "TokenDeactivated",
+        "MirrorLostDuringRotation",
+    ];
+    const ABOUT_A_NAMESPACE: &[&str] = &[
+        "NamespaceAdded",
+        "NamespaceLeaving",
+        "NamespaceRetained",
+        "NamespaceConflict",
+        "NamespaceRemoved",
+    ];
+    if snapshot.kind != decide::TokenKind::Cluster {
+        return Vec::new();
+    }
+    let copy = |namespace: &str| ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Secret".into()),
+        namespace: Some(namespace.to_string()),
+        name: Some(snapshot.secret_name.clone()),
+        ..ObjectReference::default()
+    };
+    let served: Vec<&str> = snapshot
+        .namespaces
+        .iter()
+        .filter(|view| !matches!(view.copy, CopyObservation::Home) && view.serves_pair())
+        .filter(|view| !plan.copy_deletes.contains(&view.namespace))
+        .map(|view| view.namespace.as_str())
+        .collect();
+    let mut notices = Vec::new();
+    for notice in &plan.events {
+        if ABOUT_THE_PAIR.contains(&notice.reason) {
+            notices.extend(
+                served
+                    .iter()
+                    .map(|namespace| (copy(namespace), notice.clone())),
+            );
+        } else if ABOUT_A_NAMESPACE.contains(&notice.reason) {
+            // "namespace <name>: ..." / "namespace <name> is selected: ..."
+            if let Some(namespace) = served.iter().find(|namespace| {
+                notice
+                    .message
+                    .strip_prefix("namespace ")
+                    .is_some_and(|rest| {
+                        rest.strip_prefix(**namespace)
+                            .is_some_and(|rest| rest.starts_with([':', ' ']))
+                    })
+            }) {
+                notices.push((copy(namespace), notice.clone()));
+            }
+        } else if notice.reason == "ConsumerBlocked" {
+            for entry in &plan.status.namespaces {
+                if entry.blocked.is_empty() || !served.contains(&entry.name.as_str()) {
+                    continue;
+                }
+                let list: Vec<String> = entry
+                    .blocked
+                    .iter()
+                    .map(|blocked| {
+                        format!("{}/{} ({})", blocked.kind, blocked.name, blocked.reason)
+                    })
+                    .collect();
+                notices.push((
+                    copy(&entry.name),
+                    decide::Notice::warning(
+                        "ConsumerBlocked",
+                        notice.action,
+                        format!(
+                            "the rotation of this Secret's pair waits for {} here; Token 1 stays active until they are verified",
+                            list.join(", ")
+                        ),
+                    ),
+                ));
+            }
+        }
+    }
+    notices
 }
 
 /// The writes of a plan, in order: the Secret of record first, then its copies (consumers are
@@ -957,7 +1060,7 @@ async fn observe(
             &source_namespace,
         ))
         .await?;
-    let (namespaces, retained) = match target {
+    let (namespaces, selection_problem) = match target {
         Target::Namespaced(_) => {
             let mut view = NamespaceView {
                 namespace: home.clone(),
@@ -968,14 +1071,19 @@ async fn observe(
                 pods: Vec::new(),
             };
             fill_view(target, context, &mut view, now);
-            (vec![view], Vec::new())
+            (vec![view], None)
         }
         Target::Cluster(token) => {
             let home_version = match &mirror {
                 MirrorObservation::Owned(observed) if !fresh => observed.resource_version.clone(),
                 _ => None,
             };
-            cluster_views(target, token, context, &home, home_version, now).await?
+            let (mut views, problem) =
+                cluster_views(target, token, context, &home, home_version, now).await?;
+            // A namespace no longer selected whose Secret only looks like a copy (labelled,
+            // but holding no token of the record) is not this object's: never written to.
+            views.retain(|view| decide::fanout::reached(&mirror, view));
+            (views, problem)
         }
     };
     let fresh = source.fresh()?;
@@ -1000,7 +1108,13 @@ async fn observe(
         mirror,
         source: observed_source,
         namespaces,
-        retained,
+        retain_unselected: match target {
+            Target::Cluster(token) => {
+                token.spec.namespaces.unselected_policy == UnselectedPolicy::Retain
+            }
+            Target::Namespaced(_) => false,
+        },
+        selection_problem,
         fresh,
         failures,
     })
@@ -1037,33 +1151,42 @@ async fn cluster_views(
     home: &str,
     home_version: Option<String>,
     now: &Time,
-) -> Result<(Vec<NamespaceView>, Vec<String>), Error> {
+) -> Result<(Vec<NamespaceView>, Option<String>), Error> {
     let Some(cluster) = &context.cluster else {
-        return Ok((Vec::new(), Vec::new()));
+        return Ok((Vec::new(), None));
     };
     let name = target.name();
-    let selected = selected_namespaces(token, &cluster.namespaces);
-    let existing: BTreeSet<String> = cluster
+    let secret_name = target.secret_name();
+    let (selected, problem) = selected_namespaces(token, &cluster.namespaces);
+    // Not selected but still reached: where a copy exists (by its labels), and where the last
+    // status knew one and pods still read that name (a copy deleted under them).
+    let mut existing: BTreeSet<String> = cluster
         .copies
         .state()
         .iter()
         .filter(|secret| {
             secret.labels().get(CLUSTER_TOKEN_LABEL) == Some(&name)
-                && secret.name_any() == target.secret_name()
+                && secret.name_any() == secret_name
         })
         .filter_map(|secret| secret.namespace())
         .filter(|namespace| namespace != home || selected.contains(namespace))
         .collect();
-    let mut retained = Vec::new();
-    let mut reached = Vec::new();
-    for namespace in selected.union(&existing) {
-        let is_selected = selected.contains(namespace);
-        if !is_selected && token.spec.namespaces.unselected_policy == UnselectedPolicy::Retain {
-            retained.push(namespace.clone());
-        } else {
-            reached.push((namespace.clone(), is_selected));
+    if let Some(status) = &token.status {
+        for entry in &status.namespaces {
+            let read = context.pods.in_namespace(&entry.name).iter().any(|pod| {
+                pod.references
+                    .iter()
+                    .any(|reference| reference.secret == secret_name)
+            });
+            if read && entry.name != home {
+                existing.insert(entry.name.clone());
+            }
         }
     }
+    let reached: Vec<(String, bool)> = selected
+        .union(&existing)
+        .map(|namespace| (namespace.clone(), selected.contains(namespace)))
+        .collect();
     // A copy whose resourceVersion (from the watch) and the record's are those it was last
     // read in sync at is in sync still.
     let unchanged = |namespace: &str| -> Option<CopyObservation> {
@@ -1123,20 +1246,31 @@ async fn cluster_views(
         fill_view(target, context, &mut view, now);
         views.push(view);
     }
-    Ok((views, retained))
+    Ok((views, problem))
 }
 
-/// The namespaces `token` selects now: named or matching its selector, and not being deleted.
+/// The namespaces `token` selects now: named or matching its selector, and not being deleted;
+/// and why the selector cannot be evaluated, if it cannot (then only named ones are selected).
 fn selected_namespaces(
     token: &ClusterStreamingToken,
     namespaces: &Store<PartialObjectMeta<Namespace>>,
-) -> BTreeSet<String> {
+) -> (BTreeSet<String>, Option<String>) {
     let selection = &token.spec.namespaces;
-    let selector = selection
+    let (selector, problem) = match selection
         .selector
         .clone()
-        .and_then(|selector| kube::core::Selector::try_from(selector).ok());
-    namespaces
+        .map(kube::core::Selector::try_from)
+    {
+        None => (None, None),
+        Some(Ok(selector)) => (Some(selector), None),
+        Some(Err(error)) => (
+            None,
+            Some(format!(
+                "spec.namespaces.selector is not a valid label selector: {error}"
+            )),
+        ),
+    };
+    let selected = namespaces
         .state()
         .iter()
         .filter(|namespace| namespace.metadata.deletion_timestamp.is_none())
@@ -1148,7 +1282,8 @@ fn selected_namespaces(
                 })
         })
         .map(|namespace| namespace.name_any())
-        .collect()
+        .collect();
+    (selected, problem)
 }
 
 fn classify_mirror(target: &Target, secret: &Secret) -> MirrorObservation {
@@ -1199,15 +1334,13 @@ fn classify_mirror(target: &Target, secret: &Secret) -> MirrorObservation {
     })
 }
 
-/// Fills a namespace's consumers and pods from the caches: none where the pair is not served
-/// (another's Secret), no consumers where a StreamingToken owns the label.
+/// Fills a namespace's consumers and pods from the caches: no consumers where the pair is not
+/// served (another's Secret) or a StreamingToken owns the label; the pods always (a Secret that
+/// replaced a copy may leave pods behind that hold Token 1).
 fn fill_view(target: &Target, context: &Context, view: &mut NamespaceView, now: &Time) {
-    if !view.serves_pair() {
-        return;
-    }
     let spec = target.spec();
     let secret = target.secret_name();
-    if !view.label_taken {
+    if view.serves_pair() && !view.label_taken {
         view.consumers = context
             .workloads
             .consumers(&view.namespace, &target.name())

@@ -78,6 +78,8 @@ pub struct ConsumerObservation {
     pub kind: WorkloadKind,
     pub namespace: String,
     pub name: String,
+    /// Its `streamingtoken.io/wave` label.
+    pub wave: Wave,
     pub generation: i64,
     pub observed_generation: i64,
     pub paused: bool,
@@ -95,6 +97,29 @@ pub struct ConsumerObservation {
     /// The workload's pod selector (`None` if it is empty or invalid: such a workload is never
     /// verified, so a rotation waits on it and reports it).
     pub selector: Option<kube::core::Selector>,
+}
+
+/// A consumer's place in the rotation order (its `streamingtoken.io/wave` label).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Wave {
+    /// No label: the last wave.
+    #[default]
+    Unlabelled,
+    Number(i64),
+    /// A value that is not a whole number (kept to report it).
+    Invalid(String),
+}
+
+impl Wave {
+    fn of(labels: Option<&std::collections::BTreeMap<String, String>>) -> Self {
+        match labels.and_then(|labels| labels.get(crate::api::WAVE_LABEL)) {
+            None => Self::Unlabelled,
+            Some(value) => value
+                .trim()
+                .parse()
+                .map_or_else(|_| Self::Invalid(value.clone()), Self::Number),
+        }
+    }
 }
 
 /// What the operator does to a consumer's pod template.
@@ -414,6 +439,7 @@ fn base_deployment(deployment: &Deployment) -> ConsumerObservation {
     ConsumerObservation {
         kind: WorkloadKind::Deployment,
         namespace: deployment.metadata.namespace.clone().unwrap_or_default(),
+        wave: Wave::of(deployment.metadata.labels.as_ref()),
         name: deployment.metadata.name.clone().unwrap_or_default(),
         generation: generation_of(&deployment.metadata),
         observed_generation: status.observed_generation.unwrap_or(0),
@@ -445,6 +471,7 @@ fn base_statefulset(statefulset: &StatefulSet) -> ConsumerObservation {
     ConsumerObservation {
         kind: WorkloadKind::StatefulSet,
         namespace: statefulset.metadata.namespace.clone().unwrap_or_default(),
+        wave: Wave::of(statefulset.metadata.labels.as_ref()),
         name: statefulset.metadata.name.clone().unwrap_or_default(),
         generation: generation_of(&statefulset.metadata),
         observed_generation: status.observed_generation.unwrap_or(0),
@@ -476,6 +503,7 @@ fn base_daemonset(daemonset: &DaemonSet) -> ConsumerObservation {
     ConsumerObservation {
         kind: WorkloadKind::DaemonSet,
         namespace: daemonset.metadata.namespace.clone().unwrap_or_default(),
+        wave: Wave::of(daemonset.metadata.labels.as_ref()),
         name: daemonset.metadata.name.clone().unwrap_or_default(),
         generation: generation_of(&daemonset.metadata),
         observed_generation: status.observed_generation.unwrap_or(0),

@@ -11,6 +11,6 @@ for target in x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu; do
   start=$(date +%s)
   cargo build --release --locked --target "$target" --target-dir target/cross
   binary=target/cross/$target/release/streaming-token-operator
-  echo "[cross] $target in $(( $(date +%s) - start ))s: $(file -b "$binary" | cut -d, -f1-2,5)"
-  file -b "$binary" | grep -q 'statically linked' || { echo "[cross] $binary is not static" >&2; exit 1; }
+  echo "[cross] $target in $(( $(date +%s) - start ))s: $(file -b "$binary" | cut -d, -f1-2,4-5)"
+  file -b "$binary" | grep -Eq 'statically linked|static-pie linked' || { echo "[cross] $binary is not static" >&2; exit 1; }
 done

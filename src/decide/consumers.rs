@@ -389,6 +389,7 @@ mod tests {
             kind: WorkloadKind::Deployment,
             namespace: "prod".into(),
             name: name.into(),
+            wave: Default::default(),
             generation: 2,
             observed_generation: 2,
             paused: false,

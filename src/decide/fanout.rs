@@ -8,13 +8,17 @@
 //! verification back ([`super::verification`]), so Token 1 is never deactivated while some
 //! namespace's Secret may still say otherwise.
 //!
-//! A namespace that stops being selected is `Leaving` (`unselectedPolicy: Delete`): its copy is
-//! kept up to date, and its consumers served and verified, until no pod there reads it; then the
-//! copy is deleted. A Secret of the mirror's name that is not this object's is never touched.
+//! A namespace that stops being selected is `Leaving`: its copy is kept up to date, and its
+//! consumers served and verified, until no pod there reads it; then the copy is deleted
+//! (`unselectedPolicy: Delete`) or kept as it is, no longer updated (`Retain`: `Retained`). A
+//! copy in a namespace not selected is only ever written if it still holds a token of the record
+//! (so a Secret someone labelled to look like a copy never receives the pair), and a Secret of
+//! the mirror's name that is not this object's is never touched.
 
 use super::pair;
 use super::snapshot::{
-    CopyObservation, CopyWrite, MirrorWrite, NamespaceView, Notice, Snapshot, TokenKind,
+    CopyObservation, CopyWrite, MirrorObservation, MirrorWrite, NamespaceView, Notice, Snapshot,
+    TokenKind,
 };
 use super::verification::NamespaceVerification;
 use crate::api::{BlockedConsumer, NamespaceStatus, StreamingTokenStatus};
@@ -39,7 +43,6 @@ pub fn plan(
     snapshot: &Snapshot,
     mirror: &MirrorWrite,
     verified: &[NamespaceVerification],
-    retained: &[String],
     status: &mut StreamingTokenStatus,
     events: &mut Vec<Notice>,
 ) -> FanOut {
@@ -74,17 +77,6 @@ pub fn plan(
                 .map(|verification| i32::try_from(verification.verified).unwrap_or(i32::MAX)),
             blocked,
             message: state.1,
-        });
-    }
-    for namespace in retained {
-        listed.push(NamespaceStatus {
-            name: namespace.clone(),
-            state: "Retained".into(),
-            message: format!(
-                "no longer selected; Secret {} is kept as it is and no longer updated (unselectedPolicy: Retain): its Token 1 stops working at the next rotation",
-                snapshot.secret_name
-            ),
-            ..NamespaceStatus::default()
         });
     }
     announce(snapshot, &listed, events);
@@ -127,8 +119,40 @@ fn attention(entry: &NamespaceStatus) -> usize {
 fn is_conflict(state: &str) -> bool {
     matches!(
         state,
-        "SecretNotOwned" | "SecretClaimedByOther" | "ConsumerLabelTaken"
+        "SecretNotOwned" | "SecretClaimedByOther" | "ConsumerLabelTaken" | "SecretReplaced"
     )
+}
+
+/// True when `view` is one this object serves: selected, or no longer selected but with a copy
+/// that still holds a token of the record (or none left, while pods there read the name).
+/// Anything else (a Secret that only looks like a copy) is not this object's.
+pub fn reached(mirror: &MirrorObservation, view: &NamespaceView) -> bool {
+    if view.selected {
+        return true;
+    }
+    let record = match mirror {
+        MirrorObservation::Owned(record) => record,
+        _ => return false,
+    };
+    let tokens = |observed: &super::snapshot::ObservedMirror| -> Vec<crate::token::Token> {
+        [&observed.token1, &observed.token2]
+            .into_iter()
+            .filter_map(|token| {
+                token
+                    .as_ref()
+                    .and_then(|token| token.as_ref().ok())
+                    .cloned()
+            })
+            .collect()
+    };
+    match &view.copy {
+        CopyObservation::Home | CopyObservation::Current { .. } | CopyObservation::Missing => true,
+        CopyObservation::NotOwned | CopyObservation::ClaimedBy(_) => false,
+        CopyObservation::Read(copy) => {
+            let known = tokens(record);
+            tokens(copy).iter().any(|token| known.contains(token))
+        }
+    }
 }
 
 enum CopyNeed {
@@ -145,9 +169,14 @@ fn copy_need(snapshot: &Snapshot, view: &NamespaceView, mirror: &MirrorWrite) ->
             ..mirror.clone()
         })
     };
-    if !view.selected && !read_here(snapshot, view) {
+    let read_here = snapshot.read_in(view);
+    if !view.selected && !read_here {
         return match view.copy {
-            CopyObservation::Read(_) | CopyObservation::Current { .. } => CopyNeed::Delete,
+            CopyObservation::Read(_) | CopyObservation::Current { .. }
+                if !snapshot.retain_unselected =>
+            {
+                CopyNeed::Delete
+            }
             _ => CopyNeed::Nothing,
         };
     }
@@ -165,7 +194,9 @@ fn copy_need(snapshot: &Snapshot, view: &NamespaceView, mirror: &MirrorWrite) ->
         CopyObservation::Home | CopyObservation::NotOwned | CopyObservation::ClaimedBy(_) => {
             CopyNeed::Nothing
         }
-        CopyObservation::Missing => write(None),
+        // Created only where selected: a leaving namespace's deleted copy is not brought back.
+        CopyObservation::Missing if view.selected => write(None),
+        CopyObservation::Missing => CopyNeed::Nothing,
         CopyObservation::Read(observed) => {
             if pair::needs_write(mirror, Some(observed)) {
                 write(observed.resource_version.clone())
@@ -176,18 +207,17 @@ fn copy_need(snapshot: &Snapshot, view: &NamespaceView, mirror: &MirrorWrite) ->
     }
 }
 
-/// True when a pod of `view` references the mirror Secret (any key, terminating or not).
-fn read_here(snapshot: &Snapshot, view: &NamespaceView) -> bool {
-    view.pods.iter().any(|pod| {
-        pod.references
-            .iter()
-            .any(|reference| reference.secret == snapshot.secret_name)
-    })
-}
-
 /// The state of a namespace and what it means, for status.
 fn state(snapshot: &Snapshot, view: &NamespaceView) -> (&'static str, String) {
     let secret = &snapshot.secret_name;
+    if snapshot.copy_replaced(view) {
+        return (
+            "SecretReplaced",
+            format!(
+                "Secret {secret} here was this object's copy and is now someone else's; pods here that read it may still hold Token 1 from before, so rotations wait for them: restart them, or stop selecting this namespace"
+            ),
+        );
+    }
     match &view.copy {
         CopyObservation::NotOwned => {
             return (
@@ -215,10 +245,23 @@ fn state(snapshot: &Snapshot, view: &NamespaceView) -> (&'static str, String) {
         );
     }
     if !view.selected {
+        if !snapshot.read_in(view) && snapshot.retain_unselected {
+            return (
+                "Retained",
+                format!(
+                    "no longer selected and no pod reads Secret {secret} here: it is kept as it is and no longer updated (unselectedPolicy: Retain); its Token 1 stops working at the next rotation"
+                ),
+            );
+        }
         return (
             "Leaving",
             format!(
-                "no longer selected; Secret {secret} is kept and verified until no pod here reads it, then deleted"
+                "no longer selected; Secret {secret} is kept up to date and verified until no pod here reads it, then {}",
+                if snapshot.retain_unselected {
+                    "kept as it is"
+                } else {
+                    "deleted"
+                }
             ),
         );
     }

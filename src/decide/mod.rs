@@ -14,6 +14,7 @@
 //! - [`holders`]: which pods, whatever owns them, may still hold Token 1.
 //! - [`verification`]: consumers and pods together, namespace by namespace: "verified".
 //! - [`fanout`]: a ClusterStreamingToken's copies of the pair in every selected namespace.
+//! - [`waves`]: which consumers start now under a restart budget and wave labels.
 //! - [`rotation`]: the state machine, one function per phase; Token 1 is deactivated in
 //!   [`rotation`]'s `deactivating` phase and nowhere else.
 //! - this module: [`plan`] composes them in order (spec checks, the mirror's owner, suspend, the
@@ -26,6 +27,7 @@ pub mod pair;
 pub mod rotation;
 pub mod snapshot;
 pub mod verification;
+pub mod waves;
 
 pub use snapshot::*;
 
@@ -44,6 +46,7 @@ pub fn plan(snapshot: &Snapshot, now: &Time) -> Plan {
 
 /// Reasons of `Degraded=True` that only a person can clear: kstatus reads them as `Failed`.
 const STALLING: &[&str] = &[
+    "HomeNamespaceChanged",
     "ConsumerBlocked",
     "SourceUnrecognized",
     "SourceSecretNotFound",
@@ -158,12 +161,20 @@ fn decide(snapshot: &Snapshot, now: &Time) -> Plan {
         snapshot,
         &mirror,
         &rotation.namespaces,
-        &snapshot.retained,
         &mut status,
         &mut events,
     );
     let degraded = rotation.degraded.or(waiting).or(readers).or(fan.degraded);
     set_degraded(snapshot, &mut status, degraded, now);
+    // A namespace whose copy is written now is not repointed in the same pass: the next pass
+    // repoints it once kubelets can have seen the new values (the repointing wait counts from
+    // the copy's write).
+    let mut patches = rotation.patches;
+    patches.retain(|patch| {
+        !fan.copies
+            .iter()
+            .any(|copy| copy.namespace == patch.namespace)
+    });
 
     let secret = pair::needs_write(&mirror, observed).then_some(mirror);
     let mut requeue = rotation.requeue;
@@ -176,7 +187,7 @@ fn decide(snapshot: &Snapshot, now: &Time) -> Plan {
         secret,
         copies: fan.copies,
         copy_deletes: fan.deletes,
-        consumer_patches: rotation.patches,
+        consumer_patches: patches,
         status,
         events,
         requeue,
@@ -189,6 +200,9 @@ fn decide(snapshot: &Snapshot, now: &Time) -> Plan {
 fn base_status(snapshot: &Snapshot) -> StreamingTokenStatus {
     let mut status = snapshot.status.clone();
     status.observed_generation = Some(snapshot.generation);
+    if snapshot.kind == TokenKind::Cluster && status.home_namespace.is_none() {
+        status.home_namespace = Some(snapshot.namespace.clone());
+    }
     status.secret_name = Some(snapshot.secret_name.clone());
     let previous = status.consumers.take().unwrap_or_default();
     status.consumers = Some(ConsumerSummary {
@@ -460,6 +474,21 @@ fn unlabelled_readers(
 
 /// Checks the schema cannot express (they involve the object's name).
 fn spec_problem(snapshot: &Snapshot) -> Option<(&'static str, String)> {
+    if let Some(problem) = &snapshot.selection_problem {
+        return Some(("InvalidSpec", problem.clone()));
+    }
+    if snapshot.kind == TokenKind::Cluster
+        && let Some(home) = &snapshot.status.home_namespace
+        && *home != snapshot.namespace
+    {
+        return Some((
+            "HomeNamespaceChanged",
+            format!(
+                "the pair of record lives in namespace {home}, but the operator now runs in {}: nothing is written (a new pair there would deactivate the current one unchecked). Run the operator in {home} again, or copy Secret {} from {home} to {} and set status.homeNamespace",
+                snapshot.namespace, snapshot.secret_name, snapshot.namespace
+            ),
+        ));
+    }
     if let Some(source) = &snapshot.spec.source.secret_ref
         && source.name == snapshot.secret_name
     {

@@ -531,6 +531,7 @@ fn start(
         deactivates_serial: deactivates,
         queued_trigger: None,
         queued_request: None,
+        waves: None,
         left_alone: Vec::new(),
     });
 }
@@ -668,11 +669,18 @@ fn zero_downtime_guards(machine: &mut Machine, rotation: &mut RotationStatus) ->
         ));
     }
     let stamp = machine.snapshot.stamp(&rotation.id);
-    let (needed, cannot) = consumers::patches(machine.snapshot, &stamp, true);
+    let (needed, mut cannot) = consumers::patches(machine.snapshot, &stamp, true);
     if needed.is_empty() && cannot.is_empty() {
+        rotation.waves = None;
         return None;
     }
     machine.set_phase(rotation, PHASE_REPOINTING);
+    let (waited, timeout) = machine.rollout_clock(rotation);
+    let selection =
+        super::waves::select(machine.snapshot, &stamp, needed, |_| false, waited, timeout);
+    rotation.waves = selection.progress;
+    cannot.extend(selection.blocked);
+    let needed = selection.start;
     let written = machine
         .snapshot
         .latest_values_written_at()
@@ -707,6 +715,22 @@ fn zero_downtime_guards(machine: &mut Machine, rotation: &mut RotationStatus) ->
         blocked: cannot,
         ..Waiting::default()
     }))
+}
+
+impl Machine<'_> {
+    /// How long consumers have been rolling out in this rotation, and the rollout timeout.
+    fn rollout_clock(&self, rotation: &RotationStatus) -> (Duration, Duration) {
+        (
+            elapsed(
+                rotation
+                    .rollout_started_at
+                    .as_ref()
+                    .unwrap_or(&rotation.phase_started_at),
+                self.now,
+            ),
+            verification::rollout_timeout(self.snapshot),
+        )
+    }
 }
 
 /// `Repointing`: writes each consumer's repoint (see [`consumers::patches`]); once none is
@@ -905,8 +929,37 @@ fn restarts_needed(machine: &Machine, rotation: &RotationStatus) -> Vec<Consumer
 fn restarting(machine: &mut Machine, rotation: &mut RotationStatus) -> Step {
     let needed = restarts_needed(machine, rotation);
     if needed.is_empty() {
+        rotation.waves = None;
         machine.set_phase(rotation, PHASE_AWAITING_ROLLOUT);
         return Step::Next;
+    }
+    let stamp = machine.snapshot.stamp(&rotation.id);
+    let (waited, timeout) = machine.rollout_clock(rotation);
+    let left_alone = |consumer: &crate::workload::ConsumerObservation| {
+        rotation.left_alone.contains(&machine.snapshot.consumer_key(
+            consumer.kind.as_str(),
+            &consumer.namespace,
+            &consumer.name,
+        ))
+    };
+    let selection = super::waves::select(
+        machine.snapshot,
+        &stamp,
+        needed,
+        left_alone,
+        waited,
+        timeout,
+    );
+    let progress = selection.progress;
+    let needed = selection.start;
+    let blocked = selection.blocked;
+    rotation.waves = progress;
+    if needed.is_empty() {
+        // Waiting for a slot or for the current wave: the rollouts' watch events move it on.
+        return Step::Wait(Waiting {
+            blocked,
+            ..Waiting::default()
+        });
     }
     machine.events.push(Notice::normal(
         "ConsumersRestarted",
@@ -920,6 +973,7 @@ fn restarting(machine: &mut Machine, rotation: &mut RotationStatus) -> Step {
     ));
     Step::Wait(Waiting {
         patches: needed,
+        blocked,
         ..Waiting::default()
     })
 }

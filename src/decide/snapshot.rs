@@ -76,9 +76,12 @@ pub struct Snapshot {
     /// The namespaces the pair reaches, each with its consumers and pods (one, the
     /// StreamingToken's own, for the namespaced kind), sorted by name.
     pub namespaces: Vec<NamespaceView>,
-    /// (ClusterStreamingToken) Namespaces no longer selected whose mirror Secret is kept as it
-    /// is (`unselectedPolicy: Retain`): neither written nor verified.
-    pub retained: Vec<String>,
+    /// (ClusterStreamingToken) `unselectedPolicy: Retain`: a copy nobody reads any more in a
+    /// namespace no longer selected is kept as it is (else deleted).
+    pub retain_unselected: bool,
+    /// (ClusterStreamingToken) Why the namespace selection cannot be evaluated (an invalid
+    /// selector), if so: nothing is written until it is fixed.
+    pub selection_problem: Option<String>,
     /// Random material drawn before planning, so that `plan` stays pure.
     pub fresh: FreshMaterial,
     /// Consecutive failed reconciles of this object, for exponential backoff.
@@ -125,6 +128,37 @@ impl Snapshot {
             | CopyObservation::NotOwned
             | CopyObservation::ClaimedBy(_) => None,
         }
+    }
+
+    /// True when the Secret of `view` was this object's copy and someone else's Secret took its
+    /// name (the previous status knew it as a copy): pods that read the name there may still
+    /// hold Token 1 from before.
+    pub fn copy_replaced(&self, view: &NamespaceView) -> bool {
+        if view.serves_pair() {
+            return false;
+        }
+        let was_copy = self
+            .status
+            .namespaces
+            .iter()
+            .find(|entry| entry.name == view.namespace)
+            .is_some_and(|entry| {
+                matches!(
+                    entry.state.as_str(),
+                    "Synced" | "Pending" | "Leaving" | "Retained" | "SecretReplaced"
+                )
+            });
+        was_copy && self.read_in(view)
+    }
+
+    /// True when a pod of `view` references a Secret of the mirror's name (any key, terminating
+    /// or not).
+    pub fn read_in(&self, view: &NamespaceView) -> bool {
+        view.pods.iter().any(|pod| {
+            pod.references
+                .iter()
+                .any(|reference| reference.secret == self.secret_name)
+        })
     }
 
     /// True when the mirror Secret in `view` holds the pair of record (the same values and

@@ -77,7 +77,8 @@ fn fixture() -> Fixture {
                 consumers: Vec::new(),
                 pods: Vec::new(),
             }],
-            retained: Vec::new(),
+            retain_unselected: false,
+            selection_problem: None,
             fresh: FreshMaterial {
                 tokens: [token("fresh-a"), token("fresh-b")],
                 fingerprint_key: "new-key".into(),
@@ -176,6 +177,7 @@ impl Fixture {
             deactivates_serial: deactivates,
             queued_trigger: None,
             queued_request: None,
+            waves: None,
             left_alone: Vec::new(),
         });
         self.snapshot.status.observed_trigger = Some("t2".into());
@@ -205,6 +207,7 @@ fn consumer(name: &str, rotation: Option<&str>, pointed_at_token2: bool) -> Cons
         kind: WorkloadKind::Deployment,
         namespace: "prod".into(),
         name: name.into(),
+        wave: Default::default(),
         generation: 2,
         observed_generation: 2,
         paused: false,
@@ -1982,7 +1985,17 @@ fn a_cluster_restart_restarts_every_consumer_in_every_namespace_once() {
         .established(("two", "three"), (2, 3))
         .rotating(PHASE_RESTARTING, 1, RotationStrategy::Restart)
         .cluster(vec![a, b]);
-    // The Secret of record was promoted already (Token 1 deactivated); copies follow.
+    // The Secret of record was promoted already (Token 1 deactivated); copies follow first, and
+    // nobody restarts onto a copy that still holds the deactivated token.
+    let plan = fixture.plan();
+    assert_eq!(plan.copies.len(), 2, "copies follow the promoted pair");
+    assert!(
+        plan.consumer_patches.is_empty(),
+        "restarted before its copy"
+    );
+    for view in &mut fixture.snapshot.namespaces {
+        view.copy = copy_of(("two", "three"), (2, 3));
+    }
     let plan = fixture.plan();
     let mut patched: Vec<(String, String)> = plan
         .consumer_patches
@@ -1997,11 +2010,348 @@ fn a_cluster_restart_restarts_every_consumer_in_every_namespace_once() {
             ("b".into(), "api".into())
         ]
     );
-    assert_eq!(plan.copies.len(), 2, "copies follow the promoted pair");
     // Replayed with both stamped: nothing is restarted again.
     for view in &mut fixture.snapshot.namespaces {
         view.consumers[0].template_rotation = Some("r1".into());
     }
     let plan = fixture.plan();
     assert!(plan.consumer_patches.is_empty(), "restarted twice");
+}
+
+// Waves and the restart budget.
+
+/// A consumer started by rotation r1 (stamped, pointed at Token 2) whose pods are still old.
+fn rolling_consumer(name: &str) -> ConsumerObservation {
+    let mut consumer = consumer(name, Some("r1"), true);
+    for pod in consumer.pods.as_mut().expect("pods") {
+        pod.rotation = Some("r0".into());
+    }
+    consumer
+}
+
+fn waved(mut consumer: ConsumerObservation, wave: i64) -> ConsumerObservation {
+    consumer.wave = crate::workload::Wave::Number(wave);
+    consumer
+}
+
+fn patched(plan: &Plan) -> Vec<String> {
+    let mut names: Vec<String> = plan
+        .consumer_patches
+        .iter()
+        .map(|patch| patch.name.clone())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn budgets_resolve_numbers_and_percentages() {
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let cases = [
+        (Some(IntOrString::Int(5)), 30, Some(5)),
+        (Some(IntOrString::Int(0)), 30, Some(1)),
+        (Some(IntOrString::String("10%".into())), 30, Some(3)),
+        (Some(IntOrString::String("10%".into())), 31, Some(4)),
+        (Some(IntOrString::String("1%".into())), 30, Some(1)),
+        (Some(IntOrString::String("100%".into())), 30, Some(30)),
+        (None, 30, None),
+    ];
+    for (spec, total, want) in cases {
+        assert_eq!(
+            waves::budget(spec.as_ref(), total),
+            want,
+            "{spec:?} of {total}"
+        );
+    }
+}
+
+#[test]
+fn a_budget_caps_the_consumers_rolling_at_once() {
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let base = || {
+        let mut fixture = fixture().established(("one", "two"), (1, 2)).rotating(
+            PHASE_REPOINTING,
+            1,
+            RotationStrategy::ZeroDowntime,
+        );
+        fixture.snapshot.spec.rotation.max_concurrent_consumers = Some(IntOrString::Int(2));
+        fixture
+    };
+    // (case, consumers, patched now, rolling, verified, pending)
+    type Case<'a> = (
+        &'a str,
+        Vec<ConsumerObservation>,
+        Vec<&'a str>,
+        i32,
+        i32,
+        i32,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "five to go: two start",
+            ["a", "b", "c", "d", "e"]
+                .iter()
+                .map(|name| consumer(name, None, false))
+                .collect(),
+            vec!["a", "b"],
+            2,
+            0,
+            3,
+        ),
+        (
+            "two rolling: none starts",
+            vec![
+                rolling_consumer("a"),
+                rolling_consumer("b"),
+                consumer("c", None, false),
+            ],
+            vec![],
+            2,
+            0,
+            1,
+        ),
+        (
+            "one verified, one rolling: one more starts",
+            vec![
+                consumer("a", Some("r1"), true),
+                rolling_consumer("b"),
+                consumer("c", None, false),
+                consumer("d", None, false),
+            ],
+            vec!["c"],
+            2,
+            1,
+            1,
+        ),
+    ];
+    for (case, consumers, want, rolling, verified, pending) in cases {
+        let mut fixture = base();
+        for consumer in consumers {
+            fixture = fixture.consumer(consumer);
+        }
+        let plan = fixture.plan();
+        assert_eq!(patched(&plan), want, "{case}");
+        assert!(plan.secret.is_none(), "{case}: nothing deactivated");
+        let waves = plan
+            .status
+            .rotation
+            .as_ref()
+            .and_then(|rotation| rotation.waves.clone())
+            .expect("waves reported");
+        assert_eq!(
+            (
+                waves.rolling,
+                waves.verified,
+                waves.pending,
+                waves.max_concurrent
+            ),
+            (rolling, verified, pending, 2),
+            "{case}"
+        );
+    }
+}
+
+#[test]
+fn waves_roll_in_order_and_a_blocked_consumer_holds_the_next_wave() {
+    let base = || {
+        fixture().established(("one", "two"), (1, 2)).rotating(
+            PHASE_REPOINTING,
+            1,
+            RotationStrategy::ZeroDowntime,
+        )
+    };
+    // Wave 1 first; wave 2 and the unlabelled wait.
+    let plan = base()
+        .consumer(waved(consumer("first", None, false), 1))
+        .consumer(waved(consumer("second", None, false), 2))
+        .consumer(consumer("last", None, false))
+        .plan();
+    assert_eq!(patched(&plan), ["first"]);
+    assert_eq!(
+        plan.status
+            .rotation
+            .as_ref()
+            .and_then(|rotation| rotation.waves.as_ref())
+            .map(|waves| waves.current.as_str()),
+        Some("1")
+    );
+    // Wave 1 verified: wave 2 starts, the unlabelled still wait.
+    let plan = base()
+        .consumer(waved(consumer("first", Some("r1"), true), 1))
+        .consumer(waved(consumer("second", None, false), 2))
+        .consumer(consumer("last", None, false))
+        .plan();
+    assert_eq!(patched(&plan), ["second"]);
+    // A paused consumer of wave 2, already started, holds the unlabelled wave: nothing starts,
+    // it is reported, and Token 1 stays.
+    let mut paused = waved(rolling_consumer("second"), 2);
+    paused.paused = true;
+    let plan = base()
+        .consumer(waved(consumer("first", Some("r1"), true), 1))
+        .consumer(paused)
+        .consumer(consumer("last", None, false))
+        .plan();
+    assert!(patched(&plan).is_empty(), "{:?}", patched(&plan));
+    assert!(plan.secret.is_none());
+    // A wave label that is not a number: never started, reported with a reason.
+    let mut odd = consumer("odd", None, false);
+    odd.wave = crate::workload::Wave::Invalid("two".into());
+    let plan = base().consumer(odd).plan();
+    assert!(patched(&plan).is_empty());
+    let blocked = plan.status.consumers.expect("summary").blocked;
+    assert_eq!(blocked[0].reason, "InvalidWaveLabel", "{blocked:?}");
+}
+
+#[test]
+fn a_restart_under_a_budget_restarts_a_few_at_a_time_and_none_twice() {
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let mut fixture = fixture()
+        .established(("two", "three"), (2, 3))
+        .rotating(PHASE_RESTARTING, 1, RotationStrategy::Restart)
+        .consumer(consumer("a", None, false))
+        .consumer(consumer("b", None, false))
+        .consumer(consumer("c", None, false));
+    fixture.snapshot.spec.rotation.max_concurrent_consumers = Some(IntOrString::Int(1));
+    assert_eq!(patched(&fixture.plan()), ["a"]);
+    // a restarted and rolling: nothing more; a verified: b.
+    fixture.snapshot.namespaces[0].consumers[0] = rolling_consumer("a");
+    assert!(patched(&fixture.plan()).is_empty());
+    fixture.snapshot.namespaces[0].consumers[0] = consumer("a", Some("r1"), true);
+    assert_eq!(patched(&fixture.plan()), ["b"]);
+}
+
+#[test]
+fn a_namespace_no_longer_selected_is_served_until_nobody_reads_it() {
+    let reader = || pod_record("api-0", Some(("Deployment", "api")), "token2", Some("r0.x"));
+    let leaving = |copy: CopyObservation, pods: Vec<Arc<PodRecord>>| NamespaceView {
+        selected: false,
+        pods,
+        ..cluster_view("gone", copy)
+    };
+    let record = MirrorObservation::Owned(mirror_of(("one", "two"), (1, 2)));
+    // A labelled Secret that holds no token of the record is not a copy: never written.
+    assert!(!fanout::reached(
+        &record,
+        &leaving(copy_of(("forged", "values"), (7, 8)), vec![reader()])
+    ));
+    // A copy one rotation behind still shares Token 2 with the record: it is ours.
+    assert!(fanout::reached(
+        &record,
+        &leaving(copy_of(("zero", "one"), (0, 1)), vec![reader()])
+    ));
+
+    // Read: kept up to date (a stale copy is written) under either policy.
+    for retain in [false, true] {
+        let mut fixture = fixture()
+            .established(("one", "two"), (1, 2))
+            .cluster(vec![leaving(
+                copy_of(("zero", "one"), (0, 1)),
+                vec![reader()],
+            )]);
+        fixture.snapshot.retain_unselected = retain;
+        let plan = fixture.plan();
+        assert_eq!(plan.copies.len(), 1, "retain {retain}");
+        assert!(plan.copy_deletes.is_empty());
+        assert_eq!(plan.status.namespaces[0].state, "Leaving");
+    }
+    // Nobody reads it: deleted (Delete), or kept as it is (Retain).
+    let mut fixture = fixture()
+        .established(("one", "two"), (1, 2))
+        .cluster(vec![leaving(copy_of(("one", "two"), (1, 2)), Vec::new())]);
+    assert_eq!(fixture.plan().copy_deletes, ["gone"]);
+    fixture.snapshot.retain_unselected = true;
+    let plan = fixture.plan();
+    assert!(plan.copy_deletes.is_empty() && plan.copies.is_empty());
+    assert_eq!(plan.status.namespaces[0].state, "Retained");
+}
+
+#[test]
+fn pods_left_behind_by_a_copy_someone_replaced_hold_the_rotation() {
+    let mut view = cluster_view("team", CopyObservation::NotOwned);
+    view.pods = vec![pod_record(
+        "old-0",
+        Some(("Deployment", "old")),
+        "token1",
+        Some("r0.x"),
+    )];
+    let mut fixture = fixture()
+        .established(("one", "two"), (1, 2))
+        .rotating(PHASE_AWAITING_ROLLOUT, 1, RotationStrategy::ZeroDowntime)
+        .cluster(vec![view]);
+    // Never a copy here: someone's own Secret of that name; nothing to wait for.
+    let plan = fixture.plan();
+    assert!(
+        written_pair(&plan).is_some(),
+        "a stranger's Secret held the rotation"
+    );
+    // It was the copy (the last status says so): its readers may hold Token 1.
+    fixture.snapshot.status.namespaces = vec![crate::api::NamespaceStatus {
+        name: "team".into(),
+        state: "Synced".into(),
+        ..Default::default()
+    }];
+    let plan = fixture.plan();
+    assert!(
+        written_pair(&plan).is_none(),
+        "deactivated under pods of a replaced copy"
+    );
+    let blocked = &plan.status.consumers.as_ref().expect("summary").blocked;
+    assert_eq!(blocked[0].reason, "SecretReplaced", "{blocked:?}");
+    assert_eq!(plan.status.namespaces[0].state, "SecretReplaced");
+}
+
+#[test]
+fn a_cluster_token_refuses_an_invalid_selector_and_a_moved_home() {
+    let base = || {
+        fixture()
+            .established(("one", "two"), (1, 2))
+            .cluster(vec![cluster_view("a", CopyObservation::Missing)])
+    };
+    let mut invalid = base();
+    invalid.snapshot.selection_problem = Some("spec.namespaces.selector is not valid".into());
+    let plan = invalid.plan();
+    assert_eq!(
+        condition(&plan, READY),
+        Some(("False".into(), "InvalidSpec".into()))
+    );
+    assert!(plan.copies.is_empty() && plan.secret.is_none());
+
+    let mut moved = base();
+    moved.snapshot.status.home_namespace = Some("old-home".into());
+    let plan = moved.plan();
+    assert_eq!(
+        condition(&plan, READY),
+        Some(("False".into(), "HomeNamespaceChanged".into()))
+    );
+    assert!(plan.copies.is_empty() && plan.secret.is_none());
+
+    // The home is recorded on first sight.
+    let plan = base().plan();
+    assert_eq!(plan.status.home_namespace.as_deref(), Some("sto-system"));
+}
+
+#[test]
+fn consumers_are_not_repointed_in_the_pass_that_writes_their_namespace_copy() {
+    let mut a = cluster_view("a", copy_of(("zero", "one"), (0, 1)));
+    a.consumers
+        .push(in_namespace(consumer("api", None, false), "a"));
+    let mut b = cluster_view("b", copy_of(("one", "two"), (1, 2)));
+    b.consumers
+        .push(in_namespace(consumer("api", None, false), "b"));
+    let plan = fixture()
+        .established(("one", "two"), (1, 2))
+        .rotating(PHASE_REPOINTING, 1, RotationStrategy::ZeroDowntime)
+        .cluster(vec![a, b])
+        .plan();
+    assert_eq!(plan.copies.len(), 1);
+    let namespaces: Vec<&str> = plan
+        .consumer_patches
+        .iter()
+        .map(|patch| patch.namespace.as_str())
+        .collect();
+    assert_eq!(
+        namespaces,
+        ["b"],
+        "a is repointed once its copy has settled"
+    );
 }

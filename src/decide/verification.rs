@@ -95,10 +95,25 @@ pub fn verify(
             }
         }
         let mut waiting = 0;
+        if check == PodCheck::NoPodHoldsToken1 && snapshot.copy_replaced(view) {
+            // Someone else's Secret took the copy's name: pods that read it may have started
+            // on the copy and hold Token 1; which of them did is not known.
+            verification.blocked.push(BlockedConsumer {
+                namespace: listed.clone(),
+                kind: "Namespace".into(),
+                name: view.namespace.clone(),
+                reason: "SecretReplaced".into(),
+                message: format!(
+                    "Secret {} here was this object's copy and is now someone else's; its pods may still hold Token 1: restart the pods that read it, or stop selecting this namespace",
+                    snapshot.secret_name
+                ),
+            });
+        }
         if check == PodCheck::NoPodHoldsToken1 && view.serves_pair() {
-            if !snapshot.copy_in_sync(view) {
-                // A mirror Secret that does not (yet) hold the pair of record: what its Token 2
-                // key held, and when, is not known, so nothing here counts as verified.
+            if !snapshot.copy_in_sync(view) && (view.selected || snapshot.read_in(view)) {
+                // A mirror Secret that does not (yet) hold the pair of record, and is read: what
+                // its Token 2 key held, and when, is not known, so nothing here counts as
+                // verified.
                 waiting += 1;
             }
             let pair = pair(snapshot, view, &stamp);

@@ -12,3 +12,4 @@ mod rotation;
 mod secrecy;
 mod ship;
 mod support;
+mod waves;
