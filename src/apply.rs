@@ -80,11 +80,24 @@ pub async fn secret(
     Ok(())
 }
 
-/// Deletes a ClusterStreamingToken's mirror Secret in a namespace it no longer serves.
-pub async fn delete_copy(client: &Client, target: &Target, namespace: &str) -> Result<(), Error> {
+/// Deletes a ClusterStreamingToken's mirror Secret in a namespace it no longer serves, if it is
+/// still the version the decision was taken on (`resource_version`).
+pub async fn delete_copy(
+    client: &Client,
+    target: &Target,
+    namespace: &str,
+    resource_version: Option<String>,
+) -> Result<(), Error> {
     let name = target.secret_name();
+    let params = DeleteParams {
+        preconditions: resource_version.map(|resource_version| kube::api::Preconditions {
+            resource_version: Some(resource_version),
+            uid: None,
+        }),
+        ..DeleteParams::default()
+    };
     match Api::<Secret>::namespaced(client.clone(), namespace)
-        .delete(&name, &DeleteParams::default())
+        .delete(&name, &params)
         .await
     {
         Ok(_) => Ok(()),

@@ -87,6 +87,7 @@ where
     }
     let follow = async {
         let mut last_phase = String::new();
+        let mut last_waves = None;
         let mut seen_our_rotation = false;
         let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
         let mut stream = watcher(api.clone(), config).applied_objects().boxed();
@@ -98,6 +99,19 @@ where
             if let Some(rotation) = &status.rotation {
                 if rotation.trigger.as_deref() == Some(trigger.as_str()) {
                     seen_our_rotation = true;
+                }
+                if seen_our_rotation && rotation.waves.is_some() && rotation.waves != last_waves {
+                    if let Some(waves) = &rotation.waves {
+                        println!(
+                            "{kind}/{name}: wave {}: {} rolling, {} verified, {} not started (at most {} at once)",
+                            waves.current,
+                            waves.rolling,
+                            waves.verified,
+                            waves.pending,
+                            waves.max_concurrent
+                        );
+                    }
+                    last_waves = rotation.waves.clone();
                 }
                 if seen_our_rotation && rotation.phase != last_phase {
                     println!("{kind}/{name}: rotation {} {}", rotation.id, rotation.phase);

@@ -794,7 +794,20 @@ async fn write(
     }
     for copy_namespace in &plan.copy_deletes {
         still_leader(context)?;
-        apply::delete_copy(&context.client, target, copy_namespace).await?;
+        // The version the decision saw: a copy written or read since is not deleted (a
+        // conflict, and the next pass decides again).
+        let version = snapshot
+            .namespaces
+            .iter()
+            .find(|view| view.namespace == *copy_namespace)
+            .and_then(|view| match &view.copy {
+                CopyObservation::Read(copy) => copy.resource_version.clone(),
+                CopyObservation::Current {
+                    resource_version, ..
+                } => Some(resource_version.clone()),
+                _ => None,
+            });
+        apply::delete_copy(&context.client, target, copy_namespace, version).await?;
         info!(%namespace, %name, secret = %snapshot.secret_name, secret_namespace = %copy_namespace, "mirror Secret deleted from a namespace no longer selected");
     }
     let mut refused = Vec::new();

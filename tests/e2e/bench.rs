@@ -65,8 +65,22 @@ fn audited_requests(
 }
 
 async fn rotation_latency(consumers: usize) {
+    rotation_latency_with(consumers, None).await;
+}
+
+/// Rotation latency with a restart budget (`spec.rotation.maxConcurrentConsumers`).
+async fn rotation_latency_with(consumers: usize, budget: Option<i32>) {
     let admin = support::admin_client().await;
-    let namespace = support::namespace(&admin, &format!("bench-rotate-{consumers}")).await;
+    let namespace = support::namespace(
+        &admin,
+        &format!(
+            "bench-rotate-{consumers}{}",
+            budget
+                .map(|budget| format!("-b{budget}"))
+                .unwrap_or_default()
+        ),
+    )
+    .await;
     let operator = Operator::start(
         &admin,
         &namespace,
@@ -88,13 +102,12 @@ async fn rotation_latency(consumers: usize) {
         )
         .await;
     }
-    support::apply(
-        &tokens,
-        &fixtures::token("bench", &namespace)
-            .with_trigger("t0")
-            .build(),
-    )
-    .await;
+    let mut token = fixtures::token("bench", &namespace)
+        .with_trigger("t0")
+        .build();
+    token.spec.rotation.max_concurrent_consumers =
+        budget.map(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int);
+    support::apply(&tokens, &token).await;
     wait_condition(
         &tokens,
         "bench",
@@ -219,7 +232,10 @@ async fn rotation_latency(consumers: usize) {
     );
     let total: usize = requests.values().sum();
     eprintln!(
-        "[bench] {consumers} consumers: {total} API requests by the operator from trigger to completion (+2 s): {requests:?}"
+        "[bench] {consumers} consumers{}: {total} API requests by the operator from trigger to completion (+2 s): {requests:?}",
+        budget
+            .map(|budget| format!(" (budget {budget})"))
+            .unwrap_or_default()
     );
     let phases = phases.lock().expect("lock").clone();
     let deactivated = deactivated
@@ -237,8 +253,11 @@ async fn rotation_latency(consumers: usize) {
         )
     };
     eprintln!(
-        "[bench] {consumers} consumers: trigger -> Repointing {}, -> AwaitingRollout {}, -> deactivation {}, -> complete {}; \
+        "[bench] {consumers} consumers{}: trigger -> Repointing {}, -> AwaitingRollout {}, -> deactivation {}, -> complete {}; \
          last old pod deleted -> deactivation {:.0} ms; operator RSS {} KiB -> {} KiB",
+        budget
+            .map(|budget| format!(" (budget {budget})"))
+            .unwrap_or_default(),
         phases
             .get("Repointing")
             .map_or("-".into(), |instant| since(*instant)),
@@ -266,6 +285,18 @@ async fn bench_rotation_latency_10_consumers() {
 #[ignore = "benchmark: run with `make bench`"]
 async fn bench_rotation_latency_100_consumers() {
     rotation_latency(100).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "benchmark: run with `make bench`"]
+async fn bench_rotation_latency_100_consumers_budget_10() {
+    rotation_latency_with(100, Some(10)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "benchmark: run with `make bench`"]
+async fn bench_rotation_latency_100_consumers_budget_100() {
+    rotation_latency_with(100, Some(100)).await;
 }
 
 /// Memory: the operator's resident set before and after 1,000 labelled consumers appear (and
