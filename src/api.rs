@@ -553,6 +553,12 @@ pub struct RotationStatus {
     /// here, and phases flipping back and forth do not reset it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout_started_at: Option<Time>,
+    /// When this rotation last started a consumer (repointed or restarted one). With a restart
+    /// budget or waves, `spec.rotation.rolloutTimeout` counts from here (or from
+    /// `rolloutStartedAt`, whichever is later), so a consumer started late is not timed from the
+    /// start of the rotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumers_started_at: Option<Time>,
     /// Serial of the Token 1 this rotation deactivates.
     pub deactivates_serial: i64,
     /// A trigger that arrived during this rotation; it runs next (at most one is queued).

@@ -562,6 +562,7 @@ pub async fn rotate_dry_run(
             namespace: namespace.clone(),
             copy: CopyObservation::Home,
             selected: true,
+            foreign_since: None,
             label_taken: false,
             consumers: consumers_in(&client, namespace, name, &spec.consumers.env_var, &secret)
                 .await?,
@@ -767,6 +768,7 @@ fn dotenv_value(value: &str) -> String {
                 .replace('\\', "\\\\")
                 .replace('"', "\\\"")
                 .replace('$', "\\$")
+                .replace('`', "\\`")
         )
     }
 }
@@ -780,6 +782,7 @@ mod tests {
             ("a b#c", "'a b#c'"),
             ("a$b", "'a$b'"),
             ("it's", "\"it's\""),
+            ("it's `x`", "\"it's \\`x\\`\""),
         ];
         for (value, want) in cases {
             assert_eq!(super::dotenv_value(value), want, "{value}");

@@ -1079,6 +1079,7 @@ async fn observe(
                 namespace: home.clone(),
                 copy: CopyObservation::Home,
                 selected: true,
+                foreign_since: None,
                 label_taken: false,
                 consumers: Vec::new(),
                 pods: Vec::new(),
@@ -1095,7 +1096,7 @@ async fn observe(
                 cluster_views(target, token, context, &home, home_version, now).await?;
             // A namespace no longer selected whose Secret only looks like a copy (labelled,
             // but holding no token of the record) is not this object's: never written to.
-            views.retain(|view| decide::fanout::reached(&mirror, view));
+            views.retain(|view| decide::fanout::reached(&mirror, token.status.as_ref(), view));
             (views, problem)
         }
     };
@@ -1130,6 +1131,34 @@ async fn observe(
         selection_problem,
         fresh,
         failures,
+    })
+}
+
+/// The mirror Secret of `target` in `namespace` as the operator sees it, and when it was
+/// created.
+async fn read_secret(
+    target: &Target,
+    context: &Context,
+    namespace: &str,
+) -> Result<(MirrorObservation, Option<i64>), Error> {
+    let secret_name = target.secret_name();
+    let secret = Api::<Secret>::namespaced(context.client.clone(), namespace)
+        .get_opt(&secret_name)
+        .await
+        .map_err(|source| Error::GetSecret {
+            name: secret_name.clone(),
+            source,
+        })?;
+    Ok(match secret {
+        None => (MirrorObservation::Missing, None),
+        Some(secret) => (
+            classify_mirror(target, &secret),
+            secret
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|time| time.0.as_second()),
+        ),
     })
 }
 
@@ -1221,29 +1250,40 @@ async fn cluster_views(
         )
     };
     // The others are read a few at a time: their data is never cached.
-    let copies: Vec<Result<(String, bool, CopyObservation), Error>> =
-        futures::stream::iter(reached)
-            .map(|(namespace, is_selected)| async move {
-                let copy = if namespace == home {
-                    CopyObservation::Home
-                } else if let Some(copy) = unchanged(&namespace) {
-                    copy
-                } else {
-                    match read_mirror(target, context, &namespace).await? {
-                        MirrorObservation::Missing => CopyObservation::Missing,
-                        MirrorObservation::NotOwned => CopyObservation::NotOwned,
-                        MirrorObservation::ClaimedBy(other) => CopyObservation::ClaimedBy(other),
-                        MirrorObservation::Owned(observed) => CopyObservation::Read(observed),
+    /// A namespace, whether it is selected, its copy, and when a Secret not ours was created.
+    type Read = (String, bool, CopyObservation, Option<i64>);
+    let copies: Vec<Result<Read, Error>> = futures::stream::iter(reached)
+        .map(|(namespace, is_selected)| async move {
+            let copy = if namespace == home {
+                CopyObservation::Home
+            } else if let Some(copy) = unchanged(&namespace) {
+                copy
+            } else {
+                let (observed, created) = read_secret(target, context, &namespace).await?;
+                match observed {
+                    MirrorObservation::Missing => CopyObservation::Missing,
+                    MirrorObservation::NotOwned => {
+                        return Ok((namespace, is_selected, CopyObservation::NotOwned, created));
                     }
-                };
-                Ok((namespace, is_selected, copy))
-            })
-            .buffered(8)
-            .collect()
-            .await;
+                    MirrorObservation::ClaimedBy(other) => {
+                        return Ok((
+                            namespace,
+                            is_selected,
+                            CopyObservation::ClaimedBy(other),
+                            created,
+                        ));
+                    }
+                    MirrorObservation::Owned(observed) => CopyObservation::Read(observed),
+                }
+            };
+            Ok((namespace, is_selected, copy, None))
+        })
+        .buffered(8)
+        .collect()
+        .await;
     let mut views = Vec::new();
     for copy in copies {
-        let (namespace, selected, copy) = copy?;
+        let (namespace, selected, copy, foreign_since) = copy?;
         let label_taken = context
             .tokens
             .get(&ObjectRef::new(&name).within(&namespace))
@@ -1252,6 +1292,7 @@ async fn cluster_views(
             namespace,
             copy,
             selected,
+            foreign_since,
             label_taken,
             consumers: Vec::new(),
             pods: Vec::new(),

@@ -54,7 +54,14 @@ pub fn patches(
 ) -> (Vec<ConsumerPatch>, Vec<BlockedConsumer>) {
     let mut patches = Vec::new();
     let mut blocked = Vec::new();
-    for consumer in snapshot.consumers() {
+    // A namespace whose mirror Secret does not hold the pair of record yet is left for the
+    // pass after its copy is written: a consumer repointed or restarted onto it could read old
+    // values.
+    let ready = snapshot
+        .namespaces
+        .iter()
+        .filter(|view| snapshot.copy_in_sync(view));
+    for consumer in ready.flat_map(|view| view.consumers.iter()) {
         let need = if repoint {
             repoint_need(snapshot, consumer, id)
         } else {

@@ -124,12 +124,29 @@ fn is_conflict(state: &str) -> bool {
 }
 
 /// True when `view` is one this object serves: selected, or no longer selected but with a copy
-/// that still holds a token of the record (or none left, while pods there read the name).
-/// Anything else (a Secret that only looks like a copy) is not this object's.
-pub fn reached(mirror: &MirrorObservation, view: &NamespaceView) -> bool {
+/// that still holds a token of the record (or none left, while pods there read the name), or
+/// where someone else's Secret replaced a copy. Anything else (a Secret that only looks like a
+/// copy) is not this object's.
+pub fn reached(
+    mirror: &MirrorObservation,
+    status: Option<&StreamingTokenStatus>,
+    view: &NamespaceView,
+) -> bool {
     if view.selected {
         return true;
     }
+    let was_copy = || {
+        status
+            .iter()
+            .flat_map(|status| status.namespaces.iter())
+            .any(|entry| {
+                entry.name == view.namespace
+                    && matches!(
+                        entry.state.as_str(),
+                        "Synced" | "Pending" | "Leaving" | "Retained" | "SecretReplaced"
+                    )
+            })
+    };
     let record = match mirror {
         MirrorObservation::Owned(record) => record,
         _ => return false,
@@ -147,7 +164,9 @@ pub fn reached(mirror: &MirrorObservation, view: &NamespaceView) -> bool {
     };
     match &view.copy {
         CopyObservation::Home | CopyObservation::Current { .. } | CopyObservation::Missing => true,
-        CopyObservation::NotOwned | CopyObservation::ClaimedBy(_) => false,
+        // Someone else's Secret where a copy was: still checked for pods left behind on it
+        // (never written).
+        CopyObservation::NotOwned | CopyObservation::ClaimedBy(_) => was_copy(),
         CopyObservation::Read(copy) => {
             let known = tokens(record);
             tokens(copy).iter().any(|token| known.contains(token))

@@ -19,10 +19,7 @@
 use crate::pods::{Owner, PodRecord, SecretReference, SecretUse};
 use std::collections::BTreeMap;
 
-/// How long after the mirror's values were written a new pod still counts as having maybe read
-/// the values before: a kubelet resolves a Secret from its own watch-fed cache, which can lag.
-/// Repointing waits this long after a write, for the same reason.
-pub const KUBELET_CACHE_MARGIN_SECONDS: i64 = 5;
+pub use super::snapshot::KUBELET_CACHE_MARGIN_SECONDS;
 
 /// A terminating pod this long past its grace period, with no finalizer to explain it, is
 /// reported as stuck rather than waited for silently.

@@ -166,16 +166,6 @@ fn decide(snapshot: &Snapshot, now: &Time) -> Plan {
     );
     let degraded = rotation.degraded.or(waiting).or(readers).or(fan.degraded);
     set_degraded(snapshot, &mut status, degraded, now);
-    // A namespace whose copy is written now is not repointed in the same pass: the next pass
-    // repoints it once kubelets can have seen the new values (the repointing wait counts from
-    // the copy's write).
-    let mut patches = rotation.patches;
-    patches.retain(|patch| {
-        !fan.copies
-            .iter()
-            .any(|copy| copy.namespace == patch.namespace)
-    });
-
     let secret = pair::needs_write(&mirror, observed).then_some(mirror);
     let mut requeue = rotation.requeue;
     if snapshot.spec.source.secret_ref.is_some() && requeue == Requeue::Never {
@@ -187,7 +177,7 @@ fn decide(snapshot: &Snapshot, now: &Time) -> Plan {
         secret,
         copies: fan.copies,
         copy_deletes: fan.deletes,
-        consumer_patches: patches,
+        consumer_patches: rotation.patches,
         status,
         events,
         requeue,

@@ -155,13 +155,7 @@ impl Machine<'_> {
             self.snapshot,
             rotation,
             check,
-            elapsed(
-                rotation
-                    .rollout_started_at
-                    .as_ref()
-                    .unwrap_or(&rotation.phase_started_at),
-                self.now,
-            ),
+            rollout_waited(rotation, self.now),
             self.now.0.as_second(),
         )
     }
@@ -532,6 +526,7 @@ fn start(
         queued_trigger: None,
         queued_request: None,
         waves: None,
+        consumers_started_at: None,
         left_alone: Vec::new(),
     });
 }
@@ -698,6 +693,9 @@ fn zero_downtime_guards(machine: &mut Machine, rotation: &mut RotationStatus) ->
             ..Waiting::default()
         }));
     }
+    if !needed.is_empty() && rotation.waves.is_some() {
+        rotation.consumers_started_at = Some(machine.now.clone());
+    }
     if !needed.is_empty() {
         machine.events.push(Notice::normal(
             "ConsumersRepointed",
@@ -721,16 +719,24 @@ impl Machine<'_> {
     /// How long consumers have been rolling out in this rotation, and the rollout timeout.
     fn rollout_clock(&self, rotation: &RotationStatus) -> (Duration, Duration) {
         (
-            elapsed(
-                rotation
-                    .rollout_started_at
-                    .as_ref()
-                    .unwrap_or(&rotation.phase_started_at),
-                self.now,
-            ),
+            rollout_waited(rotation, self.now),
             verification::rollout_timeout(self.snapshot),
         )
     }
+}
+
+/// How long the rollout has been waited for: since the rollout started, or since the latest
+/// consumer was started (waves), whichever is later.
+fn rollout_waited(rotation: &RotationStatus, now: &Time) -> Duration {
+    let since = rotation
+        .rollout_started_at
+        .as_ref()
+        .unwrap_or(&rotation.phase_started_at);
+    let since = match &rotation.consumers_started_at {
+        Some(started) if started.0 > since.0 => started,
+        _ => since,
+    };
+    elapsed(since, now)
 }
 
 /// `Repointing`: writes each consumer's repoint (see [`consumers::patches`]); once none is
@@ -933,6 +939,28 @@ fn restarting(machine: &mut Machine, rotation: &mut RotationStatus) -> Step {
         machine.set_phase(rotation, PHASE_AWAITING_ROLLOUT);
         return Step::Next;
     }
+    // Restarted pods read the Token 1 key: not before the new values are written everywhere
+    // and kubelets' caches can have them (a pod started on a cached old value holds the
+    // deactivated token).
+    let record_written_now =
+        super::pair::needs_write(machine.mirror, super::pair::owned_mirror(machine.snapshot));
+    let settled_at = machine
+        .snapshot
+        .latest_values_written_at()
+        .unwrap_or(i64::MIN)
+        .saturating_add(super::holders::KUBELET_CACHE_MARGIN_SECONDS);
+    let now = machine.now.0.as_second();
+    if record_written_now || now <= settled_at {
+        let wait = if record_written_now {
+            super::holders::KUBELET_CACHE_MARGIN_SECONDS + 1
+        } else {
+            settled_at - now + 1
+        };
+        return Step::Wait(Waiting {
+            requeue: Some(Duration::from_secs(u64::try_from(wait).unwrap_or(1))),
+            ..Waiting::default()
+        });
+    }
     let stamp = machine.snapshot.stamp(&rotation.id);
     let (waited, timeout) = machine.rollout_clock(rotation);
     let left_alone = |consumer: &crate::workload::ConsumerObservation| {
@@ -960,6 +988,9 @@ fn restarting(machine: &mut Machine, rotation: &mut RotationStatus) -> Step {
             blocked,
             ..Waiting::default()
         });
+    }
+    if rotation.waves.is_some() {
+        rotation.consumers_started_at = Some(machine.now.clone());
     }
     machine.events.push(Notice::normal(
         "ConsumersRestarted",

@@ -26,6 +26,11 @@ pub const ANNOTATION_REPLACEMENT: &str = "streamingtoken.io/replacement";
 /// MAC over the four identity annotations, so an edited serial is noticed and restored.
 pub const ANNOTATION_IDENTITY_MAC: &str = "streamingtoken.io/identity-mac";
 
+/// How long after the mirror's values were written a new pod still counts as having maybe read
+/// the values before: a kubelet resolves a Secret from its own watch-fed cache, which can lag.
+/// Repointing (and restarting) waits this long after a write, for the same reason.
+pub const KUBELET_CACHE_MARGIN_SECONDS: i64 = 5;
+
 /// Longest wait between retries of a problem the user must fix.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// How often an unlabelled source Secret (not watched) is re-read.
@@ -131,8 +136,9 @@ impl Snapshot {
     }
 
     /// True when the Secret of `view` was this object's copy and someone else's Secret took its
-    /// name (the previous status knew it as a copy): pods that read the name there may still
-    /// hold Token 1 from before.
+    /// name (the previous status knew it as a copy), and a pod reads that name that was created
+    /// before the new Secret (it may have started on the copy and hold Token 1). Pods created
+    /// since read the new Secret, so restarting the readers clears it.
     pub fn copy_replaced(&self, view: &NamespaceView) -> bool {
         if view.serves_pair() {
             return false;
@@ -148,7 +154,16 @@ impl Snapshot {
                     "Synced" | "Pending" | "Leaving" | "Retained" | "SecretReplaced"
                 )
             });
-        was_copy && self.read_in(view)
+        let margin = KUBELET_CACHE_MARGIN_SECONDS;
+        was_copy
+            && view.pods.iter().any(|pod| {
+                pod.references
+                    .iter()
+                    .any(|reference| reference.secret == self.secret_name)
+                    && view
+                        .foreign_since
+                        .is_none_or(|since| pod.created_at <= since.saturating_add(margin))
+            })
     }
 
     /// True when a pod of `view` references a Secret of the mirror's name (any key, terminating
@@ -208,6 +223,9 @@ pub struct NamespaceView {
     /// False when a ClusterStreamingToken no longer selects the namespace but still has a
     /// mirror Secret there (see `spec.namespaces.unselectedPolicy`).
     pub selected: bool,
+    /// When the Secret under the mirror's name here was created, if it is not this object's
+    /// (seconds, API server clock): pods created after it cannot have read a former copy.
+    pub foreign_since: Option<i64>,
     /// A StreamingToken of the same name lives here: the consumer label is its, so the
     /// ClusterStreamingToken repoints and restarts nothing here (`consumers` is empty).
     pub label_taken: bool,

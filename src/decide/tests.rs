@@ -73,6 +73,7 @@ fn fixture() -> Fixture {
                 namespace: "prod".into(),
                 copy: CopyObservation::Home,
                 selected: true,
+                foreign_since: None,
                 label_taken: false,
                 consumers: Vec::new(),
                 pods: Vec::new(),
@@ -178,6 +179,7 @@ impl Fixture {
             queued_trigger: None,
             queued_request: None,
             waves: None,
+            consumers_started_at: None,
             left_alone: Vec::new(),
         });
         self.snapshot.status.observed_trigger = Some("t2".into());
@@ -187,6 +189,22 @@ impl Fixture {
 
     fn plan(&self) -> Plan {
         plan(&self.snapshot, &at(100))
+    }
+
+    /// The pass after `previous` wrote the mirror Secret, once kubelets can have its values:
+    /// its status recorded and the pair it wrote observed (written 50 s before now).
+    fn settled(&mut self, previous: &Plan) -> Plan {
+        self.snapshot.status = previous.status.clone();
+        if let Some(write) = &previous.secret {
+            let mut observed = mirror_of(
+                (write.pair.token1.expose(), write.pair.token2.expose()),
+                (write.identities[0].serial, write.identities[1].serial),
+            );
+            observed.annotations = mirror_annotations(write);
+            observed.values_written_at = Some(1_800_000_000 + 50);
+            self.snapshot.mirror = MirrorObservation::Owned(observed);
+        }
+        self.plan()
     }
 
     /// The next reconcile, after `previous` was carried out (its status written; a Secret it
@@ -701,15 +719,19 @@ fn restart_strategy_deactivates_first_then_restarts_consumers() {
     );
     let rotation = plan.status.rotation.clone().expect("still restarting");
     assert_eq!(rotation.phase, PHASE_RESTARTING);
+    assert_eq!(reasons(&plan), ["TokenDeactivated", "Restarting"]);
+    // Restarted pods read Token 1: only once kubelets can have the new values.
+    assert!(
+        plan.consumer_patches.is_empty(),
+        "restarted before the values settle"
+    );
+    let plan = fixture.settled(&plan);
     assert_eq!(plan.consumer_patches.len(), 1);
     assert!(
         plan.consumer_patches[0].repoint.is_none(),
         "Restart does not repoint"
     );
-    assert_eq!(
-        reasons(&plan),
-        ["TokenDeactivated", "Restarting", "ConsumersRestarted"]
-    );
+    assert_eq!(reasons(&plan), ["ConsumersRestarted"]);
 }
 
 #[test]
@@ -870,12 +892,17 @@ fn tokens_replaced_out_of_band_restart_every_consumer() {
     );
     let plan = fixture.after(&started);
     assert_eq!(written_pair(&plan), Some(("x".into(), "y".into(), 3, 4)));
+    assert!(reasons(&plan).contains(&"SourceReplaced"));
+    assert!(
+        plan.consumer_patches.is_empty(),
+        "restarted before the values settle"
+    );
+    let plan = fixture.settled(&plan);
     assert_eq!(
         plan.consumer_patches.len(),
         1,
         "a consumer already on r1 restarts too"
     );
-    assert!(reasons(&plan).contains(&"SourceReplaced"));
     assert_eq!(
         plan.status.rotation.map(|rotation| rotation.id),
         Some("x3".into())
@@ -904,6 +931,11 @@ fn replacement_during_a_rotation_abandons_it_and_restarts_once() {
         !reasons(&plan).contains(&"RotationAborted"),
         "the restart is not abandoned for itself"
     );
+    assert!(
+        plan.consumer_patches.is_empty(),
+        "restarted before the values settle"
+    );
+    let plan = fixture.settled(&plan);
     assert_eq!(plan.consumer_patches.len(), 1);
 }
 
@@ -1096,6 +1128,11 @@ fn a_promotion_with_no_rotation_restarts_consumers_under_a_new_id() {
         written_pair(&plan),
         Some(("two".into(), "three".into(), 2, 3))
     );
+    assert!(
+        plan.consumer_patches.is_empty(),
+        "restarted before the values settle"
+    );
+    let plan = fixture.settled(&plan);
     assert_eq!(plan.consumer_patches.len(), 1);
 }
 
@@ -1139,8 +1176,13 @@ fn a_deleted_generated_secret_with_consumers_restarts_them_once_recorded() {
         written_pair(&plan).map(|pair| (pair.2, pair.3)),
         Some((3, 4))
     );
-    assert_eq!(plan.consumer_patches.len(), 1);
     assert!(reasons(&plan).contains(&"MirrorSecretDeleted"));
+    assert!(
+        plan.consumer_patches.is_empty(),
+        "restarted before the values settle"
+    );
+    let plan = fixture.settled(&plan);
+    assert_eq!(plan.consumer_patches.len(), 1);
 }
 
 /// A pod record of `owner` that reads `key` of the mirror Secret through `variable`.
@@ -1576,7 +1618,13 @@ fn a_restart_leaves_alone_consumers_whose_pods_cannot_hold_the_deactivated_token
                 None,
             )
         }));
-    let plan = fixture.plan();
+    let first = fixture.plan();
+    assert!(reasons(&first).contains(&"ConsumersLeftAlone"));
+    assert!(
+        first.consumer_patches.is_empty(),
+        "restarted before the values settle"
+    );
+    let plan = fixture.settled(&first);
     let rotation = plan.status.rotation.clone().expect("restarting");
     assert_eq!(rotation.phase, PHASE_RESTARTING);
     assert_eq!(rotation.left_alone, ["Deployment/fresh"]);
@@ -1586,7 +1634,6 @@ fn a_restart_leaves_alone_consumers_whose_pods_cannot_hold_the_deactivated_token
         .map(|patch| patch.name.as_str())
         .collect();
     assert_eq!(restarted, ["stale"], "no needless second restart");
-    assert!(reasons(&plan).contains(&"ConsumersLeftAlone"));
     // Once the restarted consumer has rolled out, the rotation completes (the one left alone
     // counts as verified).
     fixture.snapshot.status = plan.status.clone();
@@ -1738,6 +1785,7 @@ fn cluster_view(namespace: &str, copy: CopyObservation) -> NamespaceView {
         namespace: namespace.into(),
         copy,
         selected: true,
+        foreign_since: None,
         label_taken: false,
         consumers: Vec::new(),
         pods: Vec::new(),
@@ -2232,11 +2280,13 @@ fn a_namespace_no_longer_selected_is_served_until_nobody_reads_it() {
     // A labelled Secret that holds no token of the record is not a copy: never written.
     assert!(!fanout::reached(
         &record,
+        None,
         &leaving(copy_of(("forged", "values"), (7, 8)), vec![reader()])
     ));
     // A copy one rotation behind still shares Token 2 with the record: it is ours.
     assert!(fanout::reached(
         &record,
+        None,
         &leaving(copy_of(("zero", "one"), (0, 1)), vec![reader()])
     ));
 
@@ -2298,6 +2348,22 @@ fn pods_left_behind_by_a_copy_someone_replaced_hold_the_rotation() {
     let blocked = &plan.status.consumers.as_ref().expect("summary").blocked;
     assert_eq!(blocked[0].reason, "SecretReplaced", "{blocked:?}");
     assert_eq!(plan.status.namespaces[0].state, "SecretReplaced");
+    // No longer selected: still checked (never written).
+    let record = MirrorObservation::Owned(mirror_of(("one", "two"), (1, 2)));
+    fixture.snapshot.namespaces[0].selected = false;
+    assert!(fanout::reached(
+        &record,
+        Some(&fixture.snapshot.status),
+        &fixture.snapshot.namespaces[0]
+    ));
+    fixture.snapshot.namespaces[0].selected = true;
+    // Its readers restarted after the new Secret appeared: they read that one; it clears.
+    fixture.snapshot.namespaces[0].foreign_since = Some(1_800_000_000);
+    let plan = fixture.plan();
+    assert!(
+        written_pair(&plan).is_some(),
+        "pods started after the replacement held it"
+    );
 }
 
 #[test]

@@ -95,7 +95,11 @@ pub fn select(
     let mut verified = 0usize;
     let mut current: Option<(u8, i64)> = None;
     for consumer in &consumers {
-        if let Wave::Invalid(value) = &consumer.wave {
+        let stamped = consumer.template_rotation.as_deref() == Some(stamp);
+        if let Wave::Invalid(value) = &consumer.wave
+            && !stamped
+            && !done(consumer)
+        {
             blocked.push(BlockedConsumer {
                 namespace: consumers::listed_namespace(snapshot, &consumer.namespace),
                 kind: consumer.kind.as_str().into(),
@@ -114,9 +118,10 @@ pub fn select(
             verified += 1;
             continue;
         }
-        // Started by this rotation (stamped) and not verified: it holds a slot. One that could
-        // not be started (blocked before its patch) holds its wave, not a slot.
-        if !is_needed(consumer) && consumer.template_rotation.as_deref() == Some(stamp) {
+        // Started by this rotation (stamped) and not verified: it holds a slot (also while it
+        // needs a second patch). One that could not be started (blocked before its patch) holds
+        // its wave, not a slot.
+        if stamped {
             rolling += 1;
             if let Some(Verdict::Blocked { reason, message }) = verdict {
                 blocked.push(BlockedConsumer {
@@ -155,12 +160,20 @@ pub fn select(
             &b.name,
         ))
     });
+    let mut started_new = 0usize;
     for (consumer, patch) in candidates {
+        // A consumer this rotation started already (a second patch: a container named since,
+        // a reverted variable) keeps the slot it holds.
+        if consumer.template_rotation.as_deref() == Some(stamp) {
+            start.push(patch);
+            continue;
+        }
         let startable = Some(rank(&consumer.wave)) == current
             && !matches!(consumer.wave, Wave::Invalid(_))
-            && start.len() < slots;
+            && started_new < slots;
         if startable {
             start.push(patch);
+            started_new += 1;
         } else {
             pending += 1;
         }
@@ -169,7 +182,7 @@ pub fn select(
     Selection {
         progress: Some(WaveProgress {
             current: current.map_or_else(|| "done".to_string(), label),
-            rolling: count(rolling + start.len()),
+            rolling: count(rolling + started_new),
             verified: count(verified),
             pending: count(pending),
             max_concurrent: count(budget.unwrap_or(consumers.len())),
