@@ -65,6 +65,7 @@ test-e2e:
 	STO_E2E_AUDIT_LOG=$(CLUSTER_DIR)/logs/audit.log STO_E2E_KSTATUS=$$(tests/go-helper.sh kstatus) \
 	STO_E2E_ARGOCD_HEALTH=$$(tests/go-helper.sh argocd-health) \
 	STO_E2E_PROMTOOL=$$(tests/go-helper.sh promtool) \
+	STO_E2E_ARGO_ROLLOUTS=$$(tests/go-helper.sh argo-rollouts) \
 	$(CARGO) test --locked --features e2e --test e2e -- --test-threads=4
 
 ## Benchmarks on a fresh control plane: rotation latency (10 and 100 consumers), memory per

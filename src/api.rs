@@ -91,8 +91,9 @@ pub struct StreamingTokenSpec {
     #[serde(default)]
     pub secret: MirrorSecret,
 
-    /// How consumers use the token. A consumer is a Deployment, StatefulSet or DaemonSet in the
-    /// same namespace labelled `streamingtoken.io/token: <name of this StreamingToken>`.
+    /// How consumers use the token. A consumer is a Deployment, StatefulSet, DaemonSet or Argo
+    /// Rollouts Rollout in the same namespace labelled
+    /// `streamingtoken.io/token: <name of this StreamingToken>`.
     #[serde(default)]
     pub consumers: Consumers,
 
@@ -695,8 +696,8 @@ pub struct ClusterStreamingTokenSpec {
     /// `names`.
     pub namespaces: NamespaceSelection,
 
-    /// How consumers use the token. A consumer is a Deployment, StatefulSet or DaemonSet in a
-    /// selected namespace labelled `streamingtoken.io/token: <name of this ClusterStreamingToken>`
+    /// How consumers use the token. A consumer is a Deployment, StatefulSet, DaemonSet or Argo
+    /// Rollouts Rollout in a selected namespace labelled `streamingtoken.io/token: <name of this ClusterStreamingToken>`
     /// (unless a StreamingToken of that name lives in the namespace: the label is then its).
     #[serde(default)]
     pub consumers: Consumers,

@@ -130,12 +130,48 @@ pub async fn consumer(client: &Client, patch: &ConsumerPatch) -> Result<(), Erro
             .patch(name, &params, &body)
             .await
             .map(drop),
+        WorkloadKind::Rollout => rollout(client, patch).await,
     };
     result.map_err(|source| Error::ApplyConsumer {
         kind: patch.kind.as_str(),
         name: patch.name.clone(),
         source,
     })
+}
+
+/// Patches a Rollout's pod template: read, changed in place, written back with the
+/// resourceVersion it was read at (a conflict if it changed since; retried).
+async fn rollout(client: &Client, patch: &ConsumerPatch) -> Result<(), kube::Error> {
+    let api: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &patch.namespace,
+        &crate::workload::rollout_resource(),
+    );
+    let current = api.get(&patch.name).await?;
+    let mut template = current.data["spec"]["template"].clone();
+    patch.apply_to_template(&mut template);
+    if template == current.data["spec"]["template"] {
+        return Ok(());
+    }
+    let body = json!({
+        "metadata": {"resourceVersion": current.metadata.resource_version},
+        "spec": {"template": template},
+    });
+    let manager = if patch.repoint.is_some() {
+        CONSUMERS_MANAGER
+    } else {
+        RESTARTS_MANAGER
+    };
+    api.patch(
+        &patch.name,
+        &PatchParams {
+            field_manager: Some(manager.into()),
+            ..PatchParams::default()
+        },
+        &Patch::Merge(body),
+    )
+    .await
+    .map(drop)
 }
 
 /// Writes the status.

@@ -19,6 +19,8 @@ struct Inner {
     entries: HashMap<Key, Arc<CachedWorkload>>,
     relists: HashMap<WorkloadKind, HashMap<Key, Arc<CachedWorkload>>>,
     ready: HashSet<WorkloadKind>,
+    /// Kinds watched besides [`KINDS`] (Rollouts, when their CRD is installed).
+    also_required: HashSet<WorkloadKind>,
 }
 
 /// Labelled workloads of every kind, by kind, namespace and name.
@@ -88,7 +90,19 @@ impl WorkloadCache {
             .inner
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        KINDS.iter().all(|kind| inner.ready.contains(kind))
+        KINDS
+            .iter()
+            .chain(inner.also_required.iter())
+            .all(|kind| inner.ready.contains(kind))
+    }
+
+    /// `kind` is watched too: the cache is ready only once it has been listed.
+    pub fn require(&self, kind: WorkloadKind) {
+        self.inner
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .also_required
+            .insert(kind);
     }
 
     /// The consumers of StreamingToken `token` in `namespace`.

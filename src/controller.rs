@@ -294,6 +294,33 @@ pub async fn run(
         WorkloadKind::DaemonSet,
         workload::cache_daemonset,
     );
+    // Argo Rollouts as consumers, when its CRD is installed (looked up once, at start).
+    let rollouts_api: Api<kube::api::DynamicObject> = match &scope {
+        Scope::All => Api::all_with(client.clone(), &workload::rollout_resource()),
+        Scope::Namespace(namespace) => {
+            Api::namespaced_with(client.clone(), namespace, &workload::rollout_resource())
+        }
+    };
+    let rollout_stream = match rollouts_api
+        .list_metadata(&kube::api::ListParams::default().limit(1))
+        .await
+    {
+        Ok(_) => {
+            info!("Argo Rollouts is installed: Rollouts labelled as consumers are served");
+            workloads.require(WorkloadKind::Rollout);
+            Some(cache_stream(
+                rollouts_api,
+                labelled(TOKEN_LABEL),
+                workloads.clone(),
+                WorkloadKind::Rollout,
+                workload::cache_rollout,
+            ))
+        }
+        Err(error) => {
+            info!(error = %crate::error::api_summary(&error), "Argo Rollouts is not installed (or not readable): Rollouts are not watched; restart the operator after installing it");
+            None
+        }
+    };
     let secrets = watcher(
         scope.api::<PartialObjectMeta<Secret>>(&client),
         labelled(TOKEN_LABEL),
@@ -400,6 +427,7 @@ pub async fn run(
         let offer_deployments = wake_named.clone();
         let offer_statefulsets = wake_named.clone();
         let offer_daemonsets = wake_named.clone();
+        let offer_rollouts = wake_named.clone();
         let pods = pod_changes
             .map(move |touched| {
                 if serves_cluster {
@@ -440,6 +468,15 @@ pub async fn run(
                 |object| token_ref(object.labels(), object.namespace()),
             )
             .reconcile_on(pods)
+            .reconcile_on(futures::stream::iter(rollout_stream).flatten().filter_map(
+                move |result| {
+                    let reference = result.ok().and_then(|object| {
+                        offer_rollouts(object.labels());
+                        token_ref(object.labels(), object.namespace())
+                    });
+                    futures::future::ready(reference)
+                },
+            ))
             .reconcile_all_on(became_leader())
             .graceful_shutdown_on(shutdown.clone())
             .run(

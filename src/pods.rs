@@ -114,6 +114,8 @@ const LIST_PAGE_SIZE: u32 = 250;
 /// Label the ReplicaSet controller puts on its pods; a ReplicaSet named `<deployment>-<hash>`
 /// belongs to that Deployment.
 const POD_TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
+/// The label Argo Rollouts puts on a Rollout's pods (its ReplicaSets are `<rollout>-<hash>`).
+const ROLLOUTS_POD_TEMPLATE_HASH_LABEL: &str = "rollouts-pod-template-hash";
 
 /// The compact record of `pod`, or `None` when it cannot hold a token: it references no Secret
 /// and is not labelled, or it has finished (Failed and Succeeded pods run no container; evicted
@@ -171,6 +173,16 @@ fn owner(pod: &Pod) -> Option<Owner> {
         return Some(Owner {
             kind: "Deployment".into(),
             name: deployment.into(),
+        });
+    }
+    // An Argo Rollouts ReplicaSet: `<rollout>-<rollouts-pod-template-hash>`.
+    if reference.kind == "ReplicaSet"
+        && let Some(hash) = pod.labels().get(ROLLOUTS_POD_TEMPLATE_HASH_LABEL)
+        && let Some(rollout) = reference.name.strip_suffix(&format!("-{hash}"))
+    {
+        return Some(Owner {
+            kind: "Rollout".into(),
+            name: rollout.into(),
         });
     }
     Some(Owner {

@@ -24,6 +24,8 @@ pub enum WorkloadKind {
     Deployment,
     StatefulSet,
     DaemonSet,
+    /// An Argo Rollouts `Rollout` (argoproj.io/v1alpha1).
+    Rollout,
 }
 
 impl WorkloadKind {
@@ -32,8 +34,87 @@ impl WorkloadKind {
             Self::Deployment => "Deployment",
             Self::StatefulSet => "StatefulSet",
             Self::DaemonSet => "DaemonSet",
+            Self::Rollout => "Rollout",
         }
     }
+}
+
+/// The Argo Rollouts `Rollout` resource, watched as a dynamic object (its CRD may be absent).
+pub fn rollout_resource() -> kube::core::ApiResource {
+    kube::core::ApiResource {
+        group: "argoproj.io".into(),
+        version: "v1alpha1".into(),
+        api_version: "argoproj.io/v1alpha1".into(),
+        kind: "Rollout".into(),
+        plural: "rollouts".into(),
+    }
+}
+
+/// Caches an Argo Rollouts `Rollout`: its pod template (`spec.template`, a PodTemplateSpec) and
+/// what its own status says of the rollout. A Rollout is rolled out when its controller has
+/// observed the latest generation, every replica is updated, ready and available, and the new
+/// revision is the stable one (`status.stableRS` is `status.currentPodHash`: a canary fully
+/// promoted, a blue-green switched); paused (`spec.paused`, pause conditions) or aborted
+/// (`status.abort`) is blocked.
+pub fn cache_rollout(rollout: &kube::api::DynamicObject) -> CachedWorkload {
+    let data = &rollout.data;
+    let template: PodTemplateSpec =
+        serde_json::from_value(data["spec"]["template"].clone()).unwrap_or_default();
+    let status = &data["status"];
+    let int = |value: &Value| -> i32 {
+        value
+            .as_i64()
+            .and_then(|number| i32::try_from(number).ok())
+            .unwrap_or(0)
+    };
+    // Argo Rollouts writes observedGeneration as a string.
+    let observed_generation = match &status["observedGeneration"] {
+        Value::String(text) => text.parse().unwrap_or(0),
+        other => other.as_i64().unwrap_or(0),
+    };
+    let paused = data["spec"]["paused"].as_bool().unwrap_or(false)
+        || status["pauseConditions"]
+            .as_array()
+            .is_some_and(|conditions| !conditions.is_empty())
+        || status["controllerPause"].as_bool().unwrap_or(false);
+    let promoted = match (
+        status["stableRS"].as_str(),
+        status["currentPodHash"].as_str(),
+    ) {
+        (Some(stable), Some(current)) => stable == current,
+        _ => false,
+    };
+    let base = ConsumerObservation {
+        kind: WorkloadKind::Rollout,
+        namespace: rollout.metadata.namespace.clone().unwrap_or_default(),
+        wave: Wave::of(rollout.metadata.labels.as_ref()),
+        name: rollout.metadata.name.clone().unwrap_or_default(),
+        generation: generation_of(&rollout.metadata),
+        observed_generation,
+        paused,
+        progress_deadline_exceeded: false,
+        on_delete_strategy: false,
+        aborted: status["abort"].as_bool().unwrap_or(false),
+        promoted,
+        desired: data["spec"]["replicas"]
+            .as_i64()
+            .and_then(|number| i32::try_from(number).ok())
+            .unwrap_or(1),
+        total: int(&status["replicas"]),
+        updated: int(&status["updatedReplicas"]),
+        ready: int(&status["readyReplicas"]),
+        available: int(&status["availableReplicas"]),
+        template_rotation: template_rotation(&template),
+        containers: Vec::new(),
+        pods: None,
+        selector: serde_json::from_value::<
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+        >(data["spec"]["selector"].clone())
+        .ok()
+        .as_ref()
+        .and_then(pod_selector),
+    };
+    cached(&rollout.metadata, base, &template)
 }
 
 /// How a container's environment variable currently gets its value.
@@ -80,6 +161,11 @@ pub struct ConsumerObservation {
     pub name: String,
     /// Its `streamingtoken.io/wave` label.
     pub wave: Wave,
+    /// (Rollout) The rollout was aborted (`status.abort`).
+    pub aborted: bool,
+    /// The new revision is the one serving (Rollout: the stable ReplicaSet is the current one;
+    /// always true for the other kinds).
+    pub promoted: bool,
     pub generation: i64,
     pub observed_generation: i64,
     pub paused: bool,
@@ -153,6 +239,52 @@ pub struct ContainerRepoint {
 }
 
 impl ConsumerPatch {
+    /// This patch applied to a whole pod template (JSON): for a Rollout, whose CRD declares no
+    /// list merge keys, so server-side apply would replace the containers list. Variables are
+    /// set in place (or added), nothing else is touched.
+    pub fn apply_to_template(&self, template: &mut Value) {
+        template["metadata"]["annotations"][ROTATION_ANNOTATION] = json!(self.rotation_id);
+        template["metadata"]["labels"][crate::api::TOKEN_LABEL] = json!(self.token_name);
+        let Some(repoint) = &self.repoint else {
+            return;
+        };
+        let value_from = json!({"secretKeyRef": {"name": repoint.secret, "key": repoint.key}});
+        for container in &repoint.containers {
+            let list = if container.init {
+                "initContainers"
+            } else {
+                "containers"
+            };
+            let Some(target) = template["spec"][list]
+                .as_array_mut()
+                .and_then(|containers| {
+                    containers
+                        .iter_mut()
+                        .find(|candidate| candidate["name"] == json!(container.name))
+                })
+            else {
+                continue;
+            };
+            if !target["env"].is_array() {
+                target["env"] = json!([]);
+            }
+            let Some(env) = target["env"].as_array_mut() else {
+                continue;
+            };
+            for variable in &container.variables {
+                match env
+                    .iter_mut()
+                    .find(|entry| entry["name"] == json!(variable))
+                {
+                    Some(entry) => {
+                        *entry = json!({"name": variable, "valueFrom": value_from.clone()});
+                    }
+                    None => env.push(json!({"name": variable, "valueFrom": value_from.clone()})),
+                }
+            }
+        }
+    }
+
     /// The server-side-apply body: only the fields the operator owns (one template annotation,
     /// one pod label and, when repointing, one environment variable per container).
     pub fn body(&self) -> Value {
@@ -440,6 +572,8 @@ fn base_deployment(deployment: &Deployment) -> ConsumerObservation {
         kind: WorkloadKind::Deployment,
         namespace: deployment.metadata.namespace.clone().unwrap_or_default(),
         wave: Wave::of(deployment.metadata.labels.as_ref()),
+        aborted: false,
+        promoted: true,
         name: deployment.metadata.name.clone().unwrap_or_default(),
         generation: generation_of(&deployment.metadata),
         observed_generation: status.observed_generation.unwrap_or(0),
@@ -472,6 +606,8 @@ fn base_statefulset(statefulset: &StatefulSet) -> ConsumerObservation {
         kind: WorkloadKind::StatefulSet,
         namespace: statefulset.metadata.namespace.clone().unwrap_or_default(),
         wave: Wave::of(statefulset.metadata.labels.as_ref()),
+        aborted: false,
+        promoted: true,
         name: statefulset.metadata.name.clone().unwrap_or_default(),
         generation: generation_of(&statefulset.metadata),
         observed_generation: status.observed_generation.unwrap_or(0),
@@ -504,6 +640,8 @@ fn base_daemonset(daemonset: &DaemonSet) -> ConsumerObservation {
         kind: WorkloadKind::DaemonSet,
         namespace: daemonset.metadata.namespace.clone().unwrap_or_default(),
         wave: Wave::of(daemonset.metadata.labels.as_ref()),
+        aborted: false,
+        promoted: true,
         name: daemonset.metadata.name.clone().unwrap_or_default(),
         generation: generation_of(&daemonset.metadata),
         observed_generation: status.observed_generation.unwrap_or(0),

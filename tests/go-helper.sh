@@ -13,7 +13,7 @@ here="$tests/$name"
 [ -f "$here/go.mod" ] || { echo "no Go helper tests/$name" >&2; exit 2; }
 export GOTOOLCHAIN=local GOFLAGS=-mod=readonly CGO_ENABLED=0
 cache_root=${STO_CACHE_DIR:-$HOME/.cache/streaming-token-operator}
-key=$( { go version; cd "$here" && sha256sum go.mod go.sum $(ls main.go tool 2>/dev/null); sha256sum "$tests/go-helper.sh"; } | sha256sum | cut -c1-16)
+key=$( { go version; cd "$here" && sha256sum go.mod go.sum $(ls main.go tool files 2>/dev/null); sha256sum "$tests/go-helper.sh"; } | sha256sum | cut -c1-16)
 out="$cache_root/$name-$key"
 if [ -x "$out/$name" ]; then
   echo "$out/$name"
@@ -26,6 +26,17 @@ start=$(date +%s)
 package=.
 [ -f "$here/tool" ] && package=$(cat "$here/tool")
 (cd "$here" && go build -trimpath -buildvcs=false -ldflags "-s -w" -o "$staging/$name" "$package")
+# A `files` list: files of the pinned modules to keep next to the binary (for example a
+# controller's CRDs), as paths inside the module cache.
+if [ -f "$here/files" ]; then
+  modcache=$(cd "$here" && go env GOMODCACHE)
+  while read -r pattern; do
+    [ -n "$pattern" ] || continue
+    mkdir -p "$staging/files"
+    # shellcheck disable=SC2086
+    cp $modcache/$pattern "$staging/files/"
+  done <"$here/files"
+fi
 echo "[$name] built in $(( $(date +%s) - start ))s" >&2
 rm -rf "$out"
 mv "$staging" "$out"

@@ -17,6 +17,8 @@ export STO_E2E_KSTATUS=$(tests/go-helper.sh kstatus)
 export STO_E2E_ARGOCD_HEALTH=$(tests/go-helper.sh argocd-health)
 # Prometheus' promtool checks and unit-tests the chart's alerts.
 export STO_E2E_PROMTOOL=$(tests/go-helper.sh promtool)
+# The real Argo Rollouts controller (and its CRDs) for Rollouts as consumers.
+export STO_E2E_ARGO_ROLLOUTS=$(tests/go-helper.sh argo-rollouts)
 export STO_E2E_KUBECONFIG=$CLUSTER_DIR/kubeconfig
 export STO_E2E_BIN=$(cat "$CLUSTER_DIR/run/bin")
 export STO_E2E_AUDIT_LOG=$CLUSTER_DIR/logs/audit.log

@@ -304,6 +304,12 @@ pub fn verify(
             message: "the rollout is paused; resume it (kubectl rollout resume)".into(),
         };
     }
+    if consumer.aborted {
+        return Verdict::Blocked {
+            reason: "RolloutAborted",
+            message: "the Rollout was aborted: its stable pods still run the previous template; retry it (kubectl argo rollouts retry rollout) or promote it".into(),
+        };
+    }
     if consumer.progress_deadline_exceeded {
         return Verdict::Blocked {
             reason: "ProgressDeadlineExceeded",
@@ -368,6 +374,9 @@ fn progress(consumer: &ConsumerObservation, id: &str) -> Option<String> {
             consumer.total
         ));
     }
+    if !consumer.promoted {
+        return Some("the new revision is not the stable one yet (canary steps, or a blue-green switch, to come)".into());
+    }
     let Some(pods) = &consumer.pods else {
         return Some("its pods have not been listed".into());
     };
@@ -397,6 +406,8 @@ mod tests {
             namespace: "prod".into(),
             name: name.into(),
             wave: Default::default(),
+            aborted: false,
+            promoted: true,
             generation: 2,
             observed_generation: 2,
             paused: false,

@@ -226,6 +226,8 @@ fn consumer(name: &str, rotation: Option<&str>, pointed_at_token2: bool) -> Cons
         namespace: "prod".into(),
         name: name.into(),
         wave: Default::default(),
+        aborted: false,
+        promoted: true,
         generation: 2,
         observed_generation: 2,
         paused: false,
