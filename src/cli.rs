@@ -192,9 +192,6 @@ pub async fn status(
     cluster: bool,
     json_output: bool,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    use crate::workload::{self, CachedWorkload};
-    use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
-    use kube::api::ListParams;
     let client = Client::try_default().await?;
     if cluster {
         return cluster_status(client, name, json_output).await;
@@ -207,26 +204,14 @@ pub async fn status(
         .get(name)
         .await
         .map_err(|error| format!("reading StreamingToken {name}: {error}"))?;
-    let labelled = ListParams::default().labels(&format!("{}={name}", crate::api::TOKEN_LABEL));
-    let mut cached: Vec<CachedWorkload> = Vec::new();
-    for deployment in Api::<Deployment>::namespaced(client.clone(), &namespace)
-        .list(&labelled)
-        .await?
-    {
-        cached.push(workload::cache_deployment(&deployment));
-    }
-    for statefulset in Api::<StatefulSet>::namespaced(client.clone(), &namespace)
-        .list(&labelled)
-        .await?
-    {
-        cached.push(workload::cache_statefulset(&statefulset));
-    }
-    for daemonset in Api::<DaemonSet>::namespaced(client.clone(), &namespace)
-        .list(&labelled)
-        .await?
-    {
-        cached.push(workload::cache_daemonset(&daemonset));
-    }
+    let observed = consumers_in(
+        &client,
+        &namespace,
+        name,
+        &token.spec.consumers.env_var,
+        &token.secret_name(),
+    )
+    .await?;
     let status = token.status.clone().unwrap_or_default();
     let blocked = status
         .consumers
@@ -239,11 +224,9 @@ pub async fn status(
             token.metadata.uid.as_deref().unwrap_or_default(),
         )
     });
-    let mut lines: Vec<ConsumerLine> = cached
-        .iter()
-        .map(|workload| {
-            let mut consumer =
-                workload.observe(&token.spec.consumers.env_var, &token.secret_name());
+    let mut lines: Vec<ConsumerLine> = observed
+        .into_iter()
+        .map(|mut consumer| {
             consumer.pods = Some(Vec::new());
             let kind = consumer.kind.as_str().to_string();
             if let Some(found) = blocked
@@ -498,6 +481,19 @@ async fn consumers_in(
         .await?
     {
         cached.push(workload::cache_daemonset(&object));
+    }
+    // Argo Rollouts, where its CRD is installed.
+    match Api::<kube::api::DynamicObject>::namespaced_with(
+        client.clone(),
+        namespace,
+        &workload::rollout_resource(),
+    )
+    .list(&labelled)
+    .await
+    {
+        Ok(list) => cached.extend(list.items.iter().map(workload::cache_rollout)),
+        Err(kube::Error::Api(status)) if status.code == 404 => {}
+        Err(error) => return Err(error.into()),
     }
     let mut consumers: Vec<_> = cached
         .iter()

@@ -1205,18 +1205,7 @@ async fn read_mirror(
     context: &Context,
     namespace: &str,
 ) -> Result<MirrorObservation, Error> {
-    let secret_name = target.secret_name();
-    let secret = Api::<Secret>::namespaced(context.client.clone(), namespace)
-        .get_opt(&secret_name)
-        .await
-        .map_err(|source| Error::GetSecret {
-            name: secret_name.clone(),
-            source,
-        })?;
-    Ok(match secret {
-        None => MirrorObservation::Missing,
-        Some(secret) => classify_mirror(target, &secret),
-    })
+    Ok(read_secret(target, context, namespace).await?.0)
 }
 
 /// The namespaces a ClusterStreamingToken reaches: those it selects, and those it no longer

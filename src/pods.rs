@@ -296,6 +296,14 @@ pub struct Touched {
 }
 
 impl Touched {
+    /// True when this change concerns a token mirrored into `secret` (with `source`, its
+    /// `secretRef` source Secret) whose name is `name`.
+    fn concerns(&self, secret: &str, source: Option<&str>, name: &str) -> bool {
+        self.secrets.contains(secret)
+            || source.is_some_and(|source| self.secrets.contains(source))
+            || self.tokens.contains(name)
+    }
+
     fn add(&mut self, record: &PodRecord) {
         for reference in &record.references {
             self.secrets.insert(reference.secret.clone());
@@ -455,13 +463,10 @@ pub fn concerned(
             .source
             .secret_ref
             .as_ref()
-            .map(|reference| &reference.name);
-        let concerns = touched.iter().any(|change| {
-            change.namespace == namespace
-                && (change.secrets.contains(&secret)
-                    || source.is_some_and(|source| change.secrets.contains(source))
-                    || change.tokens.contains(&name))
-        });
+            .map(|reference| reference.name.as_str());
+        let concerns = touched
+            .iter()
+            .any(|change| change.namespace == namespace && change.concerns(&secret, source, &name));
         if concerns {
             woken.push(ObjectRef::from_obj(token.as_ref()));
         }
@@ -488,12 +493,10 @@ pub fn concerned_cluster(
             .source
             .secret_ref
             .as_ref()
-            .map(|reference| &reference.name);
-        let concerns = touched.iter().any(|change| {
-            change.secrets.contains(&secret)
-                || source.is_some_and(|source| change.secrets.contains(source))
-                || change.tokens.contains(&name)
-        });
+            .map(|reference| reference.name.as_str());
+        let concerns = touched
+            .iter()
+            .any(|change| change.concerns(&secret, source, &name));
         if concerns {
             woken.push(ObjectRef::from_obj(token.as_ref()));
         }

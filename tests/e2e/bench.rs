@@ -16,54 +16,6 @@ use std::time::{Duration, Instant};
 use streaming_token_operator::api::StreamingToken;
 use streaming_token_operator::workload::ROTATION_ANNOTATION;
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|line| line.starts_with("VmRSS:"))
-                .and_then(|line| line.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// Requests the apiserver's audit log holds for `username` received between `from` and `to`,
-/// counted by verb and resource (reads by ServiceAccounts are audited at Metadata level).
-fn audited_requests(
-    username: &str,
-    from: jiff::Timestamp,
-    to: jiff::Timestamp,
-) -> BTreeMap<String, usize> {
-    let path = std::env::var("STO_E2E_AUDIT_LOG").expect("STO_E2E_AUDIT_LOG is set");
-    let text = std::fs::read_to_string(path).expect("audit log readable");
-    let mut counts = BTreeMap::new();
-    for entry in text
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|entry| entry["user"]["username"] == username)
-        // One entry per request: watches also log ResponseStarted.
-        .filter(|entry| entry["stage"] == "ResponseComplete")
-    {
-        let Some(received) = entry["requestReceivedTimestamp"]
-            .as_str()
-            .and_then(|text| text.parse::<jiff::Timestamp>().ok())
-        else {
-            continue;
-        };
-        if received < from || received > to {
-            continue;
-        }
-        let key = format!(
-            "{} {}",
-            entry["verb"].as_str().unwrap_or("?"),
-            entry["objectRef"]["resource"].as_str().unwrap_or("?")
-        );
-        *counts.entry(key).or_insert(0) += 1;
-    }
-    counts
-}
-
 async fn rotation_latency(consumers: usize) {
     rotation_latency_with(consumers, None).await;
 }
@@ -210,7 +162,7 @@ async fn rotation_latency_with(consumers: usize, budget: Option<i32>) {
         });
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss_before = rss_kib(operator.child.id().expect("pid"));
+    let rss_before = support::rss_kib(operator.child.id().expect("pid"));
     let triggered_at = jiff::Timestamp::now();
     let triggered = Instant::now();
     tokens
@@ -225,7 +177,7 @@ async fn rotation_latency_with(consumers: usize, budget: Option<i32>) {
     let completed = Instant::now();
     // Let the audit log catch up with the last requests of the rotation.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let requests = audited_requests(
+    let requests = support::audited_requests(
         &support::service_account_user(&namespace, "streaming-token-operator"),
         triggered_at,
         jiff::Timestamp::now(),
@@ -271,7 +223,7 @@ async fn rotation_latency_with(consumers: usize, budget: Option<i32>) {
             .as_secs_f64()
             * 1000.0,
         rss_before,
-        rss_kib(operator.child.id().expect("pid")),
+        support::rss_kib(operator.child.id().expect("pid")),
     );
 }
 
@@ -327,7 +279,7 @@ async fn bench_watch_memory_per_1000_consumers() {
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     let pid = operator.child.id().expect("pid");
-    let base = rss_kib(pid);
+    let base = support::rss_kib(pid);
     let create = |labelled: bool| {
         let deployments = deployments.clone();
         let namespace = namespace.clone();
@@ -362,7 +314,7 @@ async fn bench_watch_memory_per_1000_consumers() {
     };
     create(false).await;
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let after_unlabelled = rss_kib(pid);
+    let after_unlabelled = support::rss_kib(pid);
     create(true).await;
     wait_for(
         "status to count 1,000 consumers",
@@ -386,7 +338,7 @@ async fn bench_watch_memory_per_1000_consumers() {
     )
     .await;
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let after_labelled = rss_kib(pid);
+    let after_labelled = support::rss_kib(pid);
     eprintln!(
         "[bench] memory: base {base} KiB; +1,000 unlabelled Deployments {after_unlabelled} KiB (+{} KiB); \
          +1,000 labelled consumers {after_labelled} KiB (+{} KiB per 1,000 consumers)",
@@ -416,7 +368,7 @@ async fn bench_watch_memory_pods() {
     support::apply(&tokens, &fixtures::token("pods", &namespace).build()).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let pid = operator.child.id().expect("pid");
-    let base = rss_kib(pid);
+    let base = support::rss_kib(pid);
     let pods: Api<Pod> = Api::namespaced(admin.clone(), &namespace);
     let create = |count: usize, reader: bool| {
         let pods = pods.clone();
@@ -451,10 +403,10 @@ async fn bench_watch_memory_pods() {
     };
     create(10_000, false).await;
     tokio::time::sleep(Duration::from_secs(10)).await;
-    let after_unrelated = rss_kib(pid);
+    let after_unrelated = support::rss_kib(pid);
     create(1_000, true).await;
     tokio::time::sleep(Duration::from_secs(10)).await;
-    let after_readers = rss_kib(pid);
+    let after_readers = support::rss_kib(pid);
     let metrics = operator.metrics().await;
     eprintln!(
         "[bench] pod memory: base {base} KiB; +10,000 pods that reference no Secret {after_unrelated} KiB (+{} KiB); \

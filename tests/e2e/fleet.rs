@@ -219,6 +219,15 @@ impl Fleet {
     }
 }
 
+/// True once rotation `id` has completed and no other runs.
+fn rotation_done(status: &StreamingTokenStatus, id: &str) -> bool {
+    status.rotation.is_none()
+        && status
+            .last_rotation
+            .as_ref()
+            .is_some_and(|last| last.id == id)
+}
+
 fn blocked_in(status: &StreamingTokenStatus, namespace: &str) -> Vec<String> {
     status
         .consumers
@@ -339,11 +348,7 @@ async fn one_pair_many_namespaces_one_verified_rotation() {
     fleet.set_paused(&b, false).await;
     let status = fleet
         .wait_status("the rotation to complete", |status| {
-            status.rotation.is_none()
-                && status
-                    .last_rotation
-                    .as_ref()
-                    .is_some_and(|last| last.id == "r1")
+            rotation_done(status, "r1")
         })
         .await;
     assert_eq!(
@@ -736,11 +741,7 @@ async fn a_cluster_restart_deactivates_once_and_restarts_everyone_once() {
     fleet.rotate("restart").await;
     fleet
         .wait_status("the rotation to complete", |status| {
-            status.rotation.is_none()
-                && status
-                    .last_rotation
-                    .as_ref()
-                    .is_some_and(|last| last.id == "r1")
+            rotation_done(status, "r1")
         })
         .await;
     let (token1, _) = fleet.wait_copies(&[&a, &b]).await;
@@ -809,11 +810,7 @@ async fn a_cluster_rotation_killed_before_its_copies_resumes() {
     fleet.operator = Fleet::operator(&fleet.admin, &fleet.home, Vec::new()).await;
     let status = fleet
         .wait_status("the rotation to complete", |status| {
-            status.rotation.is_none()
-                && status
-                    .last_rotation
-                    .as_ref()
-                    .is_some_and(|last| last.id == "r1")
+            rotation_done(status, "r1")
         })
         .await;
     assert_eq!(
@@ -833,52 +830,6 @@ async fn a_cluster_rotation_killed_before_its_copies_resumes() {
     }
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|line| line.starts_with("VmRSS:"))
-                .and_then(|line| line.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-/// Requests by `username` in the audit log between `from` and `to`, by verb and resource.
-fn audited_requests(
-    username: &str,
-    from: jiff::Timestamp,
-    to: jiff::Timestamp,
-) -> BTreeMap<String, usize> {
-    let path = std::env::var("STO_E2E_AUDIT_LOG").expect("STO_E2E_AUDIT_LOG is set");
-    let text = std::fs::read_to_string(path).expect("audit log readable");
-    let mut counts = BTreeMap::new();
-    for entry in text
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|entry| entry["user"]["username"] == username)
-        .filter(|entry| entry["stage"] == "ResponseComplete")
-    {
-        let Some(received) = entry["requestReceivedTimestamp"]
-            .as_str()
-            .and_then(|text| text.parse::<jiff::Timestamp>().ok())
-        else {
-            continue;
-        };
-        if received < from || received > to {
-            continue;
-        }
-        let key = format!(
-            "{} {}",
-            entry["verb"].as_str().unwrap_or("?"),
-            entry["objectRef"]["resource"].as_str().unwrap_or("?")
-        );
-        *counts.entry(key).or_insert(0) += 1;
-    }
-    counts
-}
-
 /// One rotation across 20 namespaces x 50 consumers (1,000 Deployments, one pod each): time
 /// from trigger to completion, the operator's memory, and its API requests. Prints figures;
 /// asserts only that the rotation completed with every consumer rolled once.
@@ -889,7 +840,7 @@ async fn bench_cluster_rotation_20_namespaces_x_50_consumers() {
     const PER_NAMESPACE: usize = 50;
     let fleet = Fleet::start("bench-fleet").await;
     let pid = fleet.operator.child.id().expect("pid");
-    let rss_idle = rss_kib(pid);
+    let rss_idle = support::rss_kib(pid);
     let mut namespaces = Vec::new();
     for index in 0..NAMESPACES {
         namespaces.push(fleet.namespace(&format!("bf{index:02}"), true).await);
@@ -958,7 +909,7 @@ async fn bench_cluster_rotation_20_namespaces_x_50_consumers() {
         })
         .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let rss_before = rss_kib(pid);
+    let rss_before = support::rss_kib(pid);
     let from = jiff::Timestamp::now();
     let triggered = std::time::Instant::now();
     fleet.rotate("bench").await;
@@ -983,13 +934,13 @@ async fn bench_cluster_rotation_20_namespaces_x_50_consumers() {
     .await;
     let took = triggered.elapsed();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let requests = audited_requests(
+    let requests = support::audited_requests(
         &support::service_account_user(&fleet.home, "streaming-token-operator"),
         from,
         jiff::Timestamp::now(),
     );
     let total: usize = requests.values().sum();
-    let rss_after = rss_kib(pid);
+    let rss_after = support::rss_kib(pid);
     assert!(
         status
             .consumers

@@ -861,3 +861,52 @@ pub async fn lease_holder(client: &Client, namespace: &str) -> String {
         .and_then(|lease| lease.spec?.holder_identity)
         .unwrap_or_default()
 }
+
+/// The resident set of process `pid`, in KiB (0 when unreadable).
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with("VmRSS:"))
+                .and_then(|line| line.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Requests the apiserver's audit log holds for `username` received between `from` and `to`,
+/// counted by verb and resource (reads by ServiceAccounts are audited at Metadata level).
+pub fn audited_requests(
+    username: &str,
+    from: jiff::Timestamp,
+    to: jiff::Timestamp,
+) -> std::collections::BTreeMap<String, usize> {
+    let path = std::env::var("STO_E2E_AUDIT_LOG").expect("STO_E2E_AUDIT_LOG is set");
+    let text = std::fs::read_to_string(path).expect("audit log readable");
+    let mut counts = std::collections::BTreeMap::new();
+    for entry in text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|entry| entry["user"]["username"] == username)
+        // One entry per request: watches also log ResponseStarted.
+        .filter(|entry| entry["stage"] == "ResponseComplete")
+    {
+        let Some(received) = entry["requestReceivedTimestamp"]
+            .as_str()
+            .and_then(|text| text.parse::<jiff::Timestamp>().ok())
+        else {
+            continue;
+        };
+        if received < from || received > to {
+            continue;
+        }
+        let key = format!(
+            "{} {}",
+            entry["verb"].as_str().unwrap_or("?"),
+            entry["objectRef"]["resource"].as_str().unwrap_or("?")
+        );
+        *counts.entry(key).or_insert(0) += 1;
+    }
+    counts
+}
