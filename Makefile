@@ -66,6 +66,7 @@ test-e2e:
 	STO_E2E_ARGOCD_HEALTH=$$(tests/go-helper.sh argocd-health) \
 	STO_E2E_PROMTOOL=$$(tests/go-helper.sh promtool) \
 	STO_E2E_ARGO_ROLLOUTS=$$(tests/go-helper.sh argo-rollouts) \
+	STO_E2E_PLATFORM=$$(tests/go-helper.sh platform) \
 	$(CARGO) test --locked --features e2e --test e2e -- --test-threads=4
 
 ## Benchmarks on a fresh control plane: rotation latency (10 and 100 consumers), memory per

@@ -81,6 +81,9 @@ pub const MANAGER_NAME: &str = "streaming-token-operator";
         json_path = ".metadata.creationTimestamp"
     )
 )]
+#[x_kube(validation = Rule::new("!has(self.source.platform) || (has(self.platform) && has(self.platform.rotate))").message("source.platform needs spec.platform with rotate (how to read and rotate the pair at the platform)"))]
+#[x_kube(validation = Rule::new("!has(self.platform) || !has(self.platform.rotate) || has(self.source.platform)").message("spec.platform.rotate needs source.platform: the pair is then read from the platform"))]
+#[x_kube(validation = Rule::new("!has(self.platform) || !has(self.source.generate)").message("generated tokens are unknown to the platform: with spec.platform use source.secretRef or source.platform"))]
 #[serde(rename_all = "camelCase")]
 pub struct StreamingTokenSpec {
     /// Where Token 1 and Token 2 come from. Exactly one of `generate` or `secretRef`.
@@ -110,12 +113,19 @@ pub struct StreamingTokenSpec {
     /// default) keeps it, so consumers keep working; `Delete` lets Kubernetes garbage-collect it.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+
+    /// The streaming platform where the tokens are checked (and, with `rotate`, rotated). With
+    /// it, a pair is mirrored only once the platform accepts both tokens, a promoted pair only
+    /// once the platform rejects the former Token 1, and the mirrored pair is checked every
+    /// `checkInterval`, so a rotation done in the portal behind the operator's back is seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<PlatformSpec>,
 }
 
 /// Where the token pair comes from.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.generate) != has(self.secretRef)").message("exactly one of source.generate or source.secretRef must be set"))]
+#[x_kube(validation = Rule::new("(has(self.generate) ? 1 : 0) + (has(self.secretRef) ? 1 : 0) + (has(self.platform) ? 1 : 0) == 1").message("exactly one of source.generate, source.secretRef or source.platform must be set"))]
 pub struct TokenSource {
     /// The operator issues the tokens itself from the operating system's secure random source.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -127,6 +137,234 @@ pub struct TokenSource {
     /// source Secret is re-read every few minutes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<SecretRefSource>,
+
+    /// The pair lives at the streaming platform: the operator reads it there, and rotates it
+    /// there itself once every consumer is verified on Token 2, with the credentials of
+    /// `spec.platform.rotate` (which must be set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<PlatformSource>,
+}
+
+/// The pair is read from, and rotated at, the platform (`spec.platform.rotate` says how).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PlatformSource {}
+
+/// The streaming platform that checks (and may rotate) the tokens. Exactly one of `quix` or
+/// `http` says how a token is checked.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.quix) != has(self.http)").message("exactly one of platform.quix or platform.http must be set"))]
+#[x_kube(validation = Rule::new("duration(self.timeout) >= duration('1s') && duration(self.timeout) <= duration('60s')").message("platform.timeout must be between 1s and 60s"))]
+#[x_kube(validation = Rule::new("duration(self.checkInterval) >= duration('5s') && duration(self.checkInterval) <= duration('24h')").message("platform.checkInterval must be between 5s and 24h"))]
+#[x_kube(validation = Rule::new("!has(self.rotate) || has(self.quix) || (self.rotate.read.url.startsWith('https://') || self.rotate.read.url.startsWith('http://')) && (self.rotate.rotate.url.startsWith('https://') || self.rotate.rotate.url.startsWith('http://'))").message("with platform.http, rotate.read.url and rotate.rotate.url must be absolute URLs"))]
+pub struct PlatformSpec {
+    /// The Quix preset: a token is checked the way every Quix client turns it into broker
+    /// settings, `GET {portalApi}/workspaces/{workspaceId}/broker/librdkafka` with
+    /// `Authorization: Bearer <token>` and `X-Version: 2.0`: 200 means valid, 401 or 403 means
+    /// rejected (the response body holds broker credentials and is dropped unread).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quix: Option<QuixPlatform>,
+
+    /// A generic HTTP check, for another platform or a proxy in front of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpCheck>,
+
+    /// PEM certificates (a CA bundle) trusted for the platform's TLS, besides the system's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 65536))]
+    pub ca_bundle: Option<String>,
+
+    /// How long one request may take (a Go duration, 1s to 60s; default `10s`). A check is
+    /// tried three times with backoff; a platform that does not answer is reported as
+    /// unreachable, which is never read as valid or as invalid.
+    #[serde(default = "default_platform_timeout")]
+    #[schemars(length(max = 32), regex(pattern = r"^([0-9]+(h|m|s))+$"))]
+    pub timeout: String,
+
+    /// How often the mirrored pair is checked at the platform (a Go duration, 5s to 24h;
+    /// default `5m`). A Token 1 the platform rejects although no rotation of the operator
+    /// deactivated it means someone rotated in the portal: `RotatedOutOfBand`.
+    #[serde(default = "default_check_interval")]
+    #[schemars(length(max = 32), regex(pattern = r"^([0-9]+(h|m|s))+$"))]
+    pub check_interval: String,
+
+    /// What to do when the platform rejects the mirrored Token 1 although no rotation of the
+    /// operator deactivated it (a rotation clicked in the portal). `RestartHolders` (the
+    /// default): report it and at once move every consumer onto the token the platform still
+    /// accepts (repointed to Token 2; with `source.platform` the promoted pair is mirrored and
+    /// consumers restart), the shortest outage possible. `Report`: only report it.
+    #[serde(default)]
+    pub on_rotated_out_of_band: OutOfBandAction,
+
+    /// Rotate at the platform: the operator itself calls the platform's rotate endpoint when it
+    /// would deactivate Token 1 (ZeroDowntime: once every consumer is verified on Token 2;
+    /// Restart: first), then reads, checks and mirrors the new pair. At most one rotate call is
+    /// made per rotation, across crashes, lost responses and failovers. Needs
+    /// `source.platform`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotate: Option<PlatformRotate>,
+}
+
+fn default_platform_timeout() -> String {
+    "10s".into()
+}
+
+fn default_check_interval() -> String {
+    "5m".into()
+}
+
+/// The Quix portal API of one environment (workspace).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct QuixPlatform {
+    /// Base URL of the portal API (what clients read from `Quix__Portal__Api`), for example
+    /// `https://portal-api.platform.quix.io`.
+    #[schemars(length(min = 8, max = 2048), regex(pattern = r"^https?://[^\s{}]+$"))]
+    pub portal_api: String,
+
+    /// The workspace (environment) id whose token pair this is.
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[A-Za-z0-9._-]+$"))]
+    pub workspace_id: String,
+}
+
+/// A generic HTTP check of one token.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.headers.exists(h, has(h.value) && h.value.contains('{token}'))").message("platform.http needs a header whose value carries {token}, for example Authorization: Bearer {token}"))]
+pub struct HttpCheck {
+    /// The URL to call. The token is never put in a URL (URLs end up in logs): it goes in a
+    /// header, see `headers`.
+    #[schemars(length(min = 8, max = 2048), regex(pattern = r"^https?://[^\s{}]+$"))]
+    pub url: String,
+
+    /// `GET` (the default), `POST` or `HEAD`.
+    #[serde(default)]
+    pub method: CheckMethod,
+
+    /// Request headers. A value may carry `{token}`, replaced by the token being checked, or
+    /// come from a Secret in the object's namespace (`valueFrom`).
+    #[schemars(length(min = 1, max = 16))]
+    pub headers: Vec<HttpHeader>,
+
+    /// Response statuses that mean "the token is valid" (default `[200]`).
+    #[serde(default = "default_valid_statuses")]
+    #[schemars(length(min = 1, max = 16), inner(range(min = 100, max = 599)))]
+    pub valid_statuses: Vec<i32>,
+
+    /// Response statuses that mean "the token is rejected" (default `[401, 403]`). Any other
+    /// status, and no answer, is unreachable: never valid, never invalid.
+    #[serde(default = "default_invalid_statuses")]
+    #[schemars(length(min = 1, max = 16), inner(range(min = 100, max = 599)))]
+    pub invalid_statuses: Vec<i32>,
+}
+
+fn default_valid_statuses() -> Vec<i32> {
+    vec![200]
+}
+
+fn default_invalid_statuses() -> Vec<i32> {
+    vec![401, 403]
+}
+
+/// HTTP method of a token check.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum CheckMethod {
+    #[default]
+    Get,
+    Post,
+    Head,
+}
+
+/// One request header.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.value) != has(self.valueFrom)").message("a header needs exactly one of value or valueFrom"))]
+pub struct HttpHeader {
+    /// Header name.
+    #[schemars(length(min = 1, max = 128), regex(pattern = r"^[A-Za-z0-9-]+$"))]
+    pub name: String,
+    /// Header value; `{token}` is replaced by the token being checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub value: Option<String>,
+    /// Header value read from a Secret of the object's namespace (ClusterStreamingToken: the
+    /// operator's namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_from: Option<SecretKeyRef>,
+}
+
+/// A key of a Secret in the object's namespace (ClusterStreamingToken: the operator's).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// Name of the Secret.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub name: String,
+    /// Key in the Secret.
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub key: String,
+}
+
+/// How the operator reads and rotates the pair at the platform.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PlatformRotate {
+    /// The Secret key holding the platform credentials: a Personal Access Token with the Admin
+    /// role, sent as `Authorization: bearer <PAT>`. A PAT that is a JWT with `exp` is reported
+    /// before it expires (`CredentialsExpiring`).
+    pub credentials_secret_ref: SecretKeyRef,
+    /// The endpoint that returns the current pair (read before every rotate call and after any
+    /// doubt).
+    pub read: PlatformEndpoint,
+    /// The endpoint that rotates the pair (not idempotent: the operator calls it at most once
+    /// per rotation).
+    pub rotate: PlatformEndpoint,
+    /// JSONPath (RFC 9535) to Token 1 in the read (and rotate) response, e.g. `$.token1.value`.
+    #[schemars(length(min = 2, max = 256))]
+    pub token1_path: String,
+    /// JSONPath to Token 2 in the read (and rotate) response.
+    #[schemars(length(min = 2, max = 256))]
+    pub token2_path: String,
+}
+
+/// One endpoint of the platform's API.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PlatformEndpoint {
+    /// An absolute URL, or (with `quix`) a path starting with `/` under `portalApi`.
+    /// `{workspaceId}` is replaced by the Quix workspace id. The platform's CLI has
+    /// `tokens get` and `tokens rotate` commands, but their paths are not documented: take them
+    /// from your platform's API reference.
+    #[schemars(length(min = 1, max = 2048), regex(pattern = r"^(https?://|/)[^\s]*$"))]
+    pub url: String,
+    /// HTTP method: `GET` for the read and `POST` for the rotate unless set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<EndpointMethod>,
+}
+
+/// HTTP method of a platform endpoint.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum EndpointMethod {
+    Get,
+    Post,
+    Put,
+    Patch,
+}
+
+/// What the operator does when the platform rejects the mirrored Token 1 behind its back.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum OutOfBandAction {
+    /// Report it, and move every consumer onto the token the platform still accepts at once.
+    #[default]
+    RestartHolders,
+    /// Only report it.
+    Report,
 }
 
 /// Tokens issued by the operator.
@@ -366,9 +604,11 @@ pub struct StreamingTokenStatus {
     /// sources): every consumer uses Token 2, so Token 1 may be rotated at the platform.
     /// `DeletesSecretInUse`: `deletionPolicy: Delete` would delete a Secret in use. `Reconciling`
     /// and `Stalled` follow the kstatus convention (Flux, cli-utils): in progress, or waiting
-    /// for a person.
+    /// for a person. With `spec.platform`: `PlatformVerified` (True: the platform accepts the
+    /// mirrored pair; False: it rejects a token; Unknown: it cannot be reached) and
+    /// `CredentialsExpiring` (the platform credentials expire within 7 days, or have).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 8))]
+    #[schemars(length(max = 12))]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
 
@@ -408,6 +648,10 @@ pub struct StreamingTokenStatus {
     /// When the next periodic rotation is due (with `spec.rotation.interval`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_rotation_at: Option<Time>,
+
+    /// What the platform said about the mirrored pair (with `spec.platform`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<PlatformStatus>,
 
     /// (ClusterStreamingToken) The namespace of the pair of record (the operator's, when the
     /// pair was first issued or mirrored). An operator running elsewhere writes nothing for this
@@ -578,6 +822,47 @@ pub struct RotationStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 500))]
     pub left_alone: Vec<String>,
+    /// (`spec.platform.rotate`) The rotate call this rotation made at the platform: recorded
+    /// before the call, so that no crash, lost response or failover leads to a second one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform_rotate: Option<PlatformRotateStatus>,
+}
+
+/// What the platform said about the mirrored pair.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PlatformStatus {
+    /// `Accepted`, `Rejected` or `Unknown` (the platform could not be reached): Token 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token1: Option<String>,
+    /// The same for Token 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token2: Option<String>,
+    /// When the platform credentials (`spec.platform.rotate`) expire, if they say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_expire_at: Option<Time>,
+    /// When the platform rejected the mirrored Token 1 behind the operator's back, if it did
+    /// (cleared once a pair the platform accepts is mirrored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotated_out_of_band_at: Option<Time>,
+}
+
+/// The rotate call of a rotation at the platform.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PlatformRotateStatus {
+    /// Attempts recorded (a new attempt is made only when the previous one certainly did not
+    /// reach the platform: the connection could not be made, or the platform refused it with a
+    /// 4xx status).
+    pub attempts: i32,
+    /// `Calling` (recorded before the call; found so by a later pass: the outcome is in doubt),
+    /// `Rotated`, `NotSent`, `Refused` or `InDoubt`.
+    pub state: String,
+    /// When the state was recorded.
+    pub at: Time,
+    /// Details for humans.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
 }
 
 /// Progress of a rotation that rolls consumers in waves or under a budget.
@@ -682,6 +967,9 @@ pub const CLUSTER_TOKEN_LABEL: &str = "streamingtoken.io/cluster-token";
         json_path = ".metadata.creationTimestamp"
     )
 )]
+#[x_kube(validation = Rule::new("!has(self.source.platform) || (has(self.platform) && has(self.platform.rotate))").message("source.platform needs spec.platform with rotate (how to read and rotate the pair at the platform)"))]
+#[x_kube(validation = Rule::new("!has(self.platform) || !has(self.platform.rotate) || has(self.source.platform)").message("spec.platform.rotate needs source.platform: the pair is then read from the platform"))]
+#[x_kube(validation = Rule::new("!has(self.platform) || !has(self.source.generate)").message("generated tokens are unknown to the platform: with spec.platform use source.secretRef or source.platform"))]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterStreamingTokenSpec {
     /// Where Token 1 and Token 2 come from. Exactly one of `generate` or `secretRef`.
@@ -716,12 +1004,17 @@ pub struct ClusterStreamingTokenSpec {
     /// garbage-collect them.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+
+    /// The streaming platform where the tokens are checked (and, with `rotate`, rotated); see
+    /// the StreamingToken's `spec.platform`. Secrets it names live in the operator's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<PlatformSpec>,
 }
 
 /// Where the pair of a ClusterStreamingToken comes from.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.generate) != has(self.secretRef)").message("exactly one of source.generate or source.secretRef must be set"))]
+#[x_kube(validation = Rule::new("(has(self.generate) ? 1 : 0) + (has(self.secretRef) ? 1 : 0) + (has(self.platform) ? 1 : 0) == 1").message("exactly one of source.generate, source.secretRef or source.platform must be set"))]
 pub struct ClusterTokenSource {
     /// The operator issues the tokens itself from the operating system's secure random source.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -732,6 +1025,10 @@ pub struct ClusterTokenSource {
     /// `streamingtoken.io/cluster-token: <name>` so its changes are seen at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<ClusterSecretRefSource>,
+
+    /// The pair lives at the streaming platform (see `spec.platform.rotate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<PlatformSource>,
 }
 
 /// A Secret, in a namespace of the platform team, that supplies the pair.
@@ -830,12 +1127,14 @@ impl ClusterStreamingToken {
                         token1_key: reference.token1_key.clone(),
                         token2_key: reference.token2_key.clone(),
                     }),
+                platform: spec.source.platform.clone(),
             },
             secret: spec.secret.clone(),
             consumers: spec.consumers.clone(),
             rotation: spec.rotation.clone(),
             suspend: spec.suspend,
             deletion_policy: spec.deletion_policy,
+            platform: spec.platform.clone(),
         }
     }
 
@@ -937,7 +1236,8 @@ mod tests {
     fn crd_carries_the_cel_rules_and_printer_columns() {
         let crd = serde_json::to_string(&StreamingToken::crd()).expect("crd serializes");
         for needle in [
-            "has(self.generate) != has(self.secretRef)",
+            "(has(self.generate) ? 1 : 0) + (has(self.secretRef) ? 1 : 0) + (has(self.platform) ? 1 : 0) == 1",
+            "!has(self.source.platform) || (has(self.platform) && has(self.platform.rotate))",
             "self.token1Key != self.token2Key",
             "duration(self.interval) >= duration('1h')",
             "Last Rotation",

@@ -180,15 +180,27 @@ pub async fn status(
     target: &Target,
     status: &crate::api::StreamingTokenStatus,
 ) -> Result<(), Error> {
+    status_at(client, target, status, target.resource_version())
+        .await
+        .map(drop)
+}
+
+/// Writes the status on the condition that the object is still at `resource_version` (a
+/// reconcile working from a stale copy gets a conflict instead of overwriting newer rotation
+/// state); returns the resourceVersion the write produced.
+pub async fn status_at(
+    client: &Client,
+    target: &Target,
+    status: &crate::api::StreamingTokenStatus,
+    resource_version: Option<String>,
+) -> Result<Option<String>, Error> {
     let params = PatchParams::apply(STATUS_MANAGER).force();
     let name = target.name();
-    // The resourceVersion read at observation time: a reconcile working from a stale copy gets
-    // a conflict instead of overwriting newer rotation state.
     let body = |api_version: String, kind: String| {
         Patch::Apply(json!({
             "apiVersion": api_version,
             "kind": kind,
-            "metadata": {"resourceVersion": target.resource_version()},
+            "metadata": {"resourceVersion": resource_version},
             "status": status,
         }))
     };
@@ -206,7 +218,7 @@ pub async fn status(
             ),
         )
         .await
-        .map(drop),
+        .map(|written| written.metadata.resource_version),
         Target::Cluster(_) => Api::<ClusterStreamingToken>::all(client.clone())
             .patch_status(
                 &name,
@@ -217,7 +229,7 @@ pub async fn status(
                 ),
             )
             .await
-            .map(drop),
+            .map(|written| written.metadata.resource_version),
     };
     result.map_err(|source| Error::PatchStatus { source })
 }

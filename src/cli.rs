@@ -587,6 +587,7 @@ pub async fn rotate_dry_run(
         namespaces: views,
         retain_unselected: false,
         selection_problem: None,
+        platform: None,
         // Unused: nothing is issued by a dry run.
         fresh: FreshMaterial {
             tokens: [

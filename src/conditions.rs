@@ -14,6 +14,11 @@ pub const STALLED: &str = "Stalled";
 /// `deletionPolicy: Delete` while consumers or pods read the mirror Secret: deleting the
 /// StreamingToken would delete a Secret in use.
 pub const DELETES_SECRET_IN_USE: &str = "DeletesSecretInUse";
+/// (`spec.platform`) True: the platform accepts the mirrored pair. False: it rejects a token.
+/// Unknown: it could not be reached (never read as valid or as invalid).
+pub const PLATFORM_VERIFIED: &str = "PlatformVerified";
+/// (`spec.platform.rotate`) The platform credentials expire within 7 days, or have expired.
+pub const CREDENTIALS_EXPIRING: &str = "CredentialsExpiring";
 
 /// Sets (or adds) condition `type_`, keeping its transition time unless the status changed.
 pub fn set(
@@ -25,7 +30,21 @@ pub fn set(
     generation: Option<i64>,
     now: &Time,
 ) {
-    let status = if status { "True" } else { "False" }.to_string();
+    let status = if status { "True" } else { "False" };
+    set_status(conditions, type_, status, reason, message, generation, now);
+}
+
+/// Sets (or adds) condition `type_` with a status of `True`, `False` or `Unknown`.
+pub fn set_status(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: impl Into<String>,
+    generation: Option<i64>,
+    now: &Time,
+) {
+    let status = status.to_string();
     let message = message.into();
     match conditions
         .iter_mut()

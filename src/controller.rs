@@ -15,11 +15,12 @@ use crate::apply;
 use crate::cache::WorkloadCache;
 use crate::conditions;
 use crate::decide::{
-    self, CopyObservation, MirrorObservation, NamespaceView, ObservedMirror, Plan, Requeue,
-    Snapshot,
+    self, CopyObservation, MirrorObservation, NamespaceView, ObservedMirror, Plan,
+    PlatformObservation, Requeue, Snapshot, SourceObservation, SourceProblem,
 };
 use crate::error::Error;
 use crate::metrics::Metrics;
+use crate::platform::{Platform, RotateOutcome};
 use crate::pods::{self, PodCache, PodRecord};
 use crate::source;
 use crate::target::Target;
@@ -86,6 +87,10 @@ pub struct Context {
     /// True while this replica holds the leader lease; only the leader writes.
     pub leader: watch::Receiver<bool>,
     failures: Mutex<HashMap<(String, String), u32>>,
+    /// Platform clients by object uid (with the spec they were built from, and when).
+    platforms: Mutex<HashMap<String, PlatformEntry>>,
+    /// Rotate calls made whose outcome could not be recorded in status, by object uid.
+    unrecorded_calls: Mutex<HashMap<String, (i32, String, String)>>,
     halt_after: Option<String>,
     /// True once every cache has its first full list: before that, an empty consumer cache
     /// would look like "no consumers" and let a rotation deactivate Token 1 at once.
@@ -112,6 +117,17 @@ struct ClusterContext {
     /// deactivates Token 1, which reads every copy afresh.
     in_sync: Mutex<HashMap<(String, String), InSync>>,
 }
+
+/// A platform client and what it was built from.
+struct PlatformEntry {
+    spec: String,
+    built: Instant,
+    client: Arc<Platform>,
+}
+
+/// A platform client is rebuilt this often, so that a changed Secret it reads (the PAT, a
+/// header) is taken up.
+const PLATFORM_CLIENT_TTL: Duration = Duration::from_secs(60);
 
 /// A copy last read holding the pair of record.
 struct InSync {
@@ -359,6 +375,8 @@ pub async fn run(
         metrics,
         leader: leader.clone(),
         failures: Mutex::new(HashMap::new()),
+        platforms: Mutex::new(HashMap::new()),
+        unrecorded_calls: Mutex::new(HashMap::new()),
         // The crash-safety tests' halt hook exists only in builds with the `e2e` feature (the
         // ones `make test` runs); a release build ignores the variable.
         halt_after: if cfg!(feature = "e2e") {
@@ -630,6 +648,12 @@ async fn reconcile(target: Target, context: Arc<Context>) -> Result<Action, Erro
         debug!(%namespace, %name, still_deactivates = plan.deactivates, "deactivation re-decided on a fresh pod list");
     }
     remember_copies_in_sync(&target, &context, &snapshot);
+    if let Some(next) = next_platform_check(&target, &context, &snapshot) {
+        plan.requeue = match plan.requeue {
+            Requeue::After(after) if after <= next => Requeue::After(after),
+            _ => Requeue::After(next),
+        };
+    }
     let result = execute(&target, &context, &snapshot, plan).await;
     context.metrics.observe_reconcile(
         &namespace,
@@ -804,6 +828,9 @@ async fn write(
     plan: &mut Plan,
 ) -> Result<(), Error> {
     let (namespace, name) = target.key();
+    if let Some(attempt) = plan.platform_rotate {
+        return rotate_at_platform(target, context, plan, attempt).await;
+    }
     if let Some(write) = &plan.secret {
         still_leader(context)?;
         apply::secret(&context.client, target, &snapshot.namespace, write).await?;
@@ -882,6 +909,231 @@ async fn write(
     match copy_failure {
         Some(error) => Err(error),
         None => Ok(()),
+    }
+}
+
+/// The rotate call at the platform (see `decide::rotation::rotate_at_platform`): the attempt
+/// recorded in status first (conditional on the resourceVersion observed: a stale or deposed
+/// replica gets a conflict and calls nothing), then the one call, then its outcome.
+async fn rotate_at_platform(
+    target: &Target,
+    context: &Context,
+    plan: &mut Plan,
+    attempt: i32,
+) -> Result<(), Error> {
+    let (namespace, name) = target.key();
+    let uid = target.uid().unwrap_or_default();
+    let client = lock(&context.platforms)
+        .get(&uid)
+        .map(|entry| entry.client.clone());
+    let Some(client) = client else {
+        // Never without the client the decision was made with.
+        return Ok(());
+    };
+    still_leader(context)?;
+    let version = apply::status_at(
+        &context.client,
+        target,
+        &plan.status,
+        target.resource_version(),
+    )
+    .await?;
+    info!(%namespace, %name, attempt, "rotate call recorded; calling the platform");
+    halt_point(context, "platform:recorded").await;
+    still_leader(context)?;
+    let outcome = client.rotate().await;
+    context.metrics.observe_platform_rotate(outcome.state());
+    info!(%namespace, %name, attempt, outcome = outcome.state(), detail = %outcome.message(), "platform rotate call made");
+    halt_point(context, "platform:called").await;
+    let now = now();
+    if let Some(call) = plan
+        .status
+        .rotation
+        .as_mut()
+        .and_then(|rotation| rotation.platform_rotate.as_mut())
+    {
+        call.state = outcome.state().into();
+        call.message = outcome.message();
+        call.at = now;
+    }
+    lock(&context.unrecorded_calls).insert(
+        uid.clone(),
+        (attempt, outcome.state().into(), outcome.message()),
+    );
+    if let RotateOutcome::Rotated = outcome {
+        plan.events.push(decide::Notice::normal(
+            "PlatformRotated",
+            "Rotate",
+            "the platform rotated the pair; the operator reads, checks and mirrors it next",
+        ));
+    } else {
+        plan.events.push(decide::Notice::warning(
+            "PlatformRotateFailed",
+            "Rotate",
+            outcome.message(),
+        ));
+    }
+    apply::status_at(&context.client, target, &plan.status, version).await?;
+    lock(&context.unrecorded_calls).remove(&uid);
+    plan.requeue = Requeue::After(Duration::from_secs(1));
+    Ok(())
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// When the mirrored pair is next due for its check at the platform.
+fn next_platform_check(
+    target: &Target,
+    context: &Context,
+    snapshot: &Snapshot,
+) -> Option<Duration> {
+    snapshot.platform.as_ref()?;
+    let uid = target.uid().unwrap_or_default();
+    let client = lock(&context.platforms).get(&uid)?.client.clone();
+    let MirrorObservation::Owned(observed) = &snapshot.mirror else {
+        return Some(client.check_interval);
+    };
+    let Some((pair, _)) = decide::pair::current_pair(observed) else {
+        return Some(client.check_interval);
+    };
+    Some(client.next_check_in(&[&pair.token1, &pair.token2]))
+}
+
+/// The platform client of `target` (built, or rebuilt when its spec changed or it is older
+/// than [`PLATFORM_CLIENT_TTL`]); Secrets it names are read in `namespace`.
+async fn platform_client(
+    target: &Target,
+    context: &Context,
+    spec: &crate::api::PlatformSpec,
+    namespace: &str,
+) -> Result<Arc<Platform>, String> {
+    let uid = target.uid().unwrap_or_default();
+    let key = serde_json::to_string(spec).unwrap_or_default();
+    let previous = lock(&context.platforms).get(&uid).map(|entry| {
+        (
+            entry.spec == key && entry.built.elapsed() < PLATFORM_CLIENT_TTL,
+            entry.client.clone(),
+        )
+    });
+    if let Some((true, client)) = &previous {
+        return Ok(client.clone());
+    }
+    let secrets = Api::<Secret>::namespaced(context.client.clone(), namespace);
+    let client = Arc::new(
+        Platform::build(spec, &secrets)
+            .await
+            .map_err(|error| error.to_string())?,
+    );
+    if let Some((_, old)) = &previous {
+        client.inherit(old);
+    }
+    lock(&context.platforms).insert(
+        uid,
+        PlatformEntry {
+            spec: key,
+            built: Instant::now(),
+            client: client.clone(),
+        },
+    );
+    Ok(client)
+}
+
+/// True when the platform's pair must be read afresh in this pass: a rotation is at (or past)
+/// the point where it rotates at the platform, or the mirrored Token 1 was rejected.
+fn needs_fresh_read(status: Option<&crate::api::StreamingTokenStatus>) -> bool {
+    let Some(status) = status else {
+        return true;
+    };
+    let rotating_there = status.rotation.as_ref().is_some_and(|rotation| {
+        rotation.phase == decide::rotation::PHASE_AWAITING_SOURCE
+            || rotation.platform_rotate.is_some()
+    });
+    let rejected = status
+        .platform
+        .as_ref()
+        .is_some_and(|platform| platform.token1.as_deref() == Some("Rejected"));
+    rotating_there || rejected
+}
+
+/// What the platform says about the pair: the source (`source.platform`: the pair read there)
+/// and the verdict on every token of the mirror and the source.
+async fn observe_platform(
+    target: &Target,
+    context: &Context,
+    spec: &crate::api::PlatformSpec,
+    home: &str,
+    mirror: &MirrorObservation,
+    source: &mut SourceObservation,
+    reads_platform: bool,
+) -> PlatformObservation {
+    let uid = target.uid().unwrap_or_default();
+    let unrecorded_call = lock(&context.unrecorded_calls).get(&uid).cloned();
+    let client = match platform_client(target, context, spec, home).await {
+        Ok(client) => client,
+        Err(problem) => {
+            if reads_platform {
+                *source = SourceObservation::External(
+                    Err(SourceProblem::PlatformUnreadable {
+                        message: problem.clone(),
+                    }),
+                    None,
+                );
+            }
+            return PlatformObservation {
+                problem: Some(problem),
+                rotates: reads_platform,
+                unrecorded_call,
+                ..PlatformObservation::default()
+            };
+        }
+    };
+    let mut read_fresh = false;
+    if reads_platform {
+        *source = match client.read_pair(needs_fresh_read(target.status())).await {
+            Ok((pair, read_now)) => {
+                read_fresh = read_now;
+                SourceObservation::External(Ok(pair), None)
+            }
+            Err(error) => SourceObservation::External(
+                Err(SourceProblem::PlatformUnreadable {
+                    message: error.to_string(),
+                }),
+                None,
+            ),
+        };
+    }
+    let mirror_pair = match mirror {
+        MirrorObservation::Owned(observed) => {
+            decide::pair::current_pair(observed).map(|(pair, _)| pair)
+        }
+        _ => None,
+    };
+    let source_pair = match source {
+        SourceObservation::External(Ok(pair), _) => Some(pair.clone()),
+        _ => None,
+    };
+    let (tokens, fresh) =
+        decide::platform::tokens_to_check(mirror_pair.as_ref(), source_pair.as_ref());
+    let verdicts = futures::future::join_all(
+        tokens
+            .iter()
+            .map(|token| async { ((*token).clone(), client.verdict(token, fresh).await) }),
+    )
+    .await;
+    for (_, verdict) in &verdicts {
+        context.metrics.observe_platform_check(verdict);
+    }
+    PlatformObservation {
+        verdicts,
+        problem: None,
+        rotates: client.rotates(),
+        read_fresh,
+        credentials_expire_at: client.credentials_expire_at,
+        unrecorded_call,
     }
 }
 
@@ -1104,12 +1356,27 @@ async fn observe(
     };
     let mirror = read_mirror(target, context, &home).await?;
     let source = source::from_spec(&spec.source);
-    let observed_source = source
+    let mut observed_source = source
         .observe(&Api::<Secret>::namespaced(
             context.client.clone(),
             &source_namespace,
         ))
         .await?;
+    let platform = match &spec.platform {
+        Some(platform) => Some(
+            observe_platform(
+                target,
+                context,
+                platform,
+                &home,
+                &mirror,
+                &mut observed_source,
+                spec.source.platform.is_some(),
+            )
+            .await,
+        ),
+        None => None,
+    };
     let (namespaces, selection_problem) = match target {
         Target::Namespaced(_) => {
             let mut view = NamespaceView {
@@ -1166,6 +1433,7 @@ async fn observe(
             Target::Namespaced(_) => false,
         },
         selection_problem,
+        platform,
         fresh,
         failures,
     })

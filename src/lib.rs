@@ -16,6 +16,7 @@ pub mod decide;
 pub mod error;
 pub mod leadership;
 pub mod metrics;
+pub mod platform;
 pub mod pods;
 pub mod server;
 pub mod source;

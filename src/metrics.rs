@@ -50,6 +50,10 @@ struct TokenFacts {
     consumers_pending: i64,
     consumers_blocked: i64,
     rotating: bool,
+    /// When the platform credentials expire.
+    credentials_expire_at: Option<jiff::Timestamp>,
+    /// When a rotation behind the operator's back was seen (until it is resolved).
+    rotated_out_of_band_at: Option<jiff::Timestamp>,
     /// `(type, status)` of every condition.
     conditions: Vec<(String, String)>,
 }
@@ -85,6 +89,16 @@ const TOKEN_FAMILIES: &[TokenFamily] = &[
         name: "streamingtoken_next_rotation_timestamp_seconds",
         help: "When the next periodic rotation is due (with spec.rotation.interval)",
         samples: |facts| seconds(facts.next_rotation_at),
+    },
+    TokenFamily {
+        name: "streamingtoken_platform_credentials_expiry_timestamp_seconds",
+        help: "When the platform credentials (spec.platform.rotate) expire (alert on this minus time())",
+        samples: |facts| seconds(facts.credentials_expire_at),
+    },
+    TokenFamily {
+        name: "streamingtoken_rotated_out_of_band_timestamp_seconds",
+        help: "When the platform was seen to have rotated the pair behind the operator's back (present until resolved)",
+        samples: |facts| seconds(facts.rotated_out_of_band_at),
     },
     TokenFamily {
         name: "streamingtoken_consumers",
@@ -228,7 +242,19 @@ pub struct Metrics {
     phase_duration: Family<PhaseLabels, Histogram>,
     events: Family<ReasonLabels, Counter>,
     leader: Gauge,
+    platform_checks: Family<VerdictLabels, Counter>,
+    platform_rotates: Family<OutcomeLabels, Counter>,
     per_token: Arc<PerToken>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerdictLabels {
+    pub verdict: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
 }
 
 impl Metrics {
@@ -245,8 +271,20 @@ impl Metrics {
             }),
             events: Family::default(),
             leader: Gauge::default(),
+            platform_checks: Family::default(),
+            platform_rotates: Family::default(),
             per_token: Arc::new(PerToken::default()),
         };
+        registry.register(
+            "streamingtoken_platform_checks",
+            "Verdicts of the platform on tokens used by reconciles (asked or cached), by verdict (Accepted, Rejected, Unknown)",
+            metrics.platform_checks.clone(),
+        );
+        registry.register(
+            "streamingtoken_platform_rotate_calls",
+            "Rotate calls made at the platform, by outcome (Rotated, NotSent, Refused, InDoubt)",
+            metrics.platform_rotates.clone(),
+        );
         registry.register(
             "streamingtoken_reconciles",
             "Reconciles by result (success, error)",
@@ -295,6 +333,29 @@ impl Metrics {
         registry.register_collector(Box::new(metrics.per_token.clone()));
         registry.register_collector(Box::new(ProcessMetrics));
         metrics
+    }
+
+    /// Counts a verdict of the platform a reconcile used (asked or cached).
+    pub fn observe_platform_check(&self, verdict: &crate::decide::Verdict) {
+        let verdict = match verdict {
+            crate::decide::Verdict::Accepted => "Accepted",
+            crate::decide::Verdict::Rejected => "Rejected",
+            crate::decide::Verdict::Unknown(_) => "Unknown",
+        };
+        self.platform_checks
+            .get_or_create(&VerdictLabels {
+                verdict: verdict.into(),
+            })
+            .inc();
+    }
+
+    /// Counts a rotate call made at the platform.
+    pub fn observe_platform_rotate(&self, outcome: &str) {
+        self.platform_rotates
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.into(),
+            })
+            .inc();
     }
 
     pub fn set_leader(&self, leader: bool) {
@@ -431,6 +492,16 @@ impl Metrics {
             },
             consumers_blocked: i64::try_from(consumers.blocked.len()).unwrap_or(i64::MAX),
             rotating,
+            credentials_expire_at: status
+                .platform
+                .as_ref()
+                .and_then(|platform| platform.credentials_expire_at.as_ref())
+                .map(|time| time.0),
+            rotated_out_of_band_at: status
+                .platform
+                .as_ref()
+                .and_then(|platform| platform.rotated_out_of_band_at.as_ref())
+                .map(|time| time.0),
         };
         self.per_token
             .0

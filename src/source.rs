@@ -43,6 +43,9 @@ fn fresh_material(prefix: &str, length: usize) -> Result<FreshMaterial, RandomSo
 
 /// The source named by `spec.source`.
 pub fn from_spec(spec: &TokenSourceSpec) -> Box<dyn Source> {
+    if spec.platform.is_some() {
+        return Box::new(AtPlatform);
+    }
     match (&spec.generate, &spec.secret_ref) {
         (_, Some(reference)) => Box::new(SecretRef(reference.clone())),
         (Some(generate), None) => Box::new(Generate(generate.clone())),
@@ -91,6 +94,27 @@ impl Source for SecretRef {
             Ok(SourceObservation::External(
                 read_pair(secret.as_ref(), &self.0),
                 replacement,
+            ))
+        })
+    }
+}
+
+/// `platform`: the pair lives at the platform. The controller reads it there with the
+/// platform client (`crate::platform`), which also checks every token; until then it is
+/// unread.
+struct AtPlatform;
+
+impl Source for AtPlatform {
+    fn observe<'a>(
+        &'a self,
+        _secrets: &'a Api<Secret>,
+    ) -> BoxFuture<'a, Result<SourceObservation, Error>> {
+        Box::pin(async {
+            Ok(SourceObservation::External(
+                Err(SourceProblem::PlatformUnreadable {
+                    message: "spec.platform.rotate is not set".into(),
+                }),
+                None,
             ))
         })
     }

@@ -19,6 +19,8 @@ export STO_E2E_ARGOCD_HEALTH=$(tests/go-helper.sh argocd-health)
 export STO_E2E_PROMTOOL=$(tests/go-helper.sh promtool)
 # The real Argo Rollouts controller (and its CRDs) for Rollouts as consumers.
 export STO_E2E_ARGO_ROLLOUTS=$(tests/go-helper.sh argo-rollouts)
+# The test platform: a real HTTP server playing the streaming platform (tests/platform).
+export STO_E2E_PLATFORM=$(tests/go-helper.sh platform)
 export STO_E2E_KUBECONFIG=$CLUSTER_DIR/kubeconfig
 export STO_E2E_BIN=$(cat "$CLUSTER_DIR/run/bin")
 export STO_E2E_AUDIT_LOG=$CLUSTER_DIR/logs/audit.log

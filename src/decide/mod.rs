@@ -24,6 +24,7 @@ pub mod consumers;
 pub mod fanout;
 pub mod holders;
 pub mod pair;
+pub mod platform;
 pub mod rotation;
 pub mod snapshot;
 pub mod verification;
@@ -53,6 +54,10 @@ const STALLING: &[&str] = &[
     "SourceKeyMissing",
     "SourceTokenInvalid",
     "SourceTokensIdentical",
+    "SourceTokenRejected",
+    "SourceNotRotatedAtPlatform",
+    "PlatformMisconfigured",
+    "PlatformRotateInDoubt",
     "SecretNotOwned",
     "SecretClaimedByOther",
     "InvalidSpec",
@@ -141,9 +146,30 @@ fn decide(snapshot: &Snapshot, now: &Time) -> Plan {
 
     status.token1 = Some(mirror.identities[0].clone());
     status.token2 = Some(mirror.identities[1].clone());
+    let out_of_band = platform::detect_out_of_band(
+        snapshot,
+        &mirror,
+        (
+            change == pair::PairChange::None,
+            change == pair::PairChange::Promoted,
+        ),
+        &mut status,
+        now,
+        &mut events,
+    );
     let rotation = rotation::advance(snapshot, &mut mirror, change, &mut status, now, &mut events);
     if rotation.hold_writes {
         return persist_rotation_start(snapshot, status, events, rotation.requeue);
+    }
+    platform::report(snapshot, &mirror, &mut status, now);
+    if let Some(attempt) = rotation.platform_call {
+        // The rotate call is recorded (status only) before it is made; nothing else is written
+        // in this pass.
+        return Plan {
+            platform_rotate: Some(attempt),
+            deactivates: true,
+            ..persist_rotation_start(snapshot, status, events, rotation.requeue)
+        };
     }
     status.token1 = Some(mirror.identities[0].clone());
     status.token2 = Some(mirror.identities[1].clone());
@@ -164,7 +190,12 @@ fn decide(snapshot: &Snapshot, now: &Time) -> Plan {
         &mut status,
         &mut events,
     );
-    let degraded = rotation.degraded.or(waiting).or(readers).or(fan.degraded);
+    let degraded = rotation
+        .degraded
+        .or(waiting)
+        .or(out_of_band)
+        .or(readers)
+        .or(fan.degraded);
     set_degraded(snapshot, &mut status, degraded, now);
     let secret = pair::needs_write(&mirror, observed).then_some(mirror);
     let mut requeue = rotation.requeue;
@@ -182,6 +213,7 @@ fn decide(snapshot: &Snapshot, now: &Time) -> Plan {
         events,
         requeue,
         failed: None,
+        platform_rotate: None,
     }
 }
 
@@ -252,6 +284,7 @@ fn suspended(
         requeue: Requeue::Never,
         failed: None,
         deactivates: false,
+        platform_rotate: None,
     }
 }
 
@@ -267,7 +300,12 @@ fn persist_rotation_start(
     status.token2 = snapshot.status.token2.clone();
     let events = events
         .into_iter()
-        .filter(|notice| notice.reason == "RotationStarted" || notice.reason == "RotationAborted")
+        .filter(|notice| {
+            matches!(
+                notice.reason,
+                "RotationStarted" | "RotationAborted" | "RotatedOutOfBand" | "PlatformRotateCalled"
+            )
+        })
         .collect();
     Plan {
         secret: None,
@@ -279,6 +317,7 @@ fn persist_rotation_start(
         requeue,
         failed: None,
         deactivates: false,
+        platform_rotate: None,
     }
 }
 
@@ -535,6 +574,7 @@ fn failure(
         requeue: Requeue::After(backoff(snapshot.failures)),
         failed: Some(reason),
         deactivates: false,
+        platform_rotate: None,
     }
 }
 

@@ -16,6 +16,7 @@
 //! | `secretRef` | [`ExternalCase::FirstMirror`] / [`ExternalCase::Restore`] | nothing recorded yet, or the mirror was deleted |
 //! | `secretRef` | [`ExternalCase::LostDuringRotation`] | the mirror was deleted while a rotation waited for the platform: its records are gone |
 
+use super::platform::Mirroring;
 use super::snapshot::{
     ANNOTATION_FINGERPRINT_KEY, ANNOTATION_IDENTITY_MAC, ANNOTATION_REPLACEMENT,
     ANNOTATION_TOKEN1_FINGERPRINT, ANNOTATION_TOKEN1_ISSUED_AT, ANNOTATION_TOKEN1_SERIAL,
@@ -113,7 +114,19 @@ pub fn resolve(
             let case = issued_case(snapshot, observed);
             issued(snapshot, case, next, now, events)
         }
-        SourceObservation::External(Err(problem), _) => return Err(problem.clone()),
+        SourceObservation::External(Err(problem), _) => {
+            // The platform's pair could not be read: the mirror keeps the pair it holds.
+            if let SourceProblem::PlatformUnreadable { .. } = problem
+                && let Some((pair, Some(identities))) = observed.and_then(current_pair)
+            {
+                return Ok(Resolved {
+                    mirror: write(snapshot, observed, pair, identities, None),
+                    change: PairChange::None,
+                    waiting: Some((problem.reason(), problem.message())),
+                });
+            }
+            return Err(problem.clone());
+        }
         SourceObservation::External(Ok(source), replacement) => {
             return resolve_external(
                 snapshot,
@@ -148,7 +161,19 @@ fn resolve_external(
     } else {
         external_case(snapshot, observed, source, replacement)
     };
-    if let Some(waiting) = waiting(snapshot, &case) {
+    let former = observed.and_then(current_pair).map(|(pair, _)| pair.token1);
+    let mirroring = match &case {
+        ExternalCase::Unchanged {
+            repaired: false, ..
+        }
+        | ExternalCase::Incomplete { .. }
+        | ExternalCase::Unrecognized { .. } => Mirroring::Nothing,
+        ExternalCase::PromotionObserved { .. } => Mirroring::Promotion(former.as_ref()),
+        _ => Mirroring::Pair,
+    };
+    let waiting =
+        waiting(snapshot, &case).or_else(|| super::platform::gate(snapshot, source, mirroring));
+    if let Some(waiting) = waiting {
         // The mirror keeps the pair it holds; nothing moves until the source settles.
         let Some((pair, Some(identities))) = observed.and_then(current_pair) else {
             return Err(SourceProblem::Unsettled {
@@ -464,7 +489,7 @@ fn external(
     now: &Time,
     events: &mut Vec<Notice>,
 ) -> ([TokenIdentity; 2], PairChange) {
-    let source = source_name(snapshot);
+    let source = source_label(snapshot);
     let secret = &snapshot.secret_name;
     let fresh_identities = [fresh_identity(next, now), fresh_identity(next + 1, now)];
     match case {
@@ -477,7 +502,7 @@ fn external(
                     "MirrorSecretRepaired",
                     "MirrorSecret",
                     format!(
-                        "Secret {secret} had been edited; restored the pair from source Secret {source}"
+                        "Secret {secret} had been edited; restored the pair from {source}"
                     ),
                 ));
             }
@@ -488,7 +513,7 @@ fn external(
                 "SourcePromoted",
                 "MirrorSecret",
                 format!(
-                    "source Secret {source} promoted Token 2 (serial {}) to Token 1; mirrored the new Token 2 as serial {next}",
+                    "{source} promoted Token 2 (serial {}) to Token 1; mirrored the new Token 2 as serial {next}",
                     promoted.serial
                 ),
             ));
@@ -511,7 +536,7 @@ fn external(
                 "SourceReplaced",
                 "MirrorSecret",
                 format!(
-                    "both tokens in source Secret {source} were replaced out of band (confirmed with the {ANNOTATION_REPLACEMENT} annotation); mirrored them as serials {next} and {}",
+                    "both tokens in {source} were replaced out of band (confirmed with the {ANNOTATION_REPLACEMENT} annotation); mirrored them as serials {next} and {}",
                     next + 1
                 ),
             ));
@@ -521,7 +546,7 @@ fn external(
             events.push(Notice::warning(
                 "MirrorSecretRepaired",
                 "MirrorSecret",
-                format!("Secret {secret} was deleted; restored it from source Secret {source}"),
+                format!("Secret {secret} was deleted; restored it from {source}"),
             ));
             (identities.clone(), PairChange::None)
         }
@@ -537,7 +562,7 @@ fn first_mirror(
     now: &Time,
     events: &mut Vec<Notice>,
 ) -> ([TokenIdentity; 2], PairChange) {
-    let source = source_name(snapshot);
+    let source = source_label(snapshot);
     let secret = &snapshot.secret_name;
     let fresh_identities = [fresh_identity(next, now), fresh_identity(next + 1, now)];
 
@@ -545,7 +570,7 @@ fn first_mirror(
                 "TokensMirrored",
                 "MirrorSecret",
                 format!(
-                    "mirrored Token 1 (serial {next}) and Token 2 (serial {}) from source Secret {source} into Secret {secret}",
+                    "mirrored Token 1 (serial {next}) and Token 2 (serial {}) from {source} into Secret {secret}",
                     next + 1
                 ),
             ));
@@ -565,7 +590,7 @@ fn lost_during_rotation(
     now: &Time,
     events: &mut Vec<Notice>,
 ) -> [TokenIdentity; 2] {
-    let source = source_name(snapshot);
+    let source = source_label(snapshot);
     let secret = &snapshot.secret_name;
     let rotation = snapshot
         .status
@@ -576,7 +601,7 @@ fn lost_during_rotation(
         "MirrorLostDuringRotation",
         "MirrorSecret",
         format!(
-            "Secret {secret} was deleted during rotation{rotation}; without it the operator cannot tell whether the platform has rotated, so it mirrored source Secret {source} again as serials {next} and {} and abandoned the rotation (consumers keep the token they hold); if you have not rotated at the platform yet, ask for a new rotation",
+            "Secret {secret} was deleted during rotation{rotation}; without it the operator cannot tell whether the platform has rotated, so it mirrored {source} again as serials {next} and {} and abandoned the rotation (consumers keep the token they hold); if you have not rotated at the platform yet, ask for a new rotation",
             next + 1
         ),
     ));
@@ -660,6 +685,14 @@ fn fresh_identity(serial: i64, now: &Time) -> TokenIdentity {
         serial,
         issued_at: now.clone(),
     }
+}
+
+/// How the source is named in messages: `source Secret <name>`, or the platform's pair.
+fn source_label(snapshot: &Snapshot) -> String {
+    if snapshot.spec.source.platform.is_some() {
+        return "the platform's pair".into();
+    }
+    format!("source Secret {}", source_name(snapshot))
 }
 
 fn source_name(snapshot: &Snapshot) -> &str {

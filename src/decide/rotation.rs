@@ -35,7 +35,7 @@ use std::time::Duration;
 pub const PHASE_REPOINTING: &str = "Repointing";
 pub const PHASE_AWAITING_ROLLOUT: &str = "AwaitingRollout";
 pub const PHASE_DEACTIVATING: &str = "Deactivating";
-pub const PHASE_AWAITING_SOURCE: &str = "AwaitingSource";
+pub use super::snapshot::PHASE_AWAITING_SOURCE;
 pub const PHASE_RESTARTING: &str = "Restarting";
 
 /// How often a rotation that waits looks again besides watch events (pods, consumers and the
@@ -58,6 +58,8 @@ pub struct Outcome {
     pub deactivates: bool,
     /// Where each namespace stands, when this reconcile verified the rotation.
     pub namespaces: Vec<NamespaceVerification>,
+    /// The rotate call to make at the platform once status records it (its attempt).
+    pub platform_call: Option<i32>,
 }
 
 impl Outcome {
@@ -69,6 +71,7 @@ impl Outcome {
             hold_writes: true,
             deactivates: false,
             namespaces: Vec::new(),
+            platform_call: None,
         }
     }
 
@@ -80,6 +83,7 @@ impl Outcome {
             hold_writes: false,
             deactivates: false,
             namespaces: Vec::new(),
+            platform_call: None,
         }
     }
 }
@@ -90,6 +94,8 @@ enum Cause {
     Request,
     Interval,
     TokensReplaced,
+    /// The platform rejects Token 1 although no rotation of ours deactivated it.
+    RotatedOutOfBand,
 }
 
 impl Cause {
@@ -99,6 +105,7 @@ impl Cause {
             Self::Request => "Request",
             Self::Interval => "Interval",
             Self::TokensReplaced => "TokensReplaced",
+            Self::RotatedOutOfBand => "RotatedOutOfBand",
         }
     }
 }
@@ -127,6 +134,20 @@ struct Machine<'a> {
     events: &'a mut Vec<Notice>,
     is_secret_ref: bool,
     deactivates: bool,
+    /// `source.platform`: the operator rotates at the platform itself (no `ReadyToRotate`).
+    platform_rotates: bool,
+    /// A rotation done behind the operator's back, with the strategy's consent: every consumer
+    /// moves at once (no budget, no waves).
+    all_at_once: bool,
+    /// The rotate call this pass asks for (its attempt number).
+    platform_call: Option<i32>,
+}
+
+impl Machine<'_> {
+    /// True when a person rotates at the platform (told by `ReadyToRotate`).
+    fn hands_over(&self) -> bool {
+        self.is_secret_ref && !self.platform_rotates
+    }
 }
 
 impl Machine<'_> {
@@ -213,6 +234,12 @@ pub fn advance(
     events: &mut Vec<Notice>,
 ) -> Outcome {
     let is_secret_ref = matches!(snapshot.source, SourceObservation::External(..));
+    let platform_rotates = snapshot
+        .platform
+        .as_ref()
+        .is_some_and(|platform| platform.rotates);
+    let hands_over = is_secret_ref && !platform_rotates;
+    let all_at_once = super::platform::all_at_once(snapshot, status);
     queue_trigger(snapshot, change, status, events);
     if change == PairChange::Relabelled {
         abandon_after_lost_mirror(snapshot, mirror, status, now, events);
@@ -222,7 +249,7 @@ pub fn advance(
             // again on the next pass, and abandon again, forever). A crash between the two
             // writes is safe: the restored mirror's serials show Token 1 as deactivated, so
             // the old rotation restarts the consumers.
-            set_rotating(status, snapshot.generation, now, is_secret_ref, false);
+            set_rotating(status, snapshot.generation, now, hands_over, false);
             return Outcome {
                 hold_writes: false,
                 ..Outcome::persist_first()
@@ -230,18 +257,19 @@ pub fn advance(
         }
     }
     if restart_after_replacement(snapshot, mirror, change, status, now, events) {
-        set_rotating(status, snapshot.generation, now, is_secret_ref, false);
+        set_rotating(status, snapshot.generation, now, hands_over, false);
         return Outcome::persist_first();
     }
     if status.rotation.is_none() {
-        return match due_cause(snapshot, change, status, now) {
+        let out_of_band = all_at_once && hands_over;
+        return match due_cause(snapshot, change, status, now, out_of_band) {
             None => {
-                idle(snapshot, status, is_secret_ref, now);
+                idle(snapshot, status, hands_over, now);
                 Outcome::idle(idle_requeue(status, now))
             }
             Some(cause) => {
                 begin(snapshot, mirror, cause, status, now, events);
-                set_rotating(status, snapshot.generation, now, is_secret_ref, false);
+                set_rotating(status, snapshot.generation, now, hands_over, false);
                 Outcome::persist_first()
             }
         };
@@ -254,6 +282,9 @@ pub fn advance(
         events,
         is_secret_ref,
         deactivates: false,
+        platform_rotates,
+        all_at_once,
+        platform_call: None,
     };
     step(&mut machine, status)
 }
@@ -380,7 +411,12 @@ fn due_cause(
     change: PairChange,
     status: &mut StreamingTokenStatus,
     now: &Time,
+    out_of_band: bool,
 ) -> Option<Cause> {
+    if out_of_band && snapshot.consumer_count() != 0 {
+        // Pods that read Token 1 are cut off: move every consumer onto Token 2 now.
+        return Some(Cause::RotatedOutOfBand);
+    }
     let created = snapshot.status.token1.is_none();
     if let Some(value) = &snapshot.spec.rotation.trigger
         && status.observed_trigger.as_ref() != Some(value)
@@ -429,14 +465,21 @@ fn begin(
         // Promoted at the platform with no rotation of ours: the former Token 1 is gone, and
         // consumers that still hold it must restart.
         Cause::TokensReplaced => return start_restart(snapshot, mirror, status, now, events),
-        Cause::Interval => {}
+        Cause::Interval | Cause::RotatedOutOfBand => {}
     }
     let deactivates = mirror.identities[0].serial;
+    // A rotation done behind our back is finished by repointing, whatever the strategy: the
+    // mirror's Token 1 is dead and its Token 2 is what the platform accepts now.
+    let strategy = if cause == Cause::RotatedOutOfBand {
+        RotationStrategy::ZeroDowntime
+    } else {
+        snapshot.spec.rotation.strategy
+    };
     start(
         status,
         format!("r{deactivates}"),
         cause,
-        snapshot.spec.rotation.strategy,
+        strategy,
         deactivates,
         trigger,
         now,
@@ -528,6 +571,7 @@ fn start(
         waves: None,
         consumers_started_at: None,
         left_alone: Vec::new(),
+        platform_rotate: None,
     });
 }
 
@@ -671,8 +715,14 @@ fn zero_downtime_guards(machine: &mut Machine, rotation: &mut RotationStatus) ->
     }
     machine.set_phase(rotation, PHASE_REPOINTING);
     let (waited, timeout) = machine.rollout_clock(rotation);
-    let selection =
-        super::waves::select(machine.snapshot, &stamp, needed, |_| false, waited, timeout);
+    let selection = if machine.all_at_once {
+        super::waves::Selection {
+            start: needed,
+            ..super::waves::Selection::default()
+        }
+    } else {
+        super::waves::select(machine.snapshot, &stamp, needed, |_| false, waited, timeout)
+    };
     rotation.waves = selection.progress;
     cannot.extend(selection.blocked);
     let needed = selection.start;
@@ -809,10 +859,115 @@ fn awaiting_source(machine: &mut Machine, rotation: &mut RotationStatus) -> Step
     if machine.deactivated(rotation) {
         return Step::Complete;
     }
+    if machine.platform_rotates {
+        return rotate_at_platform(machine, rotation, Waiting::on(verification));
+    }
     Step::Wait(Waiting {
         ready_to_rotate: true,
         ..Waiting::on(verification)
     })
+}
+
+/// How long after a rotate call that certainly did not reach the platform (or that it refused)
+/// the next attempt may be made.
+fn retry_after(attempts: i32) -> Duration {
+    super::snapshot::backoff(u32::try_from(attempts).unwrap_or(0))
+}
+
+/// (`source.platform`) **Where Token 1 is deactivated at the platform.** Every consumer is
+/// verified (ZeroDowntime) or the rotation starts (Restart): the rotate call is recorded in
+/// status (`Calling`) before it is made, and the controller makes it only once that record is
+/// written. A pass that finds `Calling` knows the outcome is in doubt: it never calls again,
+/// and waits for the platform's pair to show the promotion (read back on every pass). A new
+/// attempt is made only after one that certainly did not reach the platform (`NotSent`) or
+/// that it refused (`Refused`), and only while the platform shows the recorded pair.
+fn rotate_at_platform(
+    machine: &mut Machine,
+    rotation: &mut RotationStatus,
+    waiting: Waiting,
+) -> Step {
+    let wait = |requeue: u64, waiting: Waiting| {
+        Step::Wait(Waiting {
+            requeue: Some(Duration::from_secs(requeue)),
+            ..waiting
+        })
+    };
+    let now = machine.now.clone();
+    let state = rotation
+        .platform_rotate
+        .as_ref()
+        .map(|call| (call.attempts, call.state.clone(), call.at.clone()));
+    match state {
+        Some((attempts, state, _)) if state == "Calling" => {
+            let platform = machine.snapshot.platform.as_ref();
+            let known = platform
+                .and_then(|platform| platform.unrecorded_call.clone())
+                .filter(|(attempt, _, _)| *attempt == attempts);
+            let (state, message) = match known {
+                Some((_, state, message)) => (state, message),
+                None => (
+                    "InDoubt".to_string(),
+                    "the rotate call was recorded but its outcome was not (a crash, a failover or a lost status write): it may have rotated; it is never made again for this rotation".to_string(),
+                ),
+            };
+            if state == "InDoubt" {
+                machine.events.push(Notice::warning(
+                    "PlatformRotateInDoubt",
+                    "Rotate",
+                    format!(
+                        "rotation {}: {message}; the operator reads the platform's pair until it shows the rotation. If the platform shows no rotation, rotate there (portal or CLI): the operator then mirrors the new pair",
+                        rotation.id
+                    ),
+                ));
+            }
+            rotation.platform_rotate = Some(crate::api::PlatformRotateStatus {
+                attempts,
+                state,
+                at: now,
+                message,
+            });
+            wait(5, waiting)
+        }
+        Some((_, state, _)) if state == "Rotated" || state == "InDoubt" => {
+            // The promotion shows on a pass that reads the platform's pair.
+            wait(5, waiting)
+        }
+        previous => {
+            let attempts = previous.as_ref().map_or(0, |(attempts, _, _)| *attempts);
+            if let Some((_, _, at)) = &previous
+                && elapsed(at, &now) < retry_after(attempts)
+            {
+                let left = retry_after(attempts).saturating_sub(elapsed(at, &now));
+                return wait(left.as_secs().max(1), waiting);
+            }
+            let platform = machine.snapshot.platform.as_ref();
+            let shows_recorded = platform.is_some_and(|platform| platform.read_fresh)
+                && machine.change == PairChange::None
+                && matches!(&machine.snapshot.source, SourceObservation::External(Ok(pair), _) if *pair == machine.mirror.pair);
+            if !shows_recorded {
+                // Read the platform's pair again first (it must still be the recorded one).
+                return wait(5, waiting);
+            }
+            let attempt = attempts + 1;
+            rotation.platform_rotate = Some(crate::api::PlatformRotateStatus {
+                attempts: attempt,
+                state: "Calling".into(),
+                at: now,
+                message: "recorded before the rotate call".into(),
+            });
+            machine.platform_call = Some(attempt);
+            machine.deactivates = true;
+            machine.events.push(Notice::normal(
+                "PlatformRotateCalled",
+                "Rotate",
+                format!(
+                    "rotation {}: asked the platform to rotate (attempt {attempt}): Token 1 (serial {}) is deactivated there",
+                    rotation.id, rotation.deactivates_serial
+                ),
+            ));
+            wait(1, waiting)
+        }
+    }
 }
 
 /// `Deactivating` (Restart): deactivates Token 1 first (generate: the Secret write; secretRef:
@@ -835,6 +990,9 @@ fn deactivating_first(machine: &mut Machine, rotation: &mut RotationStatus) -> S
         return Step::Next;
     }
     machine.set_phase(rotation, PHASE_AWAITING_SOURCE);
+    if machine.platform_rotates {
+        return rotate_at_platform(machine, rotation, Waiting::default());
+    }
     Step::Wait(Waiting {
         ready_to_rotate: true,
         ..Waiting::default()
@@ -1125,13 +1283,13 @@ fn complete(
             status,
             snapshot.generation,
             now,
-            machine.is_secret_ref,
+            machine.hands_over(),
             false,
         );
         outcome.requeue = Requeue::After(Duration::from_secs(1));
         return outcome;
     }
-    idle(snapshot, status, machine.is_secret_ref, now);
+    idle(snapshot, status, machine.hands_over(), now);
     outcome.requeue = idle_requeue(status, now);
     outcome
 }
@@ -1152,7 +1310,23 @@ fn report(
         requeue: after,
         namespaces,
     } = waiting;
-    let degraded = blocked_condition(machine, &rotation, &blocked);
+    let degraded = blocked_condition(machine, &rotation, &blocked).or_else(|| {
+        let call = rotation.platform_rotate.as_ref()?;
+        match call.state.as_str() {
+            "InDoubt" => Some((
+                "PlatformRotateInDoubt",
+                format!(
+                    "rotation {}: {}; if the platform shows no rotation, rotate there: the operator then mirrors the new pair",
+                    rotation.id, call.message
+                ),
+            )),
+            "Refused" | "NotSent" => Some((
+                "PlatformRotateFailed",
+                format!("rotation {}: {}; tried again with backoff", rotation.id, call.message),
+            )),
+            _ => None,
+        }
+    });
     let requeue = if let Some(after) = after {
         Requeue::After(after)
     } else if ready_to_rotate {
@@ -1173,7 +1347,7 @@ fn report(
         status,
         machine.snapshot.generation,
         machine.now,
-        machine.is_secret_ref,
+        machine.hands_over(),
         ready_to_rotate,
     );
     // Telling a person to rotate at the platform is as final as deactivating: decided again on
@@ -1190,6 +1364,7 @@ fn report(
         hold_writes: false,
         deactivates: machine.deactivates || announces,
         namespaces,
+        platform_call: machine.platform_call,
     }
 }
 
@@ -1293,6 +1468,16 @@ fn set_rotating(
     if ready_to_rotate {
         let serial = status.token2.as_ref().map_or(0, |token| token.serial);
         let (reason, message) = match rotation.strategy {
+            RotationStrategy::ZeroDowntime
+                if rotation.cause == Cause::RotatedOutOfBand.as_str() =>
+            {
+                (
+                    "AlreadyRotatedAtPlatform",
+                    format!(
+                        "the pair was rotated at the platform behind the operator's back, and every consumer now uses Token 2 (serial {serial}), which the platform accepts: update the source Secret with the platform's pair (Token 1 holds the former Token 2, Token 2 the new token); Secret {secret_name} follows"
+                    ),
+                )
+            }
             RotationStrategy::ZeroDowntime => (
                 "ConsumersOnToken2",
                 format!(

@@ -31,6 +31,10 @@ pub const ANNOTATION_IDENTITY_MAC: &str = "streamingtoken.io/identity-mac";
 /// Repointing (and restarting) waits this long after a write, for the same reason.
 pub const KUBELET_CACHE_MARGIN_SECONDS: i64 = 5;
 
+/// The rotation phase that waits for the source to show the promoted pair (`ReadyToRotate`, or
+/// the operator's own rotate call at the platform).
+pub const PHASE_AWAITING_SOURCE: &str = "AwaitingSource";
+
 /// Longest wait between retries of a problem the user must fix.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// How often an unlabelled source Secret (not watched) is re-read.
@@ -87,6 +91,8 @@ pub struct Snapshot {
     /// (ClusterStreamingToken) Why the namespace selection cannot be evaluated (an invalid
     /// selector), if so: nothing is written until it is fixed.
     pub selection_problem: Option<String>,
+    /// What the platform says (with `spec.platform`).
+    pub platform: Option<PlatformObservation>,
     /// Random material drawn before planning, so that `plan` stays pure.
     pub fresh: FreshMaterial,
     /// Consecutive failed reconciles of this object, for exponential backoff.
@@ -321,6 +327,48 @@ pub enum SourceObservation {
     External(Result<TokenPair, SourceProblem>, Option<String>),
 }
 
+/// What the platform answered about one token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The platform accepts it.
+    Accepted,
+    /// The platform rejects it (deactivated, mistyped, or another environment's).
+    Rejected,
+    /// No answer that says either (unreachable, a timeout, an unexpected status): never read
+    /// as valid or as invalid.
+    Unknown(String),
+}
+
+/// What the platform said, gathered before planning (see [`crate::platform`]).
+#[derive(Debug, Clone, Default)]
+pub struct PlatformObservation {
+    /// The verdict on each token the mirror or the source holds (as far as asked).
+    pub verdicts: Vec<(Token, Verdict)>,
+    /// The platform configuration cannot be used (a Secret it names is missing, a bad CA
+    /// bundle): nothing is asked, and nothing that needs the platform's word moves.
+    pub problem: Option<String>,
+    /// `source.platform`: the operator rotates at the platform itself.
+    pub rotates: bool,
+    /// (`source.platform`) The pair was read from the platform in this pass (not a cached
+    /// read): what a rotate call is decided on.
+    pub read_fresh: bool,
+    /// When the platform credentials expire (seconds), if they say.
+    pub credentials_expire_at: Option<i64>,
+    /// The attempt number and outcome of a rotate call this process made whose outcome could
+    /// not be recorded in status (a refused status write): `(attempt, state, message)`.
+    pub unrecorded_call: Option<(i32, String, String)>,
+}
+
+impl PlatformObservation {
+    /// The platform's verdict on `token`, if it was asked.
+    pub fn verdict(&self, token: &Token) -> Option<&Verdict> {
+        self.verdicts
+            .iter()
+            .find(|(known, _)| known == token)
+            .map(|(_, verdict)| verdict)
+    }
+}
+
 /// Why a source Secret cannot be mirrored. Never carries a value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceProblem {
@@ -339,6 +387,10 @@ pub enum SourceProblem {
     IdenticalTokens {
         name: String,
     },
+    /// The platform's pair could not be read (`source.platform`).
+    PlatformUnreadable {
+        message: String,
+    },
     /// The source is mid-change and the mirror holds no valid pair to keep meanwhile.
     Unsettled {
         reason: &'static str,
@@ -353,6 +405,7 @@ impl SourceProblem {
             Self::KeyMissing { .. } => "SourceKeyMissing",
             Self::InvalidToken { .. } => "SourceTokenInvalid",
             Self::IdenticalTokens { .. } => "SourceTokensIdentical",
+            Self::PlatformUnreadable { .. } => "PlatformUnreachable",
             Self::Unsettled { reason, .. } => reason,
         }
     }
@@ -366,6 +419,9 @@ impl SourceProblem {
             }
             Self::IdenticalTokens { name } => {
                 format!("source Secret {name} holds the same value for Token 1 and Token 2")
+            }
+            Self::PlatformUnreadable { message } => {
+                format!("the pair could not be read from the platform: {message}")
             }
             Self::Unsettled { message, .. } => message.clone(),
         }
@@ -456,6 +512,9 @@ pub struct Plan {
     pub requeue: Requeue,
     /// True when the plan reports a problem the user must fix (drives backoff and metrics).
     pub failed: Option<&'static str>,
+    /// (`spec.platform.rotate`) Call the platform's rotate endpoint once `status` (which records
+    /// this attempt as `Calling`) is written, and record the outcome: the attempt number.
+    pub platform_rotate: Option<i32>,
     /// True when the plan rests on no pod holding Token 1: `secret` deactivates it,
     /// `ReadyToRotate` turns True (a person will deactivate it), or a Restart rotation leaves
     /// consumers alone. The controller re-reads the namespace's pods from the API server and

@@ -58,12 +58,14 @@ fn fixture() -> Fixture {
                 source: TokenSource {
                     generate: Some(GenerateSource::default()),
                     secret_ref: None,
+                    platform: None,
                 },
                 secret: Default::default(),
                 consumers: Default::default(),
                 rotation: Default::default(),
                 suspend: false,
                 deletion_policy: DeletionPolicy::Retain,
+                platform: None,
             },
             status: StreamingTokenStatus::default(),
             secret_name: "telemetry".into(),
@@ -80,6 +82,7 @@ fn fixture() -> Fixture {
             }],
             retain_unselected: false,
             selection_problem: None,
+            platform: None,
             fresh: FreshMaterial {
                 tokens: [token("fresh-a"), token("fresh-b")],
                 fingerprint_key: "new-key".into(),
@@ -130,6 +133,7 @@ impl Fixture {
                 token1_key: "token1".into(),
                 token2_key: "token2".into(),
             }),
+            platform: None,
         };
         self.snapshot.source = SourceObservation::External(
             source.map(|(one, two)| TokenPair {
@@ -181,6 +185,7 @@ impl Fixture {
             waves: None,
             consumers_started_at: None,
             left_alone: Vec::new(),
+            platform_rotate: None,
         });
         self.snapshot.status.observed_trigger = Some("t2".into());
         self.snapshot.spec.rotation.trigger = Some("t2".into());

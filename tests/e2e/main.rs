@@ -8,6 +8,7 @@ mod hardening;
 mod harness;
 mod holders;
 mod mirror;
+mod platform;
 mod rollouts;
 mod rotation;
 mod secrecy;

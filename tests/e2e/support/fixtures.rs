@@ -33,12 +33,14 @@ pub fn token(name: &str, namespace: &str) -> TokenBuilder {
             source: TokenSource {
                 generate: Some(GenerateSource::default()),
                 secret_ref: None,
+                platform: None,
             },
             secret: Default::default(),
             consumers: Default::default(),
             rotation: Rotation::default(),
             suspend: false,
             deletion_policy: DeletionPolicy::Retain,
+            platform: None,
         },
     );
     object.metadata.namespace = Some(namespace.into());
@@ -53,6 +55,7 @@ impl TokenBuilder {
                 prefix: prefix.into(),
             }),
             secret_ref: None,
+            platform: None,
         };
         self
     }
@@ -65,6 +68,7 @@ impl TokenBuilder {
                 token1_key: "token1".into(),
                 token2_key: "token2".into(),
             }),
+            platform: None,
         };
         self
     }
@@ -257,6 +261,7 @@ pub fn cluster_token(
             source: ClusterTokenSource {
                 generate: Some(GenerateSource::default()),
                 secret_ref: None,
+                platform: None,
             },
             secret: Default::default(),
             namespaces: NamespaceSelection {
@@ -274,6 +279,7 @@ pub fn cluster_token(
             rotation: Rotation::default(),
             suspend: false,
             deletion_policy: DeletionPolicy::Retain,
+            platform: None,
         },
     );
     object.metadata.labels = Some(BTreeMap::from([(run.0.to_string(), run.1.to_string())]));

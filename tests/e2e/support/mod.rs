@@ -23,6 +23,7 @@ use tokio::process::{Child, Command};
 
 pub mod fixtures;
 pub mod ledger;
+pub mod platform;
 
 static NAMESPACE_COUNTER: AtomicU32 = AtomicU32::new(0);
 

@@ -1,0 +1,3 @@
+module streamingtoken.io/tests/platform
+
+go 1.26
