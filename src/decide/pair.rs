@@ -501,9 +501,7 @@ fn external(
                 events.push(Notice::warning(
                     "MirrorSecretRepaired",
                     "MirrorSecret",
-                    format!(
-                        "Secret {secret} had been edited; restored the pair from {source}"
-                    ),
+                    format!("Secret {secret} had been edited; restored the pair from {source}"),
                 ));
             }
             (identities.clone(), PairChange::None)

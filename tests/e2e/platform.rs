@@ -119,11 +119,15 @@ const NAMES: [&str; 2] = ["ingest", "enrich"];
 
 impl AtPlatform {
     async fn start(prefix: &str, options: OperatorOptions) -> Self {
+        Self::start_with(prefix, options, "720h").await
+    }
+
+    async fn start_with(prefix: &str, options: OperatorOptions, pat_expires_in: &str) -> Self {
         let admin = support::admin_client().await;
         let namespace = support::namespace(&admin, prefix).await;
         let platform = TestPlatform::start().await;
         platform.workspace("ws").await;
-        let pat = platform.pat("Admin", "720h").await;
+        let pat = platform.pat("Admin", pat_expires_in).await;
         pat_secret(&admin, &namespace, &pat).await;
         consumers(&admin, &namespace, "pp", &NAMES).await;
         let operator = Operator::start(&admin, &namespace, options).await;
@@ -360,7 +364,19 @@ async fn a_portal_rotation_behind_the_operators_back_is_detected_and_answered() 
             "ob",
             &namespace,
             Some("portal"),
-            platform.spec("ws", "5s", None),
+            // The generic HTTP form, asking what the Quix preset asks.
+            serde_json::json!({
+                "http": {
+                    "url": format!("{}/workspaces/ws/broker/librdkafka", platform.url),
+                    "headers": [
+                        {"name": "Authorization", "value": "Bearer {token}"},
+                        {"name": "X-Version", "value": "2.0"},
+                        {"name": "Accept", "value": "application/json"},
+                    ],
+                },
+                "timeout": "2s",
+                "checkInterval": "5s",
+            }),
         ),
     )
     .await;
@@ -446,7 +462,15 @@ async fn a_portal_rotation_behind_the_operators_back_is_detected_and_answered() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rotation_at_the_platform_makes_exactly_one_rotate_call() {
-    let setup = AtPlatform::start("platform-rotate", OperatorOptions::default()).await;
+    // Every HTTP layer at trace: no header, body or token may reach a log line.
+    let setup = AtPlatform::start(
+        "platform-rotate",
+        OperatorOptions {
+            rust_log: "info,streaming_token_operator=trace,reqwest=trace,hyper=trace,hyper_util=trace,rustls=trace,kube=trace".into(),
+            ..OperatorOptions::default()
+        },
+    )
+    .await;
     let before = setup.platform.pair("ws").await;
     assert_eq!(
         setup.mirror().await,
@@ -468,7 +492,25 @@ async fn a_rotation_at_the_platform_makes_exactly_one_rotate_call() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lost_rotate_response_never_leads_to_a_second_call() {
-    let setup = AtPlatform::start("platform-lost", OperatorOptions::default()).await;
+    // A PAT that expires in two days is reported before it does.
+    let setup = AtPlatform::start_with("platform-lost", OperatorOptions::default(), "48h").await;
+    wait_condition(
+        &setup.tokens,
+        "pp",
+        "CredentialsExpiring",
+        "True",
+        "CredentialsExpireSoon",
+        TIMEOUT,
+    )
+    .await;
+    let metrics = setup.operator.metrics().await;
+    assert!(
+        support::metric_sum(
+            &metrics,
+            "streamingtoken_platform_credentials_expiry_timestamp_seconds"
+        ) > 0.0,
+        "the expiry is exported"
+    );
     let before = setup.platform.pair("ws").await;
     setup.platform.fault("rotate", "lostResponse", 1).await;
     let ledger = Ledger::start(&setup.admin, &setup.namespace, "pp").await;
@@ -560,4 +602,73 @@ async fn the_platform_down_mid_rotation_holds_it_and_it_resumes() {
         "the check above ran while it was down"
     );
     setup.assert_rotated_once(&before, &ledger).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_leader_failover_after_the_rotate_call_never_calls_again() {
+    let options = |instance: &str, halt: bool| OperatorOptions {
+        leader_elect: true,
+        lease_duration_seconds: 6,
+        instance: instance.into(),
+        extra_env: if halt {
+            vec![(
+                "STREAMING_TOKEN_OPERATOR_HALT_AFTER".into(),
+                "platform:called".into(),
+            )]
+        } else {
+            Vec::new()
+        },
+        ..OperatorOptions::default()
+    };
+    let mut setup = AtPlatform::start("platform-failover", options("replica-a", true)).await;
+    let identity = support::operator_identity(&setup.admin, &setup.namespace).await;
+    let _standby =
+        Operator::start_as(identity, &setup.namespace, options("replica-b", false)).await;
+    let before = setup.platform.pair("ws").await;
+    let ledger = Ledger::start(&setup.admin, &setup.namespace, "pp").await;
+    support::set_trigger(&setup.tokens, "pp", "t1").await;
+    wait_for("the leader to halt after the call", TIMEOUT, || async {
+        if setup.operator.logs().contains("test halt point reached") {
+            Ok(())
+        } else {
+            Err(support::tail(&setup.operator.logs(), 3))
+        }
+    })
+    .await;
+    setup.operator.kill().await;
+    wait_for("replica-b to lead", TIMEOUT, || async {
+        let holder = support::lease_holder(&setup.admin, &setup.namespace).await;
+        (holder == "replica-b").then_some(()).ok_or(holder)
+    })
+    .await;
+    setup.operator = _standby;
+    setup.assert_rotated_once(&before, &ledger).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restart_rotates_at_the_platform_first_then_restarts_every_consumer() {
+    let setup = AtPlatform::start("platform-restart", OperatorOptions::default()).await;
+    let mut token = setup.tokens.get("pp").await.expect("token");
+    token.spec.rotation.strategy = streaming_token_operator::api::RotationStrategy::Restart;
+    token.spec.rotation.trigger = Some("t1".into());
+    token.metadata.managed_fields = None;
+    token.status = None;
+    let before = setup.platform.pair("ws").await;
+    let ledger = Ledger::start(&setup.admin, &setup.namespace, "pp").await;
+    support::apply(&setup.tokens, &token).await;
+    support::wait_rotation_done(&setup.tokens, "pp", "r1", TIMEOUT).await;
+    // Restart accepts the outage: the ledger sees pods on the deactivated token until they
+    // restart (the positive control), and each consumer restarted once.
+    let outage = ledger.assert_outage().await;
+    assert!(!outage.is_empty());
+    for name in NAMES {
+        assert_eq!(
+            support::rollouts(&setup.admin, &setup.namespace, name).await,
+            1
+        );
+    }
+    assert_eq!(setup.platform.calls("rotate").await.len(), 1);
+    let now = setup.platform.pair("ws").await;
+    assert_eq!(now.0, before.1);
+    assert_eq!(setup.mirror().await, now);
 }
