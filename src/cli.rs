@@ -298,6 +298,7 @@ pub async fn status(
             "consumers": lines,
             "otherBlockers": others,
             "unlabelledReaders": status.consumers.as_ref().map(|summary| summary.unlabelled_readers.clone()).unwrap_or_default(),
+            "platform": status.platform,
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
         return Ok(());
@@ -322,6 +323,31 @@ pub async fn status(
             ),
             None => println!("{label}  (not issued yet)"),
         }
+    }
+    if let Some(platform) = &status.platform {
+        let word = |verdict: &Option<String>| verdict.clone().unwrap_or_else(|| "Unknown".into());
+        let mut line = format!(
+            "Platform  Token 1 {}  Token 2 {}",
+            word(&platform.token1),
+            word(&platform.token2)
+        );
+        if let Some(expires) = &platform.credentials_expire_at {
+            line.push_str(&format!("  credentials expire {}", expires.0));
+        }
+        if let Some(since) = &platform.rotated_out_of_band_at {
+            line.push_str(&format!("  ROTATED OUT OF BAND at {}", since.0));
+        }
+        println!("{line}");
+    }
+    if let Some(call) = status
+        .rotation
+        .as_ref()
+        .and_then(|rotation| rotation.platform_rotate.as_ref())
+    {
+        println!(
+            "Platform rotate call  attempt {}  {}  {}",
+            call.attempts, call.state, call.message
+        );
     }
     match (&status.rotation, &status.last_rotation) {
         (Some(rotation), _) => println!(

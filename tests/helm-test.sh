@@ -37,6 +37,12 @@ grep -q 'helm.sh/resource-policy: keep' /tmp/sto-helm-default.yaml
 grep -q 'kind: NetworkPolicy' /tmp/sto-helm-netpol.yaml
 grep -q 'cidr: 10.0.0.1/32' /tmp/sto-helm-netpol.yaml
 grep -q 'port: 8080' /tmp/sto-helm-netpol.yaml
+# The platform's portal API (spec.platform): egress to the ports and peers values say.
+"$helm" template sto "$chart" --namespace sto-system --set networkPolicy.enabled=true \
+  --set 'networkPolicy.platformTo[0].ipBlock.cidr=203.0.113.7/32' \
+  --set 'networkPolicy.platformPorts={18443}' > /tmp/sto-helm-netpol-platform.yaml
+grep -q 'cidr: 203.0.113.7/32' /tmp/sto-helm-netpol-platform.yaml
+grep -q 'port: 18443' /tmp/sto-helm-netpol-platform.yaml
 # values.schema.json refuses wrong values with a message naming the value.
 refused() {
   local expect=$1; shift
