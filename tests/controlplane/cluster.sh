@@ -195,7 +195,7 @@ EOF
   local stage_args=()
   for f in "$cache"/stages/*.yaml; do stage_args+=(--config="$f"); done
   start kwok "$bin/kwok" --kubeconfig="$CLUSTER_DIR/kwok.kubeconfig" "${stage_args[@]}" \
-    --manage-all-nodes=true --node-lease-duration-seconds=40 \
+    --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake --node-lease-duration-seconds=40 \
     --cidr=10.244.0.1/16 --node-ip=127.0.0.1 --server-address="127.0.0.1:$kwok_port"
   for i in $(seq 1 "$NODES"); do
     "${kubectl[@]}" apply -f - >/dev/null <<EOF

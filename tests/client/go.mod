@@ -1,0 +1,3 @@
+module streamingtoken.io/tests/client
+
+go 1.26
