@@ -101,6 +101,8 @@ struct Rotate {
 /// A platform client for one StreamingToken, with its cache of verdicts and of the last read.
 pub struct Platform {
     http: reqwest::Client,
+    /// Each request's timeout (`spec.platform.timeout`).
+    timeout: Duration,
     check: Check,
     rotate: Option<Rotate>,
     /// How long a verdict (Accepted) or a read stays fresh: `spec.platform.checkInterval`.
@@ -192,6 +194,49 @@ async fn secret_value(
     Ok(text.trim().to_string())
 }
 
+/// A client that follows no redirect; a connection gives up after 10 s (each request has its
+/// own timeout besides).
+fn builder() -> reqwest::ClientBuilder {
+    // kube's TLS uses ring; reqwest takes the process-wide provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!(
+            "streaming-token-operator/",
+            env!("CARGO_PKG_VERSION")
+        ))
+}
+
+fn shared_client() -> Result<reqwest::Client, PlatformError> {
+    static SHARED: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    if let Some(client) = SHARED.get() {
+        return Ok(client.clone());
+    }
+    let client = builder()
+        .build()
+        .map_err(|error| PlatformError::Config(format!("building the HTTP client: {error}")))?;
+    Ok(SHARED.get_or_init(|| client).clone())
+}
+
+fn client_with(bundle: &str) -> Result<reqwest::Client, PlatformError> {
+    let certificates = reqwest::Certificate::from_pem_bundle(bundle.as_bytes()).map_err(|_| {
+        PlatformError::Config("platform.caBundle holds no valid PEM certificate".into())
+    })?;
+    if certificates.is_empty() {
+        return Err(PlatformError::Config(
+            "platform.caBundle holds no PEM certificate".into(),
+        ));
+    }
+    let mut builder = builder();
+    for certificate in certificates {
+        builder = builder.add_root_certificate(certificate);
+    }
+    builder
+        .build()
+        .map_err(|error| PlatformError::Config(format!("building the HTTP client: {error}")))
+}
+
 fn method(method: Option<EndpointMethod>, default: reqwest::Method) -> reqwest::Method {
     match method {
         None => default,
@@ -205,34 +250,13 @@ fn method(method: Option<EndpointMethod>, default: reqwest::Method) -> reqwest::
 impl Platform {
     /// A client for `spec`; Secrets it names are read from `secrets` (the object's namespace).
     pub async fn build(spec: &PlatformSpec, secrets: &Api<Secret>) -> Result<Self, PlatformError> {
-        // kube's TLS uses ring; reqwest takes the process-wide provider.
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let timeout = parse_duration(&spec.timeout).unwrap_or(Duration::from_secs(10));
-        let mut builder = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!(
-                "streaming-token-operator/",
-                env!("CARGO_PKG_VERSION")
-            ));
-        if let Some(bundle) = &spec.ca_bundle {
-            let certificates =
-                reqwest::Certificate::from_pem_bundle(bundle.as_bytes()).map_err(|_| {
-                    PlatformError::Config("platform.caBundle holds no valid PEM certificate".into())
-                })?;
-            if certificates.is_empty() {
-                return Err(PlatformError::Config(
-                    "platform.caBundle holds no PEM certificate".into(),
-                ));
-            }
-            for certificate in certificates {
-                builder = builder.add_root_certificate(certificate);
-            }
-        }
-        let http = builder
-            .build()
-            .map_err(|error| PlatformError::Config(format!("building the HTTP client: {error}")))?;
+        let http = match &spec.ca_bundle {
+            // One client (one connection pool, one copy of the system's roots) for every object
+            // that trusts only the system's CAs: a client per object costs ~200 KiB each.
+            None => shared_client()?,
+            Some(bundle) => client_with(bundle)?,
+        };
         let (check, base, workspace) = match (&spec.quix, &spec.http) {
             (Some(quix), _) => {
                 let base = quix.portal_api.trim_end_matches('/').to_string();
@@ -334,6 +358,7 @@ impl Platform {
         let credentials_expire_at = rotate.as_ref().and_then(|rotate| jwt_expiry(&rotate.pat));
         Ok(Self {
             http,
+            timeout,
             check,
             rotate,
             check_interval: parse_duration(&spec.check_interval)
@@ -414,7 +439,8 @@ impl Platform {
             }
             let mut request = self
                 .http
-                .request(self.check.method.clone(), &self.check.url);
+                .request(self.check.method.clone(), &self.check.url)
+                .timeout(self.timeout);
             for (name, value) in &self.check.headers {
                 request = request.header(name, value.replace("{token}", token.expose()));
             }
@@ -486,6 +512,7 @@ impl Platform {
         let result = self
             .http
             .request(method.clone(), url)
+            .timeout(self.timeout)
             .header("Authorization", format!("bearer {}", rotate.pat))
             .header("Accept", "application/json")
             .send()
@@ -514,6 +541,7 @@ impl Platform {
         let mut response = self
             .http
             .request(method.clone(), url)
+            .timeout(self.timeout)
             .header("Authorization", format!("bearer {}", rotate.pat))
             .header("Accept", "application/json")
             .send()

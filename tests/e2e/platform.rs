@@ -672,3 +672,85 @@ async fn restart_rotates_at_the_platform_first_then_restarts_every_consumer() {
     assert_eq!(now.0, before.1);
     assert_eq!(setup.mirror().await, now);
 }
+
+/// The checks' cost: 100 StreamingTokens (secretRef, the Quix preset) checked every 30 s, over
+/// two minutes: the platform's own count of check requests per StreamingToken per minute, and the
+/// operator's memory before and after.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "benchmark: run with `make bench`"]
+async fn bench_platform_checks_at_100_streamingtokens() {
+    const TOKENS: usize = 100;
+    let admin = support::admin_client().await;
+    let namespace = support::namespace(&admin, "bench-platform").await;
+    let platform = TestPlatform::start().await;
+    let (one, two) = platform.workspace("ws").await;
+    let operator = Operator::start(
+        &admin,
+        &namespace,
+        OperatorOptions {
+            rust_log: "warn".into(),
+            ..OperatorOptions::default()
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pid = operator.child.id().expect("pid");
+    let base = support::rss_kib(pid);
+    let tokens: Api<StreamingToken> = Api::namespaced(admin.clone(), &namespace);
+    let secrets: Api<Secret> = Api::namespaced(admin.clone(), &namespace);
+    for index in 0..TOKENS {
+        let name = format!("check-{index:03}");
+        let source = format!("{name}-source");
+        support::apply(
+            &secrets,
+            &fixtures::source_secret(&source, &namespace, &name, &one, &two),
+        )
+        .await;
+        support::apply(
+            &tokens,
+            &token_with_platform(
+                &name,
+                &namespace,
+                Some(&source),
+                platform.spec("ws", "30s", None),
+            ),
+        )
+        .await;
+    }
+    let started = Instant::now();
+    wait_for("every StreamingToken verified", TIMEOUT * 3, || async {
+        let list = tokens
+            .list(&Default::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        let verified = list
+            .items
+            .iter()
+            .filter(|token| {
+                support::condition(token, "PlatformVerified")
+                    .is_some_and(|(status, _)| status == "True")
+            })
+            .count();
+        (verified == TOKENS)
+            .then_some(())
+            .ok_or(format!("{verified}/{TOKENS}"))
+    })
+    .await;
+    let settled = started.elapsed();
+    let first_checks = platform.calls("broker").await.len();
+    platform.clear_calls().await;
+    let window = Duration::from_secs(120);
+    tokio::time::sleep(window).await;
+    let checks = platform.calls("broker").await.len();
+    let rss = support::rss_kib(pid);
+    #[allow(clippy::cast_precision_loss)]
+    let per_token_minute = checks as f64 / TOKENS as f64 / (window.as_secs_f64() / 60.0);
+    eprintln!(
+        "[bench] platform checks: {TOKENS} StreamingTokens verified in {:.1} s with {first_checks} check requests; then {checks} requests in {} s at checkInterval 30s = {per_token_minute:.2} per StreamingToken per minute (2 tokens each; at the default 5m: 0.4); operator RSS {:.1} MiB before, {:.1} MiB with {TOKENS} StreamingTokens checked",
+        settled.as_secs_f64(),
+        window.as_secs(),
+        base as f64 / 1024.0,
+        rss as f64 / 1024.0
+    );
+    assert!(checks > 0, "the periodic checks ran");
+}

@@ -159,6 +159,12 @@ impl TestPlatform {
         }
     }
 
+    /// Forgets every recorded call.
+    pub async fn clear_calls(&self) {
+        self.admin(reqwest::Method::DELETE, "/admin/calls", None)
+            .await;
+    }
+
     /// The `spec.platform` of a StreamingToken for workspace `id` (the Quix preset), checked
     /// every `interval`, rotating with the PAT in Secret `pat_secret` when given.
     pub fn spec(&self, id: &str, interval: &str, pat_secret: Option<&str>) -> Value {
