@@ -6,11 +6,20 @@ export CLUSTER_DIR=${E2E_CLUSTER_DIR:-$PWD/.cluster/e2e}
 cleanup() {
   # Operators the tests started are killed when their test ends; this catches any left behind.
   pkill -KILL -f "$PWD/target/debug/streaming-token-operator run" 2>/dev/null || true
+  # The real node before the control plane (it deletes its pods through the API server).
+  tests/node/node.sh down || true
   tests/controlplane/cluster.sh down || true
 }
 trap cleanup EXIT INT TERM
 start=$(date +%s)
 tests/controlplane/cluster.sh up
+# A real node (tests/node: containerd, runc, the pinned kubelet) next to the KWOK nodes, for the
+# real-node tests (tests/e2e/realnode.rs), which fail without STO_E2E_REAL_NODE. A cold build of
+# the kubelet takes about a minute once the control plane's build filled Go's build cache.
+node_start=$(date +%s)
+tests/node/node.sh up
+export STO_E2E_REAL_NODE=$CLUSTER_DIR
+echo "[e2e] real node ready in $(( $(date +%s) - node_start ))s"
 # The kstatus helper (Flux's health library) judges real StreamingTokens in the e2e tests.
 export STO_E2E_KSTATUS=$(tests/go-helper.sh kstatus)
 # Argo CD's own Lua runtime judges the shipped health check (a cold build takes ~3 minutes).

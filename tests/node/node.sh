@@ -12,6 +12,13 @@
 #                    print a container's log from the node's files (never `kubectl logs`: the
 #                    API server would dial the node's address, and the kubelet listens on
 #                    127.0.0.1 only)
+#   node.sh import TARBALL
+#                    import an image tarball (docker-archive or OCI) into the node's containerd,
+#                    for pods with imagePullPolicy: Never (e.g. tests/image/build.sh's)
+#   node.sh kill-container CONTAINER_ID
+#                    SIGKILL a container's process through the node's containerd (the id of a
+#                    pod's status.containerStatuses[].containerID, with or without
+#                    containerd://): the kubelet sees it exit with 137 and restarts it
 #
 # The node: label streamingtoken.io/test-node=real, taint streamingtoken.io/real-node=true:NoSchedule
 # (only pods tolerating it land there), images localhost/sto/pause:1 and localhost/sto/client:1
@@ -418,10 +425,26 @@ logs() { # namespace pod [container]
   done
 }
 
+import_image() { # tarball
+  local tarball=${1:?usage: node.sh import TARBALL}
+  running containerd || { log "containerd of $NODE_DIR is not running"; exit 1; }
+  ctr --address "$SOCK" -n k8s.io images import "$tarball" >/dev/null
+  log "imported $tarball"
+}
+
+kill_container() { # id
+  local id=${1:?usage: node.sh kill-container CONTAINER_ID}
+  id=${id#containerd://}
+  running containerd || { log "containerd of $NODE_DIR is not running"; exit 1; }
+  ctr --address "$SOCK" -n k8s.io tasks kill -s SIGKILL "$id"
+}
+
 case "${1:-}" in
   up) up ;;
   down) down ;;
   status) status ;;
   logs) shift; logs "$@" ;;
-  *) echo "usage: $0 up|down|status|logs NAMESPACE POD [CONTAINER]" >&2; exit 2 ;;
+  import) shift; import_image "$@" ;;
+  kill-container) shift; kill_container "$@" ;;
+  *) echo "usage: $0 up|down|status|logs NAMESPACE POD [CONTAINER]|import TARBALL|kill-container ID" >&2; exit 2 ;;
 esac

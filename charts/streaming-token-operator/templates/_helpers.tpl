@@ -39,3 +39,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- default "default" .Values.serviceAccount.name }}
 {{- end }}
 {{- end }}
+
+{{/* The metrics listener's address; a loopback one only in the node's network namespace. */}}
+{{- define "sto.metricsBindAddress" -}}
+{{- $address := .Values.metrics.bindAddress | default "0.0.0.0" }}
+{{- if and (hasPrefix "127." $address) (not .Values.hostNetwork) }}
+{{- fail "metrics.bindAddress: a loopback address needs hostNetwork: true (the kubelet's probes could not reach it)" }}
+{{- end }}
+{{- $address }}
+{{- end }}

@@ -24,6 +24,7 @@ use tokio::process::{Child, Command};
 pub mod fixtures;
 pub mod ledger;
 pub mod platform;
+pub mod realnode;
 
 static NAMESPACE_COUNTER: AtomicU32 = AtomicU32::new(0);
 
