@@ -640,6 +640,21 @@ pub async fn rotate_dry_run(
             "  deactivate Token 1 first, then restart every consumer (they fail until they restart)"
         );
     }
+    if let Some(platform) = &snapshot.spec.platform {
+        let who = if platform.rotate.is_some() {
+            "the operator calls the platform's rotate endpoint (once), then mirrors the pair it reads back"
+        } else {
+            "a person rotates at the platform (ReadyToRotate) and pastes the promoted pair, mirrored once the platform rejects the former Token 1"
+        };
+        let word = |verdict: &Option<String>| verdict.clone().unwrap_or_else(|| "Unknown".into());
+        let (token1, token2) = snapshot
+            .status
+            .platform
+            .as_ref()
+            .map(|status| (word(&status.token1), word(&status.token2)))
+            .unwrap_or_else(|| ("Unknown".into(), "Unknown".into()));
+        println!("  at the platform: {who}; it last said Token 1 {token1}, Token 2 {token2}");
+    }
     let place = |consumer_namespace: &str| {
         if cluster {
             format!("{consumer_namespace}/")

@@ -1031,7 +1031,10 @@ async fn platform_client(
     if let Some((_, old)) = &previous {
         client.inherit(old);
     }
-    lock(&context.platforms).insert(
+    let mut platforms = lock(&context.platforms);
+    // Clients of objects not reconciled for an hour (deleted ones, mostly) are let go.
+    platforms.retain(|_, entry| entry.built.elapsed() < Duration::from_secs(3600));
+    platforms.insert(
         uid,
         PlatformEntry {
             spec: key,

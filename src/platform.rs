@@ -417,14 +417,17 @@ impl Platform {
         verdict
     }
 
-    /// When the oldest cached acceptance of these tokens was asked (for the next periodic
-    /// check).
+    /// How long until the oldest cached verdict of these tokens that will be asked again is due
+    /// (the next periodic check).
     pub fn next_check_in(&self, tokens: &[&Token]) -> Duration {
         let mut cache = lock(&self.cache);
         let mut next = self.check_interval;
         for token in tokens {
             let key = Self::cache_key(&mut cache, token);
-            if let Some((_, at)) = cache.verdicts.get(&key) {
+            // A rejection is never asked again (a deactivated token does not come back).
+            if let Some((verdict, at)) = cache.verdicts.get(&key)
+                && *verdict != Verdict::Rejected
+            {
                 next = next.min(self.check_interval.saturating_sub(at.elapsed()));
             }
         }
@@ -508,16 +511,7 @@ impl Platform {
             return RotateOutcome::NotSent("spec.platform.rotate is not set".into());
         };
         self.forget_read();
-        let (method, url) = &rotate.rotate;
-        let result = self
-            .http
-            .request(method.clone(), url)
-            .timeout(self.timeout)
-            .header("Authorization", format!("bearer {}", rotate.pat))
-            .header("Accept", "application/json")
-            .send()
-            .await;
-        match result {
+        match self.with_pat(rotate, &rotate.rotate).send().await {
             Err(error) if error.is_connect() => RotateOutcome::NotSent(transport(&error)),
             Err(error) => RotateOutcome::InDoubt(transport(&error)),
             Ok(response) => {
@@ -532,18 +526,27 @@ impl Platform {
         }
     }
 
-    async fn call(
+    /// A request to one of the pair's endpoints, authenticated with the PAT.
+    fn with_pat(
         &self,
         rotate: &Rotate,
         (method, url): &(reqwest::Method, String),
-        endpoint: &'static str,
-    ) -> Result<serde_json::Value, PlatformError> {
-        let mut response = self
-            .http
+    ) -> reqwest::RequestBuilder {
+        self.http
             .request(method.clone(), url)
             .timeout(self.timeout)
             .header("Authorization", format!("bearer {}", rotate.pat))
             .header("Accept", "application/json")
+    }
+
+    async fn call(
+        &self,
+        rotate: &Rotate,
+        endpoint_of: &(reqwest::Method, String),
+        endpoint: &'static str,
+    ) -> Result<serde_json::Value, PlatformError> {
+        let mut response = self
+            .with_pat(rotate, endpoint_of)
             .send()
             .await
             .map_err(|error| {

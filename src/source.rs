@@ -44,12 +44,16 @@ fn fresh_material(prefix: &str, length: usize) -> Result<FreshMaterial, RandomSo
 /// The source named by `spec.source`.
 pub fn from_spec(spec: &TokenSourceSpec) -> Box<dyn Source> {
     if spec.platform.is_some() {
-        return Box::new(AtPlatform);
+        return Box::new(Unread(SourceProblem::PlatformUnreadable {
+            message: "spec.platform.rotate is not set".into(),
+        }));
     }
     match (&spec.generate, &spec.secret_ref) {
         (_, Some(reference)) => Box::new(SecretRef(reference.clone())),
         (Some(generate), None) => Box::new(Generate(generate.clone())),
-        (None, None) => Box::new(Missing),
+        (None, None) => Box::new(Unread(SourceProblem::NotFound {
+            name: "(spec.source sets none of generate, secretRef or platform)".into(),
+        })),
     }
 }
 
@@ -99,43 +103,18 @@ impl Source for SecretRef {
     }
 }
 
-/// `platform`: the pair lives at the platform. The controller reads it there with the
-/// platform client (`crate::platform`), which also checks every token; until then it is
-/// unread.
-struct AtPlatform;
+/// A source with nothing to read here: `platform` (the controller reads the pair at the platform
+/// with the platform client, `crate::platform`, which also checks every token; until then it is
+/// unread), or no source at all (the schema forbids it; answered with a condition if it slips
+/// through).
+struct Unread(SourceProblem);
 
-impl Source for AtPlatform {
+impl Source for Unread {
     fn observe<'a>(
         &'a self,
         _secrets: &'a Api<Secret>,
     ) -> BoxFuture<'a, Result<SourceObservation, Error>> {
-        Box::pin(async {
-            Ok(SourceObservation::External(
-                Err(SourceProblem::PlatformUnreadable {
-                    message: "spec.platform.rotate is not set".into(),
-                }),
-                None,
-            ))
-        })
-    }
-}
-
-/// Neither source set: the schema forbids it; answered with a condition if it slips through.
-struct Missing;
-
-impl Source for Missing {
-    fn observe<'a>(
-        &'a self,
-        _secrets: &'a Api<Secret>,
-    ) -> BoxFuture<'a, Result<SourceObservation, Error>> {
-        Box::pin(async {
-            Ok(SourceObservation::External(
-                Err(SourceProblem::NotFound {
-                    name: "(spec.source sets neither generate nor secretRef)".into(),
-                }),
-                None,
-            ))
-        })
+        Box::pin(async { Ok(SourceObservation::External(Err(self.0.clone()), None)) })
     }
 }
 

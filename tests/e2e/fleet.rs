@@ -958,3 +958,67 @@ async fn bench_cluster_rotation_20_namespaces_x_50_consumers() {
         took.as_secs_f64(),
     );
 }
+
+/// A ClusterStreamingToken whose pair lives at the platform: read there with the PAT kept in the
+/// operator's namespace, fanned out to two namespaces, and rotated there once, after both
+/// namespaces are verified.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_pair_at_the_platform_rotates_there_once_across_namespaces() {
+    use crate::support::platform::TestPlatform;
+    let fleet = Fleet::start("fleet-platform").await;
+    let platform = TestPlatform::start().await;
+    platform.workspace("ws").await;
+    let pat = platform.pat("Admin", "720h").await;
+    support::apply(
+        &Api::<Secret>::namespaced(fleet.admin.clone(), &fleet.home),
+        &Secret {
+            metadata: fixtures::metadata("quix-pat", &fleet.home),
+            data: Some(BTreeMap::from([(
+                "pat".to_string(),
+                k8s_openapi::ByteString(pat.as_bytes().to_vec()),
+            )])),
+            ..Secret::default()
+        },
+    )
+    .await;
+    let first = fleet.namespace("fleet-platform-a", true).await;
+    let second = fleet.namespace("fleet-platform-b", true).await;
+    let mut token = fleet.token();
+    token.spec.source.generate = None;
+    token.spec.source.platform = Some(Default::default());
+    token.spec.platform = Some(
+        serde_json::from_value(platform.spec("ws", "5s", Some("quix-pat"))).expect("platform"),
+    );
+    token.spec.rotation.trigger = Some("t0".into());
+    fleet.create(&token).await;
+    let before = platform.pair("ws").await;
+    let copies = fleet.wait_copies(&[&first, &second]).await;
+    assert_eq!(copies, before, "every namespace holds the platform's pair");
+    fleet.consumer(&first).await;
+    fleet.consumer(&second).await;
+    let ledgers = [
+        Ledger::start(&fleet.admin, &first, &fleet.name).await,
+        Ledger::start(&fleet.admin, &second, &fleet.name).await,
+    ];
+    fleet.rotate("t1").await;
+    fleet
+        .wait_status("rotation r1 to complete", |status| {
+            rotation_done(status, "r1")
+        })
+        .await;
+    for ledger in &ledgers {
+        ledger.assert_no_outage().await;
+    }
+    assert_eq!(
+        platform.calls("rotate").await.len(),
+        1,
+        "exactly one rotate call"
+    );
+    let after = platform.pair("ws").await;
+    assert_eq!(after.0, before.1, "the platform promoted Token 2");
+    assert_eq!(fleet.wait_copies(&[&first, &second]).await, after);
+    let logs = fleet.operator.logs();
+    for secret in [pat.as_str(), &before.0, &before.1, &after.1] {
+        assert!(!logs.contains(secret), "a platform secret in the logs");
+    }
+}

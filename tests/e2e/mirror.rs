@@ -604,11 +604,11 @@ async fn schema_and_cel_reject_invalid_specs() {
     let cases = [
         (
             json!({"source": {"generate": {}, "secretRef": {"name": "x"}}}),
-            "exactly one of source.generate or source.secretRef",
+            "exactly one of source.generate, source.secretRef or source.platform",
         ),
         (
             json!({"source": {}}),
-            "exactly one of source.generate or source.secretRef",
+            "exactly one of source.generate, source.secretRef or source.platform",
         ),
         (json!({"source": {"generate": {"length": 8}}}), "length"),
         (
@@ -634,6 +634,37 @@ async fn schema_and_cel_reject_invalid_specs() {
         (
             json!({"source": {"generate": {"prefix": "has space"}}}),
             "prefix",
+        ),
+        // The platform: generated tokens are unknown to it; source.platform needs rotate and
+        // rotate needs source.platform; a check is Quix or HTTP, and an HTTP check carries the
+        // token in a header, never in the URL.
+        (
+            json!({"source": {"generate": {}}, "platform": {"quix": {"portalApi": "https://p.example", "workspaceId": "ws"}}}),
+            "generated tokens are unknown to the platform",
+        ),
+        (
+            json!({"source": {"platform": {}}, "platform": {"quix": {"portalApi": "https://p.example", "workspaceId": "ws"}}}),
+            "source.platform needs spec.platform with rotate",
+        ),
+        (
+            json!({"source": {"secretRef": {"name": "s"}}, "platform": {"quix": {"portalApi": "https://p.example", "workspaceId": "ws"}, "rotate": {"credentialsSecretRef": {"name": "p", "key": "pat"}, "read": {"url": "/r"}, "rotate": {"url": "/x"}, "token1Path": "$.a", "token2Path": "$.b"}}}),
+            "spec.platform.rotate needs source.platform",
+        ),
+        (
+            json!({"source": {"secretRef": {"name": "s"}}, "platform": {}}),
+            "exactly one of platform.quix or platform.http",
+        ),
+        (
+            json!({"source": {"secretRef": {"name": "s"}}, "platform": {"http": {"url": "https://p.example/check?t={token}", "headers": [{"name": "X", "value": "{token}"}]}}}),
+            "url",
+        ),
+        (
+            json!({"source": {"secretRef": {"name": "s"}}, "platform": {"http": {"url": "https://p.example/check", "headers": [{"name": "X", "value": "static"}]}}}),
+            "needs a header whose value carries {token}",
+        ),
+        (
+            json!({"source": {"secretRef": {"name": "s"}}, "platform": {"quix": {"portalApi": "https://p.example", "workspaceId": "ws"}, "checkInterval": "1s"}}),
+            "checkInterval must be between 5s and 24h",
         ),
     ];
     for (index, (spec, expected)) in cases.iter().enumerate() {
