@@ -63,7 +63,7 @@ helm-test: controlplane
 ## also need `CLUSTER_DIR=.cluster tests/node/node.sh up`).
 test-e2e:
 	STO_E2E_KUBECONFIG=$(CLUSTER_DIR)/kubeconfig STO_E2E_BIN=$$(cat $(CLUSTER_DIR)/run/bin) \
-	STO_E2E_REAL_NODE=$(CLUSTER_DIR) \
+	STO_E2E_REAL_NODE=$(CLUSTER_DIR) STO_E2E_OPERATOR_IMAGE=$$(tests/image/build.sh) \
 	STO_E2E_AUDIT_LOG=$(CLUSTER_DIR)/logs/audit.log STO_E2E_KSTATUS=$$(tests/go-helper.sh kstatus) \
 	STO_E2E_ARGOCD_HEALTH=$$(tests/go-helper.sh argocd-health) \
 	STO_E2E_PROMTOOL=$$(tests/go-helper.sh promtool) \

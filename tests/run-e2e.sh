@@ -19,7 +19,13 @@ tests/controlplane/cluster.sh up
 node_start=$(date +%s)
 tests/node/node.sh up
 export STO_E2E_REAL_NODE=$CLUSTER_DIR
-echo "[e2e] real node ready in $(( $(date +%s) - node_start ))s"
+# The operator's image without a container engine (tests/image: crane, the static binary with
+# the Dockerfile's flags), checked against the Dockerfile; the real-node test installs it with
+# the chart. A cold static release build takes several minutes on 2 cores.
+image_dir=$(tests/image/build.sh)
+tests/image/check.sh "$image_dir"
+export STO_E2E_OPERATOR_IMAGE=$image_dir
+echo "[e2e] real node and operator image ready in $(( $(date +%s) - node_start ))s"
 # The kstatus helper (Flux's health library) judges real StreamingTokens in the e2e tests.
 export STO_E2E_KSTATUS=$(tests/go-helper.sh kstatus)
 # Argo CD's own Lua runtime judges the shipped health check (a cold build takes ~3 minutes).

@@ -10,6 +10,8 @@
 //!   created 0-1 s after a write (reported, against the operator's 5 s cache margin).
 //! - A container restarted mid-rotation: which token its new process sends (asserted: the value
 //!   the key holds at the restart, not at the pod's start).
+//! - The operator's own image, installed with the chart on the real node (in-cluster config,
+//!   its ServiceAccount token, non-root, read-only root, probes), completing a rotation.
 //!
 //! Figures are printed as `[realnode] ...` lines.
 
@@ -25,6 +27,7 @@ use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::PostParams;
 use kube::{Api, Client};
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 use streaming_token_operator::api::{RotationStrategy, StreamingToken};
 
@@ -623,6 +626,287 @@ async fn a_container_restarted_mid_rotation_resolves_its_env_again() {
             && call.serial != rejected.serial),
         "a restarted container resolves env again: it sends the promoted Token 1: {after_restart:#?}"
     );
+}
+
+fn helm(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(support::bin_dir().join("helm"))
+        .env("KUBECONFIG", support::kubeconfig_path())
+        .env(
+            "HELM_CACHE_HOME",
+            std::env::temp_dir().join("sto-helm-cache"),
+        )
+        .env(
+            "HELM_CONFIG_HOME",
+            std::env::temp_dir().join("sto-helm-config"),
+        )
+        .env("HELM_DATA_HOME", std::env::temp_dir().join("sto-helm-data"))
+        .args(args)
+        .output()
+        .expect("helm runs")
+}
+
+/// The operator's test image (`tests/image/build.sh`): its directory (image.tar, image.ref).
+fn operator_image() -> (PathBuf, String) {
+    let dir = std::env::var_os("STO_E2E_OPERATOR_IMAGE")
+        .map(PathBuf::from)
+        .expect(
+            "STO_E2E_OPERATOR_IMAGE names the operator's test image directory \
+         (tests/image/build.sh); make test sets it",
+        );
+    let reference = std::fs::read_to_string(dir.join("image.ref"))
+        .expect("image.ref")
+        .trim()
+        .to_string();
+    (dir.join("image.tar"), reference)
+}
+
+/// The API server's port (from the admin kubeconfig's `https://127.0.0.1:PORT`).
+fn apiserver_port() -> String {
+    let text = std::fs::read_to_string(support::kubeconfig_path()).expect("kubeconfig");
+    let server = text
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("server:"))
+        .expect("a server")
+        .trim()
+        .trim_matches('"');
+    server
+        .rsplit(':')
+        .next()
+        .expect("a port")
+        .trim_end_matches('/')
+        .to_string()
+}
+
+/// The host's view of a process: (pid, /proc/PID/status, /proc/PID/mountinfo).
+fn host_process(argv0: &str, arg: &str) -> Option<(u32, String, String)> {
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|byte| *byte == 0)
+            .map(|part| String::from_utf8_lossy(part).to_string())
+            .collect();
+        if args.first().map(String::as_str) == Some(argv0) && args.iter().any(|a| a == arg) {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+            let mounts = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).ok()?;
+            return Some((pid, status, mounts));
+        }
+    }
+    None
+}
+
+fn status_field<'a>(status: &'a str, field: &str) -> &'a str {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .map(str::trim)
+        .unwrap_or_default()
+}
+
+/// The operator's own image (built without a container engine by tests/image/build.sh), installed
+/// with the chart on the real node: it connects with its in-cluster config and the ServiceAccount
+/// token the kubelet mounts, runs as 65532 on a read-only root without capabilities, its probes
+/// pass, and it completes a rotation at the platform with a real client that is never rejected.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_operator_image_installed_with_the_chart_rotates_on_the_real_node() {
+    realnode::cluster_dir();
+    let (tarball, reference) = operator_image();
+    realnode::node_sh(&["import", &tarball.display().to_string()]);
+    let (repository, tag) = reference.rsplit_once(':').expect("repository:tag");
+    let admin = support::admin_client().await;
+    let namespace = support::namespace(&admin, "rn-chart").await;
+    let _guard = NamespaceGuard(namespace.clone());
+    let platform = TestPlatform::start().await;
+    platform.workspace(WORKSPACE).await;
+    pat_secret(&admin, &namespace, &platform).await;
+    let release = format!("rn{}", std::process::id());
+    let port = support::free_port();
+    let values = serde_json::json!({
+        "replicaCount": 1,
+        "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
+        "watchNamespaces": [namespace],
+        // The tests share the cluster's CRDs (see ship.rs).
+        "crds": {"enabled": false},
+        "rbac": {"aggregateToBuiltinRoles": false},
+        "logFormat": "text",
+        "logLevel": "info,streaming_token_operator=debug",
+        "metrics": {"port": port, "bindAddress": "127.0.0.1"},
+        "hostNetwork": true,
+        // No kube-proxy here: the `kubernetes` Service's ClusterIP is not routable.
+        "extraEnv": [
+            {"name": "KUBERNETES_SERVICE_HOST", "value": "127.0.0.1"},
+            {"name": "KUBERNETES_SERVICE_PORT", "value": apiserver_port()},
+        ],
+        "nodeSelector": {"streamingtoken.io/test-node": "real"},
+        "tolerations": [{"key": "streamingtoken.io/real-node", "operator": "Equal", "value": "true", "effect": "NoSchedule"}],
+    });
+    let dir = tempfile::tempdir().expect("temp dir");
+    let values_file = dir.path().join("values.yaml");
+    std::fs::write(&values_file, values.to_string()).expect("values written");
+    let installed = std::time::Instant::now();
+    let output = helm(&[
+        "install",
+        &release,
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/charts/streaming-token-operator"
+        ),
+        "--namespace",
+        &namespace,
+        "--values",
+        &values_file.display().to_string(),
+        "--wait",
+        "--timeout",
+        "120s",
+    ]);
+    assert!(
+        output.status.success(),
+        "helm install: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let name = format!("{release}-streaming-token-operator");
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), &namespace);
+    let operator_pod = wait_for("the operator pod Ready", TIMEOUT, || async {
+        let list = pods
+            .list(
+                &kube::api::ListParams::default()
+                    .labels(&format!("app.kubernetes.io/instance={release}")),
+            )
+            .await
+            .map_err(|error| error.to_string())?;
+        list.items
+            .into_iter()
+            .find(|pod| {
+                pod.status
+                    .as_ref()
+                    .and_then(|status| status.conditions.as_ref())
+                    .is_some_and(|conditions| {
+                        conditions
+                            .iter()
+                            .any(|c| c.type_ == "Ready" && c.status == "True")
+                    })
+            })
+            .ok_or_else(|| "not Ready".to_string())
+    })
+    .await;
+    let ready_after = installed.elapsed();
+    assert_eq!(
+        operator_pod
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.node_name.as_deref()),
+        Some("real-node-1"),
+        "the operator runs on the real node"
+    );
+    // The process as the host sees it: the image's entrypoint, the chart's security context.
+    let (pid, status, mounts) = host_process(
+        "/streaming-token-operator",
+        &format!("--metrics-bind-address=127.0.0.1:{port}"),
+    )
+    .expect("the operator's process runs on this host");
+    assert_eq!(status_field(&status, "Uid:"), "65532\t65532\t65532\t65532");
+    assert_eq!(status_field(&status, "Gid:"), "65532\t65532\t65532\t65532");
+    assert_eq!(status_field(&status, "CapEff:"), "0000000000000000");
+    assert_eq!(status_field(&status, "NoNewPrivs:"), "1");
+    let root = mounts
+        .lines()
+        .find(|line| line.split(' ').nth(4) == Some("/"))
+        .expect("a root mount");
+    assert!(
+        root.split(' ')
+            .nth(5)
+            .is_some_and(|options| options.split(',').any(|option| option == "ro")),
+        "the root filesystem is read-only: {root}"
+    );
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("environ");
+    let environ = String::from_utf8_lossy(&environ);
+    assert!(
+        !environ.contains("KUBECONFIG="),
+        "no kubeconfig: in-cluster config"
+    );
+    assert!(
+        mounts.contains("/var/run/secrets/kubernetes.io/serviceaccount"),
+        "the ServiceAccount token is mounted"
+    );
+    // Its health endpoints, on the node's loopback (the probes call the same).
+    assert_eq!(
+        support::http_get(port, "/healthz")
+            .await
+            .map(|(code, _)| code),
+        Some(200)
+    );
+    assert_eq!(
+        support::http_get(port, "/readyz")
+            .await
+            .map(|(code, _)| code),
+        Some(200)
+    );
+
+    // A rotation at the platform with one real client.
+    let tokens: Api<StreamingToken> = Api::namespaced(admin.clone(), &namespace);
+    support::apply(
+        &tokens,
+        &token(&namespace, &platform, RotationStrategy::ZeroDowntime),
+    )
+    .await;
+    wait_condition(&tokens, TOKEN, "Ready", "True", "TokensReady", TIMEOUT).await;
+    let started = jiff::Timestamp::now();
+    support::apply(
+        &Api::<Deployment>::namespaced(admin.clone(), &namespace),
+        &client_deployment("consumer", &namespace, TOKEN, 1, &platform.url),
+    )
+    .await;
+    wait_pods_calling(&admin, &namespace, &["consumer"], 1, &platform, started, 5).await;
+    let asked = std::time::Instant::now();
+    support::set_trigger(&tokens, TOKEN, "t1").await;
+    support::wait_rotation_done(&tokens, TOKEN, "r1", TIMEOUT).await;
+    let rotation = asked.elapsed();
+    let rotate = platform.calls("rotate").await;
+    assert_eq!(rotate.len(), 1, "exactly one rotate call: {rotate:?}");
+    let done = jiff::Timestamp::now();
+    wait_pods_calling(&admin, &namespace, &["consumer"], 1, &platform, done, 3).await;
+    let calls = broker_calls(&platform).await;
+    let consumer = ours(&calls, &["consumer"]);
+    let rejected = consumer.iter().filter(|call| call.status != 200).count();
+    assert_eq!(rejected, 0, "the real client was never rejected");
+    // Everything it did, it did as its ServiceAccount, from inside the pod.
+    let user = support::service_account_user(&namespace, &name);
+    let writes = support::audited_writes(&user);
+    assert!(
+        writes
+            .iter()
+            .any(|entry| entry["objectRef"]["resource"] == "deployments"),
+        "the operator in the pod patched the consumer as {user}"
+    );
+    let pod = pods
+        .get(operator_pod.metadata.name.as_deref().expect("named"))
+        .await
+        .expect("operator pod");
+    let container = pod
+        .status
+        .and_then(|status| status.container_statuses)
+        .and_then(|statuses| statuses.into_iter().next())
+        .expect("container status");
+    assert_eq!(
+        container.restart_count, 0,
+        "probes passing: never restarted"
+    );
+    assert!(container.ready, "still Ready");
+    println!(
+        "[realnode] chart: the operator image {reference} Ready on real-node-1 {:.1}s after helm \
+         install (uid 65532, read-only root, no capabilities, in-cluster config, {} writes as \
+         {user}); rotation at the platform in {:.1}s, {} calls by the real client, 0 rejected",
+        ready_after.as_secs_f64(),
+        writes.len(),
+        rotation.as_secs_f64(),
+        consumer.len(),
+    );
+    let _ = helm(&["uninstall", &release, "--namespace", &namespace]);
 }
 
 /// The chart's values for a node without kube-proxy or pod network (what the real node needs):
