@@ -15,6 +15,7 @@
 //! | `secretRef` | [`ExternalCase::ReplacedOutOfBand`] | an unrecognized pair confirmed with the `streamingtoken.io/replacement` annotation: both tokens are new |
 //! | `secretRef` | [`ExternalCase::FirstMirror`] / [`ExternalCase::Restore`] | nothing recorded yet, or the mirror was deleted |
 //! | `secretRef` | [`ExternalCase::LostDuringRotation`] | the mirror was deleted while a rotation waited for the platform: its records are gone |
+//! | either | (`MirrorSecretRolledBack`) | the mirror records serials below those in status: an older copy of itself put back; its records are not taken (`generate`: [`IssuedCase::RolledBack`], a new pair; `secretRef`: as if it were deleted, the source mirrored again) |
 
 use super::platform::Mirroring;
 use super::snapshot::{
@@ -70,6 +71,9 @@ pub enum IssuedCase {
     Tampered,
     /// The mirror Secret was deleted, and the generated pair with it: a new pair.
     Deleted,
+    /// The mirror Secret was replaced by an older copy of itself: the issued pair is lost and
+    /// the copy's Token 1 was deactivated: a new pair (`MirrorSecretRolledBack`).
+    RolledBack,
 }
 
 /// The cases of a `secretRef` source whose pair is valid.
@@ -109,15 +113,39 @@ pub fn resolve(
     events: &mut Vec<Notice>,
 ) -> Result<Resolved, SourceProblem> {
     let next = highest_serial(snapshot) + 1;
+    // An older copy of the mirror put back (a saved manifest re-applied, a backup restored):
+    // history never goes backwards, so what it records is not taken as the pair's records.
+    let history = match observed {
+        Some(mirror) if rolled_back(snapshot, mirror) => {
+            events.push(Notice::warning(
+                "MirrorSecretRolledBack",
+                "MirrorSecret",
+                format!(
+                    "Secret {} was replaced by an older copy of itself (its serials are below those in status: a saved manifest re-applied, or a backup restored); it is not taken as the pair: {}",
+                    snapshot.secret_name,
+                    if matches!(snapshot.source, SourceObservation::Issued) {
+                        "the issued pair it replaced is lost, so a new pair is issued and every consumer restarts (the older copy's Token 1 was deactivated)"
+                    } else {
+                        "the current pair is mirrored again from the source"
+                    }
+                ),
+            ));
+            None
+        }
+        other => other,
+    };
     let (pair, identities, change) = match &snapshot.source {
         SourceObservation::Issued => {
-            let case = issued_case(snapshot, observed);
+            let case = match history {
+                None if observed.is_some() => IssuedCase::RolledBack,
+                _ => issued_case(snapshot, history),
+            };
             issued(snapshot, case, next, now, events)
         }
         SourceObservation::External(Err(problem), _) => {
             // The platform's pair could not be read: the mirror keeps the pair it holds.
             if let SourceProblem::PlatformUnreadable { .. } = problem
-                && let Some((pair, Some(identities))) = observed.and_then(current_pair)
+                && let Some((pair, Some(identities))) = history.and_then(current_pair)
             {
                 return Ok(Resolved {
                     mirror: write(snapshot, observed, pair, identities, None),
@@ -130,7 +158,7 @@ pub fn resolve(
         SourceObservation::External(Ok(source), replacement) => {
             return resolve_external(
                 snapshot,
-                observed,
+                (observed, history),
                 source,
                 replacement.as_deref(),
                 next,
@@ -147,9 +175,11 @@ pub fn resolve(
 }
 
 /// A `secretRef` source's valid pair: which case it is, and what the mirror then holds.
+/// `observed`: the mirror Secret as it is (written over); `history`: the same, unless it is an
+/// older copy put back (then `None`: its records are not the pair's).
 fn resolve_external(
     snapshot: &Snapshot,
-    observed: Option<&ObservedMirror>,
+    (observed, history): (Option<&ObservedMirror>, Option<&ObservedMirror>),
     source: &TokenPair,
     replacement: Option<&str>,
     next: i64,
@@ -157,11 +187,11 @@ fn resolve_external(
     events: &mut Vec<Notice>,
 ) -> Result<Resolved, SourceProblem> {
     let case = if source.token1 == source.token2 {
-        identical_case(snapshot, observed, source)?
+        identical_case(snapshot, history, source)?
     } else {
-        external_case(snapshot, observed, source, replacement)
+        external_case(snapshot, history, source, replacement)
     };
-    let former = observed.and_then(current_pair).map(|(pair, _)| pair.token1);
+    let former = history.and_then(current_pair).map(|(pair, _)| pair.token1);
     let mirroring = match &case {
         ExternalCase::Unchanged {
             repaired: false, ..
@@ -175,7 +205,7 @@ fn resolve_external(
         waiting(snapshot, &case).or_else(|| super::platform::gate(snapshot, source, mirroring));
     if let Some(waiting) = waiting {
         // The mirror keeps the pair it holds; nothing moves until the source settles.
-        let Some((pair, Some(identities))) = observed.and_then(current_pair) else {
+        let Some((pair, Some(identities))) = history.and_then(current_pair) else {
             return Err(SourceProblem::Unsettled {
                 reason: waiting.0,
                 message: waiting.1,
@@ -357,6 +387,7 @@ fn issued(
             };
             (fresh_pair(), fresh_identities, change)
         }
+        IssuedCase::RolledBack => (fresh_pair(), fresh_identities, PairChange::Replaced),
         IssuedCase::Deleted => {
             events.push(Notice::warning(
                 "MirrorSecretDeleted",
@@ -659,6 +690,18 @@ fn recorded_identities(mirror: &ObservedMirror) -> Option<[TokenIdentity; 2]> {
     ];
     (mirror.annotations.get(ANNOTATION_IDENTITY_MAC) == Some(&identity_mac(key, &identities)))
         .then_some(identities)
+}
+
+/// True when `mirror` records serials below those in status: an older copy of itself put back.
+fn rolled_back(snapshot: &Snapshot, mirror: &ObservedMirror) -> bool {
+    let (Some(recorded), Some(token1), Some(token2)) = (
+        recorded_identities(mirror),
+        &snapshot.status.token1,
+        &snapshot.status.token2,
+    ) else {
+        return false;
+    };
+    recorded[0].serial < token1.serial || recorded[1].serial < token2.serial
 }
 
 /// Highest serial known from status and the mirror Secret.

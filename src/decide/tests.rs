@@ -2729,3 +2729,66 @@ fn the_rotate_call_is_recorded_first_and_never_repeated_after_any_doubt() {
     );
     assert!(plan.status.rotation.is_none());
 }
+
+/// A fixture whose status records serials (3, 4) while the mirror Secret is an older copy of
+/// itself (serials 1 and 2) put back.
+fn rolled_back(fixture: Fixture) -> Fixture {
+    let mut fixture = fixture.established(("one", "two"), (1, 2));
+    fixture.snapshot.status.token1 = Some(identity(3));
+    fixture.snapshot.status.token2 = Some(identity(4));
+    fixture
+}
+
+#[test]
+fn an_older_mirror_put_back_is_refused_and_never_completes_a_rotation() {
+    // secretRef: the current pair is mirrored again from the source under the serials of
+    // record; nothing is taken as a promotion.
+    let plan = rolled_back(fixture().secret_ref(Ok(("three", "four"))))
+        .consumer(consumer("api", None, true))
+        .plan();
+    assert!(reasons(&plan).contains(&"MirrorSecretRolledBack"));
+    assert!(!reasons(&plan).contains(&"SourcePromoted"));
+    assert_eq!(
+        written_pair(&plan),
+        Some(("three".into(), "four".into(), 3, 4))
+    );
+    assert!(
+        plan.status.rotation.is_none(),
+        "no rotation starts or completes"
+    );
+
+    // secretRef, mid-rotation: its records are gone, the rotation is not completed by it.
+    let plan = rolled_back(fixture().secret_ref(Ok(("four", "five"))))
+        .rotating(PHASE_AWAITING_SOURCE, 3, RotationStrategy::ZeroDowntime)
+        .consumer(consumer("api", Some("r3"), true))
+        .plan();
+    assert!(reasons(&plan).contains(&"MirrorSecretRolledBack"));
+    assert!(!reasons(&plan).contains(&"RotationCompleted"));
+    assert!(
+        plan.status
+            .last_rotation
+            .as_ref()
+            .is_none_or(|last| last.id != "r3")
+    );
+    let written = written_pair(&plan).expect("the mirror is rewritten");
+    assert!(written.2 > 4, "never the older serials: {written:?}");
+
+    // generate: the issued pair is lost and the copy's Token 1 was deactivated: a new pair
+    // above every serial, and every consumer restarts.
+    let mut generated = rolled_back(fixture()).consumer(consumer("api", None, false));
+    let first = generated.plan();
+    // The restart is recorded first (nothing else written in that pass); the next pass writes.
+    assert!(first.status.rotation.is_some() && first.secret.is_none());
+    let plan = generated.after(&first);
+    assert!(reasons(&plan).contains(&"MirrorSecretRolledBack"));
+    let written = written_pair(&plan).expect("a new pair");
+    assert_ne!((written.0.as_str(), written.1.as_str()), ("one", "two"));
+    assert_eq!((written.2, written.3), (5, 6));
+    assert!(
+        plan.status
+            .rotation
+            .as_ref()
+            .is_some_and(|rotation| rotation.strategy == RotationStrategy::Restart),
+        "consumers restart"
+    );
+}

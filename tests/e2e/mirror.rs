@@ -918,3 +918,79 @@ async fn converged_reconcile_makes_zero_writes() {
     );
     eprintln!("[measure] {reconciles} converged reconciles, 0 writes");
 }
+
+/// An older copy of the mirror Secret put back after a rotation (a saved manifest re-applied)
+/// is refused: the deactivated Token 1 does not come back, the serials never go backwards, and
+/// no rotation is marked complete by it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_older_mirror_put_back_after_a_rotation_is_refused() {
+    let admin = support::admin_client().await;
+    let namespace = support::namespace(&admin, "mirror-rollback").await;
+    let _operator = Operator::start(&admin, &namespace, OperatorOptions::default()).await;
+    let tokens: Api<StreamingToken> = Api::namespaced(admin.clone(), &namespace);
+    let secrets: Api<Secret> = Api::namespaced(admin.clone(), &namespace);
+    support::apply(
+        &Api::<Deployment>::namespaced(admin.clone(), &namespace),
+        &fixtures::deployment("api", &namespace, Some("rb"), 1),
+    )
+    .await;
+    support::apply(
+        &tokens,
+        &fixtures::token("rb", &namespace).with_trigger("t0").build(),
+    )
+    .await;
+    wait_condition(&tokens, "rb", "Ready", "True", "TokensReady", TIMEOUT).await;
+    support::wait_deployments_available(&admin, &namespace, &["api"]).await;
+    let saved = secrets.get("rb").await.expect("mirror");
+    let old_token1 = support::secret_value(&admin, &namespace, "rb", "token1")
+        .await
+        .expect("token1");
+    support::set_trigger(&tokens, "rb", "t1").await;
+    support::wait_rotation_done(&tokens, "rb", "r1", TIMEOUT * 2).await;
+
+    // The saved copy is put back as it was (kubectl replace of the saved manifest).
+    let mut copy = saved.clone();
+    copy.metadata.resource_version = secrets
+        .get("rb")
+        .await
+        .expect("mirror")
+        .metadata
+        .resource_version;
+    copy.metadata.managed_fields = None;
+    secrets
+        .replace("rb", &PostParams::default(), &copy)
+        .await
+        .expect("the older copy is put back");
+    support::wait_event(&admin, &namespace, "rb", "MirrorSecretRolledBack", TIMEOUT).await;
+    wait_for("the older copy to be replaced", TIMEOUT, || async {
+        let token1 = support::secret_value(&admin, &namespace, "rb", "token1").await;
+        if token1.as_deref() != Some(old_token1.as_str()) {
+            Ok(())
+        } else {
+            Err("the deactivated Token 1 is back".to_string())
+        }
+    })
+    .await;
+    let status = tokens
+        .get("rb")
+        .await
+        .expect("token")
+        .status
+        .expect("status");
+    assert!(
+        status.token1.as_ref().expect("token1").serial > 2,
+        "the serials never go backwards: {:?}",
+        status.token1
+    );
+    // The only rotation after r1 is the restart onto the new pair (ids `x<serial>`).
+    let last = status
+        .last_rotation
+        .as_ref()
+        .expect("last rotation")
+        .id
+        .clone();
+    assert!(
+        last == "r1" || last.starts_with('x'),
+        "no rotation is marked complete by the older copy: {last}"
+    );
+}
