@@ -1725,17 +1725,22 @@ fn repointing_waits_until_kubelet_caches_have_the_latest_values() {
         .established(("one", "two"), (1, 2))
         .rotating(PHASE_REPOINTING, 1, RotationStrategy::ZeroDowntime)
         .consumer(consumer("api", None, false));
-    // The values were written 2 s before this reconcile (a queued rotation right after one).
+    // The values were written 1 s before this reconcile (a queued rotation right after one).
     if let MirrorObservation::Owned(mirror) = &mut fixture.snapshot.mirror {
-        mirror.values_written_at = Some(1_800_000_000 + 98);
+        mirror.values_written_at = Some(1_800_000_000 + 99);
     }
     let early = fixture.plan();
     assert!(
         early.consumer_patches.is_empty(),
         "no repoint within the margin"
     );
-    assert_eq!(early.requeue, Requeue::After(Duration::from_secs(4)));
-    let later = plan(&fixture.snapshot, &at(104));
+    let margin = KUBELET_CACHE_MARGIN_SECONDS;
+    // Settled at 99 + margin; looked at again one second after.
+    assert_eq!(
+        early.requeue,
+        Requeue::After(Duration::from_secs(u64::try_from(margin).expect("positive")))
+    );
+    let later = plan(&fixture.snapshot, &at(99 + margin + 1));
     assert_eq!(later.consumer_patches.len(), 1);
 }
 

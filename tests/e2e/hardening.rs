@@ -743,7 +743,7 @@ async fn a_restart_hand_off_is_worded_truthfully_and_restarts_only_who_needs_it(
     )
     .await;
     wait_condition(&tokens, "rh", "Ready", "True", "TokensReady", TIMEOUT).await;
-    // Created after the pair was mirrored (and after the kubelet cache margin, 5 s): "fresh"
+    // Created after the pair was mirrored (and after the kubelet cache margin, 2 s): "fresh"
     // reads Token 2, "stale" Token 1.
     tokio::time::sleep(Duration::from_secs(7)).await;
     let mut fresh = fixtures::deployment("fresh", &namespace, Some("rh"), 1);

@@ -7,7 +7,7 @@
 //! - Restart: the outage each client saw, in seconds (reported; > 0 asserted, the positive
 //!   control).
 //! - The kubelet's delivery of Secret values: a mounted file in a running pod, and `env` of a pod
-//!   created 0-1 s after a write (reported, against the operator's 5 s cache margin).
+//!   created 0-1 s after a write (reported, against the operator's 2 s cache margin).
 //! - A container restarted mid-rotation: which token its new process sends (asserted: the value
 //!   the key holds at the restart, not at the pod's start).
 //! - The operator's own image, installed with the chart on the real node (in-cluster config,
@@ -361,7 +361,8 @@ async fn restart_rotation_outage_each_real_client_saw() {
 
 /// How a real kubelet delivers a new Secret value, measured against the operator's rules (a
 /// pod mounting the Token 1 key may read it at any time; a pod created within
-/// KUBELET_CACHE_MARGIN_SECONDS = 5 s of a write may have read the former value):
+/// KUBELET_CACHE_MARGIN_SECONDS (2 s, 5 s before these measurements) of a write may have read
+/// the former value):
 /// - a mounted Secret file in a running pod (the client re-reads it): the delay until the
 ///   platform sees the new token from it;
 /// - `env` of a pod created 0, 0.25, 0.5, 0.75 and 1 s after a write, while another pod on the
