@@ -1738,7 +1738,9 @@ fn repointing_waits_until_kubelet_caches_have_the_latest_values() {
     // Settled at 99 + margin; looked at again one second after.
     assert_eq!(
         early.requeue,
-        Requeue::After(Duration::from_secs(u64::try_from(margin).expect("positive")))
+        Requeue::After(Duration::from_secs(
+            u64::try_from(margin).expect("positive")
+        ))
     );
     let later = plan(&fixture.snapshot, &at(99 + margin + 1));
     assert_eq!(later.consumer_patches.len(), 1);
