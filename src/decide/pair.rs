@@ -441,16 +441,26 @@ pub fn external_case(
 ) -> ExternalCase {
     let recorded = observed.and_then(|mirror| {
         let key = mirror.annotations.get(ANNOTATION_FINGERPRINT_KEY)?;
+        // A fingerprint annotation removed: the value under its key (valid, and not shown
+        // edited by the other) stands for it.
+        let (pair, _) = current_pair(mirror).unzip();
+        let fingerprint = |annotation: &str, value: Option<&Token>| {
+            mirror
+                .annotations
+                .get(annotation)
+                .cloned()
+                .or_else(|| Some(value?.fingerprint(key)))
+        };
         Some((
             key.clone(),
-            mirror
-                .annotations
-                .get(ANNOTATION_TOKEN1_FINGERPRINT)?
-                .clone(),
-            mirror
-                .annotations
-                .get(ANNOTATION_TOKEN2_FINGERPRINT)?
-                .clone(),
+            fingerprint(
+                ANNOTATION_TOKEN1_FINGERPRINT,
+                pair.as_ref().map(|pair| &pair.token1),
+            )?,
+            fingerprint(
+                ANNOTATION_TOKEN2_FINGERPRINT,
+                pair.as_ref().map(|pair| &pair.token2),
+            )?,
             recorded_identities(mirror).or_else(|| status_identities(snapshot))?,
         ))
     });
@@ -651,10 +661,17 @@ pub fn current_pair(mirror: &ObservedMirror) -> Option<(TokenPair, Option<[Token
     let token1 = mirror.token1.clone()?.ok()?;
     let token2 = mirror.token2.clone()?.ok()?;
     if let Some(key) = mirror.annotations.get(ANNOTATION_FINGERPRINT_KEY) {
-        let expected1 = mirror.annotations.get(ANNOTATION_TOKEN1_FINGERPRINT);
-        let expected2 = mirror.annotations.get(ANNOTATION_TOKEN2_FINGERPRINT);
-        if expected1 != Some(&token1.fingerprint(key))
-            || expected2 != Some(&token2.fingerprint(key))
+        // A fingerprint that differs means an edited value; a missing one (an annotation
+        // removed, say by a tool that prunes them) proves nothing either way: the value is taken
+        // as it is, and the write that follows restores the annotation.
+        let edited = |token: &Token, annotation: &str| {
+            mirror
+                .annotations
+                .get(annotation)
+                .is_some_and(|expected| *expected != token.fingerprint(key))
+        };
+        if edited(&token1, ANNOTATION_TOKEN1_FINGERPRINT)
+            || edited(&token2, ANNOTATION_TOKEN2_FINGERPRINT)
         {
             return None;
         }

@@ -2799,3 +2799,69 @@ fn an_older_mirror_put_back_is_refused_and_never_completes_a_rotation() {
         "consumers restart"
     );
 }
+
+#[test]
+fn a_removed_fingerprint_annotation_restarts_nobody_and_keeps_the_rotation() {
+    for annotation in [
+        super::snapshot::ANNOTATION_TOKEN1_FINGERPRINT,
+        super::snapshot::ANNOTATION_TOKEN2_FINGERPRINT,
+    ] {
+        let strip = |mut fixture: Fixture| {
+            if let MirrorObservation::Owned(mirror) = &mut fixture.snapshot.mirror {
+                mirror.annotations.remove(annotation);
+            }
+            fixture
+        };
+        // generate, mid-rotation: the pair and its serials stand, the annotation is restored.
+        let plan = strip(
+            fixture()
+                .established(("one", "two"), (1, 2))
+                .rotating(PHASE_AWAITING_ROLLOUT, 1, RotationStrategy::ZeroDowntime)
+                .consumer(consumer("api", Some("r1"), false)),
+        )
+        .plan();
+        assert!(
+            !reasons(&plan).contains(&"MirrorSecretTampered")
+                && !reasons(&plan).contains(&"RotationAborted"),
+            "{annotation}: {:?}",
+            reasons(&plan)
+        );
+        assert_eq!(
+            plan.status
+                .rotation
+                .as_ref()
+                .map(|rotation| rotation.id.as_str()),
+            Some("r1")
+        );
+        let written = written_pair(&plan).expect("the annotation is restored");
+        assert_eq!(written, ("one".into(), "two".into(), 1, 2), "{annotation}");
+
+        // secretRef, waiting for the platform: not a first mirror under new serials, and the
+        // rotation is not completed by it.
+        let plan = strip(
+            fixture()
+                .secret_ref(Ok(("one", "two")))
+                .established(("one", "two"), (1, 2))
+                .rotating(PHASE_AWAITING_SOURCE, 1, RotationStrategy::ZeroDowntime)
+                .consumer(consumer("api", Some("r1"), true)),
+        )
+        .plan();
+        assert!(
+            !reasons(&plan).contains(&"RotationCompleted"),
+            "{annotation}"
+        );
+        assert!(!reasons(&plan).contains(&"TokensMirrored"), "{annotation}");
+        assert_eq!(
+            plan.status
+                .rotation
+                .as_ref()
+                .map(|rotation| rotation.id.as_str()),
+            Some("r1")
+        );
+        assert_eq!(
+            written_pair(&plan),
+            Some(("one".into(), "two".into(), 1, 2)),
+            "{annotation}: restored under the same serials"
+        );
+    }
+}
