@@ -629,23 +629,6 @@ async fn a_container_restarted_mid_rotation_resolves_its_env_again() {
     );
 }
 
-fn helm(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(support::bin_dir().join("helm"))
-        .env("KUBECONFIG", support::kubeconfig_path())
-        .env(
-            "HELM_CACHE_HOME",
-            std::env::temp_dir().join("sto-helm-cache"),
-        )
-        .env(
-            "HELM_CONFIG_HOME",
-            std::env::temp_dir().join("sto-helm-config"),
-        )
-        .env("HELM_DATA_HOME", std::env::temp_dir().join("sto-helm-data"))
-        .args(args)
-        .output()
-        .expect("helm runs")
-}
-
 /// The operator's test image (`tests/image/build.sh`): its directory (image.tar, image.ref).
 fn operator_image() -> (PathBuf, String) {
     let dir = std::env::var_os("STO_E2E_OPERATOR_IMAGE")
@@ -749,7 +732,7 @@ async fn the_operator_image_installed_with_the_chart_rotates_on_the_real_node() 
     let values_file = dir.path().join("values.yaml");
     std::fs::write(&values_file, values.to_string()).expect("values written");
     let installed = std::time::Instant::now();
-    let output = helm(&[
+    let output = support::helm(&[
         "install",
         &release,
         concat!(
@@ -907,7 +890,7 @@ async fn the_operator_image_installed_with_the_chart_rotates_on_the_real_node() 
         rotation.as_secs_f64(),
         consumer.len(),
     );
-    let _ = helm(&["uninstall", &release, "--namespace", &namespace]);
+    let _ = support::helm(&["uninstall", &release, "--namespace", &namespace]);
 }
 
 /// The chart's values for a node without kube-proxy or pod network (what the real node needs):

@@ -13,23 +13,6 @@ use streaming_token_operator::api::StreamingToken;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
-fn helm(args: &[&str]) -> std::process::Output {
-    Command::new(support::bin_dir().join("helm"))
-        .env("KUBECONFIG", support::kubeconfig_path())
-        .env(
-            "HELM_CACHE_HOME",
-            std::env::temp_dir().join("sto-helm-cache"),
-        )
-        .env(
-            "HELM_CONFIG_HOME",
-            std::env::temp_dir().join("sto-helm-config"),
-        )
-        .env("HELM_DATA_HOME", std::env::temp_dir().join("sto-helm-data"))
-        .args(args)
-        .output()
-        .expect("helm runs")
-}
-
 fn rotate_command(kubeconfig: &std::path::Path, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_streaming-token-operator"))
         .env_clear()
@@ -56,7 +39,7 @@ async fn helm_installed_rbac_suffices_and_is_least_privilege() {
     let namespace = support::namespace(&admin, "ship-helm").await;
     let release = format!("sto{}", std::process::id());
     let set_namespaces = format!("watchNamespaces={{{namespace}}}");
-    let output = helm(&[
+    let output = support::helm(&[
         "install",
         &release,
         concat!(

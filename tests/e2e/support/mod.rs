@@ -912,3 +912,21 @@ pub fn audited_requests(
     }
     counts
 }
+
+/// Runs the pinned helm against the test control plane, with caches of its own.
+pub fn helm(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(bin_dir().join("helm"))
+        .env("KUBECONFIG", kubeconfig_path())
+        .env(
+            "HELM_CACHE_HOME",
+            std::env::temp_dir().join("sto-helm-cache"),
+        )
+        .env(
+            "HELM_CONFIG_HOME",
+            std::env::temp_dir().join("sto-helm-config"),
+        )
+        .env("HELM_DATA_HOME", std::env::temp_dir().join("sto-helm-data"))
+        .args(args)
+        .output()
+        .expect("helm runs")
+}
