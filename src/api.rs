@@ -21,6 +21,8 @@ pub const WAVE_LABEL: &str = "streamingtoken.io/wave";
 /// the spec (so a GitOps tool that owns the spec never undoes it): what
 /// `streaming-token-operator rotate` sets.
 pub const ROTATE_ANNOTATION: &str = "streamingtoken.io/rotate";
+/// Pod-template (and so pod) annotation naming the rotation the template belongs to.
+pub const ROTATION_ANNOTATION: &str = "streamingtoken.io/rotation";
 /// Label the operator puts on the Secrets it manages.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 /// Value of [`MANAGED_BY_LABEL`] on Secrets this operator manages.

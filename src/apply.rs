@@ -4,10 +4,9 @@
 use crate::api::{ClusterStreamingToken, StreamingToken};
 use crate::decide::{self, MirrorWrite, Notice, Severity};
 use crate::error::Error;
+use crate::model::consumer::ConsumerPatch;
 use crate::target::Target;
-use crate::workload::{ConsumerPatch, WorkloadKind};
 use k8s_openapi::ByteString;
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ObjectReference, Secret};
 use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -106,72 +105,16 @@ pub async fn delete_copy(
     }
 }
 
-/// Applies one consumer patch.
+/// Applies one consumer patch, through its kind's adapter.
 pub async fn consumer(client: &Client, patch: &ConsumerPatch) -> Result<(), Error> {
-    let namespace = patch.namespace.as_str();
-    let manager = if patch.repoint.is_some() {
-        CONSUMERS_MANAGER
-    } else {
-        RESTARTS_MANAGER
-    };
-    let params = PatchParams::apply(manager).force();
-    let body = Patch::Apply(patch.body());
-    let name = patch.name.as_str();
-    let result = match patch.kind {
-        WorkloadKind::Deployment => Api::<Deployment>::namespaced(client.clone(), namespace)
-            .patch(name, &params, &body)
-            .await
-            .map(drop),
-        WorkloadKind::StatefulSet => Api::<StatefulSet>::namespaced(client.clone(), namespace)
-            .patch(name, &params, &body)
-            .await
-            .map(drop),
-        WorkloadKind::DaemonSet => Api::<DaemonSet>::namespaced(client.clone(), namespace)
-            .patch(name, &params, &body)
-            .await
-            .map(drop),
-        WorkloadKind::Rollout => rollout(client, patch).await,
-    };
-    result.map_err(|source| Error::ApplyConsumer {
-        kind: patch.kind.as_str(),
-        name: patch.name.clone(),
-        source,
-    })
-}
-
-/// Patches a Rollout's pod template: read, changed in place, written back with the
-/// resourceVersion it was read at (a conflict if it changed since; retried).
-async fn rollout(client: &Client, patch: &ConsumerPatch) -> Result<(), kube::Error> {
-    let api: Api<kube::api::DynamicObject> = Api::namespaced_with(
-        client.clone(),
-        &patch.namespace,
-        &crate::workload::rollout_resource(),
-    );
-    let current = api.get(&patch.name).await?;
-    let mut template = current.data["spec"]["template"].clone();
-    patch.apply_to_template(&mut template);
-    if template == current.data["spec"]["template"] {
-        return Ok(());
-    }
-    let body = json!({
-        "metadata": {"resourceVersion": current.metadata.resource_version},
-        "spec": {"template": template},
-    });
-    let manager = if patch.repoint.is_some() {
-        CONSUMERS_MANAGER
-    } else {
-        RESTARTS_MANAGER
-    };
-    api.patch(
-        &patch.name,
-        &PatchParams {
-            field_manager: Some(manager.into()),
-            ..PatchParams::default()
-        },
-        &Patch::Merge(body),
-    )
-    .await
-    .map(drop)
+    crate::workload::adapter(patch.kind)
+        .patch(client, patch)
+        .await
+        .map_err(|source| Error::ApplyConsumer {
+            kind: patch.kind.as_str(),
+            name: patch.name.clone(),
+            source,
+        })
 }
 
 /// Writes the status.

@@ -483,44 +483,9 @@ async fn consumers_in(
     token_name: &str,
     env_var: &str,
     secret: &str,
-) -> Result<Vec<crate::workload::ConsumerObservation>, Box<dyn std::error::Error>> {
-    use crate::workload;
-    use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
-    use kube::api::ListParams;
-    let labelled =
-        ListParams::default().labels(&format!("{}={token_name}", crate::api::TOKEN_LABEL));
-    let mut cached = Vec::new();
-    for object in Api::<Deployment>::namespaced(client.clone(), namespace)
-        .list(&labelled)
-        .await?
-    {
-        cached.push(workload::cache_deployment(&object));
-    }
-    for object in Api::<StatefulSet>::namespaced(client.clone(), namespace)
-        .list(&labelled)
-        .await?
-    {
-        cached.push(workload::cache_statefulset(&object));
-    }
-    for object in Api::<DaemonSet>::namespaced(client.clone(), namespace)
-        .list(&labelled)
-        .await?
-    {
-        cached.push(workload::cache_daemonset(&object));
-    }
-    // Argo Rollouts, where its CRD is installed.
-    match Api::<kube::api::DynamicObject>::namespaced_with(
-        client.clone(),
-        namespace,
-        &workload::rollout_resource(),
-    )
-    .list(&labelled)
-    .await
-    {
-        Ok(list) => cached.extend(list.items.iter().map(workload::cache_rollout)),
-        Err(kube::Error::Api(status)) if status.code == 404 => {}
-        Err(error) => return Err(error.into()),
-    }
+) -> Result<Vec<crate::model::consumer::ConsumerObservation>, Box<dyn std::error::Error>> {
+    let selector = format!("{}={token_name}", crate::api::TOKEN_LABEL);
+    let cached = crate::workload::list_every(client, namespace, &selector).await?;
     let mut consumers: Vec<_> = cached
         .iter()
         .map(|workload| workload.observe(env_var, secret))

@@ -12,7 +12,6 @@ use crate::api::{
     TOKEN_LABEL, UnselectedPolicy,
 };
 use crate::apply;
-use crate::cache::WorkloadCache;
 use crate::conditions;
 use crate::decide::{
     self, CopyObservation, MirrorObservation, NamespaceView, ObservedMirror, Plan,
@@ -20,14 +19,15 @@ use crate::decide::{
 };
 use crate::error::Error;
 use crate::metrics::Metrics;
+use crate::model::consumer::{ConsumerObservation, PodObservation};
+use crate::model::pod::PodRecord;
 use crate::platform::{Platform, RotateOutcome};
-use crate::pods::{self, PodCache, PodRecord};
+use crate::pods::{self, PodCache};
 use crate::source;
 use crate::target::Target;
 use crate::token::Token;
-use crate::workload::{self, ConsumerObservation, PodObservation, WorkloadKind};
+use crate::workload::{self, cache::WorkloadCache};
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::core::PartialObjectMeta;
@@ -50,6 +50,14 @@ pub enum Scope {
 }
 
 impl Scope {
+    /// The one namespace served, or `None` for every namespace.
+    fn namespace(&self) -> Option<&str> {
+        match self {
+            Self::All => None,
+            Self::Namespace(namespace) => Some(namespace),
+        }
+    }
+
     fn api<K>(&self, client: &Client) -> Api<K>
     where
         K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
@@ -165,28 +173,6 @@ where
     (reader, stream)
 }
 
-/// A watch of one workload kind that feeds the compact cache and yields the objects that
-/// changed, to wake their StreamingToken.
-fn cache_stream<K>(
-    api: Api<K>,
-    config: watcher::Config,
-    cache: Arc<WorkloadCache>,
-    kind: WorkloadKind,
-    convert: fn(&K) -> workload::CachedWorkload,
-) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static
-where
-    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
-{
-    watcher(api, config)
-        .default_backoff()
-        .inspect(move |event| {
-            if let Ok(event) = event {
-                cache.apply(kind, event, convert);
-            }
-        })
-        .touched_objects()
-}
-
 /// Waits until `store` has its first full list. Polls again every half second: the store's
 /// readiness signal wakes only one waiter, and the controller waits on it too.
 async fn synced<K>(store: &Store<K>) -> bool
@@ -289,54 +275,7 @@ pub async fn run(
         }
     };
     let workloads = Arc::new(WorkloadCache::default());
-    let deployment_stream = cache_stream(
-        scope.api::<Deployment>(&client),
-        labelled(TOKEN_LABEL),
-        workloads.clone(),
-        WorkloadKind::Deployment,
-        workload::cache_deployment,
-    );
-    let statefulset_stream = cache_stream(
-        scope.api::<StatefulSet>(&client),
-        labelled(TOKEN_LABEL),
-        workloads.clone(),
-        WorkloadKind::StatefulSet,
-        workload::cache_statefulset,
-    );
-    let daemonset_stream = cache_stream(
-        scope.api::<DaemonSet>(&client),
-        labelled(TOKEN_LABEL),
-        workloads.clone(),
-        WorkloadKind::DaemonSet,
-        workload::cache_daemonset,
-    );
-    // Argo Rollouts as consumers, when its CRD is installed (looked up once, at start).
-    let rollouts_api: Api<kube::api::DynamicObject> = match &scope {
-        Scope::All => Api::all_with(client.clone(), &workload::rollout_resource()),
-        Scope::Namespace(namespace) => {
-            Api::namespaced_with(client.clone(), namespace, &workload::rollout_resource())
-        }
-    };
-    let rollout_stream = match rollouts_api
-        .list_metadata(&kube::api::ListParams::default().limit(1))
-        .await
-    {
-        Ok(_) => {
-            info!("Argo Rollouts is installed: Rollouts labelled as consumers are served");
-            workloads.require(WorkloadKind::Rollout);
-            Some(cache_stream(
-                rollouts_api,
-                labelled(TOKEN_LABEL),
-                workloads.clone(),
-                WorkloadKind::Rollout,
-                workload::cache_rollout,
-            ))
-        }
-        Err(error) => {
-            info!(error = %crate::error::api_summary(&error), "Argo Rollouts is not installed (or not readable): Rollouts are not watched; restart the operator after installing it");
-            None
-        }
-    };
+    let workload_stream = workload::watch_every(&client, scope.namespace(), &workloads).await;
     let secrets = watcher(
         scope.api::<PartialObjectMeta<Secret>>(&client),
         labelled(TOKEN_LABEL),
@@ -442,10 +381,7 @@ pub async fn run(
         let wake_pods = wake.clone();
         let cluster_store = cluster_tokens.clone();
         let token_store = tokens.clone();
-        let offer_deployments = wake_named.clone();
-        let offer_statefulsets = wake_named.clone();
-        let offer_daemonsets = wake_named.clone();
-        let offer_rollouts = wake_named.clone();
+        let offer_workloads = wake_named.clone();
         let pods = pod_changes
             .map(move |touched| {
                 if serves_cluster {
@@ -461,40 +397,11 @@ pub async fn run(
             .watches_stream(secrets, |secret| {
                 token_ref(secret.labels(), secret.namespace())
             })
-            .watches_stream(
-                deployment_stream.inspect(move |result| {
-                    if let Ok(object) = result {
-                        offer_deployments(object.labels());
-                    }
-                }),
-                |object| token_ref(object.labels(), object.namespace()),
-            )
-            .watches_stream(
-                statefulset_stream.inspect(move |result| {
-                    if let Ok(object) = result {
-                        offer_statefulsets(object.labels());
-                    }
-                }),
-                |object| token_ref(object.labels(), object.namespace()),
-            )
-            .watches_stream(
-                daemonset_stream.inspect(move |result| {
-                    if let Ok(object) = result {
-                        offer_daemonsets(object.labels());
-                    }
-                }),
-                |object| token_ref(object.labels(), object.namespace()),
-            )
             .reconcile_on(pods)
-            .reconcile_on(futures::stream::iter(rollout_stream).flatten().filter_map(
-                move |result| {
-                    let reference = result.ok().and_then(|object| {
-                        offer_rollouts(object.labels());
-                        token_ref(object.labels(), object.namespace())
-                    });
-                    futures::future::ready(reference)
-                },
-            ))
+            .reconcile_on(workload_stream.filter_map(move |touched| {
+                offer_workloads(&touched.labels);
+                futures::future::ready(token_ref(&touched.labels, Some(touched.namespace)))
+            }))
             .reconcile_all_on(became_leader())
             .graceful_shutdown_on(shutdown.clone())
             .run(
@@ -1156,7 +1063,7 @@ fn still_leader(context: &Context) -> Result<(), Error> {
 fn report_refused(
     snapshot: &Snapshot,
     plan: &mut Plan,
-    refused: Vec<(crate::workload::ConsumerPatch, Error)>,
+    refused: Vec<(crate::model::consumer::ConsumerPatch, Error)>,
 ) {
     const REASON: &str = "ConsumerApplyRefused";
     let before: Vec<(Option<String>, String, String)> = snapshot

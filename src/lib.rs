@@ -8,7 +8,6 @@
 
 pub mod api;
 pub mod apply;
-pub mod cache;
 pub mod cli;
 pub mod conditions;
 pub mod controller;
@@ -16,6 +15,7 @@ pub mod decide;
 pub mod error;
 pub mod leadership;
 pub mod metrics;
+pub mod model;
 pub mod platform;
 pub mod pods;
 pub mod server;

@@ -9,9 +9,10 @@
 //! Pods that reference no Secret and carry no `streamingtoken.io/token` label are not kept: they
 //! cannot hold a token, and most pods of a cluster are like that.
 
+use crate::api::ROTATION_ANNOTATION;
 use crate::api::TOKEN_LABEL;
 use crate::api::{ClusterStreamingToken, StreamingToken};
-use crate::workload::ROTATION_ANNOTATION;
+use crate::model::pod::{Owner, PodRecord, SecretKeys, SecretReference, SecretUse};
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{
     EnvFromSource, EnvVar, KeyToPath, Pod, PodSpec, SecretProjection, SecretVolumeSource,
@@ -25,97 +26,9 @@ use kube::runtime::watcher;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 
-/// The workload that controls a pod, as people know it (a ReplicaSet of a Deployment is
-/// reported as the Deployment).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Owner {
-    pub kind: String,
-    pub name: String,
-}
-
-/// Which keys of a Secret a reference exposes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SecretKeys {
-    /// Every key (`envFrom`, a volume without `items`).
-    All,
-    Listed(Vec<String>),
-}
-
-impl SecretKeys {
-    pub fn includes(&self, key: &str) -> bool {
-        match self {
-            Self::All => true,
-            Self::Listed(keys) => keys.iter().any(|listed| listed == key),
-        }
-    }
-}
-
-/// How a pod reaches a Secret.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SecretUse {
-    /// `env[].valueFrom.secretKeyRef` of a container (init and ephemeral ones included).
-    Env { container: String, variable: String },
-    /// `envFrom[].secretRef` of a container.
-    EnvFrom { container: String },
-    /// A `secret` volume, or a `projected` volume with a secret source.
-    Volume { volume: String },
-}
-
-/// One reference of a pod to a Secret.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SecretReference {
-    pub secret: String,
-    pub keys: SecretKeys,
-    pub used: SecretUse,
-}
-
-/// What the operator keeps of a pod that may hold a token (see [`crate::pods`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PodRecord {
-    pub name: String,
-    pub owner: Option<Owner>,
-    /// The `streamingtoken.io/rotation` annotation it inherited from its template.
-    pub rotation: Option<String>,
-    /// Its `streamingtoken.io/token` label.
-    pub token_label: Option<String>,
-    /// `creationTimestamp`, in seconds (API server clock).
-    pub created_at: i64,
-    /// `deletionTimestamp` (when its grace period ends), in seconds, once it is terminating.
-    pub deletion_deadline: Option<i64>,
-    /// Finalizers of a terminating pod.
-    pub finalizers: Vec<String>,
-    pub references: Vec<SecretReference>,
-}
-
-impl AsRef<PodRecord> for PodRecord {
-    fn as_ref(&self) -> &PodRecord {
-        self
-    }
-}
-
-impl PodRecord {
-    pub fn terminating(&self) -> bool {
-        self.deletion_deadline.is_some()
-    }
-
-    /// The finalizers that keep a terminating pod past its grace period.
-    pub fn held_by(&self, now: i64) -> &[String] {
-        match self.deletion_deadline {
-            Some(deadline) if deadline <= now => &self.finalizers,
-            _ => &[],
-        }
-    }
-}
-
 /// Pods per page when listing: the full objects of one page are held only while they are
 /// turned into records.
 const LIST_PAGE_SIZE: u32 = 250;
-
-/// Label the ReplicaSet controller puts on its pods; a ReplicaSet named `<deployment>-<hash>`
-/// belongs to that Deployment.
-const POD_TEMPLATE_HASH_LABEL: &str = "pod-template-hash";
-/// The label Argo Rollouts puts on a Rollout's pods (its ReplicaSets are `<rollout>-<hash>`).
-const ROLLOUTS_POD_TEMPLATE_HASH_LABEL: &str = "rollouts-pod-template-hash";
 
 /// The compact record of `pod`, or `None` when it cannot hold a token: it references no Secret
 /// and is not labelled, or it has finished (Failed and Succeeded pods run no container; evicted
@@ -159,36 +72,13 @@ pub fn record(pod: &Pod) -> Option<PodRecord> {
     })
 }
 
-/// The workload that controls `pod`: its controller owner, with a ReplicaSet named after a
-/// Deployment (`<deployment>-<pod-template-hash>`) reported as that Deployment.
+/// The workload that controls `pod` (see [`crate::workload::owner_of`]).
 fn owner(pod: &Pod) -> Option<Owner> {
-    let reference = pod
+    let controller = pod
         .owner_references()
         .iter()
         .find(|reference| reference.controller == Some(true))?;
-    if reference.kind == "ReplicaSet"
-        && let Some(hash) = pod.labels().get(POD_TEMPLATE_HASH_LABEL)
-        && let Some(deployment) = reference.name.strip_suffix(&format!("-{hash}"))
-    {
-        return Some(Owner {
-            kind: "Deployment".into(),
-            name: deployment.into(),
-        });
-    }
-    // An Argo Rollouts ReplicaSet: `<rollout>-<rollouts-pod-template-hash>`.
-    if reference.kind == "ReplicaSet"
-        && let Some(hash) = pod.labels().get(ROLLOUTS_POD_TEMPLATE_HASH_LABEL)
-        && let Some(rollout) = reference.name.strip_suffix(&format!("-{hash}"))
-    {
-        return Some(Owner {
-            kind: "Rollout".into(),
-            name: rollout.into(),
-        });
-    }
-    Some(Owner {
-        kind: reference.kind.clone(),
-        name: reference.name.clone(),
-    })
+    Some(crate::workload::owner_of(controller, pod.labels()))
 }
 
 /// Every Secret reference of a pod: env and envFrom of containers, init containers (native
@@ -688,7 +578,7 @@ mod tests {
         let owned = |kind: &str, name: &str, hash: Option<&str>| {
             let mut labels = serde_json::Map::new();
             if let Some(hash) = hash {
-                labels.insert(POD_TEMPLATE_HASH_LABEL.into(), json!(hash));
+                labels.insert("pod-template-hash".into(), json!(hash));
             }
             owner(&pod(json!({
                 "metadata": {"name": "p", "labels": labels, "ownerReferences": [

@@ -162,6 +162,50 @@ fn decision_types_import_no_decision() {
     );
 }
 
+/// The modules a layer may import besides its own.
+fn imports_outside(
+    graph: &BTreeMap<String, BTreeSet<String>>,
+    layer: &str,
+    allowed: &[&str],
+) -> Vec<String> {
+    let within =
+        |module: &str, root: &str| module == root || module.starts_with(&format!("{root}::"));
+    graph
+        .iter()
+        .filter(|(module, _)| within(module, layer))
+        .flat_map(|(module, targets)| {
+            targets
+                .iter()
+                .filter(|target| {
+                    !within(target, layer) && !allowed.iter().any(|root| within(target, root))
+                })
+                .map(move |target| format!("{module} -> {target}"))
+        })
+        .collect()
+}
+
+/// The decisions are pure: they read the model, the API types, the condition helpers and token
+/// values, and no module that holds a client, a watch or a cache.
+#[test]
+fn the_decisions_import_no_io_module() {
+    let graph = graph();
+    assert!(graph.contains_key("decide::holders"), "{graph:?}");
+    let outside = imports_outside(&graph, "decide", &["api", "model", "conditions", "token"]);
+    assert!(
+        outside.is_empty(),
+        "decide imports I/O modules: {outside:?}"
+    );
+}
+
+/// The model (observations, patches, reasons) imports nothing but the API types.
+#[test]
+fn the_model_imports_only_the_api() {
+    let graph = graph();
+    assert!(graph.contains_key("model::consumer"), "{graph:?}");
+    let outside = imports_outside(&graph, "model", &["api"]);
+    assert!(outside.is_empty(), "model imports {outside:?}");
+}
+
 #[test]
 fn the_cycle_check_finds_a_cycle() {
     let graph = BTreeMap::from([

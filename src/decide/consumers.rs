@@ -18,7 +18,7 @@
 
 use super::snapshot::{Snapshot, TokenKind};
 use crate::api::BlockedConsumer;
-use crate::workload::{
+use crate::model::consumer::{
     ConsumerObservation, ConsumerPatch, ContainerEnv, ContainerRepoint, EnvSource, PodObservation,
     Repoint,
 };
@@ -398,7 +398,7 @@ fn progress(consumer: &ConsumerObservation, id: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workload::WorkloadKind;
+    use crate::model::consumer::WorkloadKind;
 
     fn consumer(name: &str) -> ConsumerObservation {
         ConsumerObservation {

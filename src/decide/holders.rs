@@ -16,7 +16,7 @@
 //! Whatever owns the pod: a labelled consumer, an unlabelled workload, nothing at all, or a
 //! workload deleted mid-rotation. Terminating pods count until they are gone.
 
-use crate::pods::{Owner, PodRecord, SecretReference, SecretUse};
+use crate::model::pod::{Owner, PodRecord, SecretReference, SecretUse};
 use std::collections::BTreeMap;
 
 pub use super::snapshot::KUBELET_CACHE_MARGIN_SECONDS;
@@ -358,7 +358,7 @@ pub fn unlabelled_readers<P: AsRef<PodRecord>>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pods::SecretKeys;
+    use crate::model::pod::SecretKeys;
 
     const NOW: i64 = 1_000;
     const WRITTEN: i64 = 500;

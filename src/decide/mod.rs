@@ -34,7 +34,7 @@ pub use snapshot::*;
 
 use crate::api::{BlockedConsumer, ConsumerSummary, StreamingTokenStatus};
 use crate::conditions::{self, DEGRADED, READY};
-use crate::pods::Owner;
+use crate::model::pod::Owner;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use std::collections::BTreeSet;
 

@@ -28,7 +28,7 @@ use crate::api::{
     TokenIdentity,
 };
 use crate::conditions::{self, READY_TO_ROTATE, ROTATING};
-use crate::workload::ConsumerPatch;
+use crate::model::consumer::ConsumerPatch;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use std::time::Duration;
 
@@ -1121,7 +1121,7 @@ fn restarting(machine: &mut Machine, rotation: &mut RotationStatus) -> Step {
     }
     let stamp = machine.snapshot.stamp(&rotation.id);
     let (waited, timeout) = machine.rollout_clock(rotation);
-    let left_alone = |consumer: &crate::workload::ConsumerObservation| {
+    let left_alone = |consumer: &crate::model::consumer::ConsumerObservation| {
         rotation.left_alone.contains(&machine.snapshot.consumer_key(
             consumer.kind.as_str(),
             &consumer.namespace,

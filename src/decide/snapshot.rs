@@ -3,9 +3,9 @@
 //! only: this module imports no decision, so every decision module can import it.
 
 use crate::api::{StreamingTokenSpec, StreamingTokenStatus, TokenIdentity};
-use crate::pods::PodRecord;
+use crate::model::consumer::{ConsumerObservation, ConsumerPatch};
+use crate::model::pod::PodRecord;
 use crate::token::{Token, TokenPair, TokenProblem};
-use crate::workload::{ConsumerObservation, ConsumerPatch};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;

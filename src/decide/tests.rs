@@ -11,9 +11,11 @@ use crate::api::{
     TokenIdentity, TokenSource,
 };
 use crate::conditions::{READY_TO_ROTATE, ROTATING};
-use crate::pods::{Owner, PodRecord, SecretKeys, SecretReference, SecretUse};
+use crate::model::consumer::{
+    ConsumerObservation, ContainerEnv, EnvSource, PodObservation, WorkloadKind,
+};
+use crate::model::pod::{Owner, PodRecord, SecretKeys, SecretReference, SecretUse};
 use crate::token::{Token, TokenPair, TokenProblem};
-use crate::workload::{ConsumerObservation, ContainerEnv, EnvSource, PodObservation, WorkloadKind};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -2092,7 +2094,7 @@ fn rolling_consumer(name: &str) -> ConsumerObservation {
 }
 
 fn waved(mut consumer: ConsumerObservation, wave: i64) -> ConsumerObservation {
-    consumer.wave = crate::workload::Wave::Number(wave);
+    consumer.wave = crate::model::consumer::Wave::Number(wave);
     consumer
 }
 
@@ -2257,7 +2259,7 @@ fn waves_roll_in_order_and_a_blocked_consumer_holds_the_next_wave() {
     assert!(plan.secret.is_none());
     // A wave label that is not a number: never started, reported with a reason.
     let mut odd = consumer("odd", None, false);
-    odd.wave = crate::workload::Wave::Invalid("two".into());
+    odd.wave = crate::model::consumer::Wave::Invalid("two".into());
     let plan = base().consumer(odd).plan();
     assert!(patched(&plan).is_empty());
     let blocked = plan.status.consumers.expect("summary").blocked;

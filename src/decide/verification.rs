@@ -7,7 +7,7 @@ use super::consumers::{self, Verdict};
 use super::holders::{self, Hold, Pair};
 use super::snapshot::{NamespaceView, Snapshot};
 use crate::api::{BlockedConsumer, RotationStatus};
-use crate::pods::Owner;
+use crate::model::pod::Owner;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -58,7 +58,7 @@ pub fn verify(
     waited: Duration,
     now: i64,
 ) -> Verification {
-    let left_alone = |consumer: &crate::workload::ConsumerObservation| {
+    let left_alone = |consumer: &crate::model::consumer::ConsumerObservation| {
         rotation.left_alone.contains(&snapshot.consumer_key(
             consumer.kind.as_str(),
             &consumer.namespace,
@@ -180,7 +180,7 @@ pub fn pair<'a>(snapshot: &'a Snapshot, view: &NamespaceView, stamp: &'a str) ->
     }
 }
 
-fn owner_of(consumer: &crate::workload::ConsumerObservation) -> Owner {
+fn owner_of(consumer: &crate::model::consumer::ConsumerObservation) -> Owner {
     Owner {
         kind: consumer.kind.as_str().into(),
         name: consumer.name.clone(),

@@ -14,7 +14,7 @@
 use super::consumers::{self, Verdict};
 use super::snapshot::Snapshot;
 use crate::api::{BlockedConsumer, WaveProgress};
-use crate::workload::{ConsumerObservation, ConsumerPatch, Wave};
+use crate::model::consumer::{ConsumerObservation, ConsumerPatch, Wave};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::time::Duration;
 

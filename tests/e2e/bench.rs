@@ -13,8 +13,8 @@ use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use streaming_token_operator::api::ROTATION_ANNOTATION;
 use streaming_token_operator::api::StreamingToken;
-use streaming_token_operator::workload::ROTATION_ANNOTATION;
 
 async fn rotation_latency(consumers: usize) {
     rotation_latency_with(consumers, None).await;

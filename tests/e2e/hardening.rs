@@ -386,7 +386,7 @@ async fn a_recreated_streamingtoken_rolls_consumers_stamped_by_its_predecessor()
         .unwrap_or_default();
     assert_eq!(
         template
-            .get(streaming_token_operator::workload::ROTATION_ANNOTATION)
+            .get(streaming_token_operator::api::ROTATION_ANNOTATION)
             .map(String::as_str),
         Some(second.as_str())
     );

@@ -12,8 +12,8 @@ use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use streaming_token_operator::api::ROTATION_ANNOTATION;
 use streaming_token_operator::api::{RotationStrategy, StreamingToken};
-use streaming_token_operator::workload::ROTATION_ANNOTATION;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 

@@ -1,12 +1,13 @@
 //! A compact cache of consumer workloads.
 //!
-//! The watches deliver whole Deployments, StatefulSets and DaemonSets; the cache keeps only the
+//! The watches deliver whole workloads (Deployments, StatefulSets, ...); the cache keeps only the
 //! few fields verification and repointing read ([`CachedWorkload`], a few hundred bytes), not the
 //! objects (several KiB each in memory even when trimmed). It follows the watcher's relist
 //! protocol: `Init` starts a fresh list for one kind, `InitDone` swaps it in and marks that kind
 //! ready.
 
-use crate::workload::{CachedWorkload, WorkloadKind};
+use super::template::CachedWorkload;
+use crate::model::consumer::WorkloadKind;
 use kube::ResourceExt;
 use kube::runtime::watcher;
 use std::collections::{HashMap, HashSet};
@@ -19,8 +20,8 @@ struct Inner {
     entries: HashMap<Key, Arc<CachedWorkload>>,
     relists: HashMap<WorkloadKind, HashMap<Key, Arc<CachedWorkload>>>,
     ready: HashSet<WorkloadKind>,
-    /// Kinds watched besides [`KINDS`] (Rollouts, when their CRD is installed).
-    also_required: HashSet<WorkloadKind>,
+    /// The kinds watched: the cache is ready once each has been listed.
+    required: HashSet<WorkloadKind>,
 }
 
 /// Labelled workloads of every kind, by kind, namespace and name.
@@ -28,13 +29,6 @@ struct Inner {
 pub struct WorkloadCache {
     inner: RwLock<Inner>,
 }
-
-/// The kinds the cache must have listed before it is ready.
-const KINDS: [WorkloadKind; 3] = [
-    WorkloadKind::Deployment,
-    WorkloadKind::StatefulSet,
-    WorkloadKind::DaemonSet,
-];
 
 impl WorkloadCache {
     /// Applies one watcher event for `kind`, converting objects with `convert`.
@@ -84,24 +78,21 @@ impl WorkloadCache {
         }
     }
 
-    /// True once every kind has been listed.
+    /// True once every kind watched has been listed (and at least one is).
     pub fn ready(&self) -> bool {
         let inner = self
             .inner
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        KINDS
-            .iter()
-            .chain(inner.also_required.iter())
-            .all(|kind| inner.ready.contains(kind))
+        !inner.required.is_empty() && inner.required.iter().all(|kind| inner.ready.contains(kind))
     }
 
-    /// `kind` is watched too: the cache is ready only once it has been listed.
+    /// `kind` is watched: the cache is ready only once it has been listed.
     pub fn require(&self, kind: WorkloadKind) {
         self.inner
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .also_required
+            .required
             .insert(kind);
     }
 
@@ -125,7 +116,7 @@ impl WorkloadCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::workload;
+    use crate::workload::{daemonset, deployment, statefulset};
     use k8s_openapi::api::apps::v1::Deployment;
     use serde_json::json;
 
@@ -140,8 +131,15 @@ mod tests {
     #[test]
     fn follows_the_relist_protocol() {
         let cache = WorkloadCache::default();
-        let convert = workload::cache_deployment;
+        let convert = deployment::cache_deployment;
         let kind = WorkloadKind::Deployment;
+        for kind in [
+            WorkloadKind::Deployment,
+            WorkloadKind::StatefulSet,
+            WorkloadKind::DaemonSet,
+        ] {
+            cache.require(kind);
+        }
         assert!(!cache.ready());
         cache.apply(kind, &watcher::Event::Init, convert);
         cache.apply(
@@ -183,12 +181,12 @@ mod tests {
         cache.apply(
             WorkloadKind::StatefulSet,
             &watcher::Event::<k8s_openapi::api::apps::v1::StatefulSet>::InitDone,
-            workload::cache_statefulset,
+            statefulset::cache_statefulset,
         );
         cache.apply(
             WorkloadKind::DaemonSet,
             &watcher::Event::<k8s_openapi::api::apps::v1::DaemonSet>::InitDone,
-            workload::cache_daemonset,
+            daemonset::cache_daemonset,
         );
         assert!(cache.ready());
     }

@@ -1,0 +1,244 @@
+//! An Argo Rollouts `Rollout` (argoproj.io/v1alpha1), watched as a dynamic object: its CRD may be
+//! absent. Its ReplicaSets are `<rollout>-<rollouts-pod-template-hash>`.
+
+use super::cache::WorkloadCache;
+use super::template::{CachedWorkload, cached, generation_of, pod_selector, template_rotation};
+use super::{ConsumerKind, Touched, manager_of, typed};
+use crate::api::ROTATION_ANNOTATION;
+use crate::model::consumer::{ConsumerObservation, ConsumerPatch, Wave, WorkloadKind};
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{DynamicObject, ListParams, Patch, PatchParams};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tracing::info;
+
+/// The label Argo Rollouts puts on a Rollout's pods (its ReplicaSets are `<rollout>-<hash>`).
+const ROLLOUTS_POD_TEMPLATE_HASH_LABEL: &str = "rollouts-pod-template-hash";
+
+pub struct Rollouts;
+
+impl ConsumerKind for Rollouts {
+    fn kind(&self) -> WorkloadKind {
+        WorkloadKind::Rollout
+    }
+
+    /// Served when the Rollout CRD is installed (looked up once, at start).
+    fn watch(
+        &self,
+        client: Client,
+        namespace: Option<String>,
+        cache: Arc<WorkloadCache>,
+    ) -> BoxFuture<'static, Option<BoxStream<'static, Touched>>> {
+        async move {
+            let api: Api<DynamicObject> = match &namespace {
+                None => Api::all_with(client, &rollout_resource()),
+                Some(namespace) => Api::namespaced_with(client, namespace, &rollout_resource()),
+            };
+            match api.list_metadata(&ListParams::default().limit(1)).await {
+                Ok(_) => {
+                    info!("Argo Rollouts is installed: Rollouts labelled as consumers are served");
+                    Some(typed::watch(api, cache, WorkloadKind::Rollout, cache_rollout))
+                }
+                Err(error) => {
+                    info!(error = %crate::error::api_summary(&error), "Argo Rollouts is not installed (or not readable): Rollouts are not watched; restart the operator after installing it");
+                    None
+                }
+            }
+        }
+        .boxed()
+    }
+
+    fn list<'a>(
+        &'a self,
+        client: &'a Client,
+        namespace: &'a str,
+        selector: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<CachedWorkload>, kube::Error>> {
+        async move {
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(client.clone(), namespace, &rollout_resource());
+            match api.list(&ListParams::default().labels(selector)).await {
+                Ok(list) => Ok(list.items.iter().map(cache_rollout).collect()),
+                Err(kube::Error::Api(status)) if status.code == 404 => Ok(Vec::new()),
+                Err(error) => Err(error),
+            }
+        }
+        .boxed()
+    }
+
+    /// Read, changed in place, written back with the resourceVersion it was read at (a conflict
+    /// if it changed since; retried): the Rollout CRD declares no list merge keys, so a
+    /// server-side apply would replace the containers list.
+    fn patch<'a>(
+        &'a self,
+        client: &'a Client,
+        patch: &'a ConsumerPatch,
+    ) -> BoxFuture<'a, Result<(), kube::Error>> {
+        async move {
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(client.clone(), &patch.namespace, &rollout_resource());
+            let current = api.get(&patch.name).await?;
+            let mut template = current.data["spec"]["template"].clone();
+            apply_to_template(patch, &mut template);
+            if template == current.data["spec"]["template"] {
+                return Ok(());
+            }
+            let body = json!({
+                "metadata": {"resourceVersion": current.metadata.resource_version},
+                "spec": {"template": template},
+            });
+            let params = PatchParams {
+                field_manager: Some(manager_of(patch).into()),
+                ..PatchParams::default()
+            };
+            api.patch(&patch.name, &params, &Patch::Merge(body))
+                .await
+                .map(drop)
+        }
+        .boxed()
+    }
+
+    fn controls(
+        &self,
+        controller: &OwnerReference,
+        pod_labels: &BTreeMap<String, String>,
+    ) -> Option<String> {
+        if controller.kind != "ReplicaSet" {
+            return None;
+        }
+        let hash = pod_labels.get(ROLLOUTS_POD_TEMPLATE_HASH_LABEL)?;
+        controller
+            .name
+            .strip_suffix(&format!("-{hash}"))
+            .map(str::to_string)
+    }
+}
+
+/// The Argo Rollouts `Rollout` resource, watched as a dynamic object (its CRD may be absent).
+pub fn rollout_resource() -> kube::core::ApiResource {
+    kube::core::ApiResource {
+        group: "argoproj.io".into(),
+        version: "v1alpha1".into(),
+        api_version: "argoproj.io/v1alpha1".into(),
+        kind: "Rollout".into(),
+        plural: "rollouts".into(),
+    }
+}
+
+/// Caches an Argo Rollouts `Rollout`: its pod template (`spec.template`, a PodTemplateSpec) and
+/// what its own status says of the rollout. A Rollout is rolled out when its controller has
+/// observed the latest generation, every replica is updated, ready and available, and the new
+/// revision is the stable one (`status.stableRS` is `status.currentPodHash`: a canary fully
+/// promoted, a blue-green switched); paused (`spec.paused`, pause conditions) or aborted
+/// (`status.abort`) is blocked.
+pub fn cache_rollout(rollout: &kube::api::DynamicObject) -> CachedWorkload {
+    let data = &rollout.data;
+    let template: PodTemplateSpec =
+        serde_json::from_value(data["spec"]["template"].clone()).unwrap_or_default();
+    let status = &data["status"];
+    let int = |value: &Value| -> i32 {
+        value
+            .as_i64()
+            .and_then(|number| i32::try_from(number).ok())
+            .unwrap_or(0)
+    };
+    // Argo Rollouts writes observedGeneration as a string.
+    let observed_generation = match &status["observedGeneration"] {
+        Value::String(text) => text.parse().unwrap_or(0),
+        other => other.as_i64().unwrap_or(0),
+    };
+    let paused = data["spec"]["paused"].as_bool().unwrap_or(false)
+        || status["pauseConditions"]
+            .as_array()
+            .is_some_and(|conditions| !conditions.is_empty())
+        || status["controllerPause"].as_bool().unwrap_or(false);
+    let promoted = match (
+        status["stableRS"].as_str(),
+        status["currentPodHash"].as_str(),
+    ) {
+        (Some(stable), Some(current)) => stable == current,
+        _ => false,
+    };
+    let base = ConsumerObservation {
+        kind: WorkloadKind::Rollout,
+        namespace: rollout.metadata.namespace.clone().unwrap_or_default(),
+        wave: Wave::of(rollout.metadata.labels.as_ref()),
+        name: rollout.metadata.name.clone().unwrap_or_default(),
+        generation: generation_of(&rollout.metadata),
+        observed_generation,
+        paused,
+        progress_deadline_exceeded: false,
+        on_delete_strategy: false,
+        aborted: status["abort"].as_bool().unwrap_or(false),
+        promoted,
+        desired: data["spec"]["replicas"]
+            .as_i64()
+            .and_then(|number| i32::try_from(number).ok())
+            .unwrap_or(1),
+        total: int(&status["replicas"]),
+        updated: int(&status["updatedReplicas"]),
+        ready: int(&status["readyReplicas"]),
+        available: int(&status["availableReplicas"]),
+        template_rotation: template_rotation(&template),
+        containers: Vec::new(),
+        pods: None,
+        selector: serde_json::from_value::<
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+        >(data["spec"]["selector"].clone())
+        .ok()
+        .as_ref()
+        .and_then(pod_selector),
+    };
+    cached(&rollout.metadata, base, &template)
+}
+/// This patch applied to a whole pod template (JSON): for a Rollout, whose CRD declares no
+/// list merge keys, so server-side apply would replace the containers list. Variables are
+/// set in place (or added), nothing else is touched.
+fn apply_to_template(patch: &ConsumerPatch, template: &mut Value) {
+    template["metadata"]["annotations"][ROTATION_ANNOTATION] = json!(patch.rotation_id);
+    template["metadata"]["labels"][crate::api::TOKEN_LABEL] = json!(patch.token_name);
+    let Some(repoint) = &patch.repoint else {
+        return;
+    };
+    let value_from = json!({"secretKeyRef": {"name": repoint.secret, "key": repoint.key}});
+    for container in &repoint.containers {
+        let list = if container.init {
+            "initContainers"
+        } else {
+            "containers"
+        };
+        let Some(target) = template["spec"][list]
+            .as_array_mut()
+            .and_then(|containers| {
+                containers
+                    .iter_mut()
+                    .find(|candidate| candidate["name"] == json!(container.name))
+            })
+        else {
+            continue;
+        };
+        if !target["env"].is_array() {
+            target["env"] = json!([]);
+        }
+        let Some(env) = target["env"].as_array_mut() else {
+            continue;
+        };
+        for variable in &container.variables {
+            match env
+                .iter_mut()
+                .find(|entry| entry["name"] == json!(variable))
+            {
+                Some(entry) => {
+                    *entry = json!({"name": variable, "valueFrom": value_from.clone()});
+                }
+                None => env.push(json!({"name": variable, "valueFrom": value_from.clone()})),
+            }
+        }
+    }
+}
