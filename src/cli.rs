@@ -6,6 +6,7 @@
 //! needs `patch` on `streamingtokens` (admins, with the chart's aggregated roles).
 
 use crate::api::{ClusterStreamingToken, HasTokenStatus, ROTATE_ANNOTATION, StreamingToken};
+use crate::model::reason;
 use futures::StreamExt;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -236,14 +237,14 @@ pub async fn status(
                 return ConsumerLine {
                     kind,
                     name: consumer.name.clone(),
-                    state: "Blocked".into(),
+                    state: reason::progress::BLOCKED.into(),
                     reason: found.reason.clone(),
                     detail: found.message.clone(),
                 };
             }
             let (state, detail) = match &stamp {
                 None => (
-                    "Idle",
+                    reason::phase::IDLE,
                     consumer
                         .template_rotation
                         .as_ref()
@@ -256,12 +257,14 @@ pub async fn status(
                     Duration::ZERO,
                     Duration::MAX,
                 ) {
-                    crate::decide::consumers::Verdict::Verified => ("Verified", String::new()),
+                    crate::decide::consumers::Verdict::Verified => {
+                        (reason::progress::VERIFIED, String::new())
+                    }
                     crate::decide::consumers::Verdict::Progressing(detail) => {
                         ("Progressing", detail)
                     }
                     crate::decide::consumers::Verdict::Blocked { message, .. } => {
-                        ("Blocked", message)
+                        (reason::progress::BLOCKED, message)
                     }
                 },
             };
@@ -325,7 +328,11 @@ pub async fn status(
         }
     }
     if let Some(platform) = &status.platform {
-        let word = |verdict: &Option<String>| verdict.clone().unwrap_or_else(|| "Unknown".into());
+        let word = |verdict: &Option<String>| {
+            verdict
+                .clone()
+                .unwrap_or_else(|| reason::platform::UNKNOWN.into())
+        };
         let mut line = format!(
             "Platform  Token 1 {}  Token 2 {}",
             word(&platform.token1),
@@ -390,7 +397,11 @@ pub async fn status(
     for other in others {
         println!(
             "{:<12} {:<40} {:<12} {}: {}",
-            other.kind, other.name, "Blocked", other.reason, other.message
+            other.kind,
+            other.name,
+            reason::progress::BLOCKED,
+            other.reason,
+            other.message
         );
     }
     Ok(())
@@ -515,7 +526,7 @@ pub async fn rotate_dry_run(
         let namespaces: Vec<String> = status
             .namespaces
             .iter()
-            .filter(|entry| entry.state != "Retained")
+            .filter(|entry| entry.state != reason::NamespaceState::Retained.as_str())
             .map(|entry| entry.name.clone())
             .collect();
         (
@@ -611,13 +622,22 @@ pub async fn rotate_dry_run(
         } else {
             "a person rotates at the platform (ReadyToRotate) and pastes the promoted pair, mirrored once the platform rejects the former Token 1"
         };
-        let word = |verdict: &Option<String>| verdict.clone().unwrap_or_else(|| "Unknown".into());
+        let word = |verdict: &Option<String>| {
+            verdict
+                .clone()
+                .unwrap_or_else(|| reason::platform::UNKNOWN.into())
+        };
         let (token1, token2) = snapshot
             .status
             .platform
             .as_ref()
             .map(|status| (word(&status.token1), word(&status.token2)))
-            .unwrap_or_else(|| ("Unknown".into(), "Unknown".into()));
+            .unwrap_or_else(|| {
+                (
+                    reason::platform::UNKNOWN.into(),
+                    reason::platform::UNKNOWN.into(),
+                )
+            });
         println!("  at the platform: {who}; it last said Token 1 {token1}, Token 2 {token2}");
     }
     let place = |consumer_namespace: &str| {
@@ -736,11 +756,11 @@ pub async fn dotenv(
         .publish(
             &kube::runtime::events::Event {
                 type_: kube::runtime::events::EventType::Normal,
-                reason: "TokenRead".into(),
+                reason: reason::TOKEN_READ.into(),
                 note: Some(format!(
                     "{who} read Token 2 (serial {serial}) of Secret {secret_name} for a local environment (dotenv)"
                 )),
-                action: "Read".into(),
+                action: reason::action::READ.into(),
                 secondary: None,
             },
             &kube::Resource::object_ref(&token, &()),

@@ -3,22 +3,7 @@
 use crate::api::Condition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-pub const READY: &str = "Ready";
-pub const DEGRADED: &str = "Degraded";
-pub const ROTATING: &str = "Rotating";
-pub const READY_TO_ROTATE: &str = "ReadyToRotate";
-/// kstatus: a rotation (or a settling source) is in progress.
-pub const RECONCILING: &str = "Reconciling";
-/// kstatus: only a person can clear what holds the StreamingToken up (the reason says what).
-pub const STALLED: &str = "Stalled";
-/// `deletionPolicy: Delete` while consumers or pods read the mirror Secret: deleting the
-/// StreamingToken would delete a Secret in use.
-pub const DELETES_SECRET_IN_USE: &str = "DeletesSecretInUse";
-/// (`spec.platform`) True: the platform accepts the mirrored pair. False: it rejects a token.
-/// Unknown: it could not be reached (never read as valid or as invalid).
-pub const PLATFORM_VERIFIED: &str = "PlatformVerified";
-/// (`spec.platform.rotate`) The platform credentials expire within 7 days, or have expired.
-pub const CREDENTIALS_EXPIRING: &str = "CredentialsExpiring";
+pub use crate::model::reason::condition::*;
 
 /// Sets (or adds) condition `type_`, keeping its transition time unless the status changed.
 pub fn set(

@@ -21,6 +21,7 @@ use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::model::consumer::{ConsumerObservation, PodObservation};
 use crate::model::pod::PodRecord;
+use crate::model::reason;
 use crate::platform::{Platform, RotateOutcome};
 use crate::pods::{self, PodCache};
 use crate::source;
@@ -639,24 +640,17 @@ async fn execute(
 /// blocked consumers on the copy of their own namespace. Never another namespace's workloads.
 fn copy_notices(snapshot: &Snapshot, plan: &Plan) -> Vec<(ObjectReference, decide::Notice)> {
     const ABOUT_THE_PAIR: &[&str] = &[
-        "TokensIssued",
-        "TokensMirrored",
-        "SourcePromoted",
-        "SourcePromotedEarly",
-        "SourceReplaced",
-        "RotationStarted",
-        "RotationQueued",
-        "RotationAborted",
-        "RotationCompleted",
-        "TokenDeactivated",
-        "MirrorLostDuringRotation",
-    ];
-    const ABOUT_A_NAMESPACE: &[&str] = &[
-        "NamespaceAdded",
-        "NamespaceLeaving",
-        "NamespaceRetained",
-        "NamespaceConflict",
-        "NamespaceRemoved",
+        reason::TOKENS_ISSUED,
+        reason::TOKENS_MIRRORED,
+        reason::SOURCE_PROMOTED,
+        reason::SOURCE_PROMOTED_EARLY,
+        reason::SOURCE_REPLACED,
+        reason::ROTATION_STARTED,
+        reason::ROTATION_QUEUED,
+        reason::ROTATION_ABORTED,
+        reason::ROTATION_COMPLETED,
+        reason::TOKEN_DEACTIVATED,
+        reason::MIRROR_LOST_DURING_ROTATION,
     ];
     if snapshot.kind != decide::TokenKind::Cluster {
         return Vec::new();
@@ -683,20 +677,11 @@ fn copy_notices(snapshot: &Snapshot, plan: &Plan) -> Vec<(ObjectReference, decid
                     .iter()
                     .map(|namespace| (copy(namespace), notice.clone())),
             );
-        } else if ABOUT_A_NAMESPACE.contains(&notice.reason) {
-            // "namespace <name>: ..." / "namespace <name> is selected: ..."
-            if let Some(namespace) = served.iter().find(|namespace| {
-                notice
-                    .message
-                    .strip_prefix("namespace ")
-                    .is_some_and(|rest| {
-                        rest.strip_prefix(**namespace)
-                            .is_some_and(|rest| rest.starts_with([':', ' ']))
-                    })
-            }) {
+        } else if let Some(namespace) = &notice.namespace {
+            if served.contains(&namespace.as_str()) {
                 notices.push((copy(namespace), notice.clone()));
             }
-        } else if notice.reason == "ConsumerBlocked" {
+        } else if notice.reason == reason::CONSUMER_BLOCKED {
             for entry in &plan.status.namespaces {
                 if entry.blocked.is_empty() || !served.contains(&entry.name.as_str()) {
                     continue;
@@ -711,7 +696,7 @@ fn copy_notices(snapshot: &Snapshot, plan: &Plan) -> Vec<(ObjectReference, decid
                 notices.push((
                     copy(&entry.name),
                     decide::Notice::warning(
-                        "ConsumerBlocked",
+                        reason::CONSUMER_BLOCKED,
                         notice.action,
                         format!(
                             "the rotation of this Secret's pair waits for {} here; Token 1 stays active until they are verified",
@@ -810,7 +795,7 @@ async fn write(
             .status
             .rotation
             .as_ref()
-            .map_or("Idle", |rotation| rotation.phase.as_str());
+            .map_or(reason::phase::IDLE, |rotation| rotation.phase.as_str());
         halt_point(context, &format!("status:{phase}")).await;
     }
     match copy_failure {
@@ -869,14 +854,14 @@ async fn rotate_at_platform(
     );
     if let RotateOutcome::Rotated = outcome {
         plan.events.push(decide::Notice::normal(
-            "PlatformRotated",
-            "Rotate",
+            reason::PLATFORM_ROTATED,
+            reason::action::ROTATE,
             "the platform rotated the pair; the operator reads, checks and mirrors it next",
         ));
     } else {
         plan.events.push(decide::Notice::warning(
-            "PlatformRotateFailed",
-            "Rotate",
+            reason::PLATFORM_ROTATE_FAILED,
+            reason::action::ROTATE,
             outcome.message(),
         ));
     }
@@ -965,7 +950,7 @@ fn needs_fresh_read(status: Option<&crate::api::StreamingTokenStatus>) -> bool {
     let rejected = status
         .platform
         .as_ref()
-        .is_some_and(|platform| platform.token1.as_deref() == Some("Rejected"));
+        .is_some_and(|platform| platform.token1.as_deref() == Some(reason::platform::REJECTED));
     rotating_there || rejected
 }
 
@@ -1065,7 +1050,7 @@ fn report_refused(
     plan: &mut Plan,
     refused: Vec<(crate::model::consumer::ConsumerPatch, Error)>,
 ) {
-    const REASON: &str = "ConsumerApplyRefused";
+    const REASON: &str = reason::CONSUMER_APPLY_REFUSED;
     let before: Vec<(Option<String>, String, String)> = snapshot
         .status
         .consumers
@@ -1115,7 +1100,7 @@ fn report_refused(
         &mut plan.status.conditions,
         conditions::DEGRADED,
         true,
-        "ConsumerBlocked",
+        reason::CONSUMER_BLOCKED,
         message,
         Some(snapshot.generation),
         &now(),
@@ -1123,7 +1108,7 @@ fn report_refused(
     if !newly.is_empty() {
         plan.events.push(decide::Notice::warning(
             REASON,
-            "Rotate",
+            reason::action::ROTATE,
             format!(
                 "the API server refused the apply to {}; the other consumers continue",
                 newly.join(", ")
@@ -1160,7 +1145,7 @@ async fn report_write_failure(target: &Target, context: &Context, error: &Error)
     if let Err(status_error) = apply::status(&context.client, target, &status).await {
         debug!(error = %status_error, "could not record the failed write in status");
     }
-    let notice = decide::Notice::warning(reason, "Reconcile", message);
+    let notice = decide::Notice::warning(reason, reason::action::RECONCILE, message);
     apply::event(
         &context.client,
         &context.reporter,

@@ -4,6 +4,7 @@
 //! and logs that the read-only `view` role can read. They keep the status code, the reason and
 //! the paths of the invalid fields (see [`api_summary`]).
 
+use crate::model::reason;
 use crate::token::RandomSourceError;
 
 #[derive(Debug, thiserror::Error)]
@@ -114,14 +115,14 @@ impl Error {
     /// A static PascalCase reason, for Events and metric labels.
     pub fn reason(&self) -> &'static str {
         match self {
-            Self::GetSecret { .. } => "GetSecretFailed",
-            Self::ApplySecret { .. } => "ApplySecretFailed",
-            Self::ApplyConsumer { .. } => "ApplyConsumerFailed",
-            Self::ListPods { .. } => "ListPodsFailed",
-            Self::PatchStatus { .. } => "PatchStatusFailed",
-            Self::Serialize(_) => "SerializeFailed",
-            Self::RandomSource(_) => "RandomSourceFailed",
-            Self::NotLeader => "NotLeader",
+            Self::GetSecret { .. } => reason::GET_SECRET_FAILED,
+            Self::ApplySecret { .. } => reason::APPLY_SECRET_FAILED,
+            Self::ApplyConsumer { .. } => reason::APPLY_CONSUMER_FAILED,
+            Self::ListPods { .. } => reason::LIST_PODS_FAILED,
+            Self::PatchStatus { .. } => reason::PATCH_STATUS_FAILED,
+            Self::Serialize(_) => reason::SERIALIZE_FAILED,
+            Self::RandomSource(_) => reason::RANDOM_SOURCE_FAILED,
+            Self::NotLeader => reason::NOT_LEADER,
         }
     }
 

@@ -2,6 +2,7 @@
 
 use crate::api::StreamingTokenStatus;
 use crate::decide::Notice;
+use crate::model::reason;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::MetricType;
@@ -338,9 +339,9 @@ impl Metrics {
     /// Counts a verdict of the platform a reconcile used (asked or cached).
     pub fn observe_platform_check(&self, verdict: &crate::decide::Verdict) {
         let verdict = match verdict {
-            crate::decide::Verdict::Accepted => "Accepted",
-            crate::decide::Verdict::Rejected => "Rejected",
-            crate::decide::Verdict::Unknown(_) => "Unknown",
+            crate::decide::Verdict::Accepted => reason::platform::ACCEPTED,
+            crate::decide::Verdict::Rejected => reason::platform::REJECTED,
+            crate::decide::Verdict::Unknown(_) => reason::platform::UNKNOWN,
         };
         self.platform_checks
             .get_or_create(&VerdictLabels {
@@ -421,14 +422,14 @@ impl Metrics {
                 })
                 .inc();
             let result = match notice.reason {
-                "RotationStarted" => Some("started"),
-                "RotationCompleted" => Some("completed"),
-                "RotationAborted" => Some("aborted"),
+                reason::ROTATION_STARTED => Some("started"),
+                reason::ROTATION_COMPLETED => Some("completed"),
+                reason::ROTATION_ABORTED => Some("aborted"),
                 _ => None,
             };
             if let Some(result) = result {
                 let strategy = match notice.reason {
-                    "RotationCompleted" => status
+                    reason::ROTATION_COMPLETED => status
                         .last_rotation
                         .as_ref()
                         .map(|last| last.strategy.as_str())

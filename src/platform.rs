@@ -12,6 +12,7 @@
 
 use crate::api::{CheckMethod, EndpointMethod, PlatformSpec, SecretKeyRef, parse_duration};
 use crate::decide::Verdict;
+use crate::model::reason;
 use crate::token::{self, Token, TokenPair};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
@@ -59,10 +60,10 @@ impl RotateOutcome {
     /// The state recorded in `status.rotation.platformRotate.state`.
     pub fn state(&self) -> &'static str {
         match self {
-            Self::Rotated => "Rotated",
-            Self::NotSent(_) => "NotSent",
-            Self::Refused(_) => "Refused",
-            Self::InDoubt(_) => "InDoubt",
+            Self::Rotated => reason::platform::ROTATED,
+            Self::NotSent(_) => reason::platform::NOT_SENT,
+            Self::Refused(_) => reason::platform::REFUSED,
+            Self::InDoubt(_) => reason::platform::IN_DOUBT,
         }
     }
 

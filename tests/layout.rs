@@ -215,3 +215,194 @@ fn the_cycle_check_finds_a_cycle() {
     let cycle = cycle_from(&graph, "a", &mut Vec::new(), &mut BTreeSet::new());
     assert_eq!(cycle, Some(vec!["a".into(), "b".into(), "a".into()]));
 }
+
+/// The code of a source file without its test module and comment lines.
+fn code_of(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).expect("readable");
+    text.split("#[cfg(test)]")
+        .next()
+        .unwrap_or_default()
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("//"))
+        // A printer column's heading is not a reason.
+        .filter(|line| {
+            !line.trim_start().starts_with("printcolumn(name =")
+                && !line.trim_start().starts_with("name = \"")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Every string literal of `code` that is one PascalCase word (`"ConsumerBlocked"`, `"Idle"`).
+fn pascal_case_literals(code: &str) -> Vec<String> {
+    code.split('"')
+        .skip(1)
+        .step_by(2)
+        .filter(|word| {
+            (2..=48).contains(&word.len())
+                && word.starts_with(|c: char| c.is_ascii_uppercase())
+                && word.chars().all(|c| c.is_ascii_alphanumeric())
+                && word.chars().any(|c| c.is_ascii_lowercase())
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// Words other projects define that the code names as they are: Kubernetes kinds, condition
+/// statuses, API status reasons, update strategies and HTTP header names.
+const FOREIGN_WORDS: &[&str] = &[
+    "True",
+    "False",
+    "Unknown",
+    "Secret",
+    "Pod",
+    "Namespace",
+    "ReplicaSet",
+    "Deployment",
+    "StatefulSet",
+    "DaemonSet",
+    "Rollout",
+    "StreamingToken",
+    "ClusterStreamingToken",
+    "StreamingTokenStatus",
+    "Opaque",
+    "Progressing",
+    "OnDelete",
+    "Succeeded",
+    "Failed",
+    "NotFound",
+    "AlreadyExists",
+    "Conflict",
+    "Gone",
+    "Invalid",
+    "Timeout",
+    "ServerTimeout",
+    "TooManyRequests",
+    "Unauthorized",
+    "Forbidden",
+    "BadRequest",
+    "MethodNotAllowed",
+    "NotAcceptable",
+    "UnsupportedMediaType",
+    "RequestEntityTooLarge",
+    "InternalError",
+    "ServiceUnavailable",
+    "Expired",
+    "Failure",
+    "Authorization",
+    "Accept",
+    "ZeroDowntime",
+    "Restart",
+];
+
+/// The vocabulary's words: every `&str` constant of `model/reason.rs` and the words its enums
+/// are written as.
+fn vocabulary() -> BTreeSet<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    pascal_case_literals(&code_of(&root.join("model/reason.rs")))
+        .into_iter()
+        .collect()
+}
+
+/// Reasons, phases and states are named through `model::reason`, never spelled out: a typo
+/// would otherwise drop an Event, a metric or a kstatus verdict silently.
+#[test]
+fn no_reason_is_spelled_outside_the_vocabulary() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let vocabulary = vocabulary();
+    assert!(
+        vocabulary.contains("ConsumerBlocked") && vocabulary.contains("Synced"),
+        "the vocabulary is read: {vocabulary:?}"
+    );
+    let mut paths = Vec::new();
+    files(&root, &mut paths);
+    let mut spelled = Vec::new();
+    for path in paths {
+        if path.ends_with("model/reason.rs") || path.ends_with("tests.rs") {
+            continue;
+        }
+        for word in pascal_case_literals(&code_of(&path)) {
+            let foreign = FOREIGN_WORDS.contains(&word.as_str())
+                || word.chars().all(|c| !c.is_ascii_lowercase());
+            if !foreign || vocabulary.contains(&word) && word != "Unknown" {
+                spelled.push(format!(
+                    "{}: \"{word}\"",
+                    path.strip_prefix(&root).unwrap_or(&path).display()
+                ));
+            }
+        }
+    }
+    assert!(
+        spelled.is_empty(),
+        "{} reason literal(s) outside src/model/reason.rs (name the constant, or add the word \
+         there): {spelled:#?}",
+        spelled.len()
+    );
+}
+
+/// The README's table of the vocabulary, made from `src/model/reason.rs`: a heading per group
+/// (its `//` line, or its module's or enum's doc), a row per word with its doc.
+fn vocabulary_table() -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let text = std::fs::read_to_string(root.join("model/reason.rs")).expect("readable");
+    let mut out = String::new();
+    let mut doc: Vec<String> = Vec::new();
+    let mut in_enum = false;
+    let heading = |out: &mut String, title: &str| {
+        out.push_str(&format!("\n**{title}**\n\n| word | meaning |\n|---|---|\n"));
+    };
+    for line in text.lines().skip_while(|line| line.starts_with("//!")) {
+        let trimmed = line.trim();
+        if let Some(title) = trimmed.strip_prefix("// ") {
+            heading(&mut out, title);
+        } else if let Some(words) = trimmed.strip_prefix("///") {
+            doc.push(words.trim().to_string());
+        } else if trimmed.starts_with("pub mod ") || trimmed.starts_with("pub enum ") {
+            heading(&mut out, &doc.join(" "));
+            in_enum = trimmed.starts_with("pub enum ");
+        } else if let Some(rest) = trimmed.strip_prefix("pub const ") {
+            if let Some(word) = rest.split('"').nth(1) {
+                out.push_str(&format!("| `{word}` | {} |\n", doc.join(" ")));
+            }
+        } else if in_enum && trimmed.ends_with(',') && !trimmed.contains(' ') {
+            out.push_str(&format!(
+                "| `{}` | {} |\n",
+                trimmed.trim_end_matches(','),
+                doc.join(" ")
+            ));
+        } else if trimmed.starts_with("impl ") {
+            break;
+        }
+        if !trimmed.starts_with("///") {
+            doc.clear();
+        }
+    }
+    out
+}
+
+/// The README lists the vocabulary as the code has it (between its `reasons` markers).
+/// `STO_BLESS=1 cargo test --test layout` writes the table.
+#[test]
+fn the_readme_lists_the_vocabulary() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+    let readme = std::fs::read_to_string(&path).expect("README.md");
+    let (begin, end) = ("<!-- reasons:begin -->\n", "<!-- reasons:end -->");
+    let start = readme
+        .find(begin)
+        .expect("README has the reasons:begin marker")
+        + begin.len();
+    let stop = readme.find(end).expect("README has the reasons:end marker");
+    let table = vocabulary_table();
+    assert!(table.contains("| `ConsumerBlocked` |"), "{table}");
+    assert!(table.contains("| `Synced` |"), "{table}");
+    if readme[start..stop] != table {
+        if std::env::var("STO_BLESS").is_ok() {
+            let written = format!("{}{table}{}", &readme[..start], &readme[stop..]);
+            std::fs::write(&path, written).expect("README written");
+        } else {
+            panic!(
+                "README's vocabulary table is stale: run STO_BLESS=1 cargo test --test layout; expected:\n{table}"
+            );
+        }
+    }
+}

@@ -22,6 +22,7 @@ use crate::model::consumer::{
     ConsumerObservation, ConsumerPatch, ContainerEnv, ContainerRepoint, EnvSource, PodObservation,
     Repoint,
 };
+use crate::model::reason;
 use std::time::Duration;
 
 /// The outcome of checking one consumer against a rotation.
@@ -126,7 +127,7 @@ pub fn repoint_need(snapshot: &Snapshot, consumer: &ConsumerObservation, id: &st
     {
         return blocked(
             consumer,
-            "NoMatchingContainer",
+            reason::NO_MATCHING_CONTAINER,
             format!(
                 "none of its containers is named in spec.consumers.containers ({})",
                 named.join(", ")
@@ -212,7 +213,7 @@ fn reverted(
         format!("field manager {}", managers.join(", "))
     };
     (
-        "EnvVarReverted",
+        reason::ENV_VAR_REVERTED,
         format!(
             "container {}: {by} set {} back after this rotation pointed it at key {token2_key} (a GitOps sync or kubectl apply of a manifest that still reads the old key); change the manifest to secretKeyRef {{name: {mirror}, key: {token2_key}}}, where every consumer ends after a rotation, and sync; the operator does not apply again",
             container.name,
@@ -244,7 +245,7 @@ fn container_repoint(
         EnvSource::Absent => {}
         EnvSource::Literal if selected => {
             return Err((
-                "LiteralEnvValue",
+                reason::LITERAL_ENV_VALUE,
                 format!(
                     "container {} sets {env_var} to a literal value; use valueFrom.secretKeyRef (or remove it) so the operator can repoint it",
                     container.name
@@ -253,7 +254,7 @@ fn container_repoint(
         }
         EnvSource::Other if selected => {
             return Err((
-                "EnvVarNotFromSecret",
+                reason::ENV_VAR_NOT_FROM_SECRET,
                 format!(
                     "container {} sets {env_var} from a ConfigMap or a field, which a Secret reference cannot replace; remove that valueFrom or read the {token2_key} key of Secret {mirror} with secretKeyRef",
                     container.name
@@ -300,25 +301,25 @@ pub fn verify(
 ) -> Verdict {
     if consumer.paused {
         return Verdict::Blocked {
-            reason: "Paused",
+            reason: reason::PAUSED,
             message: "the rollout is paused; resume it (kubectl rollout resume)".into(),
         };
     }
     if consumer.aborted {
         return Verdict::Blocked {
-            reason: "RolloutAborted",
+            reason: reason::ROLLOUT_ABORTED,
             message: "the Rollout was aborted: its stable pods still run the previous template; retry it (kubectl argo rollouts retry rollout) or promote it".into(),
         };
     }
     if consumer.progress_deadline_exceeded {
         return Verdict::Blocked {
-            reason: "ProgressDeadlineExceeded",
+            reason: reason::PROGRESS_DEADLINE_EXCEEDED,
             message: "the rollout exceeded its progress deadline".into(),
         };
     }
     if consumer.on_delete_strategy {
         return Verdict::Blocked {
-            reason: "OnDeleteUpdateStrategy",
+            reason: reason::ON_DELETE_UPDATE_STRATEGY,
             message: "the OnDelete update strategy never replaces pods by itself; delete its pods or use RollingUpdate".into(),
         };
     }
@@ -329,7 +330,7 @@ pub fn verify(
             .find(|pod| pod.rotation.as_deref() != Some(id) && !pod.held_by.is_empty())
     {
         return Verdict::Blocked {
-            reason: "PodHeldByFinalizer",
+            reason: reason::POD_HELD_BY_FINALIZER,
             message: format!(
                 "pod {} of an older template is terminating past its grace period, held by finalizer(s) {}; it may still hold Token 1",
                 held.name,
@@ -341,7 +342,7 @@ pub fn verify(
         None => Verdict::Verified,
         // The message names the timeout, not the time waited: status must not change every pass.
         Some(message) if waited > timeout => Verdict::Blocked {
-            reason: "RolloutTimeout",
+            reason: reason::ROLLOUT_TIMEOUT,
             message: format!(
                 "not rolled out within spec.rotation.rolloutTimeout ({}s): {message}",
                 timeout.as_secs()

@@ -22,6 +22,7 @@ use super::snapshot::{
 };
 use super::verification::NamespaceVerification;
 use crate::api::{BlockedConsumer, NamespaceStatus, StreamingTokenStatus};
+use crate::model::reason::{self, NamespaceState};
 
 /// Most namespaces listed in status.
 pub const MAX_NAMESPACES_LISTED: usize = 200;
@@ -68,7 +69,7 @@ pub fn plan(
         blocked.truncate(MAX_BLOCKED_PER_NAMESPACE);
         listed.push(NamespaceStatus {
             name: view.namespace.clone(),
-            state: state.0.into(),
+            state: state.0.as_str().into(),
             consumers: i32::try_from(view.consumers.len()).unwrap_or(i32::MAX),
             verified: status
                 .rotation
@@ -87,7 +88,7 @@ pub fn plan(
         .collect();
     if !conflicts.is_empty() {
         fan.degraded = Some((
-            "NamespaceConflict",
+            reason::NAMESPACE_CONFLICT,
             format!(
                 "{} namespace(s) cannot be served: {}; see status.namespaces",
                 conflicts.len(),
@@ -113,14 +114,11 @@ pub fn plan(
 }
 
 fn attention(entry: &NamespaceStatus) -> usize {
-    usize::from(entry.state != "Synced") + entry.blocked.len()
+    usize::from(entry.state != NamespaceState::Synced.as_str()) + entry.blocked.len()
 }
 
 fn is_conflict(state: &str) -> bool {
-    matches!(
-        state,
-        "SecretNotOwned" | "SecretClaimedByOther" | "ConsumerLabelTaken" | "SecretReplaced"
-    )
+    NamespaceState::parse(state).is_some_and(NamespaceState::is_conflict)
 }
 
 /// True when `view` is one this object serves: selected, or no longer selected but with a copy
@@ -141,10 +139,7 @@ pub fn reached(
             .flat_map(|status| status.namespaces.iter())
             .any(|entry| {
                 entry.name == view.namespace
-                    && matches!(
-                        entry.state.as_str(),
-                        "Synced" | "Pending" | "Leaving" | "Retained" | "SecretReplaced"
-                    )
+                    && NamespaceState::parse(&entry.state).is_some_and(NamespaceState::held_a_copy)
             })
     };
     let record = match mirror {
@@ -227,11 +222,11 @@ fn copy_need(snapshot: &Snapshot, view: &NamespaceView, mirror: &MirrorWrite) ->
 }
 
 /// The state of a namespace and what it means, for status.
-fn state(snapshot: &Snapshot, view: &NamespaceView) -> (&'static str, String) {
+fn state(snapshot: &Snapshot, view: &NamespaceView) -> (NamespaceState, String) {
     let secret = &snapshot.secret_name;
     if snapshot.copy_replaced(view) {
         return (
-            "SecretReplaced",
+            NamespaceState::SecretReplaced,
             format!(
                 "Secret {secret} here was this object's copy and is now someone else's; pods here that read it may still hold Token 1 from before, so rotations wait for them: restart them, or stop selecting this namespace"
             ),
@@ -240,7 +235,7 @@ fn state(snapshot: &Snapshot, view: &NamespaceView) -> (&'static str, String) {
     match &view.copy {
         CopyObservation::NotOwned => {
             return (
-                "SecretNotOwned",
+                NamespaceState::SecretNotOwned,
                 format!(
                     "Secret {secret} exists here and was not created by the operator; it is left alone (delete it, or set spec.secret.name to another name)"
                 ),
@@ -248,7 +243,7 @@ fn state(snapshot: &Snapshot, view: &NamespaceView) -> (&'static str, String) {
         }
         CopyObservation::ClaimedBy(other) => {
             return (
-                "SecretClaimedByOther",
+                NamespaceState::SecretClaimedByOther,
                 format!("Secret {secret} here is managed for {other}; it is left alone"),
             );
         }
@@ -256,7 +251,7 @@ fn state(snapshot: &Snapshot, view: &NamespaceView) -> (&'static str, String) {
     }
     if view.label_taken {
         return (
-            "ConsumerLabelTaken",
+            NamespaceState::ConsumerLabelTaken,
             format!(
                 "StreamingToken {} lives here and owns the label streamingtoken.io/token: {}; workloads here are not repointed or restarted (pods reading Secret {secret} are still verified)",
                 snapshot.name, snapshot.name
@@ -266,14 +261,14 @@ fn state(snapshot: &Snapshot, view: &NamespaceView) -> (&'static str, String) {
     if !view.selected {
         if !snapshot.read_in(view) && snapshot.retain_unselected {
             return (
-                "Retained",
+                NamespaceState::Retained,
                 format!(
                     "no longer selected and no pod reads Secret {secret} here: it is kept as it is and no longer updated (unselectedPolicy: Retain); its Token 1 stops working at the next rotation"
                 ),
             );
         }
         return (
-            "Leaving",
+            NamespaceState::Leaving,
             format!(
                 "no longer selected; Secret {secret} is kept up to date and verified until no pod here reads it, then {}",
                 if snapshot.retain_unselected {
@@ -285,15 +280,25 @@ fn state(snapshot: &Snapshot, view: &NamespaceView) -> (&'static str, String) {
         );
     }
     if snapshot.copy_in_sync(view) {
-        ("Synced", format!("Secret {secret} holds the pair"))
+        (
+            NamespaceState::Synced,
+            format!("Secret {secret} holds the pair"),
+        )
     } else if matches!(view.copy, CopyObservation::Missing) {
-        ("Pending", format!("Secret {secret} is being created"))
+        (
+            NamespaceState::Pending,
+            format!("Secret {secret} is being created"),
+        )
     } else {
-        ("Pending", format!("Secret {secret} is being updated"))
+        (
+            NamespaceState::Pending,
+            format!("Secret {secret} is being updated"),
+        )
     }
 }
 
 /// Events for namespaces whose state changed since the last status: joined, left, conflicting.
+/// Each names its namespace as data ([`Notice::namespace`]).
 fn announce(snapshot: &Snapshot, listed: &[NamespaceStatus], events: &mut Vec<Notice>) {
     let before = |name: &str| {
         snapshot
@@ -309,43 +314,48 @@ fn announce(snapshot: &Snapshot, listed: &[NamespaceStatus], events: &mut Vec<No
         if was == Some(entry.state.as_str()) {
             continue;
         }
-        match entry.state.as_str() {
-            "Pending" if was.is_none() => events.push(Notice::normal(
-                "NamespaceAdded",
-                "MirrorSecret",
+        let said = |message: &str| format!("namespace {}: {message}", entry.name);
+        let notice = match NamespaceState::parse(&entry.state) {
+            Some(NamespaceState::Pending) if was.is_none() => Notice::normal(
+                reason::NAMESPACE_ADDED,
+                reason::action::MIRROR_SECRET,
                 format!(
                     "namespace {} is selected: Secret {secret} is written there",
                     entry.name
                 ),
-            )),
-            "Leaving" => events.push(Notice::normal(
-                "NamespaceLeaving",
-                "MirrorSecret",
-                format!("namespace {}: {}", entry.name, entry.message),
-            )),
-            "Retained" => events.push(Notice::warning(
-                "NamespaceRetained",
-                "MirrorSecret",
-                format!("namespace {}: {}", entry.name, entry.message),
-            )),
-            state if is_conflict(state) => events.push(Notice::warning(
-                "NamespaceConflict",
-                "MirrorSecret",
-                format!("namespace {}: {}", entry.name, entry.message),
-            )),
-            _ => {}
-        }
+            ),
+            Some(NamespaceState::Leaving) => Notice::normal(
+                reason::NAMESPACE_LEAVING,
+                reason::action::MIRROR_SECRET,
+                said(&entry.message),
+            ),
+            Some(NamespaceState::Retained) => Notice::warning(
+                reason::NAMESPACE_RETAINED,
+                reason::action::MIRROR_SECRET,
+                said(&entry.message),
+            ),
+            Some(state) if state.is_conflict() => Notice::warning(
+                reason::NAMESPACE_CONFLICT,
+                reason::action::MIRROR_SECRET,
+                said(&entry.message),
+            ),
+            _ => continue,
+        };
+        events.push(notice.about_namespace(&entry.name));
     }
     for entry in &snapshot.status.namespaces {
         if !listed.iter().any(|listed| listed.name == entry.name) {
-            events.push(Notice::normal(
-                "NamespaceRemoved",
-                "MirrorSecret",
-                format!(
-                    "namespace {}: Secret {secret} is no longer managed there",
-                    entry.name
-                ),
-            ));
+            events.push(
+                Notice::normal(
+                    reason::NAMESPACE_REMOVED,
+                    reason::action::MIRROR_SECRET,
+                    format!(
+                        "namespace {}: Secret {secret} is no longer managed there",
+                        entry.name
+                    ),
+                )
+                .about_namespace(&entry.name),
+            );
         }
     }
 }

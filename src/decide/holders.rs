@@ -17,6 +17,7 @@
 //! workload deleted mid-rotation. Terminating pods count until they are gone.
 
 use crate::model::pod::{Owner, PodRecord, SecretReference, SecretUse};
+use crate::model::reason;
 use std::collections::BTreeMap;
 
 pub use super::snapshot::KUBELET_CACHE_MARGIN_SECONDS;
@@ -165,7 +166,7 @@ fn owner_hold(
         .find(|holder| !holder.pod.held_by(now).is_empty())
     {
         return Hold::Blocked {
-            reason: "PodHeldByFinalizer",
+            reason: reason::POD_HELD_BY_FINALIZER,
             message: format!(
                 "pod {} is terminating past its grace period, held by finalizer(s) {}, and may hold Token 1 ({}); remove the finalizer or wait for whatever set it",
                 holder.pod.name,
@@ -182,7 +183,7 @@ fn owner_hold(
                 .is_some_and(|deadline| deadline + STUCK_TERMINATING_AFTER_SECONDS <= now)
         }) {
             return Hold::Blocked {
-                reason: "PodStuckTerminating",
+                reason: reason::POD_STUCK_TERMINATING,
                 message: format!(
                     "pod {} is still terminating well past its grace period, with no finalizer (its node may be unreachable), and may hold Token 1 ({}); check its node, or force-delete it once its containers are known to be stopped",
                     stuck.pod.name,
@@ -219,7 +220,7 @@ fn blocked_reason(
     let token2 = pair.token2_key;
     if holder.holding.reference().secret != pair.secret {
         return (
-            "ReadsSourceSecret",
+            reason::READS_SOURCE_SECRET,
             format!(
                 "it reads source Secret {} directly, which the operator can neither repoint nor verify; read the {token2} key of the mirror Secret {} instead",
                 holder.holding.reference().secret,
@@ -229,9 +230,9 @@ fn blocked_reason(
     }
     if !consumer {
         let reason = if owner.kind == "Pod" {
-            "UnmanagedPodReadsToken"
+            reason::UNMANAGED_POD_READS_TOKEN
         } else {
-            "UnlabelledReader"
+            reason::UNLABELLED_READER
         };
         let fix = if owner.kind == "Pod" {
             "recreate it reading the Token 2 key, or delete it".to_string()
@@ -245,28 +246,28 @@ fn blocked_reason(
     }
     match (&holder.holding, &holder.holding.reference().used) {
         (Holding::Token1(_), SecretUse::EnvFrom { container }) => (
-            "EnvFromMirrorSecret",
+            reason::ENV_FROM_MIRROR_SECRET,
             format!(
                 "container {container} loads the whole Secret {} with envFrom, so it always holds Token 1; read the {token2} key through env[].valueFrom.secretKeyRef instead",
                 pair.secret
             ),
         ),
         (Holding::Token1(_), SecretUse::Volume { volume }) => (
-            "VolumeExposesToken1",
+            reason::VOLUME_EXPOSES_TOKEN1,
             format!(
                 "volume {volume} exposes the {} key; mount only the {token2} key (items: [{{key: {token2}, path: ...}}])",
                 pair.token1_key
             ),
         ),
         (Holding::Token1(_), SecretUse::Env { container, .. }) => (
-            "ContainerNotRepointed",
+            reason::CONTAINER_NOT_REPOINTED,
             format!(
                 "container {container} still reads the {} key; add it to spec.consumers.containers, or point it at the {token2} key",
                 pair.token1_key
             ),
         ),
         (Holding::Token2BeforePromotion(_), _) => (
-            "PodNotRolled",
+            reason::POD_NOT_ROLLED,
             "it was not rolled during this rotation; restart it (kubectl rollout restart)".into(),
         ),
     }

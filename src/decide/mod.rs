@@ -35,6 +35,7 @@ pub use snapshot::*;
 use crate::api::{BlockedConsumer, ConsumerSummary, StreamingTokenStatus};
 use crate::conditions::{self, DEGRADED, READY};
 use crate::model::pod::Owner;
+use crate::model::reason;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use std::collections::BTreeSet;
 
@@ -47,20 +48,20 @@ pub fn plan(snapshot: &Snapshot, now: &Time) -> Plan {
 
 /// Reasons of `Degraded=True` that only a person can clear: kstatus reads them as `Failed`.
 const STALLING: &[&str] = &[
-    "HomeNamespaceChanged",
-    "ConsumerBlocked",
-    "SourceUnrecognized",
-    "SourceSecretNotFound",
-    "SourceKeyMissing",
-    "SourceTokenInvalid",
-    "SourceTokensIdentical",
-    "SourceTokenRejected",
-    "SourceNotRotatedAtPlatform",
-    "PlatformMisconfigured",
-    "PlatformRotateInDoubt",
-    "SecretNotOwned",
-    "SecretClaimedByOther",
-    "InvalidSpec",
+    reason::HOME_NAMESPACE_CHANGED,
+    reason::CONSUMER_BLOCKED,
+    reason::SOURCE_UNRECOGNIZED,
+    reason::SOURCE_SECRET_NOT_FOUND,
+    reason::SOURCE_KEY_MISSING,
+    reason::SOURCE_TOKEN_INVALID,
+    reason::SOURCE_TOKENS_IDENTICAL,
+    reason::SOURCE_TOKEN_REJECTED,
+    reason::SOURCE_NOT_ROTATED_AT_PLATFORM,
+    reason::PLATFORM_MISCONFIGURED,
+    reason::PLATFORM_ROTATE_IN_DOUBT,
+    reason::SECRET_NOT_OWNED,
+    reason::SECRET_CLAIMED_BY_OTHER,
+    reason::INVALID_SPEC,
 ];
 
 /// The conditions kstatus (Flux, `kubectl wait`, cli-utils) reads, derived from ours:
@@ -81,7 +82,7 @@ fn set_kstatus(status: &mut StreamingTokenStatus, generation: i64, now: &Time) {
             rotation.phase.clone(),
             format!("rotation {} is in phase {}", rotation.id, rotation.phase),
         )),
-        (None, Some((reason, message))) if reason == "SourceIncomplete" => {
+        (None, Some((reason, message))) if reason == reason::SOURCE_INCOMPLETE => {
             Some((reason.clone(), message.clone()))
         }
         _ => None,
@@ -107,13 +108,13 @@ fn set_kstatus(status: &mut StreamingTokenStatus, generation: i64, now: &Time) {
         &mut status.conditions,
         conditions::STALLED,
         stalled,
-        ("AsExpected", "nothing waits for a person"),
+        (reason::AS_EXPECTED, "nothing waits for a person"),
     );
     set(
         &mut status.conditions,
         conditions::RECONCILING,
         reconciling,
-        ("Idle", "nothing in progress"),
+        (reason::phase::IDLE, "nothing in progress"),
     );
 }
 
@@ -178,7 +179,11 @@ fn decide(snapshot: &Snapshot, now: &Time) -> Plan {
         let already = conditions::get(&snapshot.status.conditions, DEGRADED)
             .is_some_and(|condition| condition.status == "True" && condition.reason == *reason);
         if !already {
-            events.push(Notice::warning(reason, "MirrorSecret", message.clone()));
+            events.push(Notice::warning(
+                reason,
+                reason::action::MIRROR_SECRET,
+                message.clone(),
+            ));
         }
     });
     let readers = unlabelled_readers(snapshot, &mut status, &mut events);
@@ -239,14 +244,14 @@ fn base_status(snapshot: &Snapshot) -> StreamingTokenStatus {
 fn claim(snapshot: &Snapshot) -> Result<Option<&ObservedMirror>, (&'static str, String)> {
     match &snapshot.mirror {
         MirrorObservation::NotOwned => Err((
-            "SecretNotOwned",
+            reason::SECRET_NOT_OWNED,
             format!(
                 "Secret {} exists and was not created by the operator; delete it or set spec.secret.name to another name",
                 snapshot.secret_name
             ),
         )),
         MirrorObservation::ClaimedBy(other) => Err((
-            "SecretClaimedByOther",
+            reason::SECRET_CLAIMED_BY_OTHER,
             format!(
                 "Secret {} is managed for {other}; set spec.secret.name to another name",
                 snapshot.secret_name
@@ -269,7 +274,7 @@ fn suspended(
         &mut status.conditions,
         READY,
         healthy,
-        "Suspended",
+        reason::SUSPENDED,
         "reconciliation is suspended (spec.suspend): the mirror Secret is not repaired and no rotation starts or advances",
         Some(snapshot.generation),
         now,
@@ -303,7 +308,10 @@ fn persist_rotation_start(
         .filter(|notice| {
             matches!(
                 notice.reason,
-                "RotationStarted" | "RotationAborted" | "RotatedOutOfBand" | "PlatformRotateCalled"
+                reason::ROTATION_STARTED
+                    | reason::ROTATION_ABORTED
+                    | reason::ROTATED_OUT_OF_BAND
+                    | reason::PLATFORM_ROTATE_CALLED
             )
         })
         .collect();
@@ -331,7 +339,7 @@ fn set_ready(
         &mut status.conditions,
         READY,
         true,
-        "TokensReady",
+        reason::TOKENS_READY,
         format!(
             "Secret {} holds Token 1 (serial {}) and Token 2 (serial {})",
             snapshot.secret_name, mirror.identities[0].serial, mirror.identities[1].serial
@@ -362,7 +370,7 @@ fn set_degraded(
             &mut status.conditions,
             DEGRADED,
             false,
-            "AsExpected",
+            reason::AS_EXPECTED,
             "no problems found",
             generation,
             now,
@@ -410,8 +418,8 @@ fn deletion_warning(
     .is_some_and(|condition| condition.status == "True");
     if !already {
         events.push(Notice::warning(
-            "DeletionPolicyDeletesSecretInUse",
-            "Reconcile",
+            reason::DELETION_POLICY_DELETES_SECRET_IN_USE,
+            reason::action::RECONCILE,
             message.clone(),
         ));
     }
@@ -419,7 +427,7 @@ fn deletion_warning(
         &mut status.conditions,
         conditions::DELETES_SECRET_IN_USE,
         true,
-        "SecretInUse",
+        reason::SECRET_IN_USE,
         message,
         Some(snapshot.generation),
         now,
@@ -458,7 +466,7 @@ fn unlabelled_readers(
             namespace: listed.clone(),
             kind: owner.kind,
             name: owner.name,
-            reason: "UnlabelledReader".into(),
+            reason: reason::UNLABELLED_READER.into(),
             message: how,
         }));
     }
@@ -493,25 +501,25 @@ fn unlabelled_readers(
     );
     if listed != before {
         events.push(Notice::warning(
-            "UnlabelledReader",
-            "Reconcile",
+            reason::UNLABELLED_READER,
+            reason::action::RECONCILE,
             message.clone(),
         ));
     }
-    Some(("UnlabelledReader", message))
+    Some((reason::UNLABELLED_READER, message))
 }
 
 /// Checks the schema cannot express (they involve the object's name).
 fn spec_problem(snapshot: &Snapshot) -> Option<(&'static str, String)> {
     if let Some(problem) = &snapshot.selection_problem {
-        return Some(("InvalidSpec", problem.clone()));
+        return Some((reason::INVALID_SPEC, problem.clone()));
     }
     if snapshot.kind == TokenKind::Cluster
         && let Some(home) = &snapshot.status.home_namespace
         && *home != snapshot.namespace
     {
         return Some((
-            "HomeNamespaceChanged",
+            reason::HOME_NAMESPACE_CHANGED,
             format!(
                 "the pair of record lives in namespace {home}, but the operator now runs in {}: nothing is written (a new pair there would deactivate the current one unchecked). Run the operator in {home} again, or copy Secret {} from {home} to {} and set status.homeNamespace",
                 snapshot.namespace, snapshot.secret_name, snapshot.namespace
@@ -522,7 +530,7 @@ fn spec_problem(snapshot: &Snapshot) -> Option<(&'static str, String)> {
         && source.name == snapshot.secret_name
     {
         return Some((
-            "InvalidSpec",
+            reason::INVALID_SPEC,
             format!(
                 "the source Secret and the mirror Secret are both {}; set spec.secret.name to another name",
                 source.name
@@ -544,7 +552,11 @@ fn failure(
     let already = conditions::get(&status.conditions, DEGRADED)
         .is_some_and(|condition| condition.status == "True" && condition.reason == reason);
     if !already {
-        events.push(Notice::warning(reason, "Reconcile", message.clone()));
+        events.push(Notice::warning(
+            reason,
+            reason::action::RECONCILE,
+            message.clone(),
+        ));
     }
     conditions::set(
         &mut status.conditions,

@@ -26,6 +26,7 @@ use super::snapshot::{
     SourceProblem,
 };
 use crate::api::{DeletionPolicy, TokenIdentity};
+use crate::model::reason;
 use crate::token::{Token, TokenPair, TokenProblem};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use std::collections::BTreeMap;
@@ -118,8 +119,8 @@ pub fn resolve(
     let history = match observed {
         Some(mirror) if rolled_back(snapshot, mirror) => {
             events.push(Notice::warning(
-                "MirrorSecretRolledBack",
-                "MirrorSecret",
+                reason::MIRROR_SECRET_ROLLED_BACK,
+                reason::action::MIRROR_SECRET,
                 format!(
                     "Secret {} was replaced by an older copy of itself (its serials are below those in status: a saved manifest re-applied, or a backup restored); it is not taken as the pair: {}",
                     snapshot.secret_name,
@@ -275,7 +276,7 @@ fn waiting(snapshot: &Snapshot, case: &ExternalCase) -> Option<(&'static str, St
                 "Token 2 must hold a token the operator has not seen"
             };
             Some((
-                "SourceIncomplete",
+                reason::SOURCE_INCOMPLETE,
                 format!(
                     "source Secret {source} changed one key while key {stale_key} still holds the recorded token; waiting for the pair to settle ({hint}); the mirror keeps the current pair"
                 ),
@@ -288,7 +289,7 @@ fn waiting(snapshot: &Snapshot, case: &ExternalCase) -> Option<(&'static str, St
                 "it is neither the recorded pair nor the platform's rotation of it (another environment's pair, or tokens replaced at the platform)"
             };
             Some((
-                "SourceUnrecognized",
+                reason::SOURCE_UNRECOGNIZED,
                 format!(
                     "source Secret {source} holds a pair the operator does not recognize: {what}; the mirror keeps the current pair and no consumer restarts. If both tokens really were replaced at the platform, confirm it: kubectl annotate secret {source} {ANNOTATION_REPLACEMENT}=<a new value> --overwrite (every consumer then restarts once)"
                 ),
@@ -345,24 +346,24 @@ fn issued(
         IssuedCase::Recorded(pair, identities) => (pair, identities, PairChange::None),
         IssuedCase::Adopt(pair) => {
             events.push(Notice::normal(
-                "SecretAdopted",
-                "MirrorSecret",
+                reason::SECRET_ADOPTED,
+                reason::action::MIRROR_SECRET,
                 format!("adopted the pair already in Secret {secret}"),
             ));
             kept(pair)
         }
         IssuedCase::Repair(pair) => {
             events.push(Notice::warning(
-                "MirrorSecretRepaired",
-                "MirrorSecret",
+                reason::MIRROR_SECRET_REPAIRED,
+                reason::action::MIRROR_SECRET,
                 format!("the operator's annotations on Secret {secret} were edited; restored them"),
             ));
             kept(pair)
         }
         IssuedCase::FirstIssue => {
             events.push(Notice::normal(
-                "TokensIssued",
-                "IssueTokens",
+                reason::TOKENS_ISSUED,
+                reason::action::ISSUE_TOKENS,
                 format!(
                     "issued Token 1 (serial {next}) and Token 2 (serial {}) into Secret {secret}",
                     next + 1
@@ -372,8 +373,8 @@ fn issued(
         }
         IssuedCase::Tampered => {
             events.push(Notice::warning(
-                "MirrorSecretTampered",
-                "IssueTokens",
+                reason::MIRROR_SECRET_TAMPERED,
+                reason::action::ISSUE_TOKENS,
                 format!(
                     "Secret {secret} no longer held the issued pair (a value was edited or removed); the pair is lost, so a new pair was issued (serials {next} and {})",
                     next + 1
@@ -390,8 +391,8 @@ fn issued(
         IssuedCase::RolledBack => (fresh_pair(), fresh_identities, PairChange::Replaced),
         IssuedCase::Deleted => {
             events.push(Notice::warning(
-                "MirrorSecretDeleted",
-                "IssueTokens",
+                reason::MIRROR_SECRET_DELETED,
+                reason::action::ISSUE_TOKENS,
                 format!(
                     "Secret {secret} was deleted and the generated pair with it; a new pair was issued (serials {next} and {})",
                     next + 1
@@ -540,8 +541,8 @@ fn external(
         } => {
             if *repaired {
                 events.push(Notice::warning(
-                    "MirrorSecretRepaired",
-                    "MirrorSecret",
+                    reason::MIRROR_SECRET_REPAIRED,
+                    reason::action::MIRROR_SECRET,
                     format!("Secret {secret} had been edited; restored the pair from {source}"),
                 ));
             }
@@ -549,8 +550,8 @@ fn external(
         }
         ExternalCase::PromotionObserved { promoted } => {
             events.push(Notice::normal(
-                "SourcePromoted",
-                "MirrorSecret",
+                reason::SOURCE_PROMOTED,
+                reason::action::MIRROR_SECRET,
                 format!(
                     "{source} promoted Token 2 (serial {}) to Token 1; mirrored the new Token 2 as serial {next}",
                     promoted.serial
@@ -572,8 +573,8 @@ fn external(
         ),
         ExternalCase::ReplacedOutOfBand { .. } => {
             events.push(Notice::warning(
-                "SourceReplaced",
-                "MirrorSecret",
+                reason::SOURCE_REPLACED,
+                reason::action::MIRROR_SECRET,
                 format!(
                     "both tokens in {source} were replaced out of band (confirmed with the {ANNOTATION_REPLACEMENT} annotation); mirrored them as serials {next} and {}",
                     next + 1
@@ -583,8 +584,8 @@ fn external(
         }
         ExternalCase::Restore(identities) => {
             events.push(Notice::warning(
-                "MirrorSecretRepaired",
-                "MirrorSecret",
+                reason::MIRROR_SECRET_REPAIRED,
+                reason::action::MIRROR_SECRET,
                 format!("Secret {secret} was deleted; restored it from {source}"),
             ));
             (identities.clone(), PairChange::None)
@@ -606,8 +607,8 @@ fn first_mirror(
     let fresh_identities = [fresh_identity(next, now), fresh_identity(next + 1, now)];
 
     events.push(Notice::normal(
-                "TokensMirrored",
-                "MirrorSecret",
+                reason::TOKENS_MIRRORED,
+                reason::action::MIRROR_SECRET,
                 format!(
                     "mirrored Token 1 (serial {next}) and Token 2 (serial {}) from {source} into Secret {secret}",
                     next + 1
@@ -637,8 +638,8 @@ fn lost_during_rotation(
         .as_ref()
         .map_or(String::new(), |rotation| format!(" {}", rotation.id));
     events.push(Notice::warning(
-        "MirrorLostDuringRotation",
-        "MirrorSecret",
+        reason::MIRROR_LOST_DURING_ROTATION,
+        reason::action::MIRROR_SECRET,
         format!(
             "Secret {secret} was deleted during rotation{rotation}; without it the operator cannot tell whether the platform has rotated, so it mirrored {source} again as serials {next} and {} and abandoned the rotation (consumers keep the token they hold); if you have not rotated at the platform yet, ask for a new rotation",
             next + 1

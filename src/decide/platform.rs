@@ -14,6 +14,7 @@ use super::snapshot::{
 };
 use crate::api::{OutOfBandAction, PlatformStatus, StreamingTokenStatus};
 use crate::conditions::{self, CREDENTIALS_EXPIRING, PLATFORM_VERIFIED};
+use crate::model::reason;
 use crate::token::{Token, TokenPair};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -38,7 +39,7 @@ fn source_terms(snapshot: &Snapshot) -> (String, String, String) {
 
 fn unknown(why: &str, what: &str) -> (&'static str, String) {
     (
-        "PlatformUnreachable",
+        reason::PLATFORM_UNREACHABLE,
         format!(
             "the platform could not say whether {what} ({why}); nothing that needs its word moves until it answers, and the mirror keeps its pair"
         ),
@@ -67,7 +68,7 @@ pub fn gate(
         return None;
     }
     if let Some(problem) = &platform.problem {
-        return Some(("PlatformMisconfigured", problem.clone()));
+        return Some((reason::PLATFORM_MISCONFIGURED, problem.clone()));
     }
     let (key1, key2, place) = source_terms(snapshot);
     for (token, key) in [(&source.token1, &key1), (&source.token2, &key2)] {
@@ -75,7 +76,7 @@ pub fn gate(
             Some(Verdict::Accepted) => {}
             Some(Verdict::Rejected) => {
                 return Some((
-                    "SourceTokenRejected",
+                    reason::SOURCE_TOKEN_REJECTED,
                     format!(
                         "the platform rejects the token under key {key} of {place} (mistyped, already deactivated, or another environment's); it is not mirrored, and the mirror keeps the pair it holds"
                     ),
@@ -95,7 +96,7 @@ pub fn gate(
             Some(Verdict::Rejected) => {}
             Some(Verdict::Accepted) => {
                 return Some((
-                    "SourceNotRotatedAtPlatform",
+                    reason::SOURCE_NOT_ROTATED_AT_PLATFORM,
                     format!(
                         "{place} shows Token 2 promoted to Token 1, but the platform still accepts the former Token 1: rotate at the platform first, then paste the pair it shows (or fix the pasted pair); the mirror keeps the current pair"
                     ),
@@ -163,8 +164,8 @@ pub fn detect_out_of_band(
             }
         };
         events.push(Notice::warning(
-            "RotatedOutOfBand",
-            "CheckPlatform",
+            reason::ROTATED_OUT_OF_BAND,
+            reason::action::CHECK_PLATFORM,
             format!(
                 "the platform no longer accepts Token 1 (serial {serial}), and no rotation of the operator deactivated it: it was rotated at the platform (in the portal?) behind the operator's back; pods that still hold it are cut off: {action}"
             ),
@@ -177,7 +178,7 @@ pub fn detect_out_of_band(
     }
     let since = entry.rotated_out_of_band_at.clone()?;
     Some((
-        "RotatedOutOfBand",
+        reason::ROTATED_OUT_OF_BAND,
         format!(
             "the pair was rotated at the platform behind the operator's back (seen at {}); pods that held the former Token 1 were cut off",
             since.0
@@ -207,9 +208,9 @@ pub fn all_at_once(snapshot: &Snapshot, status: &StreamingTokenStatus) -> bool {
 
 fn word(verdict: Option<&Verdict>) -> &'static str {
     match verdict {
-        Some(Verdict::Accepted) => "Accepted",
-        Some(Verdict::Rejected) => "Rejected",
-        Some(Verdict::Unknown(_)) | None => "Unknown",
+        Some(Verdict::Accepted) => reason::platform::ACCEPTED,
+        Some(Verdict::Rejected) => reason::platform::REJECTED,
+        Some(Verdict::Unknown(_)) | None => reason::platform::UNKNOWN,
     }
 }
 
@@ -250,12 +251,12 @@ pub fn report(
         Some(expires) if expires - now.0.as_second() <= CREDENTIALS_WARNING_SECONDS => {
             let (reason, message) = if expires <= now.0.as_second() {
                 (
-                    "CredentialsExpired",
+                    reason::CREDENTIALS_EXPIRED,
                     "the platform credentials (spec.platform.rotate.credentialsSecretRef) have expired: the operator cannot read or rotate the pair; put a new Personal Access Token in the Secret".to_string(),
                 )
             } else {
                 (
-                    "CredentialsExpireSoon",
+                    reason::CREDENTIALS_EXPIRE_SOON,
                     format!(
                         "the platform credentials (spec.platform.rotate.credentialsSecretRef) expire in {} hour(s): put a new Personal Access Token in the Secret",
                         (expires - now.0.as_second()) / 3600
@@ -276,7 +277,7 @@ pub fn report(
             &mut status.conditions,
             CREDENTIALS_EXPIRING,
             false,
-            "CredentialsValid",
+            reason::CREDENTIALS_VALID,
             "the platform credentials do not expire within 7 days",
             generation,
             now,
@@ -290,12 +291,12 @@ fn verified(
     verdicts: [Option<&Verdict>; 2],
 ) -> (&'static str, &'static str, String) {
     if let Some(problem) = &platform.problem {
-        return ("Unknown", "PlatformMisconfigured", problem.clone());
+        return ("Unknown", reason::PLATFORM_MISCONFIGURED, problem.clone());
     }
     match verdicts {
         [Some(Verdict::Accepted), Some(Verdict::Accepted)] => (
             "True",
-            "TokensAccepted",
+            reason::TOKENS_ACCEPTED,
             "the platform accepts Token 1 and Token 2".into(),
         ),
         [first, second]
@@ -308,7 +309,7 @@ fn verified(
             };
             (
                 "False",
-                "TokenRejected",
+                reason::TOKEN_REJECTED,
                 format!("the platform rejects the mirrored {which}"),
             )
         }
@@ -322,7 +323,7 @@ fn verified(
                 .unwrap_or_else(|| "not asked yet".into());
             (
                 "Unknown",
-                "PlatformUnreachable",
+                reason::PLATFORM_UNREACHABLE,
                 format!("the platform could not be asked about the mirrored pair ({why})"),
             )
         }

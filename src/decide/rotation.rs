@@ -29,14 +29,15 @@ use crate::api::{
 };
 use crate::conditions::{self, READY_TO_ROTATE, ROTATING};
 use crate::model::consumer::ConsumerPatch;
+use crate::model::reason;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use std::time::Duration;
 
-pub const PHASE_REPOINTING: &str = "Repointing";
-pub const PHASE_AWAITING_ROLLOUT: &str = "AwaitingRollout";
-pub const PHASE_DEACTIVATING: &str = "Deactivating";
+pub const PHASE_REPOINTING: &str = reason::phase::REPOINTING;
+pub const PHASE_AWAITING_ROLLOUT: &str = reason::phase::AWAITING_ROLLOUT;
+pub const PHASE_DEACTIVATING: &str = reason::phase::DEACTIVATING;
 pub use super::snapshot::PHASE_AWAITING_SOURCE;
-pub const PHASE_RESTARTING: &str = "Restarting";
+pub const PHASE_RESTARTING: &str = reason::phase::RESTARTING;
 
 /// How often a rotation that waits looks again besides watch events (pods, consumers and the
 /// source wake it when they change): the time-based transitions (a grace period ending, the
@@ -101,11 +102,11 @@ enum Cause {
 impl Cause {
     fn as_str(self) -> &'static str {
         match self {
-            Self::Trigger => "Trigger",
-            Self::Request => "Request",
-            Self::Interval => "Interval",
-            Self::TokensReplaced => "TokensReplaced",
-            Self::RotatedOutOfBand => "RotatedOutOfBand",
+            Self::Trigger => reason::cause::TRIGGER,
+            Self::Request => reason::cause::REQUEST,
+            Self::Interval => reason::cause::INTERVAL,
+            Self::TokensReplaced => reason::TOKENS_REPLACED,
+            Self::RotatedOutOfBand => reason::ROTATED_OUT_OF_BAND,
         }
     }
 }
@@ -160,7 +161,7 @@ impl Machine<'_> {
         if rotation.phase != phase {
             self.events.push(Notice::normal(
                 phase_reason(phase),
-                "Rotate",
+                reason::action::ROTATE,
                 format!("rotation {}: {}", rotation.id, phase_message(phase)),
             ));
             rotation.phase = phase.into();
@@ -319,8 +320,8 @@ fn queue_trigger(
     }
     if let Some(what) = queued {
         events.push(Notice::normal(
-            "RotationQueued",
-            "Rotate",
+            reason::ROTATION_QUEUED,
+            reason::action::ROTATE,
             format!(
                 "a new {what} arrived during rotation {}; it will run when this one completes",
                 rotation.id
@@ -356,8 +357,8 @@ fn restart_after_replacement(
     }
     if let Some(rotation) = &status.rotation {
         events.push(Notice::warning(
-            "RotationAborted",
-            "Rotate",
+            reason::ROTATION_ABORTED,
+            reason::action::ROTATE,
             format!(
                 "rotation {} was abandoned: the tokens were replaced out of band",
                 rotation.id
@@ -392,8 +393,8 @@ fn abandon_after_lost_mirror(
         return;
     };
     events.push(Notice::warning(
-        "RotationAborted",
-        "Rotate",
+        reason::ROTATION_ABORTED,
+        reason::action::ROTATE,
         format!(
             "rotation {} was abandoned: the mirror Secret was deleted while it waited for the platform",
             rotation.id
@@ -544,8 +545,8 @@ fn start(
         RotationStrategy::Restart => PHASE_DEACTIVATING,
     };
     events.push(Notice::normal(
-        "RotationStarted",
-        "Rotate",
+        reason::ROTATION_STARTED,
+        reason::action::ROTATE,
         format!(
             "rotation {id} started ({}, strategy {}): it deactivates Token 1 (serial {deactivates})",
             cause.as_str(),
@@ -582,7 +583,7 @@ fn idle(snapshot: &Snapshot, status: &mut StreamingTokenStatus, is_secret_ref: b
         &mut status.conditions,
         ROTATING,
         false,
-        "Idle",
+        reason::phase::IDLE,
         "no rotation in progress",
         generation,
         now,
@@ -592,7 +593,7 @@ fn idle(snapshot: &Snapshot, status: &mut StreamingTokenStatus, is_secret_ref: b
             &mut status.conditions,
             READY_TO_ROTATE,
             false,
-            "NoRotation",
+            reason::NO_ROTATION,
             "no rotation in progress: do not rotate at the platform yet",
             generation,
             now,
@@ -608,11 +609,11 @@ fn idle(snapshot: &Snapshot, status: &mut StreamingTokenStatus, is_secret_ref: b
 
 fn phase_reason(phase: &str) -> &'static str {
     match phase {
-        PHASE_REPOINTING => "Repointing",
-        PHASE_AWAITING_ROLLOUT => "AwaitingRollout",
-        PHASE_DEACTIVATING => "Deactivating",
-        PHASE_AWAITING_SOURCE => "AwaitingSource",
-        _ => "Restarting",
+        PHASE_REPOINTING => reason::phase::REPOINTING,
+        PHASE_AWAITING_ROLLOUT => reason::phase::AWAITING_ROLLOUT,
+        PHASE_DEACTIVATING => reason::phase::DEACTIVATING,
+        PHASE_AWAITING_SOURCE => reason::phase::AWAITING_SOURCE,
+        _ => reason::phase::RESTARTING,
     }
 }
 
@@ -682,8 +683,8 @@ fn zero_downtime_guards(machine: &mut Machine, rotation: &mut RotationStatus) ->
         // The pass that wrote the Secret never got to publish its Events (a crash, a refused
         // status write): say now that Token 1 was deactivated.
         machine.events.push(Notice::normal(
-            "TokenDeactivated",
-            "Rotate",
+            reason::TOKEN_DEACTIVATED,
+            reason::action::ROTATE,
             format!(
                 "rotation {}: deactivated Token 1 (serial {}); Token 2 (serial {}) is now Token 1 and serial {} is the new Token 2",
                 rotation.id,
@@ -699,8 +700,8 @@ fn zero_downtime_guards(machine: &mut Machine, rotation: &mut RotationStatus) ->
         && rotation.phase != PHASE_AWAITING_SOURCE
     {
         machine.events.push(Notice::warning(
-            "SourcePromotedEarly",
-            "Rotate",
+            reason::SOURCE_PROMOTED_EARLY,
+            reason::action::ROTATE,
             format!(
                 "rotation {}: the source Secret was rotated before every consumer was verified on Token 2; pods that still read the former Token 1 hold a deactivated token until they roll",
                 rotation.id
@@ -748,8 +749,8 @@ fn zero_downtime_guards(machine: &mut Machine, rotation: &mut RotationStatus) ->
     }
     if !needed.is_empty() {
         machine.events.push(Notice::normal(
-            "ConsumersRepointed",
-            "Rotate",
+            reason::CONSUMERS_REPOINTED,
+            reason::action::ROTATE,
             format!(
                 "rotation {}: pointed {} consumer(s) at Token 2 ({})",
                 rotation.id,
@@ -898,7 +899,7 @@ fn rotate_at_platform(
         .as_ref()
         .map(|call| (call.attempts, call.state.clone(), call.at.clone()));
     match state {
-        Some((attempts, state, _)) if state == "Calling" => {
+        Some((attempts, state, _)) if state == reason::platform::CALLING => {
             let platform = machine.snapshot.platform.as_ref();
             let known = platform
                 .and_then(|platform| platform.unrecorded_call.clone())
@@ -906,14 +907,14 @@ fn rotate_at_platform(
             let (state, message) = match known {
                 Some((_, state, message)) => (state, message),
                 None => (
-                    "InDoubt".to_string(),
+                    reason::platform::IN_DOUBT.to_string(),
                     "the rotate call was recorded but its outcome was not (a crash, a failover or a lost status write): it may have rotated; it is never made again for this rotation".to_string(),
                 ),
             };
-            if state == "InDoubt" {
+            if state == reason::platform::IN_DOUBT {
                 machine.events.push(Notice::warning(
-                    "PlatformRotateInDoubt",
-                    "Rotate",
+                    reason::PLATFORM_ROTATE_IN_DOUBT,
+                    reason::action::ROTATE,
                     format!(
                         "rotation {}: {message}; the operator reads the platform's pair until it shows the rotation. If the platform shows no rotation, rotate there (portal or CLI): the operator then mirrors the new pair",
                         rotation.id
@@ -928,7 +929,9 @@ fn rotate_at_platform(
             });
             wait(5, waiting)
         }
-        Some((_, state, _)) if state == "Rotated" || state == "InDoubt" => {
+        Some((_, state, _))
+            if state == reason::platform::ROTATED || state == reason::platform::IN_DOUBT =>
+        {
             // The promotion shows on a pass that reads the platform's pair.
             wait(5, waiting)
         }
@@ -951,15 +954,15 @@ fn rotate_at_platform(
             let attempt = attempts + 1;
             rotation.platform_rotate = Some(crate::api::PlatformRotateStatus {
                 attempts: attempt,
-                state: "Calling".into(),
+                state: reason::platform::CALLING.into(),
                 at: now,
                 message: "recorded before the rotate call".into(),
             });
             machine.platform_call = Some(attempt);
             machine.deactivates = true;
             machine.events.push(Notice::normal(
-                "PlatformRotateCalled",
-                "Rotate",
+                reason::PLATFORM_ROTATE_CALLED,
+                reason::action::ROTATE,
                 format!(
                     "rotation {}: asked the platform to rotate (attempt {attempt}): Token 1 (serial {}) is deactivated there",
                     rotation.id, rotation.deactivates_serial
@@ -1062,8 +1065,8 @@ fn leave_alone(machine: &mut Machine, rotation: &mut RotationStatus) {
         };
         listed.sort_unstable();
         machine.events.push(Notice::normal(
-            "ConsumersLeftAlone",
-            "Rotate",
+            reason::CONSUMERS_LEFT_ALONE,
+            reason::action::ROTATE,
             format!(
                 "rotation {}: {} consumer(s) are not restarted: none of their pods may hold the deactivated token ({}{more})",
                 rotation.id,
@@ -1151,8 +1154,8 @@ fn restarting(machine: &mut Machine, rotation: &mut RotationStatus) -> Step {
         rotation.consumers_started_at = Some(machine.now.clone());
     }
     machine.events.push(Notice::normal(
-        "ConsumersRestarted",
-        "Rotate",
+        reason::CONSUMERS_RESTARTED,
+        reason::action::ROTATE,
         format!(
             "rotation {}: restarting {} consumer(s) ({})",
             rotation.id,
@@ -1212,8 +1215,8 @@ fn deactivate(machine: &mut Machine, rotation: &RotationStatus) {
     ];
     machine.deactivates = true;
     machine.events.push(Notice::normal(
-        "TokenDeactivated",
-        "Rotate",
+        reason::TOKEN_DEACTIVATED,
+        reason::action::ROTATE,
         format!(
             "rotation {}: deactivated Token 1 (serial {old_token1}); Token 2 (serial {}) is now Token 1 and a new Token 2 (serial {next}) was issued",
             rotation.id, mirror.identities[0].serial
@@ -1231,8 +1234,8 @@ fn complete(
     let duration = elapsed(&rotation.started_at, now);
     let mirror = &*machine.mirror;
     machine.events.push(Notice::normal(
-        "RotationCompleted",
-        "Rotate",
+        reason::ROTATION_COMPLETED,
+        reason::action::ROTATE,
         format!(
             "rotation {} completed in {}s: Token 1 is serial {}, Token 2 is serial {}",
             rotation.id,
@@ -1313,15 +1316,15 @@ fn report(
     let degraded = blocked_condition(machine, &rotation, &blocked).or_else(|| {
         let call = rotation.platform_rotate.as_ref()?;
         match call.state.as_str() {
-            "InDoubt" => Some((
-                "PlatformRotateInDoubt",
+            reason::platform::IN_DOUBT => Some((
+                reason::PLATFORM_ROTATE_IN_DOUBT,
                 format!(
                     "rotation {}: {}; if the platform shows no rotation, rotate there: the operator then mirrors the new pair",
                     rotation.id, call.message
                 ),
             )),
-            "Refused" | "NotSent" => Some((
-                "PlatformRotateFailed",
+            reason::platform::REFUSED | reason::platform::NOT_SENT => Some((
+                reason::PLATFORM_ROTATE_FAILED,
                 format!("rotation {}: {}; tried again with backoff", rotation.id, call.message),
             )),
             _ => None,
@@ -1427,12 +1430,12 @@ fn blocked_condition(
     let listed: Vec<_> = blocked.iter().take(MAX_BLOCKED_LISTED).map(key).collect();
     if listed != before {
         machine.events.push(Notice::warning(
-            "ConsumerBlocked",
-            "Rotate",
+            reason::CONSUMER_BLOCKED,
+            reason::action::ROTATE,
             message.clone(),
         ));
     }
-    Some(("ConsumerBlocked", message))
+    Some((reason::CONSUMER_BLOCKED, message))
 }
 
 fn set_rotating(
@@ -1472,21 +1475,21 @@ fn set_rotating(
                 if rotation.cause == Cause::RotatedOutOfBand.as_str() =>
             {
                 (
-                    "AlreadyRotatedAtPlatform",
+                    reason::ALREADY_ROTATED_AT_PLATFORM,
                     format!(
                         "the pair was rotated at the platform behind the operator's back, and every consumer now uses Token 2 (serial {serial}), which the platform accepts: update the source Secret with the platform's pair (Token 1 holds the former Token 2, Token 2 the new token); Secret {secret_name} follows"
                     ),
                 )
             }
             RotationStrategy::ZeroDowntime => (
-                "ConsumersOnToken2",
+                reason::CONSUMERS_ON_TOKEN2,
                 format!(
                     "every consumer uses Token 2 (serial {serial}) and no pod may still hold Token 1: rotate the tokens at the platform now, then update the source Secret so that Token 1 holds the former Token 2 and Token 2 the new token; Secret {secret_name} follows"
                 ),
             ),
             // Nothing was checked: the Restart strategy accepts the outage.
             RotationStrategy::Restart => (
-                "RestartAfterRotation",
+                reason::RESTART_AFTER_ROTATION,
                 format!(
                     "strategy Restart: rotate the tokens at the platform now, then update the source Secret so that Token 1 holds the former Token 2 (serial {serial}) and Token 2 the new token; consumers that read Token 1 fail until the operator restarts them, right after Secret {secret_name} follows"
                 ),
@@ -1506,7 +1509,7 @@ fn set_rotating(
             &mut status.conditions,
             READY_TO_ROTATE,
             false,
-            "ConsumersNotReady",
+            reason::CONSUMERS_NOT_READY,
             "consumers are not all verified on Token 2 yet: do not rotate at the platform",
             generation,
             now,

@@ -5,6 +5,7 @@
 use crate::api::{StreamingTokenSpec, StreamingTokenStatus, TokenIdentity};
 use crate::model::consumer::{ConsumerObservation, ConsumerPatch};
 use crate::model::pod::PodRecord;
+use crate::model::reason;
 use crate::token::{Token, TokenPair, TokenProblem};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -36,7 +37,7 @@ pub const KUBELET_CACHE_MARGIN_SECONDS: i64 = 2;
 
 /// The rotation phase that waits for the source to show the promoted pair (`ReadyToRotate`, or
 /// the operator's own rotate call at the platform).
-pub const PHASE_AWAITING_SOURCE: &str = "AwaitingSource";
+pub const PHASE_AWAITING_SOURCE: &str = reason::phase::AWAITING_SOURCE;
 
 /// Longest wait between retries of a problem the user must fix.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -158,10 +159,8 @@ impl Snapshot {
             .iter()
             .find(|entry| entry.name == view.namespace)
             .is_some_and(|entry| {
-                matches!(
-                    entry.state.as_str(),
-                    "Synced" | "Pending" | "Leaving" | "Retained" | "SecretReplaced"
-                )
+                crate::model::reason::NamespaceState::parse(&entry.state)
+                    .is_some_and(crate::model::reason::NamespaceState::held_a_copy)
             });
         let margin = KUBELET_CACHE_MARGIN_SECONDS;
         was_copy
@@ -404,11 +403,11 @@ pub enum SourceProblem {
 impl SourceProblem {
     pub fn reason(&self) -> &'static str {
         match self {
-            Self::NotFound { .. } => "SourceSecretNotFound",
-            Self::KeyMissing { .. } => "SourceKeyMissing",
-            Self::InvalidToken { .. } => "SourceTokenInvalid",
-            Self::IdenticalTokens { .. } => "SourceTokensIdentical",
-            Self::PlatformUnreadable { .. } => "PlatformUnreachable",
+            Self::NotFound { .. } => reason::SOURCE_SECRET_NOT_FOUND,
+            Self::KeyMissing { .. } => reason::SOURCE_KEY_MISSING,
+            Self::InvalidToken { .. } => reason::SOURCE_TOKEN_INVALID,
+            Self::IdenticalTokens { .. } => reason::SOURCE_TOKENS_IDENTICAL,
+            Self::PlatformUnreadable { .. } => reason::PLATFORM_UNREACHABLE,
             Self::Unsettled { reason, .. } => reason,
         }
     }
@@ -442,9 +441,14 @@ pub enum Severity {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notice {
     pub severity: Severity,
+    /// One of [`crate::model::reason`]'s reasons.
     pub reason: &'static str,
+    /// One of [`crate::model::reason::action`]'s.
     pub action: &'static str,
     pub message: String,
+    /// (ClusterStreamingToken) The namespace the Event concerns, also recorded on that
+    /// namespace's copy.
+    pub namespace: Option<String>,
 }
 
 impl Notice {
@@ -454,6 +458,7 @@ impl Notice {
             reason,
             action,
             message: message.into(),
+            namespace: None,
         }
     }
 
@@ -463,7 +468,14 @@ impl Notice {
             reason,
             action,
             message: message.into(),
+            namespace: None,
         }
+    }
+
+    /// This notice concerns `namespace`.
+    pub fn about_namespace(mut self, namespace: &str) -> Self {
+        self.namespace = Some(namespace.to_string());
+        self
     }
 }
 

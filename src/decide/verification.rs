@@ -8,6 +8,7 @@ use super::holders::{self, Hold, Pair};
 use super::snapshot::{NamespaceView, Snapshot};
 use crate::api::{BlockedConsumer, RotationStatus};
 use crate::model::pod::Owner;
+use crate::model::reason;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -102,7 +103,7 @@ pub fn verify(
                 namespace: listed.clone(),
                 kind: "Namespace".into(),
                 name: view.namespace.clone(),
-                reason: "SecretReplaced".into(),
+                reason: reason::SECRET_REPLACED.into(),
                 message: format!(
                     "Secret {} here was this object's copy and is now someone else's; its pods may still hold Token 1: restart the pods that read it, or stop selecting this namespace",
                     snapshot.secret_name

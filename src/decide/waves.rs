@@ -15,6 +15,7 @@ use super::consumers::{self, Verdict};
 use super::snapshot::Snapshot;
 use crate::api::{BlockedConsumer, WaveProgress};
 use crate::model::consumer::{ConsumerObservation, ConsumerPatch, Wave};
+use crate::model::reason;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::time::Duration;
 
@@ -104,7 +105,7 @@ pub fn select(
                 namespace: consumers::listed_namespace(snapshot, &consumer.namespace),
                 kind: consumer.kind.as_str().into(),
                 name: consumer.name.clone(),
-                reason: "InvalidWaveLabel".into(),
+                reason: reason::INVALID_WAVE_LABEL.into(),
                 message: format!(
                     "label streamingtoken.io/wave is {value:?}, not a whole number; fix or remove it (it is not rolled until then)"
                 ),

@@ -5,6 +5,7 @@ use super::cache::WorkloadCache;
 use super::template::{CachedWorkload, cached, generation_of, pod_selector, template_rotation};
 use super::{ConsumerKind, Touched, typed};
 use crate::model::consumer::{ConsumerObservation, ConsumerPatch, Wave, WorkloadKind};
+use crate::model::reason;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
@@ -90,7 +91,7 @@ fn observe(deployment: &Deployment) -> ConsumerObservation {
     let template_rotation = template_rotation(&spec.template);
     let progress_deadline_exceeded = status.conditions.iter().flatten().any(|condition| {
         condition.type_.as_deref() == Some("Progressing")
-            && condition.reason.as_deref() == Some("ProgressDeadlineExceeded")
+            && condition.reason.as_deref() == Some(reason::PROGRESS_DEADLINE_EXCEEDED)
     });
     ConsumerObservation {
         kind: WorkloadKind::Deployment,
