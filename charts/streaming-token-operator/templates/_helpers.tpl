@@ -48,3 +48,19 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- $address }}
 {{- end }}
+
+{{/*
+A security context from values without its empty keys: Helm removes a key set to null, and this
+removes one set to "" too (for example runAsUser on OpenShift, which assigns the UID itself).
+*/}}
+{{- define "sto.securityContext" -}}
+{{- $context := dict }}
+{{- range $key, $value := . }}
+{{- if not (or (kindIs "invalid" $value) (and (kindIs "string" $value) (eq $value ""))) }}
+{{- $_ := set $context $key $value }}
+{{- end }}
+{{- end }}
+{{- with $context }}
+{{- toYaml . }}
+{{- end }}
+{{- end }}
