@@ -50,6 +50,30 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{/*
+The operator's image: repository:tag, or repository@digest when image.digest is set. A registry
+(imageRegistry, else global.imageRegistry) replaces the registry part of image.repository (its
+first component when that names a host: it has a dot or a port, or is localhost) or, when the
+repository names none, is put in front of it.
+*/}}
+{{- define "sto.image" -}}
+{{- $repository := .Values.image.repository }}
+{{- $registry := .Values.imageRegistry | default (.Values.global | default dict).imageRegistry }}
+{{- if $registry }}
+{{- $parts := splitList "/" $repository }}
+{{- $first := first $parts }}
+{{- if and (gt (len $parts) 1) (or (contains "." $first) (contains ":" $first) (eq $first "localhost")) }}
+{{- $repository = rest $parts | join "/" }}
+{{- end }}
+{{- $repository = printf "%s/%s" (trimSuffix "/" $registry) $repository }}
+{{- end }}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" $repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" $repository (.Values.image.tag | default .Chart.AppVersion | toString) }}
+{{- end }}
+{{- end }}
+
+{{/*
 A security context from values without its empty keys: Helm removes a key set to null, and this
 removes one set to "" too (for example runAsUser on OpenShift, which assigns the UID itself).
 */}}
