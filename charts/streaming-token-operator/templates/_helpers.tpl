@@ -17,12 +17,24 @@
 {{- end }}
 {{- end }}
 
-{{/* Common labels. */}}
+{{/* Common labels: the chart's own, then commonLabels (the chart's win on a clash). */}}
 {{- define "sto.labels" -}}
-helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
-{{ include "sto.selectorLabels" . }}
-app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
-app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- include "sto.labelsWith" (dict "context" . "extra" dict) }}
+{{- end }}
+
+{{/*
+The chart's own labels, then `extra` (a kind's own labels from values, or fixed ones such as the
+aggregation labels), then commonLabels: the first wins on a clash, so no value can change the
+labels the selectors and `helm` rely on. Called with (dict "context" $ "extra" $labels).
+*/}}
+{{- define "sto.labelsWith" -}}
+{{- $context := .context }}
+{{- $own := dict
+  "helm.sh/chart" (printf "%s-%s" $context.Chart.Name $context.Chart.Version | replace "+" "_")
+  "app.kubernetes.io/version" ($context.Chart.AppVersion | toString)
+  "app.kubernetes.io/managed-by" $context.Release.Service }}
+{{- $own = merge $own (include "sto.selectorLabels" $context | fromYaml) }}
+{{- toYaml (merge $own (.extra | default dict) ($context.Values.commonLabels | default dict)) }}
 {{- end }}
 
 {{/* Selector labels. */}}
