@@ -13,7 +13,7 @@ done
 "$helm" template sto "$chart" --namespace sto-system \
   --set replicaCount=1 --set leaderElection.enabled=false --set 'watchNamespaces={team-a,team-b}' \
   --set metrics.serviceMonitor.enabled=true --set logFormat=text --set rbac.aggregateToBuiltinRoles=false \
-  >/tmp/sto-helm-template.yaml
+  --api-versions monitoring.coreos.com/v1 >/tmp/sto-helm-template.yaml
 grep -q 'kind: RoleBinding' /tmp/sto-helm-template.yaml
 grep -q 'namespace: team-b' /tmp/sto-helm-template.yaml
 grep -q 'kind: ServiceMonitor' /tmp/sto-helm-template.yaml

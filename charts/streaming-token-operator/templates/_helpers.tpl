@@ -100,3 +100,12 @@ removes one set to "" too (for example runAsUser on OpenShift, which assigns the
 {{- toYaml . }}
 {{- end }}
 {{- end }}
+
+{{/*
+Whether the cluster serves the Prometheus Operator's API for `kind` (monitoring.coreos.com/v1),
+or the values force the object: rendered as "true", or empty.
+*/}}
+{{- define "sto.monitoringApi" -}}
+{{- $capabilities := .context.Capabilities.APIVersions }}
+{{- if or .force ($capabilities.Has (printf "monitoring.coreos.com/v1/%s" .kind)) ($capabilities.Has "monitoring.coreos.com/v1") }}true{{ end }}
+{{- end }}
