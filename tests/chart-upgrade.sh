@@ -7,6 +7,8 @@
 #      this chart: the CRDs are upgraded (the field is kept now, the ClusterStreamingToken CRD
 #      exists) and the Deployment runs the new version;
 #   3. `helm uninstall` keeps the CRDs and the StreamingTokens (crds.keep).
+# Between 2 and 3, an upgrade with every escape hatch and OpenShift's values shows the API server
+# takes what they render.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$PWD
@@ -68,6 +70,23 @@ echo "[chart-upgrade] upgraded to $version: CRDs upgraded (new field kept, Clust
 # A second upgrade of the same chart changes nothing and fails on nothing.
 "$helm" upgrade sto charts/streaming-token-operator --namespace sto-system --set replicaCount=1 --wait --timeout 90s >/dev/null \
   || fail "helm upgrade to the same version"
+
+# The API server takes what the escape hatches and OpenShift's values render (volumes, probes,
+# security contexts, extra objects), and an enabled ServiceMonitor is skipped where the cluster
+# serves no monitoring.coreos.com/v1 (the upgrade would fail on an unknown kind otherwise).
+"$helm" upgrade sto charts/streaming-token-operator --namespace sto-system --set replicaCount=1 \
+  -f tests/helm/escape-hatches-values.yaml -f tests/helm/openshift-values.yaml \
+  --set metrics.serviceMonitor.enabled=true --wait --timeout 90s >/dev/null \
+  || fail "helm upgrade with the escape hatches, OpenShift's values and a ServiceMonitor without its CRD"
+deployment=$("$kubectl" get deployment -n sto-system sto-streaming-token-operator -o json)
+grep -q '"image": "registry.example.com:5000/mirror/streamingtoken/streaming-token-operator@sha256:' <<<"$deployment" \
+  || fail "the Deployment does not run the mirror's image by digest"
+! grep -q '"runAs\(User\|Group\)"' <<<"$deployment" || fail "OpenShift's values left a runAsUser or runAsGroup"
+"$kubectl" get configmap -n sto-system corporate-ca-bundle sto-streaming-token-operator-settings >/dev/null \
+  || fail "the extraObjects were not installed"
+[ "$("$kubectl" get clusterrole sto-streaming-token-operator -o jsonpath='{.metadata.labels.example\.com/team}')" = platform ] \
+  || fail "commonLabels are not on the ClusterRole"
+echo "[chart-upgrade] escape hatches and OpenShift's values accepted by the API server; ServiceMonitor skipped without its CRD"
 
 # 3. Uninstall keeps the CRDs, and so the StreamingTokens.
 "$helm" uninstall sto --namespace sto-system --wait >/dev/null
