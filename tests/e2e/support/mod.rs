@@ -297,6 +297,9 @@ pub fn render_chart(template: &str, set: &[&str]) -> Vec<serde_json::Value> {
         "sto-system",
         "--show-only",
         template,
+        // As on a cluster with the Prometheus Operator (its objects are rendered only there).
+        "--api-versions",
+        "monitoring.coreos.com/v1",
     ]);
     for value in set {
         command.args(["--set", value]);
