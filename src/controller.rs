@@ -12,7 +12,6 @@ use crate::api::{
     TOKEN_LABEL, UnselectedPolicy,
 };
 use crate::apply;
-use crate::conditions;
 use crate::decide::{
     self, CopyObservation, MirrorObservation, NamespaceView, ObservedMirror, Plan,
     PlatformObservation, Requeue, Snapshot, SourceObservation, SourceProblem,
@@ -780,12 +779,17 @@ async fn write(
             // not stop the others from being repointed: it is reported and retried.
             Err(error) => {
                 warn!(%namespace, %name, consumer_namespace = %patch.namespace, kind = patch.kind.as_str(), consumer = %patch.name, reason = error.reason(), error = %error, "consumer apply refused");
-                refused.push((patch.clone(), error));
+                refused.push(decide::after_write::RefusedApply {
+                    kind: patch.kind,
+                    namespace: patch.namespace.clone(),
+                    name: patch.name.clone(),
+                    error: error.to_string(),
+                });
             }
         }
     }
     if !refused.is_empty() {
-        report_refused(snapshot, plan, refused);
+        decide::after_write::consumers_refused(snapshot, plan, &refused, &now());
     }
     if target.status() != Some(&plan.status) {
         still_leader(context)?;
@@ -1042,110 +1046,23 @@ fn still_leader(context: &Context) -> Result<(), Error> {
     }
 }
 
-/// Consumers whose apply the API server refused join `status.consumers.blocked` (reason
-/// `ConsumerApplyRefused`) with `Degraded=True ConsumerBlocked`, and a Warning Event when one is
-/// newly refused; the reconcile comes back with backoff.
-fn report_refused(
-    snapshot: &Snapshot,
-    plan: &mut Plan,
-    refused: Vec<(crate::model::consumer::ConsumerPatch, Error)>,
-) {
-    const REASON: &str = reason::CONSUMER_APPLY_REFUSED;
-    let before: Vec<(Option<String>, String, String)> = snapshot
-        .status
-        .consumers
-        .iter()
-        .flat_map(|summary| summary.blocked.iter())
-        .filter(|blocked| blocked.reason == REASON)
-        .map(|blocked| {
-            (
-                blocked.namespace.clone(),
-                blocked.kind.clone(),
-                blocked.name.clone(),
-            )
-        })
-        .collect();
-    let mut newly = Vec::new();
-    let summary = plan.status.consumers.get_or_insert_default();
-    for (patch, error) in refused {
-        let kind = patch.kind.as_str();
-        let listed = decide::consumers::listed_namespace(snapshot, &patch.namespace);
-        let name = patch.name.clone();
-        if !before.contains(&(listed.clone(), kind.to_string(), name.clone())) {
-            newly.push(snapshot.consumer_key(kind, &patch.namespace, &name));
-        }
-        summary.blocked.retain(|blocked| {
-            !(blocked.namespace == listed && blocked.kind == kind && blocked.name == name)
-        });
-        summary.blocked.push(crate::api::BlockedConsumer {
-            namespace: listed,
-            kind: kind.into(),
-            name,
-            reason: REASON.into(),
-            message: format!(
-                "the API server refused the operator's apply ({error}); fix what refuses it (an admission policy, or a variable that also sets configMapKeyRef or fieldRef); other consumers continue"
-            ),
-        });
-    }
-    summary
-        .blocked
-        .truncate(decide::rotation::MAX_BLOCKED_LISTED);
-    let rotation_id = plan
-        .status
-        .rotation
-        .as_ref()
-        .map_or("", |rotation| rotation.id.as_str());
-    let message = decide::rotation::blocked_message(rotation_id, &summary.blocked);
-    conditions::set(
-        &mut plan.status.conditions,
-        conditions::DEGRADED,
-        true,
-        reason::CONSUMER_BLOCKED,
-        message,
-        Some(snapshot.generation),
-        &now(),
-    );
-    if !newly.is_empty() {
-        plan.events.push(decide::Notice::warning(
-            REASON,
-            reason::action::ROTATE,
-            format!(
-                "the API server refused the apply to {}; the other consumers continue",
-                newly.join(", ")
-            ),
-        ));
-    }
-    plan.requeue = Requeue::After(decide::backoff(snapshot.failures));
-}
-
-/// A write the API server refused is reported on the object (a `Degraded` condition and a
-/// Warning Event, once per reason) before the reconcile retries with backoff. Conflicts are the
-/// normal price of optimistic concurrency and are retried silently.
+/// A write the API server refused is reported on the object, as
+/// [`decide::after_write::write_failed`] decides.
 async fn report_write_failure(target: &Target, context: &Context, error: &Error) {
-    if error.is_conflict() {
+    let failure = decide::after_write::FailedWrite {
+        reason: error.reason(),
+        message: error.to_string(),
+        conflict: error.is_conflict(),
+    };
+    let status = target.status().cloned().unwrap_or_default();
+    let Some((status, notice)) =
+        decide::after_write::write_failed(&status, target.generation(), &failure, &now())
+    else {
         return;
-    }
-    let reason = error.reason();
-    let mut status = target.status().cloned().unwrap_or_default();
-    if conditions::get(&status.conditions, conditions::DEGRADED)
-        .is_some_and(|condition| condition.status == "True" && condition.reason == reason)
-    {
-        return;
-    }
-    let message = error.to_string();
-    conditions::set(
-        &mut status.conditions,
-        conditions::DEGRADED,
-        true,
-        reason,
-        message.clone(),
-        Some(target.generation()),
-        &now(),
-    );
+    };
     if let Err(status_error) = apply::status(&context.client, target, &status).await {
         debug!(error = %status_error, "could not record the failed write in status");
     }
-    let notice = decide::Notice::warning(reason, reason::action::RECONCILE, message);
     apply::event(
         &context.client,
         &context.reporter,

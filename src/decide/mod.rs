@@ -20,6 +20,7 @@
 //! - this module: [`plan`] composes them in order (spec checks, the mirror's owner, suspend, the
 //!   pair, the rotation, the conditions) and nothing calls back up.
 
+pub mod after_write;
 pub mod consumers;
 pub mod fanout;
 pub mod holders;

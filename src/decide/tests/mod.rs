@@ -19,6 +19,7 @@ use crate::token::{Token, TokenPair, TokenProblem};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod after_write;
 mod cluster;
 mod holders;
 mod pair;
