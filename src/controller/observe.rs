@@ -1,0 +1,431 @@
+//! Observation: what a reconcile reads (the source, the mirror Secret, consumers, pods, a
+//! ClusterStreamingToken's namespaces) into the [`Snapshot`] the decisions take.
+
+use super::*;
+
+/// True when the platform's pair must be read afresh in this pass: a rotation is at (or past)
+/// the point where it rotates at the platform, or the mirrored Token 1 was rejected.
+pub(super) fn needs_fresh_read(status: Option<&crate::api::StreamingTokenStatus>) -> bool {
+    let Some(status) = status else {
+        return true;
+    };
+    let rotating_there = status.rotation.as_ref().is_some_and(|rotation| {
+        rotation.phase == decide::rotation::PHASE_AWAITING_SOURCE
+            || rotation.platform_rotate.is_some()
+    });
+    let rejected = status
+        .platform
+        .as_ref()
+        .is_some_and(|platform| platform.token1.as_deref() == Some(reason::platform::REJECTED));
+    rotating_there || rejected
+}
+
+/// Gathers the snapshot `plan` decides on. `fresh`: read every Secret from the API server
+/// (no copy is taken as unchanged).
+pub(super) async fn observe(
+    target: &Target,
+    context: &Context,
+    now: &Time,
+    fresh: bool,
+) -> Result<Snapshot, Error> {
+    let (key_namespace, name) = target.key();
+    let spec = target.spec();
+    let secret_name = target.secret_name();
+    let (home, source_namespace) = match target {
+        Target::Namespaced(_) => (key_namespace.clone(), key_namespace.clone()),
+        Target::Cluster(token) => {
+            let home = context
+                .cluster
+                .as_ref()
+                .map(|cluster| cluster.home_namespace.clone())
+                .unwrap_or_default();
+            let source_namespace = token.source_namespace(&home);
+            (home, source_namespace)
+        }
+    };
+    let mirror = read_mirror(target, context, &home).await?;
+    let source = source::from_spec(&spec.source);
+    let mut observed_source = source
+        .observe(&Api::<Secret>::namespaced(
+            context.client.clone(),
+            &source_namespace,
+        ))
+        .await?;
+    let platform = match &spec.platform {
+        Some(platform) => Some(
+            observe_platform(
+                target,
+                context,
+                platform,
+                &home,
+                &mirror,
+                &mut observed_source,
+                spec.source.platform.is_some(),
+            )
+            .await,
+        ),
+        None => None,
+    };
+    let (namespaces, selection_problem) = match target {
+        Target::Namespaced(_) => {
+            let mut view = NamespaceView {
+                namespace: home.clone(),
+                copy: CopyObservation::Home,
+                selected: true,
+                foreign_since: None,
+                label_taken: false,
+                consumers: Vec::new(),
+                pods: Vec::new(),
+            };
+            fill_view(target, context, &mut view, now);
+            (vec![view], None)
+        }
+        Target::Cluster(token) => {
+            let home_version = match &mirror {
+                MirrorObservation::Owned(observed) if !fresh => observed.resource_version.clone(),
+                _ => None,
+            };
+            let (mut views, problem) =
+                cluster_views(target, token, context, &home, home_version, now).await?;
+            // A namespace no longer selected whose Secret only looks like a copy (labelled,
+            // but holding no token of the record) is not this object's: never written to.
+            views.retain(|view| decide::fanout::reached(&mirror, token.status.as_ref(), view));
+            (views, problem)
+        }
+    };
+    let fresh = source.fresh()?;
+    let failures = context
+        .failures
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .get(&(key_namespace, name.clone()))
+        .copied()
+        .unwrap_or(0);
+    Ok(Snapshot {
+        kind: target.kind(),
+        uid: target.uid().unwrap_or_default(),
+        rotate_request: target.rotate_request(),
+        name,
+        namespace: home,
+        source_namespace,
+        generation: target.generation(),
+        spec,
+        status: target.status().cloned().unwrap_or_default(),
+        secret_name,
+        mirror,
+        source: observed_source,
+        namespaces,
+        retain_unselected: match target {
+            Target::Cluster(token) => {
+                token.spec.namespaces.unselected_policy == UnselectedPolicy::Retain
+            }
+            Target::Namespaced(_) => false,
+        },
+        selection_problem,
+        platform,
+        fresh,
+        failures,
+    })
+}
+
+/// The mirror Secret of `target` in `namespace` as the operator sees it, and when it was
+/// created.
+pub(super) async fn read_secret(
+    target: &Target,
+    context: &Context,
+    namespace: &str,
+) -> Result<(MirrorObservation, Option<i64>), Error> {
+    let secret_name = target.secret_name();
+    let secret = Api::<Secret>::namespaced(context.client.clone(), namespace)
+        .get_opt(&secret_name)
+        .await
+        .map_err(|source| Error::GetSecret {
+            name: secret_name.clone(),
+            source,
+        })?;
+    Ok(match secret {
+        None => (MirrorObservation::Missing, None),
+        Some(secret) => (
+            classify_mirror(target, &secret),
+            secret
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|time| time.0.as_second()),
+        ),
+    })
+}
+
+/// The mirror Secret of `target` in `namespace`, as the operator sees it.
+pub(super) async fn read_mirror(
+    target: &Target,
+    context: &Context,
+    namespace: &str,
+) -> Result<MirrorObservation, Error> {
+    Ok(read_secret(target, context, namespace).await?.0)
+}
+
+/// The namespaces a ClusterStreamingToken reaches: those it selects, and those it no longer
+/// selects but still has a mirror Secret in (`Leaving`, or `Retained` as a bare list).
+/// `home_version`: the pair of record's resourceVersion, to take unchanged copies as in sync
+/// (`None`: read every copy).
+pub(super) async fn cluster_views(
+    target: &Target,
+    token: &ClusterStreamingToken,
+    context: &Context,
+    home: &str,
+    home_version: Option<String>,
+    now: &Time,
+) -> Result<(Vec<NamespaceView>, Option<String>), Error> {
+    let Some(cluster) = &context.cluster else {
+        return Ok((Vec::new(), None));
+    };
+    let name = target.name();
+    let secret_name = target.secret_name();
+    let (selected, problem) = selected_namespaces(token, &cluster.namespaces);
+    // Not selected but still reached: where a copy exists (by its labels), and where the last
+    // status knew one and pods still read that name (a copy deleted under them).
+    let mut existing: BTreeSet<String> = cluster
+        .copies
+        .state()
+        .iter()
+        .filter(|secret| {
+            secret.labels().get(CLUSTER_TOKEN_LABEL) == Some(&name)
+                && secret.name_any() == secret_name
+        })
+        .filter_map(|secret| secret.namespace())
+        .filter(|namespace| namespace != home || selected.contains(namespace))
+        .collect();
+    if let Some(status) = &token.status {
+        for entry in &status.namespaces {
+            let read = context.pods.in_namespace(&entry.name).iter().any(|pod| {
+                pod.references
+                    .iter()
+                    .any(|reference| reference.secret == secret_name)
+            });
+            if read && entry.name != home {
+                existing.insert(entry.name.clone());
+            }
+        }
+    }
+    let reached: Vec<(String, bool)> = selected
+        .union(&existing)
+        .map(|namespace| (namespace.clone(), selected.contains(namespace)))
+        .collect();
+    // A copy whose resourceVersion (from the watch) and the record's are those it was last
+    // read in sync at is in sync still.
+    let unchanged = |namespace: &str| -> Option<CopyObservation> {
+        let home_version = home_version.as_ref()?;
+        let version = cluster
+            .copies
+            .get(&ObjectRef::new(&target.secret_name()).within(namespace))?
+            .resource_version()?;
+        let in_sync = cluster
+            .in_sync
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let known = in_sync.get(&(name.clone(), namespace.into()))?;
+        (known.copy_version == version && known.record_version == *home_version).then_some(
+            CopyObservation::Current {
+                resource_version: version,
+                values_written_at: known.values_written_at,
+            },
+        )
+    };
+    // The others are read a few at a time: their data is never cached.
+    /// A namespace, whether it is selected, its copy, and when a Secret not ours was created.
+    type Read = (String, bool, CopyObservation, Option<i64>);
+    let copies: Vec<Result<Read, Error>> = futures::stream::iter(reached)
+        .map(|(namespace, is_selected)| async move {
+            let copy = if namespace == home {
+                CopyObservation::Home
+            } else if let Some(copy) = unchanged(&namespace) {
+                copy
+            } else {
+                let (observed, created) = read_secret(target, context, &namespace).await?;
+                match observed {
+                    MirrorObservation::Missing => CopyObservation::Missing,
+                    MirrorObservation::NotOwned => {
+                        return Ok((namespace, is_selected, CopyObservation::NotOwned, created));
+                    }
+                    MirrorObservation::ClaimedBy(other) => {
+                        return Ok((
+                            namespace,
+                            is_selected,
+                            CopyObservation::ClaimedBy(other),
+                            created,
+                        ));
+                    }
+                    MirrorObservation::Owned(observed) => CopyObservation::Read(observed),
+                }
+            };
+            Ok((namespace, is_selected, copy, None))
+        })
+        .buffered(8)
+        .collect()
+        .await;
+    let mut views = Vec::new();
+    for copy in copies {
+        let (namespace, selected, copy, foreign_since) = copy?;
+        let label_taken = context
+            .tokens
+            .get(&ObjectRef::new(&name).within(&namespace))
+            .is_some();
+        let mut view = NamespaceView {
+            namespace,
+            copy,
+            selected,
+            foreign_since,
+            label_taken,
+            consumers: Vec::new(),
+            pods: Vec::new(),
+        };
+        fill_view(target, context, &mut view, now);
+        views.push(view);
+    }
+    Ok((views, problem))
+}
+
+/// The namespaces `token` selects now: named or matching its selector, and not being deleted;
+/// and why the selector cannot be evaluated, if it cannot (then only named ones are selected).
+pub(super) fn selected_namespaces(
+    token: &ClusterStreamingToken,
+    namespaces: &Store<PartialObjectMeta<Namespace>>,
+) -> (BTreeSet<String>, Option<String>) {
+    let selection = &token.spec.namespaces;
+    let (selector, problem) = match selection
+        .selector
+        .clone()
+        .map(kube::core::Selector::try_from)
+    {
+        None => (None, None),
+        Some(Ok(selector)) => (Some(selector), None),
+        Some(Err(error)) => (
+            None,
+            Some(format!(
+                "spec.namespaces.selector is not a valid label selector: {error}"
+            )),
+        ),
+    };
+    let selected = namespaces
+        .state()
+        .iter()
+        .filter(|namespace| namespace.metadata.deletion_timestamp.is_none())
+        .filter(|namespace| {
+            let name = namespace.name_any();
+            selection.names.contains(&name)
+                || selector.as_ref().is_some_and(|selector| {
+                    kube::core::SelectorExt::matches(selector, namespace.labels())
+                })
+        })
+        .map(|namespace| namespace.name_any())
+        .collect();
+    (selected, problem)
+}
+
+pub(super) fn classify_mirror(target: &Target, secret: &Secret) -> MirrorObservation {
+    let labels = secret.labels();
+    if labels.get(MANAGED_BY_LABEL).map(String::as_str) != Some(MANAGER_NAME) {
+        return MirrorObservation::NotOwned;
+    }
+    let name = target.name();
+    let namespaced = labels.get(TOKEN_LABEL);
+    let clustered = labels.get(CLUSTER_TOKEN_LABEL);
+    let owner = match (namespaced, clustered) {
+        (_, Some(owner)) if target.label_key() != CLUSTER_TOKEN_LABEL || *owner != name => {
+            return MirrorObservation::ClaimedBy(format!("ClusterStreamingToken {owner}"));
+        }
+        (Some(owner), None) if target.label_key() != TOKEN_LABEL || *owner != name => {
+            return MirrorObservation::ClaimedBy(format!("StreamingToken {owner}"));
+        }
+        (None, None) => return MirrorObservation::NotOwned,
+        _ => name,
+    };
+    let _ = owner;
+    let spec = target.spec().secret;
+    let read = |key: &str| {
+        secret
+            .data
+            .as_ref()
+            .and_then(|data| data.get(key))
+            .map(|value| Token::parse(&value.0))
+    };
+    let uid = target.uid();
+    MirrorObservation::Owned(ObservedMirror {
+        resource_version: secret.resource_version(),
+        token1: read(&spec.token1_key),
+        token2: read(&spec.token2_key),
+        labels: labels.clone(),
+        annotations: secret.annotations().clone(),
+        owner_uids: secret
+            .owner_references()
+            .iter()
+            .filter(|reference| Some(&reference.uid) == uid.as_ref())
+            .map(|reference| reference.uid.clone())
+            .collect(),
+        values_written_at: secret
+            .managed_fields()
+            .iter()
+            .filter_map(|entry| entry.time.as_ref().map(|time| time.0.as_second()))
+            .max(),
+    })
+}
+
+/// Fills a namespace's consumers and pods from the caches: no consumers where the pair is not
+/// served (another's Secret) or a StreamingToken owns the label; the pods always (a Secret that
+/// replaced a copy may leave pods behind that hold Token 1).
+pub(super) fn fill_view(target: &Target, context: &Context, view: &mut NamespaceView, now: &Time) {
+    let spec = target.spec();
+    let secret = target.secret_name();
+    if view.serves_pair() && !view.label_taken {
+        view.consumers = context
+            .workloads
+            .consumers(&view.namespace, &target.name())
+            .iter()
+            .map(|workload| workload.observe(&spec.consumers.env_var, &secret))
+            .collect();
+        view.consumers
+            .sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+    }
+    let records = context.pods.in_namespace(&view.namespace);
+    with_pods(view, records, now);
+}
+
+/// Replaces the view's pods (and each consumer's own) with `records`.
+pub(super) fn with_pods(view: &mut NamespaceView, records: Vec<Arc<PodRecord>>, now: &Time) {
+    attach_pods(&mut view.consumers, &records, now);
+    view.pods = records;
+}
+
+/// Each consumer's pods: the records it controls (a Deployment through its ReplicaSets).
+/// Grouped by owner once, so a reconcile costs one pass over the namespace's pods.
+pub(super) fn attach_pods(
+    consumers: &mut [ConsumerObservation],
+    records: &[Arc<PodRecord>],
+    now: &Time,
+) {
+    let now = now.0.as_second();
+    let mut by_owner: HashMap<(&str, &str), Vec<PodObservation>> = HashMap::new();
+    for record in records {
+        let Some(owner) = &record.owner else {
+            continue;
+        };
+        by_owner
+            .entry((owner.kind.as_str(), owner.name.as_str()))
+            .or_default()
+            .push(PodObservation {
+                name: record.name.clone(),
+                rotation: record.rotation.clone(),
+                terminating: record.terminating(),
+                // deletionTimestamp is when the grace period ends; past it, only a finalizer
+                // keeps the pod (and whatever token it holds) around.
+                held_by: record.held_by(now).to_vec(),
+            });
+    }
+    for consumer in consumers {
+        let pods = by_owner
+            .remove(&(consumer.kind.as_str(), consumer.name.as_str()))
+            .unwrap_or_default();
+        consumer.pods = Some(pods);
+    }
+}
