@@ -392,8 +392,29 @@ async fn write(
         info!(%namespace, %name, secret = %snapshot.secret_name, secret_namespace = %snapshot.namespace, token1_serial = write.identities[0].serial, token2_serial = write.identities[1].serial, "mirror Secret written");
         halt_point(context, "secret").await;
     }
-    // One namespace that refuses its copy (a policy, a namespace being deleted) must not keep
-    // the others from theirs: it is logged, stays unverified, and the reconcile retries.
+    let copy_failure = write_copies(target, context, snapshot, plan).await?;
+    delete_copies(target, context, snapshot, plan).await?;
+    let refused = write_consumers(target, context, plan).await?;
+    if !refused.is_empty() {
+        decide::after_write::consumers_refused(snapshot, plan, &refused, &now());
+    }
+    write_status(target, context, plan).await?;
+    match copy_failure {
+        Some(error) => Err(error),
+        None => Ok(()),
+    }
+}
+
+/// Writes a ClusterStreamingToken's copies. One namespace that refuses its copy (a policy, a
+/// namespace being deleted) must not keep the others from theirs: it is logged, stays
+/// unverified, and returned for the reconcile to retry.
+async fn write_copies(
+    target: &Target,
+    context: &Context,
+    snapshot: &Snapshot,
+    plan: &Plan,
+) -> Result<Option<Error>, Error> {
+    let (namespace, name) = target.key();
     let mut copy_failure = None;
     for copy in &plan.copies {
         still_leader(context)?;
@@ -411,6 +432,17 @@ async fn write(
     if !plan.copies.is_empty() {
         halt_point(context, "copies").await;
     }
+    Ok(copy_failure)
+}
+
+/// Deletes the copies of namespaces no longer selected that nothing reads.
+async fn delete_copies(
+    target: &Target,
+    context: &Context,
+    snapshot: &Snapshot,
+    plan: &Plan,
+) -> Result<(), Error> {
+    let (namespace, name) = target.key();
     for copy_namespace in &plan.copy_deletes {
         still_leader(context)?;
         // The version the decision saw: a copy written or read since is not deleted (a
@@ -429,6 +461,17 @@ async fn write(
         apply::delete_copy(&context.client, target, copy_namespace, version).await?;
         info!(%namespace, %name, secret = %snapshot.secret_name, secret_namespace = %copy_namespace, "mirror Secret deleted from a namespace no longer selected");
     }
+    Ok(())
+}
+
+/// Repoints or restarts consumers; the ones the API server refuses are returned (the others'
+/// writes stand).
+async fn write_consumers(
+    target: &Target,
+    context: &Context,
+    plan: &Plan,
+) -> Result<Vec<decide::after_write::RefusedApply>, Error> {
+    let (namespace, name) = target.key();
     let mut refused = Vec::new();
     for patch in &plan.consumer_patches {
         still_leader(context)?;
@@ -452,9 +495,12 @@ async fn write(
             }
         }
     }
-    if !refused.is_empty() {
-        decide::after_write::consumers_refused(snapshot, plan, &refused, &now());
-    }
+    Ok(refused)
+}
+
+/// Writes the status when it changed.
+async fn write_status(target: &Target, context: &Context, plan: &Plan) -> Result<(), Error> {
+    let (namespace, name) = target.key();
     if target.status() != Some(&plan.status) {
         still_leader(context)?;
         apply::status(&context.client, target, &plan.status).await?;
@@ -466,10 +512,7 @@ async fn write(
             .map_or(reason::phase::IDLE, |rotation| rotation.phase.as_str());
         halt_point(context, &format!("status:{phase}")).await;
     }
-    match copy_failure {
-        Some(error) => Err(error),
-        None => Ok(()),
-    }
+    Ok(())
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

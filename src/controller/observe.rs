@@ -31,18 +31,7 @@ pub(super) async fn observe(
     let (key_namespace, name) = target.key();
     let spec = target.spec();
     let secret_name = target.secret_name();
-    let (home, source_namespace) = match target {
-        Target::Namespaced(_) => (key_namespace.clone(), key_namespace.clone()),
-        Target::Cluster(token) => {
-            let home = context
-                .cluster
-                .as_ref()
-                .map(|cluster| cluster.home_namespace.clone())
-                .unwrap_or_default();
-            let source_namespace = token.source_namespace(&home);
-            (home, source_namespace)
-        }
-    };
+    let (home, source_namespace) = homes(target, context);
     let mirror = read_mirror(target, context, &home).await?;
     let source = source::from_spec(&spec.source);
     let mut observed_source = source
@@ -66,38 +55,10 @@ pub(super) async fn observe(
         ),
         None => None,
     };
-    let (namespaces, selection_problem) = match target {
-        Target::Namespaced(_) => {
-            let mut view = NamespaceView {
-                namespace: home.clone(),
-                copy: CopyObservation::Home,
-                selected: true,
-                foreign_since: None,
-                label_taken: false,
-                consumers: Vec::new(),
-                pods: Vec::new(),
-            };
-            fill_view(target, context, &mut view, now);
-            (vec![view], None)
-        }
-        Target::Cluster(token) => {
-            let home_version = match &mirror {
-                MirrorObservation::Owned(observed) if !fresh => observed.resource_version.clone(),
-                _ => None,
-            };
-            let (mut views, problem) =
-                cluster_views(target, token, context, &home, home_version, now).await?;
-            // A namespace no longer selected whose Secret only looks like a copy (labelled,
-            // but holding no token of the record) is not this object's: never written to.
-            views.retain(|view| decide::fanout::reached(&mirror, token.status.as_ref(), view));
-            (views, problem)
-        }
-    };
+    let (namespaces, selection_problem) =
+        namespace_views(target, context, &mirror, &home, fresh, now).await?;
     let fresh = source.fresh()?;
-    let failures = context
-        .failures
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    let failures = lock(&context.failures)
         .get(&(key_namespace, name.clone()))
         .copied()
         .unwrap_or(0);
@@ -126,6 +87,65 @@ pub(super) async fn observe(
         fresh,
         failures,
     })
+}
+
+/// Where the object keeps its pair (`home`) and reads its source: its own namespace, or for a
+/// ClusterStreamingToken the operator's namespace and `spec.source`'s.
+fn homes(target: &Target, context: &Context) -> (String, String) {
+    match target {
+        Target::Namespaced(_) => {
+            let namespace = target.key().0;
+            (namespace.clone(), namespace)
+        }
+        Target::Cluster(token) => {
+            let home = context
+                .cluster
+                .as_ref()
+                .map(|cluster| cluster.home_namespace.clone())
+                .unwrap_or_default();
+            let source_namespace = token.source_namespace(&home);
+            (home, source_namespace)
+        }
+    }
+}
+
+/// The namespaces the object serves, each with its consumers and pods (and a problem with a
+/// ClusterStreamingToken's selection).
+async fn namespace_views(
+    target: &Target,
+    context: &Context,
+    mirror: &MirrorObservation,
+    home: &str,
+    fresh: bool,
+    now: &Time,
+) -> Result<(Vec<NamespaceView>, Option<String>), Error> {
+    match target {
+        Target::Namespaced(_) => {
+            let mut view = NamespaceView {
+                namespace: home.to_string(),
+                copy: CopyObservation::Home,
+                selected: true,
+                foreign_since: None,
+                label_taken: false,
+                consumers: Vec::new(),
+                pods: Vec::new(),
+            };
+            fill_view(target, context, &mut view, now);
+            Ok((vec![view], None))
+        }
+        Target::Cluster(token) => {
+            let home_version = match mirror {
+                MirrorObservation::Owned(observed) if !fresh => observed.resource_version.clone(),
+                _ => None,
+            };
+            let (mut views, problem) =
+                cluster_views(target, token, context, home, home_version, now).await?;
+            // A namespace no longer selected whose Secret only looks like a copy (labelled,
+            // but holding no token of the record) is not this object's: never written to.
+            views.retain(|view| decide::fanout::reached(mirror, token.status.as_ref(), view));
+            Ok((views, problem))
+        }
+    }
 }
 
 /// The mirror Secret of `target` in `namespace` as the operator sees it, and when it was
@@ -181,85 +201,13 @@ pub(super) async fn cluster_views(
         return Ok((Vec::new(), None));
     };
     let name = target.name();
-    let secret_name = target.secret_name();
     let (selected, problem) = selected_namespaces(token, &cluster.namespaces);
-    // Not selected but still reached: where a copy exists (by its labels), and where the last
-    // status knew one and pods still read that name (a copy deleted under them).
-    let mut existing: BTreeSet<String> = cluster
-        .copies
-        .state()
-        .iter()
-        .filter(|secret| {
-            secret.labels().get(CLUSTER_TOKEN_LABEL) == Some(&name)
-                && secret.name_any() == secret_name
-        })
-        .filter_map(|secret| secret.namespace())
-        .filter(|namespace| namespace != home || selected.contains(namespace))
-        .collect();
-    if let Some(status) = &token.status {
-        for entry in &status.namespaces {
-            let read = context.pods.in_namespace(&entry.name).iter().any(|pod| {
-                pod.references
-                    .iter()
-                    .any(|reference| reference.secret == secret_name)
-            });
-            if read && entry.name != home {
-                existing.insert(entry.name.clone());
-            }
-        }
-    }
-    let reached: Vec<(String, bool)> = selected
-        .union(&existing)
-        .map(|namespace| (namespace.clone(), selected.contains(namespace)))
-        .collect();
-    // A copy whose resourceVersion (from the watch) and the record's are those it was last
-    // read in sync at is in sync still.
-    let unchanged = |namespace: &str| -> Option<CopyObservation> {
-        let home_version = home_version.as_ref()?;
-        let version = cluster
-            .copies
-            .get(&ObjectRef::new(&target.secret_name()).within(namespace))?
-            .resource_version()?;
-        let in_sync = cluster
-            .in_sync
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let known = in_sync.get(&(name.clone(), namespace.into()))?;
-        (known.copy_version == version && known.record_version == *home_version).then_some(
-            CopyObservation::Current {
-                resource_version: version,
-                values_written_at: known.values_written_at,
-            },
-        )
-    };
-    // The others are read a few at a time: their data is never cached.
-    /// A namespace, whether it is selected, its copy, and when a Secret not ours was created.
-    type Read = (String, bool, CopyObservation, Option<i64>);
-    let copies: Vec<Result<Read, Error>> = futures::stream::iter(reached)
-        .map(|(namespace, is_selected)| async move {
-            let copy = if namespace == home {
-                CopyObservation::Home
-            } else if let Some(copy) = unchanged(&namespace) {
-                copy
-            } else {
-                let (observed, created) = read_secret(target, context, &namespace).await?;
-                match observed {
-                    MirrorObservation::Missing => CopyObservation::Missing,
-                    MirrorObservation::NotOwned => {
-                        return Ok((namespace, is_selected, CopyObservation::NotOwned, created));
-                    }
-                    MirrorObservation::ClaimedBy(other) => {
-                        return Ok((
-                            namespace,
-                            is_selected,
-                            CopyObservation::ClaimedBy(other),
-                            created,
-                        ));
-                    }
-                    MirrorObservation::Owned(observed) => CopyObservation::Read(observed),
-                }
-            };
-            Ok((namespace, is_selected, copy, None))
+    let reached = reached_namespaces(target, token, context, cluster, home, &selected);
+    // The copies are read a few at a time: their data is never cached.
+    let copies: Vec<Result<ReadCopy, Error>> = futures::stream::iter(reached)
+        .map(|(namespace, is_selected)| {
+            let unchanged = unchanged_copy(target, cluster, &namespace, home_version.as_deref());
+            read_copy(target, context, namespace, is_selected, home, unchanged)
         })
         .buffered(8)
         .collect()
@@ -284,6 +232,97 @@ pub(super) async fn cluster_views(
         views.push(view);
     }
     Ok((views, problem))
+}
+
+/// The namespaces a ClusterStreamingToken reaches, each with whether it is selected: the
+/// selected ones; and, not selected, where a copy exists (by its labels) and where the last
+/// status knew one and pods still read that name (a copy deleted under them).
+fn reached_namespaces(
+    target: &Target,
+    token: &ClusterStreamingToken,
+    context: &Context,
+    cluster: &ClusterContext,
+    home: &str,
+    selected: &BTreeSet<String>,
+) -> Vec<(String, bool)> {
+    let name = target.name();
+    let secret_name = target.secret_name();
+    let mut existing: BTreeSet<String> = cluster
+        .copies
+        .state()
+        .iter()
+        .filter(|secret| {
+            secret.labels().get(CLUSTER_TOKEN_LABEL) == Some(&name)
+                && secret.name_any() == secret_name
+        })
+        .filter_map(|secret| secret.namespace())
+        .filter(|namespace| namespace != home || selected.contains(namespace))
+        .collect();
+    for entry in token.status.iter().flat_map(|status| &status.namespaces) {
+        let read = context.pods.in_namespace(&entry.name).iter().any(|pod| {
+            pod.references
+                .iter()
+                .any(|reference| reference.secret == secret_name)
+        });
+        if read && entry.name != home {
+            existing.insert(entry.name.clone());
+        }
+    }
+    selected
+        .union(&existing)
+        .map(|namespace| (namespace.clone(), selected.contains(namespace)))
+        .collect()
+}
+
+/// A copy whose resourceVersion (from the watch) and the record's are those it was last read in
+/// sync at is in sync still: not read again.
+fn unchanged_copy(
+    target: &Target,
+    cluster: &ClusterContext,
+    namespace: &str,
+    home_version: Option<&str>,
+) -> Option<CopyObservation> {
+    let home_version = home_version?;
+    let version = cluster
+        .copies
+        .get(&ObjectRef::new(&target.secret_name()).within(namespace))?
+        .resource_version()?;
+    let in_sync = lock(&cluster.in_sync);
+    let known = in_sync.get(&(target.name(), namespace.into()))?;
+    (known.copy_version == version && known.record_version == home_version).then_some(
+        CopyObservation::Current {
+            resource_version: version,
+            values_written_at: known.values_written_at,
+        },
+    )
+}
+
+/// A namespace, whether it is selected, its copy, and when a Secret not ours was created.
+type ReadCopy = (String, bool, CopyObservation, Option<i64>);
+
+/// The copy in `namespace`: the home's own Secret, one known unchanged, or read now.
+async fn read_copy(
+    target: &Target,
+    context: &Context,
+    namespace: String,
+    is_selected: bool,
+    home: &str,
+    unchanged: Option<CopyObservation>,
+) -> Result<ReadCopy, Error> {
+    if namespace == home {
+        return Ok((namespace, is_selected, CopyObservation::Home, None));
+    }
+    if let Some(copy) = unchanged {
+        return Ok((namespace, is_selected, copy, None));
+    }
+    let (observed, created) = read_secret(target, context, &namespace).await?;
+    let (copy, created) = match observed {
+        MirrorObservation::Missing => (CopyObservation::Missing, None),
+        MirrorObservation::NotOwned => (CopyObservation::NotOwned, created),
+        MirrorObservation::ClaimedBy(other) => (CopyObservation::ClaimedBy(other), created),
+        MirrorObservation::Owned(observed) => (CopyObservation::Read(observed), None),
+    };
+    Ok((namespace, is_selected, copy, created))
 }
 
 /// The namespaces `token` selects now: named or matching its selector, and not being deleted;
