@@ -59,6 +59,41 @@ struct TokenFacts {
     conditions: Vec<(String, String)>,
 }
 
+impl TokenFacts {
+    /// What the per-object gauges say of `status`.
+    fn of(status: &StreamingTokenStatus) -> Self {
+        let consumers = status.consumers.clone().unwrap_or_default();
+        let rotating = status.rotation.is_some();
+        TokenFacts {
+            token1_issued_at: status.token1.as_ref().map(|token| token.issued_at.0),
+            next_rotation_at: status.next_rotation_at.as_ref().map(|time| time.0),
+            conditions: status
+                .conditions
+                .iter()
+                .map(|condition| (condition.type_.clone(), condition.status.clone()))
+                .collect(),
+            consumers_total: i64::from(consumers.total),
+            consumers_pending: if rotating {
+                i64::from(consumers.total - consumers.verified.unwrap_or(0))
+            } else {
+                0
+            },
+            consumers_blocked: i64::try_from(consumers.blocked.len()).unwrap_or(i64::MAX),
+            rotating,
+            credentials_expire_at: status
+                .platform
+                .as_ref()
+                .and_then(|platform| platform.credentials_expire_at.as_ref())
+                .map(|time| time.0),
+            rotated_out_of_band_at: status
+                .platform
+                .as_ref()
+                .and_then(|platform| platform.rotated_out_of_band_at.as_ref())
+                .map(|time| time.0),
+        }
+    }
+}
+
 /// Extra labels of one sample (besides `namespace` and `name`) and its value.
 type Sample = (Vec<(&'static str, String)>, f64);
 
@@ -415,6 +450,18 @@ impl Metrics {
         status: &StreamingTokenStatus,
         events: &[Notice],
     ) {
+        self.count_events(status, events);
+        self.observe_phase_end(previous, status);
+        let facts = TokenFacts::of(status);
+        self.per_token
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert((namespace.to_string(), name.to_string()), facts);
+    }
+
+    /// Counts Events by reason, and rotations by strategy and result.
+    fn count_events(&self, status: &StreamingTokenStatus, events: &[Notice]) {
         for notice in events {
             self.events
                 .get_or_create(&ReasonLabels {
@@ -448,7 +495,14 @@ impl Metrics {
                     .inc();
             }
         }
-        // A phase ended when the previous status had a rotation in another phase (or none now).
+    }
+
+    /// A phase ended when the previous status had a rotation in another phase (or none now).
+    fn observe_phase_end(
+        &self,
+        previous: Option<&StreamingTokenStatus>,
+        status: &StreamingTokenStatus,
+    ) {
         if let Some(before) = previous.and_then(|status| status.rotation.as_ref()) {
             let after = status
                 .rotation
@@ -475,40 +529,6 @@ impl Metrics {
                     .observe(seconds);
             }
         }
-        let consumers = status.consumers.clone().unwrap_or_default();
-        let rotating = status.rotation.is_some();
-        let facts = TokenFacts {
-            token1_issued_at: status.token1.as_ref().map(|token| token.issued_at.0),
-            next_rotation_at: status.next_rotation_at.as_ref().map(|time| time.0),
-            conditions: status
-                .conditions
-                .iter()
-                .map(|condition| (condition.type_.clone(), condition.status.clone()))
-                .collect(),
-            consumers_total: i64::from(consumers.total),
-            consumers_pending: if rotating {
-                i64::from(consumers.total - consumers.verified.unwrap_or(0))
-            } else {
-                0
-            },
-            consumers_blocked: i64::try_from(consumers.blocked.len()).unwrap_or(i64::MAX),
-            rotating,
-            credentials_expire_at: status
-                .platform
-                .as_ref()
-                .and_then(|platform| platform.credentials_expire_at.as_ref())
-                .map(|time| time.0),
-            rotated_out_of_band_at: status
-                .platform
-                .as_ref()
-                .and_then(|platform| platform.rotated_out_of_band_at.as_ref())
-                .map(|time| time.0),
-        };
-        self.per_token
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert((namespace.to_string(), name.to_string()), facts);
     }
 
     /// Forgets a StreamingToken that no longer exists.

@@ -259,102 +259,21 @@ impl Platform {
             Some(bundle) => client_with(bundle)?,
         };
         let (check, base, workspace) = match (&spec.quix, &spec.http) {
-            (Some(quix), _) => {
-                let base = quix.portal_api.trim_end_matches('/').to_string();
-                (
-                    Check {
-                        url: format!("{base}/workspaces/{}/broker/librdkafka", quix.workspace_id),
-                        method: reqwest::Method::GET,
-                        headers: vec![
-                            ("Authorization".into(), "Bearer {token}".into()),
-                            ("X-Version".into(), "2.0".into()),
-                            ("Accept".into(), "application/json".into()),
-                        ],
-                        valid: vec![200],
-                        invalid: vec![401, 403],
-                    },
-                    Some(base),
-                    quix.workspace_id.clone(),
-                )
-            }
-            (None, Some(http_check)) => {
-                let mut headers = Vec::new();
-                for header in &http_check.headers {
-                    let value = match (&header.value, &header.value_from) {
-                        (Some(value), _) => value.clone(),
-                        (None, Some(reference)) => secret_value(secrets, reference).await?,
-                        (None, None) => String::new(),
-                    };
-                    headers.push((header.name.clone(), value));
-                }
-                let status = |list: &[i32]| {
-                    list.iter()
-                        .filter_map(|status| u16::try_from(*status).ok())
-                        .collect()
-                };
-                (
-                    Check {
-                        url: http_check.url.clone(),
-                        method: match http_check.method {
-                            CheckMethod::Get => reqwest::Method::GET,
-                            CheckMethod::Post => reqwest::Method::POST,
-                            CheckMethod::Head => reqwest::Method::HEAD,
-                        },
-                        headers,
-                        valid: status(&http_check.valid_statuses),
-                        invalid: status(&http_check.invalid_statuses),
-                    },
-                    None,
-                    String::new(),
-                )
-            }
+            (Some(quix), _) => quix_check(quix),
+            (None, Some(http_check)) => (
+                generic_check(http_check, secrets).await?,
+                None,
+                String::new(),
+            ),
             (None, None) => {
                 return Err(PlatformError::Config(
                     "spec.platform sets neither quix nor http".into(),
                 ));
             }
         };
-        let resolve = |url: &str| -> Result<String, PlatformError> {
-            let url = url.replace("{workspaceId}", &workspace);
-            match (&base, url.starts_with('/')) {
-                (Some(base), true) => Ok(format!("{base}{url}")),
-                (None, true) => Err(PlatformError::Config(format!(
-                    "{url} is a path, and only platform.quix gives a base URL"
-                ))),
-                (_, false) => Ok(url),
-            }
-        };
         let rotate = match &spec.rotate {
             None => None,
-            Some(rotate) => {
-                let parse = |path: &str| {
-                    JsonPath::parse(path).map_err(|_| {
-                        PlatformError::Config(format!("{path} is not a valid JSONPath"))
-                    })
-                };
-                let pat = secret_value(secrets, &rotate.credentials_secret_ref).await?;
-                if pat.is_empty() {
-                    return Err(PlatformError::Config(format!(
-                        "the platform credentials in Secret {} are empty",
-                        rotate.credentials_secret_ref.name
-                    )));
-                }
-                Some(Rotate {
-                    pat,
-                    read: (
-                        method(rotate.read.method, reqwest::Method::GET),
-                        resolve(&rotate.read.url)?,
-                    ),
-                    rotate: (
-                        method(rotate.rotate.method, reqwest::Method::POST),
-                        resolve(&rotate.rotate.url)?,
-                    ),
-                    token1: parse(&rotate.token1_path)?,
-                    token2: parse(&rotate.token2_path)?,
-                    token1_path: rotate.token1_path.clone(),
-                    token2_path: rotate.token2_path.clone(),
-                })
-            }
+            Some(rotate) => Some(rotate_calls(rotate, secrets, base.as_deref(), &workspace).await?),
         };
         let credentials_expire_at = rotate.as_ref().and_then(|rotate| jwt_expiry(&rotate.pat));
         Ok(Self {
@@ -571,6 +490,102 @@ impl Platform {
         serde_json::from_slice(&body)
             .map_err(|_| PlatformError::Unreachable(format!("the {endpoint} response is not JSON")))
     }
+}
+
+/// The Quix preset: the check every Quix client makes (`GET
+/// {portalApi}/workspaces/{ws}/broker/librdkafka`), the portal's base URL and the workspace.
+fn quix_check(quix: &crate::api::QuixPlatform) -> (Check, Option<String>, String) {
+    let base = quix.portal_api.trim_end_matches('/').to_string();
+    let check = Check {
+        url: format!("{base}/workspaces/{}/broker/librdkafka", quix.workspace_id),
+        method: reqwest::Method::GET,
+        headers: vec![
+            ("Authorization".into(), "Bearer {token}".into()),
+            ("X-Version".into(), "2.0".into()),
+            ("Accept".into(), "application/json".into()),
+        ],
+        valid: vec![200],
+        invalid: vec![401, 403],
+    };
+    (check, Some(base), quix.workspace_id.clone())
+}
+
+/// The generic `http` check, its header values read from their Secrets.
+async fn generic_check(
+    http_check: &crate::api::HttpCheck,
+    secrets: &Api<Secret>,
+) -> Result<Check, PlatformError> {
+    let mut headers = Vec::new();
+    for header in &http_check.headers {
+        let value = match (&header.value, &header.value_from) {
+            (Some(value), _) => value.clone(),
+            (None, Some(reference)) => secret_value(secrets, reference).await?,
+            (None, None) => String::new(),
+        };
+        headers.push((header.name.clone(), value));
+    }
+    let status = |list: &[i32]| {
+        list.iter()
+            .filter_map(|status| u16::try_from(*status).ok())
+            .collect()
+    };
+    Ok(Check {
+        url: http_check.url.clone(),
+        method: match http_check.method {
+            CheckMethod::Get => reqwest::Method::GET,
+            CheckMethod::Post => reqwest::Method::POST,
+            CheckMethod::Head => reqwest::Method::HEAD,
+        },
+        headers,
+        valid: status(&http_check.valid_statuses),
+        invalid: status(&http_check.invalid_statuses),
+    })
+}
+
+/// The read and rotate calls of `spec.platform.rotate`: URLs resolved against the preset's base
+/// (`{workspaceId}` filled in), JSONPaths parsed, the credentials read.
+async fn rotate_calls(
+    rotate: &crate::api::PlatformRotate,
+    secrets: &Api<Secret>,
+    base: Option<&str>,
+    workspace: &str,
+) -> Result<Rotate, PlatformError> {
+    let resolve = |url: &str| -> Result<String, PlatformError> {
+        let url = url.replace("{workspaceId}", workspace);
+        match (base, url.starts_with('/')) {
+            (Some(base), true) => Ok(format!("{base}{url}")),
+            (None, true) => Err(PlatformError::Config(format!(
+                "{url} is a path, and only platform.quix gives a base URL"
+            ))),
+            (_, false) => Ok(url),
+        }
+    };
+    let parse = |path: &str| {
+        JsonPath::parse(path)
+            .map_err(|_| PlatformError::Config(format!("{path} is not a valid JSONPath")))
+    };
+    let pat = secret_value(secrets, &rotate.credentials_secret_ref).await?;
+    if pat.is_empty() {
+        return Err(PlatformError::Config(format!(
+            "the platform credentials in Secret {} are empty",
+            rotate.credentials_secret_ref.name
+        )));
+    }
+    Ok(Rotate {
+        pat,
+        read: (
+            method(rotate.read.method, reqwest::Method::GET),
+            resolve(&rotate.read.url)?,
+        ),
+        rotate: (
+            method(rotate.rotate.method, reqwest::Method::POST),
+            resolve(&rotate.rotate.url)?,
+        ),
+        token1: parse(&rotate.token1_path)?,
+        token2: parse(&rotate.token2_path)?,
+        token1_path: rotate.token1_path.clone(),
+        token2_path: rotate.token2_path.clone(),
+    })
 }
 
 fn pair_from(

@@ -5,6 +5,7 @@ mod observe;
 mod platform;
 mod watches;
 
+pub use observe::selected_namespaces;
 use observe::*;
 use platform::*;
 pub use watches::run;
@@ -20,8 +21,6 @@ use crate::decide::{
 };
 use crate::error::Error;
 use crate::metrics::Metrics;
-use crate::model::consumer::{ConsumerObservation, PodObservation};
-use crate::model::pod::PodRecord;
 use crate::model::reason;
 use crate::platform::{Platform, RotateOutcome};
 use crate::pods::{self, PodCache};
@@ -213,7 +212,7 @@ async fn reconcile(target: Target, context: Arc<Context>) -> Result<Action, Erro
                     namespace: view.namespace.clone(),
                     source,
                 })?;
-            with_pods(view, fresh.into_iter().map(Arc::new).collect(), &now);
+            view.with_pods(fresh.into_iter().map(Arc::new).collect(), &now);
         }
         plan = decide::plan(&snapshot, &now);
         debug!(%namespace, %name, still_deactivates = plan.deactivates, "deactivation re-decided on a fresh pod list");

@@ -201,7 +201,11 @@ pub(super) async fn cluster_views(
         return Ok((Vec::new(), None));
     };
     let name = target.name();
-    let (selected, problem) = selected_namespaces(token, &cluster.namespaces);
+    let namespaces = cluster.namespaces.state();
+    let (selected, problem) = selected_namespaces(
+        token,
+        namespaces.iter().map(|namespace| &namespace.metadata),
+    );
     let reached = reached_namespaces(target, token, context, cluster, home, &selected);
     // The copies are read a few at a time: their data is never cached.
     let copies: Vec<Result<ReadCopy, Error>> = futures::stream::iter(reached)
@@ -327,9 +331,9 @@ async fn read_copy(
 
 /// The namespaces `token` selects now: named or matching its selector, and not being deleted;
 /// and why the selector cannot be evaluated, if it cannot (then only named ones are selected).
-pub(super) fn selected_namespaces(
+pub fn selected_namespaces<'a>(
     token: &ClusterStreamingToken,
-    namespaces: &Store<PartialObjectMeta<Namespace>>,
+    namespaces: impl IntoIterator<Item = &'a kube::api::ObjectMeta>,
 ) -> (BTreeSet<String>, Option<String>) {
     let selection = &token.spec.namespaces;
     let (selector, problem) = match selection
@@ -346,18 +350,19 @@ pub(super) fn selected_namespaces(
             )),
         ),
     };
+    let no_labels = std::collections::BTreeMap::new();
     let selected = namespaces
-        .state()
-        .iter()
-        .filter(|namespace| namespace.metadata.deletion_timestamp.is_none())
-        .filter(|namespace| {
-            let name = namespace.name_any();
-            selection.names.contains(&name)
+        .into_iter()
+        .filter(|namespace| namespace.deletion_timestamp.is_none())
+        .filter_map(|namespace| namespace.name.clone().map(|name| (name, namespace)))
+        .filter(|(name, namespace)| {
+            selection.names.contains(name)
                 || selector.as_ref().is_some_and(|selector| {
-                    kube::core::SelectorExt::matches(selector, namespace.labels())
+                    let labels = namespace.labels.as_ref().unwrap_or(&no_labels);
+                    kube::core::SelectorExt::matches(selector, labels)
                 })
         })
-        .map(|namespace| namespace.name_any())
+        .map(|(name, _)| name)
         .collect();
     (selected, problem)
 }
@@ -427,44 +432,5 @@ pub(super) fn fill_view(target: &Target, context: &Context, view: &mut Namespace
             .sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
     }
     let records = context.pods.in_namespace(&view.namespace);
-    with_pods(view, records, now);
-}
-
-/// Replaces the view's pods (and each consumer's own) with `records`.
-pub(super) fn with_pods(view: &mut NamespaceView, records: Vec<Arc<PodRecord>>, now: &Time) {
-    attach_pods(&mut view.consumers, &records, now);
-    view.pods = records;
-}
-
-/// Each consumer's pods: the records it controls (a Deployment through its ReplicaSets).
-/// Grouped by owner once, so a reconcile costs one pass over the namespace's pods.
-pub(super) fn attach_pods(
-    consumers: &mut [ConsumerObservation],
-    records: &[Arc<PodRecord>],
-    now: &Time,
-) {
-    let now = now.0.as_second();
-    let mut by_owner: HashMap<(&str, &str), Vec<PodObservation>> = HashMap::new();
-    for record in records {
-        let Some(owner) = &record.owner else {
-            continue;
-        };
-        by_owner
-            .entry((owner.kind.as_str(), owner.name.as_str()))
-            .or_default()
-            .push(PodObservation {
-                name: record.name.clone(),
-                rotation: record.rotation.clone(),
-                terminating: record.terminating(),
-                // deletionTimestamp is when the grace period ends; past it, only a finalizer
-                // keeps the pod (and whatever token it holds) around.
-                held_by: record.held_by(now).to_vec(),
-            });
-    }
-    for consumer in consumers {
-        let pods = by_owner
-            .remove(&(consumer.kind.as_str(), consumer.name.as_str()))
-            .unwrap_or_default();
-        consumer.pods = Some(pods);
-    }
+    view.with_pods(records, now);
 }

@@ -3,11 +3,12 @@
 //! only: this module imports no decision, so every decision module can import it.
 
 use crate::api::{StreamingTokenSpec, StreamingTokenStatus, TokenIdentity};
-use crate::model::consumer::{ConsumerObservation, ConsumerPatch};
+use crate::model::consumer::{ConsumerObservation, ConsumerPatch, PodObservation};
 use crate::model::pod::PodRecord;
 use crate::model::reason;
 use crate::token::{Token, TokenPair, TokenProblem};
-use std::collections::BTreeMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -541,4 +542,41 @@ pub struct Plan {
 pub fn backoff(failures: u32) -> Duration {
     let seconds = 5u64.saturating_mul(1u64 << failures.min(10));
     Duration::from_secs(seconds).min(MAX_BACKOFF)
+}
+
+impl NamespaceView {
+    /// Replaces the view's pods (and each consumer's own) with `records`.
+    pub fn with_pods(&mut self, records: Vec<Arc<PodRecord>>, now: &Time) {
+        attach_pods(&mut self.consumers, &records, now);
+        self.pods = records;
+    }
+}
+
+/// Each consumer's pods: the records it controls (a Deployment through its ReplicaSets).
+/// Grouped by owner once, so a reconcile costs one pass over the namespace's pods.
+fn attach_pods(consumers: &mut [ConsumerObservation], records: &[Arc<PodRecord>], now: &Time) {
+    let now = now.0.as_second();
+    let mut by_owner: HashMap<(&str, &str), Vec<PodObservation>> = HashMap::new();
+    for record in records {
+        let Some(owner) = &record.owner else {
+            continue;
+        };
+        by_owner
+            .entry((owner.kind.as_str(), owner.name.as_str()))
+            .or_default()
+            .push(PodObservation {
+                name: record.name.clone(),
+                rotation: record.rotation.clone(),
+                terminating: record.terminating(),
+                // deletionTimestamp is when the grace period ends; past it, only a finalizer
+                // keeps the pod (and whatever token it holds) around.
+                held_by: record.held_by(now).to_vec(),
+            });
+    }
+    for consumer in consumers {
+        let pods = by_owner
+            .remove(&(consumer.kind.as_str(), consumer.name.as_str()))
+            .unwrap_or_default();
+        consumer.pods = Some(pods);
+    }
 }

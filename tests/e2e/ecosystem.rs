@@ -493,6 +493,20 @@ async fn dry_run_and_dotenv_for_the_people_who_use_them() {
     support::apply(&deployments, &literal).await;
     support::apply(&tokens, &fixtures::token("dev", &namespace).build()).await;
     wait_condition(&tokens, "dev", "Ready", "True", "TokensReady", TIMEOUT).await;
+    // A bare pod that reads Token 1: no rotation can repoint it, and the dry run says so.
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(admin.clone(), &namespace);
+    support::apply(
+        &pods,
+        &serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "by-hand", "namespace": namespace},
+            "spec": {"containers": [{"name": "c", "image": "registry.example/c:1", "env": [
+                {"name": "STREAMING_TOKEN", "valueFrom": {"secretKeyRef": {"name": "dev", "key": "token1"}}}
+            ]}]}
+        }))
+        .expect("pod"),
+    )
+    .await;
     let before = deployments.get("reader").await.expect("reader");
 
     let kubeconfig = support::kubeconfig_path();
@@ -510,6 +524,63 @@ async fn dry_run_and_dotenv_for_the_people_who_use_them() {
         stdout.contains("Deployment/literal: BLOCKED LiteralEnvValue"),
         "{stdout}"
     );
+    assert!(
+        stdout.contains("Pod/by-hand: BLOCKED UnmanagedPodReadsToken"),
+        "the dry run shows pod-level blockers: {stdout}"
+    );
+    // kubectl's words: --kubeconfig and --context instead of the environment; --as asks as
+    // someone else (impersonation), whom RBAC then refuses.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_streaming-token-operator"))
+        .env_clear()
+        .args(["--kubeconfig"])
+        .arg(&kubeconfig)
+        .args([
+            "--context",
+            "local",
+            "status",
+            "dev",
+            "-n",
+            &namespace,
+            "-o",
+            "json",
+        ])
+        .output()
+        .expect("the CLI runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let shown: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(shown["name"], "dev");
+    let (ok, _, stderr) = cli(
+        &kubeconfig,
+        &[
+            "status",
+            "dev",
+            "-n",
+            &namespace,
+            "--as",
+            "nobody@example.com",
+        ],
+    );
+    assert!(!ok, "status as an unknown user succeeded");
+    assert!(
+        stderr.contains("403") || stderr.contains("forbidden"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = cli(
+        &kubeconfig,
+        &[
+            "--context",
+            "no-such-context",
+            "status",
+            "dev",
+            "-n",
+            &namespace,
+        ],
+    );
+    assert!(!ok && stderr.contains("no-such-context"), "{stderr}");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let token = tokens.get("dev").await.expect("dev");
     assert!(
