@@ -680,33 +680,14 @@ fn zero_downtime_guards(machine: &mut Machine, rotation: &mut RotationStatus) ->
     // Secret write and the status write, so finish. With `secretRef` the platform rotates:
     // finish only once every consumer is repointed and rolled out (the phases below).
     if deactivated && !machine.is_secret_ref {
-        // The pass that wrote the Secret never got to publish its Events (a crash, a refused
-        // status write): say now that Token 1 was deactivated.
-        machine.events.push(Notice::normal(
-            reason::TOKEN_DEACTIVATED,
-            reason::action::ROTATE,
-            format!(
-                "rotation {}: deactivated Token 1 (serial {}); Token 2 (serial {}) is now Token 1 and serial {} is the new Token 2",
-                rotation.id,
-                rotation.deactivates_serial,
-                machine.mirror.identities[0].serial,
-                machine.mirror.identities[1].serial
-            ),
-        ));
+        announce_deactivated(machine, rotation);
         return Some(Step::Complete);
     }
     if deactivated
         && machine.change == PairChange::Promoted
         && rotation.phase != PHASE_AWAITING_SOURCE
     {
-        machine.events.push(Notice::warning(
-            reason::SOURCE_PROMOTED_EARLY,
-            reason::action::ROTATE,
-            format!(
-                "rotation {}: the source Secret was rotated before every consumer was verified on Token 2; pods that still read the former Token 1 hold a deactivated token until they roll",
-                rotation.id
-            ),
-        ));
+        warn_promoted_early(machine, rotation);
     }
     let stamp = machine.snapshot.stamp(&rotation.id);
     let (needed, mut cannot) = consumers::patches(machine.snapshot, &stamp, true);
@@ -715,34 +696,78 @@ fn zero_downtime_guards(machine: &mut Machine, rotation: &mut RotationStatus) ->
         return None;
     }
     machine.set_phase(rotation, PHASE_REPOINTING);
+    let selection = repoints_now(machine, rotation, &stamp, needed);
+    rotation.waves = selection.progress;
+    cannot.extend(selection.blocked);
+    Some(repoint(machine, rotation, selection.start, cannot))
+}
+
+/// The Event a pass that deactivated Token 1 never got to publish (a crash, a refused status
+/// write): said now, as the rotation completes.
+fn announce_deactivated(machine: &mut Machine, rotation: &RotationStatus) {
+    machine.events.push(Notice::normal(
+        reason::TOKEN_DEACTIVATED,
+        reason::action::ROTATE,
+        format!(
+            "rotation {}: deactivated Token 1 (serial {}); Token 2 (serial {}) is now Token 1 and serial {} is the new Token 2",
+            rotation.id,
+            rotation.deactivates_serial,
+            machine.mirror.identities[0].serial,
+            machine.mirror.identities[1].serial
+        ),
+    ));
+}
+
+/// Warns that the source was rotated before every consumer was verified on Token 2.
+fn warn_promoted_early(machine: &mut Machine, rotation: &RotationStatus) {
+    machine.events.push(Notice::warning(
+        reason::SOURCE_PROMOTED_EARLY,
+        reason::action::ROTATE,
+        format!(
+            "rotation {}: the source Secret was rotated before every consumer was verified on Token 2; pods that still read the former Token 1 hold a deactivated token until they roll",
+            rotation.id
+        ),
+    ));
+}
+
+/// Which of the `needed` repoints start now: all of them (a rotation done out of band moves
+/// every consumer at once), or those the waves and the restart budget allow.
+fn repoints_now(
+    machine: &Machine,
+    rotation: &RotationStatus,
+    stamp: &str,
+    needed: Vec<ConsumerPatch>,
+) -> super::waves::Selection {
     let (waited, timeout) = machine.rollout_clock(rotation);
-    let selection = if machine.all_at_once {
+    if machine.all_at_once {
         super::waves::Selection {
             start: needed,
             ..super::waves::Selection::default()
         }
     } else {
-        super::waves::select(machine.snapshot, &stamp, needed, |_| false, waited, timeout)
-    };
-    rotation.waves = selection.progress;
-    cannot.extend(selection.blocked);
-    let needed = selection.start;
-    let written = machine
-        .snapshot
-        .latest_values_written_at()
-        .unwrap_or(i64::MIN);
-    let settled_at = written.saturating_add(super::holders::KUBELET_CACHE_MARGIN_SECONDS);
-    let now = machine.now.0.as_second();
-    if !needed.is_empty() && now <= settled_at {
+        super::waves::select(machine.snapshot, stamp, needed, |_| false, waited, timeout)
+    }
+}
+
+/// Writes the repoints that start now (`needed`) once every kubelet's cache holds the values
+/// last written; `cannot` (consumers that cannot be repointed, or hold the waves up) is reported
+/// as blocked either way.
+fn repoint(
+    machine: &mut Machine,
+    rotation: &mut RotationStatus,
+    needed: Vec<ConsumerPatch>,
+    cannot: Vec<BlockedConsumer>,
+) -> Step {
+    if !needed.is_empty()
+        && let Some(left) = kubelet_cache_settling(machine)
+    {
         // The values were written moments ago: a pod created now might still read the former
         // Token 2 from a kubelet's cache. Repoint once every cache has caught up.
-        return Some(Step::Wait(Waiting {
+        return Step::Wait(Waiting {
             blocked: cannot,
-            requeue: Some(Duration::from_secs(
-                u64::try_from(settled_at - now + 1).unwrap_or(1),
-            )),
+            requeue: Some(left),
             ..Waiting::default()
-        }));
+        });
     }
     if !needed.is_empty() && rotation.waves.is_some() {
         rotation.consumers_started_at = Some(machine.now.clone());
@@ -759,11 +784,24 @@ fn zero_downtime_guards(machine: &mut Machine, rotation: &mut RotationStatus) ->
             ),
         ));
     }
-    Some(Step::Wait(Waiting {
+    Step::Wait(Waiting {
         patches: needed,
         blocked: cannot,
         ..Waiting::default()
-    }))
+    })
+}
+
+/// How long until every kubelet's cache has caught up with the values last written (`None`
+/// once it has): until then a pod might still read the former Token 2 from it.
+fn kubelet_cache_settling(machine: &Machine) -> Option<Duration> {
+    let written = machine
+        .snapshot
+        .latest_values_written_at()
+        .unwrap_or(i64::MIN);
+    let settled_at = written.saturating_add(super::holders::KUBELET_CACHE_MARGIN_SECONDS);
+    let now = machine.now.0.as_second();
+    (now <= settled_at)
+        .then(|| Duration::from_secs(u64::try_from(settled_at - now + 1).unwrap_or(1)))
 }
 
 impl Machine<'_> {
