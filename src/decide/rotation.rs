@@ -925,90 +925,114 @@ fn rotate_at_platform(
     rotation: &mut RotationStatus,
     waiting: Waiting,
 ) -> Step {
-    let wait = |requeue: u64, waiting: Waiting| {
-        Step::Wait(Waiting {
-            requeue: Some(Duration::from_secs(requeue)),
-            ..waiting
-        })
-    };
-    let now = machine.now.clone();
     let state = rotation
         .platform_rotate
         .as_ref()
         .map(|call| (call.attempts, call.state.clone(), call.at.clone()));
     match state {
         Some((attempts, state, _)) if state == reason::platform::CALLING => {
-            let platform = machine.snapshot.platform.as_ref();
-            let known = platform
-                .and_then(|platform| platform.unrecorded_call.clone())
-                .filter(|(attempt, _, _)| *attempt == attempts);
-            let (state, message) = match known {
-                Some((_, state, message)) => (state, message),
-                None => (
-                    reason::platform::IN_DOUBT.to_string(),
-                    "the rotate call was recorded but its outcome was not (a crash, a failover or a lost status write): it may have rotated; it is never made again for this rotation".to_string(),
-                ),
-            };
-            if state == reason::platform::IN_DOUBT {
-                machine.events.push(Notice::warning(
-                    reason::PLATFORM_ROTATE_IN_DOUBT,
-                    reason::action::ROTATE,
-                    format!(
-                        "rotation {}: {message}; the operator reads the platform's pair until it shows the rotation. If the platform shows no rotation, rotate there (portal or CLI): the operator then mirrors the new pair",
-                        rotation.id
-                    ),
-                ));
-            }
-            rotation.platform_rotate = Some(crate::api::PlatformRotateStatus {
-                attempts,
-                state,
-                at: now,
-                message,
-            });
-            wait(5, waiting)
+            settle_recorded_call(machine, rotation, attempts);
+            wait_for(5, waiting)
         }
         Some((_, state, _))
             if state == reason::platform::ROTATED || state == reason::platform::IN_DOUBT =>
         {
             // The promotion shows on a pass that reads the platform's pair.
-            wait(5, waiting)
+            wait_for(5, waiting)
         }
         previous => {
             let attempts = previous.as_ref().map_or(0, |(attempts, _, _)| *attempts);
             if let Some((_, _, at)) = &previous
-                && elapsed(at, &now) < retry_after(attempts)
+                && let Some(left) = until_retry(attempts, at, machine.now)
             {
-                let left = retry_after(attempts).saturating_sub(elapsed(at, &now));
-                return wait(left.as_secs().max(1), waiting);
+                return wait_for(left.as_secs().max(1), waiting);
             }
-            let platform = machine.snapshot.platform.as_ref();
-            let shows_recorded = platform.is_some_and(|platform| platform.read_fresh)
-                && machine.change == PairChange::None
-                && matches!(&machine.snapshot.source, SourceObservation::External(Ok(pair), _) if *pair == machine.mirror.pair);
-            if !shows_recorded {
+            if !platform_shows_recorded(machine) {
                 // Read the platform's pair again first (it must still be the recorded one).
-                return wait(5, waiting);
+                return wait_for(5, waiting);
             }
-            let attempt = attempts + 1;
-            rotation.platform_rotate = Some(crate::api::PlatformRotateStatus {
-                attempts: attempt,
-                state: reason::platform::CALLING.into(),
-                at: now,
-                message: "recorded before the rotate call".into(),
-            });
-            machine.platform_call = Some(attempt);
-            machine.deactivates = true;
-            machine.events.push(Notice::normal(
-                reason::PLATFORM_ROTATE_CALLED,
-                reason::action::ROTATE,
-                format!(
-                    "rotation {}: asked the platform to rotate (attempt {attempt}): Token 1 (serial {}) is deactivated there",
-                    rotation.id, rotation.deactivates_serial
-                ),
-            ));
-            wait(1, waiting)
+            call_platform(machine, rotation, attempts + 1);
+            wait_for(1, waiting)
         }
     }
+}
+
+/// Waits in the current phase, looking again after `seconds`.
+fn wait_for(seconds: u64, waiting: Waiting) -> Step {
+    Step::Wait(Waiting {
+        requeue: Some(Duration::from_secs(seconds)),
+        ..waiting
+    })
+}
+
+/// A rotate call (attempt `attempts`) recorded as `Calling` on an earlier pass: its outcome as
+/// the controller recorded it after the call, or else in doubt (never made again), with a
+/// Warning when in doubt.
+fn settle_recorded_call(machine: &mut Machine, rotation: &mut RotationStatus, attempts: i32) {
+    let platform = machine.snapshot.platform.as_ref();
+    let known = platform
+        .and_then(|platform| platform.unrecorded_call.clone())
+        .filter(|(attempt, _, _)| *attempt == attempts);
+    let (state, message) = match known {
+        Some((_, state, message)) => (state, message),
+        None => (
+            reason::platform::IN_DOUBT.to_string(),
+            "the rotate call was recorded but its outcome was not (a crash, a failover or a lost status write): it may have rotated; it is never made again for this rotation".to_string(),
+        ),
+    };
+    if state == reason::platform::IN_DOUBT {
+        machine.events.push(Notice::warning(
+            reason::PLATFORM_ROTATE_IN_DOUBT,
+            reason::action::ROTATE,
+            format!(
+                "rotation {}: {message}; the operator reads the platform's pair until it shows the rotation. If the platform shows no rotation, rotate there (portal or CLI): the operator then mirrors the new pair",
+                rotation.id
+            ),
+        ));
+    }
+    rotation.platform_rotate = Some(crate::api::PlatformRotateStatus {
+        attempts,
+        state,
+        at: machine.now.clone(),
+        message,
+    });
+}
+
+/// How long until another rotate call may be made after attempt `attempts`, made `at`, that
+/// did not reach the platform or that it refused (`None` once it may).
+fn until_retry(attempts: i32, at: &Time, now: &Time) -> Option<Duration> {
+    (elapsed(at, now) < retry_after(attempts))
+        .then(|| retry_after(attempts).saturating_sub(elapsed(at, now)))
+}
+
+/// True when a fresh read of the platform shows the pair of record: a rotate call is made only
+/// then.
+fn platform_shows_recorded(machine: &Machine) -> bool {
+    let platform = machine.snapshot.platform.as_ref();
+    platform.is_some_and(|platform| platform.read_fresh)
+        && machine.change == PairChange::None
+        && matches!(&machine.snapshot.source, SourceObservation::External(Ok(pair), _) if *pair == machine.mirror.pair)
+}
+
+/// Records rotate call `attempt` as `Calling` and asks the controller to make it once that
+/// record is written: where Token 1 is deactivated at the platform.
+fn call_platform(machine: &mut Machine, rotation: &mut RotationStatus, attempt: i32) {
+    rotation.platform_rotate = Some(crate::api::PlatformRotateStatus {
+        attempts: attempt,
+        state: reason::platform::CALLING.into(),
+        at: machine.now.clone(),
+        message: "recorded before the rotate call".into(),
+    });
+    machine.platform_call = Some(attempt);
+    machine.deactivates = true;
+    machine.events.push(Notice::normal(
+        reason::PLATFORM_ROTATE_CALLED,
+        reason::action::ROTATE,
+        format!(
+            "rotation {}: asked the platform to rotate (attempt {attempt}): Token 1 (serial {}) is deactivated there",
+            rotation.id, rotation.deactivates_serial
+        ),
+    ));
 }
 
 /// `Deactivating` (Restart): deactivates Token 1 first (generate: the Secret write; secretRef:
