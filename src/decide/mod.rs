@@ -121,7 +121,7 @@ fn set_kstatus(status: &mut StreamingTokenStatus, generation: i64, now: &Time) {
 
 /// The plan, before the kstatus conditions are derived from it.
 fn decide(snapshot: &Snapshot, now: &Time) -> Plan {
-    let mut status = base_status(snapshot);
+    let status = base_status(snapshot);
     let mut events = Vec::new();
 
     if let Some((reason, message)) = spec_problem(snapshot) {
@@ -134,20 +134,32 @@ fn decide(snapshot: &Snapshot, now: &Time) -> Plan {
     if snapshot.spec.suspend {
         return suspended(snapshot, status, observed, now);
     }
+    match pair::resolve(snapshot, observed, now, &mut events) {
+        Ok(resolution) => resolved(snapshot, observed, resolution, status, events, now),
+        Err(problem) => {
+            let reason = problem.reason();
+            failure(snapshot, status, events, reason, problem.message(), now)
+        }
+    }
+}
+
+/// The plan once the pair the mirror Secret must hold is resolved: the rotation (which may hold
+/// every write back, or call the platform first), then the conditions, the copies and the
+/// writes.
+fn resolved(
+    snapshot: &Snapshot,
+    observed: Option<&ObservedMirror>,
+    resolution: pair::Resolved,
+    mut status: StreamingTokenStatus,
+    mut events: Vec<Notice>,
+    now: &Time,
+) -> Plan {
     let pair::Resolved {
         mut mirror,
         change,
         waiting,
-    } = match pair::resolve(snapshot, observed, now, &mut events) {
-        Ok(resolved) => resolved,
-        Err(problem) => {
-            let reason = problem.reason();
-            return failure(snapshot, status, events, reason, problem.message(), now);
-        }
-    };
-
-    status.token1 = Some(mirror.identities[0].clone());
-    status.token2 = Some(mirror.identities[1].clone());
+    } = resolution;
+    record_identities(&mut status, &mirror);
     let out_of_band = platform::detect_out_of_band(
         snapshot,
         &mirror,
@@ -173,20 +185,9 @@ fn decide(snapshot: &Snapshot, now: &Time) -> Plan {
             ..persist_rotation_start(snapshot, status, events, rotation.requeue)
         };
     }
-    status.token1 = Some(mirror.identities[0].clone());
-    status.token2 = Some(mirror.identities[1].clone());
+    record_identities(&mut status, &mirror);
     set_ready(snapshot, &mut status, &mirror, now);
-    let waiting = waiting.inspect(|(reason, message)| {
-        let already = conditions::get(&snapshot.status.conditions, DEGRADED)
-            .is_some_and(|condition| condition.status == "True" && condition.reason == *reason);
-        if !already {
-            events.push(Notice::warning(
-                reason,
-                reason::action::MIRROR_SECRET,
-                message.clone(),
-            ));
-        }
-    });
+    warn_mirror_waiting(snapshot, waiting.as_ref(), &mut events);
     let readers = unlabelled_readers(snapshot, &mut status, &mut events);
     deletion_warning(snapshot, &mut status, &mut events, now);
     let fan = fanout::plan(
@@ -204,11 +205,6 @@ fn decide(snapshot: &Snapshot, now: &Time) -> Plan {
         .or(fan.degraded);
     set_degraded(snapshot, &mut status, degraded, now);
     let secret = pair::needs_write(&mirror, observed).then_some(mirror);
-    let mut requeue = rotation.requeue;
-    if snapshot.spec.source.secret_ref.is_some() && requeue == Requeue::Never {
-        // An unlabelled source Secret is not watched: look again from time to time.
-        requeue = Requeue::After(UNWATCHED_SOURCE_RESYNC);
-    }
     Plan {
         deactivates: rotation.deactivates,
         secret,
@@ -217,10 +213,47 @@ fn decide(snapshot: &Snapshot, now: &Time) -> Plan {
         consumer_patches: rotation.patches,
         status,
         events,
-        requeue,
+        requeue: requeue(snapshot, rotation.requeue),
         failed: None,
         platform_rotate: None,
     }
+}
+
+/// Token 1 and Token 2 in status: the identities `mirror` holds.
+fn record_identities(status: &mut StreamingTokenStatus, mirror: &MirrorWrite) {
+    status.token1 = Some(mirror.identities[0].clone());
+    status.token2 = Some(mirror.identities[1].clone());
+}
+
+/// A Warning Event when the mirror Secret starts waiting for its source (`waiting`, see
+/// [`pair::Resolved::waiting`]): none while `Degraded` already says so.
+fn warn_mirror_waiting(
+    snapshot: &Snapshot,
+    waiting: Option<&(&'static str, String)>,
+    events: &mut Vec<Notice>,
+) {
+    let Some((reason, message)) = waiting else {
+        return;
+    };
+    let already = conditions::get(&snapshot.status.conditions, DEGRADED)
+        .is_some_and(|condition| condition.status == "True" && condition.reason == *reason);
+    if !already {
+        events.push(Notice::warning(
+            reason,
+            reason::action::MIRROR_SECRET,
+            message.clone(),
+        ));
+    }
+}
+
+/// When to look again: when the rotation asks, else (a `secretRef` source, which is not
+/// watched when unlabelled) after [`UNWATCHED_SOURCE_RESYNC`].
+fn requeue(snapshot: &Snapshot, rotation: Requeue) -> Requeue {
+    if snapshot.spec.source.secret_ref.is_some() && rotation == Requeue::Never {
+        // An unlabelled source Secret is not watched: look again from time to time.
+        return Requeue::After(UNWATCHED_SOURCE_RESYNC);
+    }
+    rotation
 }
 
 /// The observed status with what every plan sets: the generation, the Secret's name and the

@@ -440,86 +440,115 @@ pub fn external_case(
     source: &TokenPair,
     replacement: Option<&str>,
 ) -> ExternalCase {
-    let recorded = observed.and_then(|mirror| {
-        let key = mirror.annotations.get(ANNOTATION_FINGERPRINT_KEY)?;
-        // A fingerprint annotation removed: the value under its key (valid, and not shown
-        // edited by the other) stands for it.
-        let (pair, _) = current_pair(mirror).unzip();
-        let fingerprint = |annotation: &str, value: Option<&Token>| {
-            mirror
-                .annotations
-                .get(annotation)
-                .cloned()
-                .or_else(|| Some(value?.fingerprint(key)))
-        };
-        Some((
-            key.clone(),
-            fingerprint(
-                ANNOTATION_TOKEN1_FINGERPRINT,
-                pair.as_ref().map(|pair| &pair.token1),
-            )?,
-            fingerprint(
-                ANNOTATION_TOKEN2_FINGERPRINT,
-                pair.as_ref().map(|pair| &pair.token2),
-            )?,
-            recorded_identities(mirror).or_else(|| status_identities(snapshot))?,
-        ))
-    });
-    match recorded {
-        Some((key, fingerprint1, fingerprint2, identities))
-            if source.token1.fingerprint(&key) == fingerprint1
-                && source.token2.fingerprint(&key) == fingerprint2 =>
+    match recorded_pair(snapshot, observed) {
+        Some(recorded)
+            if source.token1.fingerprint(&recorded.key) == recorded.fingerprint1
+                && source.token2.fingerprint(&recorded.key) == recorded.fingerprint2 =>
         {
             ExternalCase::Unchanged {
-                identities,
+                identities: recorded.identities,
                 repaired: observed.and_then(current_pair).is_none(),
             }
         }
-        Some((key, fingerprint1, fingerprint2, identities)) => {
-            let token1 = source.token1.fingerprint(&key);
-            let token2 = source.token2.fingerprint(&key);
-            let token_keys = &snapshot
-                .spec
-                .source
-                .secret_ref
-                .as_ref()
-                .map(|reference| (reference.token1_key.clone(), reference.token2_key.clone()))
-                .unwrap_or_default();
-            if token1 == fingerprint2 && token2 != fingerprint1 {
-                ExternalCase::PromotionObserved {
-                    promoted: identities[1].clone(),
-                }
-            } else if token1 == fingerprint2 && token2 == fingerprint1 {
-                ExternalCase::Unrecognized { swapped: true }
-            } else if token1 == fingerprint1 {
-                ExternalCase::Incomplete {
-                    stale_key: token_keys.0.clone(),
-                    token1_stale: true,
-                }
-            } else if token2 == fingerprint2 {
-                ExternalCase::Incomplete {
-                    stale_key: token_keys.1.clone(),
-                    token1_stale: false,
-                }
-            } else {
-                let acted = observed
-                    .and_then(|mirror| mirror.annotations.get(ANNOTATION_REPLACEMENT))
-                    .map(String::as_str);
-                match replacement.filter(|value| !value.is_empty() && Some(*value) != acted) {
-                    Some(value) => ExternalCase::ReplacedOutOfBand {
-                        confirmed: Some(value.to_string()),
-                    },
-                    None => ExternalCase::Unrecognized { swapped: false },
-                }
-            }
+        Some(recorded) => changed_case(snapshot, observed, source, replacement, &recorded),
+        None => unrecorded_case(snapshot, observed),
+    }
+}
+
+/// What the mirror Secret recorded of the pair it holds.
+struct RecordedPair {
+    /// The key its fingerprints are made with.
+    key: String,
+    fingerprint1: String,
+    fingerprint2: String,
+    identities: [TokenIdentity; 2],
+}
+
+/// What `observed` recorded of its pair: `None` without a fingerprint key, without a
+/// fingerprint (or a valid value standing for it) for either token, or without identities
+/// (on the mirror, else in status).
+fn recorded_pair(snapshot: &Snapshot, observed: Option<&ObservedMirror>) -> Option<RecordedPair> {
+    let mirror = observed?;
+    let key = mirror.annotations.get(ANNOTATION_FINGERPRINT_KEY)?;
+    // A fingerprint annotation removed: the value under its key (valid, and not shown
+    // edited by the other) stands for it.
+    let (pair, _) = current_pair(mirror).unzip();
+    let fingerprint = |annotation: &str, value: Option<&Token>| {
+        mirror
+            .annotations
+            .get(annotation)
+            .cloned()
+            .or_else(|| Some(value?.fingerprint(key)))
+    };
+    Some(RecordedPair {
+        key: key.clone(),
+        fingerprint1: fingerprint(
+            ANNOTATION_TOKEN1_FINGERPRINT,
+            pair.as_ref().map(|pair| &pair.token1),
+        )?,
+        fingerprint2: fingerprint(
+            ANNOTATION_TOKEN2_FINGERPRINT,
+            pair.as_ref().map(|pair| &pair.token2),
+        )?,
+        identities: recorded_identities(mirror).or_else(|| status_identities(snapshot))?,
+    })
+}
+
+/// A source pair that differs from the `recorded` one: the recorded Token 2 promoted, the two
+/// swapped, one key pasted while the other still holds its recorded token, or a new pair
+/// (acted on only when the source's `replacement` annotation confirms it).
+fn changed_case(
+    snapshot: &Snapshot,
+    observed: Option<&ObservedMirror>,
+    source: &TokenPair,
+    replacement: Option<&str>,
+    recorded: &RecordedPair,
+) -> ExternalCase {
+    let token1 = source.token1.fingerprint(&recorded.key);
+    let token2 = source.token2.fingerprint(&recorded.key);
+    let token_keys = &snapshot
+        .spec
+        .source
+        .secret_ref
+        .as_ref()
+        .map(|reference| (reference.token1_key.clone(), reference.token2_key.clone()))
+        .unwrap_or_default();
+    if token1 == recorded.fingerprint2 && token2 != recorded.fingerprint1 {
+        ExternalCase::PromotionObserved {
+            promoted: recorded.identities[1].clone(),
         }
-        None => match (observed.is_none(), status_identities(snapshot)) {
-            (true, Some(_)) if snapshot.status.rotation.is_some() => {
-                ExternalCase::LostDuringRotation
-            }
-            (true, Some(identities)) => ExternalCase::Restore(identities),
-            _ => ExternalCase::FirstMirror,
-        },
+    } else if token1 == recorded.fingerprint2 && token2 == recorded.fingerprint1 {
+        ExternalCase::Unrecognized { swapped: true }
+    } else if token1 == recorded.fingerprint1 {
+        ExternalCase::Incomplete {
+            stale_key: token_keys.0.clone(),
+            token1_stale: true,
+        }
+    } else if token2 == recorded.fingerprint2 {
+        ExternalCase::Incomplete {
+            stale_key: token_keys.1.clone(),
+            token1_stale: false,
+        }
+    } else {
+        let acted = observed
+            .and_then(|mirror| mirror.annotations.get(ANNOTATION_REPLACEMENT))
+            .map(String::as_str);
+        match replacement.filter(|value| !value.is_empty() && Some(*value) != acted) {
+            Some(value) => ExternalCase::ReplacedOutOfBand {
+                confirmed: Some(value.to_string()),
+            },
+            None => ExternalCase::Unrecognized { swapped: false },
+        }
+    }
+}
+
+/// Nothing recorded on the mirror Secret: deleted while a rotation waited for the platform,
+/// deleted and restored from the identities in status, or the first mirror.
+fn unrecorded_case(snapshot: &Snapshot, observed: Option<&ObservedMirror>) -> ExternalCase {
+    match (observed.is_none(), status_identities(snapshot)) {
+        (true, Some(_)) if snapshot.status.rotation.is_some() => ExternalCase::LostDuringRotation,
+        (true, Some(identities)) => ExternalCase::Restore(identities),
+        _ => ExternalCase::FirstMirror,
     }
 }
 

@@ -680,33 +680,14 @@ fn zero_downtime_guards(machine: &mut Machine, rotation: &mut RotationStatus) ->
     // Secret write and the status write, so finish. With `secretRef` the platform rotates:
     // finish only once every consumer is repointed and rolled out (the phases below).
     if deactivated && !machine.is_secret_ref {
-        // The pass that wrote the Secret never got to publish its Events (a crash, a refused
-        // status write): say now that Token 1 was deactivated.
-        machine.events.push(Notice::normal(
-            reason::TOKEN_DEACTIVATED,
-            reason::action::ROTATE,
-            format!(
-                "rotation {}: deactivated Token 1 (serial {}); Token 2 (serial {}) is now Token 1 and serial {} is the new Token 2",
-                rotation.id,
-                rotation.deactivates_serial,
-                machine.mirror.identities[0].serial,
-                machine.mirror.identities[1].serial
-            ),
-        ));
+        announce_deactivated(machine, rotation);
         return Some(Step::Complete);
     }
     if deactivated
         && machine.change == PairChange::Promoted
         && rotation.phase != PHASE_AWAITING_SOURCE
     {
-        machine.events.push(Notice::warning(
-            reason::SOURCE_PROMOTED_EARLY,
-            reason::action::ROTATE,
-            format!(
-                "rotation {}: the source Secret was rotated before every consumer was verified on Token 2; pods that still read the former Token 1 hold a deactivated token until they roll",
-                rotation.id
-            ),
-        ));
+        warn_promoted_early(machine, rotation);
     }
     let stamp = machine.snapshot.stamp(&rotation.id);
     let (needed, mut cannot) = consumers::patches(machine.snapshot, &stamp, true);
@@ -715,34 +696,78 @@ fn zero_downtime_guards(machine: &mut Machine, rotation: &mut RotationStatus) ->
         return None;
     }
     machine.set_phase(rotation, PHASE_REPOINTING);
+    let selection = repoints_now(machine, rotation, &stamp, needed);
+    rotation.waves = selection.progress;
+    cannot.extend(selection.blocked);
+    Some(repoint(machine, rotation, selection.start, cannot))
+}
+
+/// The Event a pass that deactivated Token 1 never got to publish (a crash, a refused status
+/// write): said now, as the rotation completes.
+fn announce_deactivated(machine: &mut Machine, rotation: &RotationStatus) {
+    machine.events.push(Notice::normal(
+        reason::TOKEN_DEACTIVATED,
+        reason::action::ROTATE,
+        format!(
+            "rotation {}: deactivated Token 1 (serial {}); Token 2 (serial {}) is now Token 1 and serial {} is the new Token 2",
+            rotation.id,
+            rotation.deactivates_serial,
+            machine.mirror.identities[0].serial,
+            machine.mirror.identities[1].serial
+        ),
+    ));
+}
+
+/// Warns that the source was rotated before every consumer was verified on Token 2.
+fn warn_promoted_early(machine: &mut Machine, rotation: &RotationStatus) {
+    machine.events.push(Notice::warning(
+        reason::SOURCE_PROMOTED_EARLY,
+        reason::action::ROTATE,
+        format!(
+            "rotation {}: the source Secret was rotated before every consumer was verified on Token 2; pods that still read the former Token 1 hold a deactivated token until they roll",
+            rotation.id
+        ),
+    ));
+}
+
+/// Which of the `needed` repoints start now: all of them (a rotation done out of band moves
+/// every consumer at once), or those the waves and the restart budget allow.
+fn repoints_now(
+    machine: &Machine,
+    rotation: &RotationStatus,
+    stamp: &str,
+    needed: Vec<ConsumerPatch>,
+) -> super::waves::Selection {
     let (waited, timeout) = machine.rollout_clock(rotation);
-    let selection = if machine.all_at_once {
+    if machine.all_at_once {
         super::waves::Selection {
             start: needed,
             ..super::waves::Selection::default()
         }
     } else {
-        super::waves::select(machine.snapshot, &stamp, needed, |_| false, waited, timeout)
-    };
-    rotation.waves = selection.progress;
-    cannot.extend(selection.blocked);
-    let needed = selection.start;
-    let written = machine
-        .snapshot
-        .latest_values_written_at()
-        .unwrap_or(i64::MIN);
-    let settled_at = written.saturating_add(super::holders::KUBELET_CACHE_MARGIN_SECONDS);
-    let now = machine.now.0.as_second();
-    if !needed.is_empty() && now <= settled_at {
+        super::waves::select(machine.snapshot, stamp, needed, |_| false, waited, timeout)
+    }
+}
+
+/// Writes the repoints that start now (`needed`) once every kubelet's cache holds the values
+/// last written; `cannot` (consumers that cannot be repointed, or hold the waves up) is reported
+/// as blocked either way.
+fn repoint(
+    machine: &mut Machine,
+    rotation: &mut RotationStatus,
+    needed: Vec<ConsumerPatch>,
+    cannot: Vec<BlockedConsumer>,
+) -> Step {
+    if !needed.is_empty()
+        && let Some(left) = kubelet_cache_settling(machine)
+    {
         // The values were written moments ago: a pod created now might still read the former
         // Token 2 from a kubelet's cache. Repoint once every cache has caught up.
-        return Some(Step::Wait(Waiting {
+        return Step::Wait(Waiting {
             blocked: cannot,
-            requeue: Some(Duration::from_secs(
-                u64::try_from(settled_at - now + 1).unwrap_or(1),
-            )),
+            requeue: Some(left),
             ..Waiting::default()
-        }));
+        });
     }
     if !needed.is_empty() && rotation.waves.is_some() {
         rotation.consumers_started_at = Some(machine.now.clone());
@@ -759,11 +784,24 @@ fn zero_downtime_guards(machine: &mut Machine, rotation: &mut RotationStatus) ->
             ),
         ));
     }
-    Some(Step::Wait(Waiting {
+    Step::Wait(Waiting {
         patches: needed,
         blocked: cannot,
         ..Waiting::default()
-    }))
+    })
+}
+
+/// How long until every kubelet's cache has caught up with the values last written (`None`
+/// once it has): until then a pod might still read the former Token 2 from it.
+fn kubelet_cache_settling(machine: &Machine) -> Option<Duration> {
+    let written = machine
+        .snapshot
+        .latest_values_written_at()
+        .unwrap_or(i64::MIN);
+    let settled_at = written.saturating_add(super::holders::KUBELET_CACHE_MARGIN_SECONDS);
+    let now = machine.now.0.as_second();
+    (now <= settled_at)
+        .then(|| Duration::from_secs(u64::try_from(settled_at - now + 1).unwrap_or(1)))
 }
 
 impl Machine<'_> {
@@ -887,90 +925,114 @@ fn rotate_at_platform(
     rotation: &mut RotationStatus,
     waiting: Waiting,
 ) -> Step {
-    let wait = |requeue: u64, waiting: Waiting| {
-        Step::Wait(Waiting {
-            requeue: Some(Duration::from_secs(requeue)),
-            ..waiting
-        })
-    };
-    let now = machine.now.clone();
     let state = rotation
         .platform_rotate
         .as_ref()
         .map(|call| (call.attempts, call.state.clone(), call.at.clone()));
     match state {
         Some((attempts, state, _)) if state == reason::platform::CALLING => {
-            let platform = machine.snapshot.platform.as_ref();
-            let known = platform
-                .and_then(|platform| platform.unrecorded_call.clone())
-                .filter(|(attempt, _, _)| *attempt == attempts);
-            let (state, message) = match known {
-                Some((_, state, message)) => (state, message),
-                None => (
-                    reason::platform::IN_DOUBT.to_string(),
-                    "the rotate call was recorded but its outcome was not (a crash, a failover or a lost status write): it may have rotated; it is never made again for this rotation".to_string(),
-                ),
-            };
-            if state == reason::platform::IN_DOUBT {
-                machine.events.push(Notice::warning(
-                    reason::PLATFORM_ROTATE_IN_DOUBT,
-                    reason::action::ROTATE,
-                    format!(
-                        "rotation {}: {message}; the operator reads the platform's pair until it shows the rotation. If the platform shows no rotation, rotate there (portal or CLI): the operator then mirrors the new pair",
-                        rotation.id
-                    ),
-                ));
-            }
-            rotation.platform_rotate = Some(crate::api::PlatformRotateStatus {
-                attempts,
-                state,
-                at: now,
-                message,
-            });
-            wait(5, waiting)
+            settle_recorded_call(machine, rotation, attempts);
+            wait_for(5, waiting)
         }
         Some((_, state, _))
             if state == reason::platform::ROTATED || state == reason::platform::IN_DOUBT =>
         {
             // The promotion shows on a pass that reads the platform's pair.
-            wait(5, waiting)
+            wait_for(5, waiting)
         }
         previous => {
             let attempts = previous.as_ref().map_or(0, |(attempts, _, _)| *attempts);
             if let Some((_, _, at)) = &previous
-                && elapsed(at, &now) < retry_after(attempts)
+                && let Some(left) = until_retry(attempts, at, machine.now)
             {
-                let left = retry_after(attempts).saturating_sub(elapsed(at, &now));
-                return wait(left.as_secs().max(1), waiting);
+                return wait_for(left.as_secs().max(1), waiting);
             }
-            let platform = machine.snapshot.platform.as_ref();
-            let shows_recorded = platform.is_some_and(|platform| platform.read_fresh)
-                && machine.change == PairChange::None
-                && matches!(&machine.snapshot.source, SourceObservation::External(Ok(pair), _) if *pair == machine.mirror.pair);
-            if !shows_recorded {
+            if !platform_shows_recorded(machine) {
                 // Read the platform's pair again first (it must still be the recorded one).
-                return wait(5, waiting);
+                return wait_for(5, waiting);
             }
-            let attempt = attempts + 1;
-            rotation.platform_rotate = Some(crate::api::PlatformRotateStatus {
-                attempts: attempt,
-                state: reason::platform::CALLING.into(),
-                at: now,
-                message: "recorded before the rotate call".into(),
-            });
-            machine.platform_call = Some(attempt);
-            machine.deactivates = true;
-            machine.events.push(Notice::normal(
-                reason::PLATFORM_ROTATE_CALLED,
-                reason::action::ROTATE,
-                format!(
-                    "rotation {}: asked the platform to rotate (attempt {attempt}): Token 1 (serial {}) is deactivated there",
-                    rotation.id, rotation.deactivates_serial
-                ),
-            ));
-            wait(1, waiting)
+            call_platform(machine, rotation, attempts + 1);
+            wait_for(1, waiting)
         }
     }
+}
+
+/// Waits in the current phase, looking again after `seconds`.
+fn wait_for(seconds: u64, waiting: Waiting) -> Step {
+    Step::Wait(Waiting {
+        requeue: Some(Duration::from_secs(seconds)),
+        ..waiting
+    })
+}
+
+/// A rotate call (attempt `attempts`) recorded as `Calling` on an earlier pass: its outcome as
+/// the controller recorded it after the call, or else in doubt (never made again), with a
+/// Warning when in doubt.
+fn settle_recorded_call(machine: &mut Machine, rotation: &mut RotationStatus, attempts: i32) {
+    let platform = machine.snapshot.platform.as_ref();
+    let known = platform
+        .and_then(|platform| platform.unrecorded_call.clone())
+        .filter(|(attempt, _, _)| *attempt == attempts);
+    let (state, message) = match known {
+        Some((_, state, message)) => (state, message),
+        None => (
+            reason::platform::IN_DOUBT.to_string(),
+            "the rotate call was recorded but its outcome was not (a crash, a failover or a lost status write): it may have rotated; it is never made again for this rotation".to_string(),
+        ),
+    };
+    if state == reason::platform::IN_DOUBT {
+        machine.events.push(Notice::warning(
+            reason::PLATFORM_ROTATE_IN_DOUBT,
+            reason::action::ROTATE,
+            format!(
+                "rotation {}: {message}; the operator reads the platform's pair until it shows the rotation. If the platform shows no rotation, rotate there (portal or CLI): the operator then mirrors the new pair",
+                rotation.id
+            ),
+        ));
+    }
+    rotation.platform_rotate = Some(crate::api::PlatformRotateStatus {
+        attempts,
+        state,
+        at: machine.now.clone(),
+        message,
+    });
+}
+
+/// How long until another rotate call may be made after attempt `attempts`, made `at`, that
+/// did not reach the platform or that it refused (`None` once it may).
+fn until_retry(attempts: i32, at: &Time, now: &Time) -> Option<Duration> {
+    (elapsed(at, now) < retry_after(attempts))
+        .then(|| retry_after(attempts).saturating_sub(elapsed(at, now)))
+}
+
+/// True when a fresh read of the platform shows the pair of record: a rotate call is made only
+/// then.
+fn platform_shows_recorded(machine: &Machine) -> bool {
+    let platform = machine.snapshot.platform.as_ref();
+    platform.is_some_and(|platform| platform.read_fresh)
+        && machine.change == PairChange::None
+        && matches!(&machine.snapshot.source, SourceObservation::External(Ok(pair), _) if *pair == machine.mirror.pair)
+}
+
+/// Records rotate call `attempt` as `Calling` and asks the controller to make it once that
+/// record is written: where Token 1 is deactivated at the platform.
+fn call_platform(machine: &mut Machine, rotation: &mut RotationStatus, attempt: i32) {
+    rotation.platform_rotate = Some(crate::api::PlatformRotateStatus {
+        attempts: attempt,
+        state: reason::platform::CALLING.into(),
+        at: machine.now.clone(),
+        message: "recorded before the rotate call".into(),
+    });
+    machine.platform_call = Some(attempt);
+    machine.deactivates = true;
+    machine.events.push(Notice::normal(
+        reason::PLATFORM_ROTATE_CALLED,
+        reason::action::ROTATE,
+        format!(
+            "rotation {}: asked the platform to rotate (attempt {attempt}): Token 1 (serial {}) is deactivated there",
+            rotation.id, rotation.deactivates_serial
+        ),
+    ));
 }
 
 /// `Deactivating` (Restart): deactivates Token 1 first (generate: the Secret write; secretRef:

@@ -7,6 +7,7 @@ use super::consumers::{self, Verdict};
 use super::holders::{self, Hold, Pair};
 use super::snapshot::{NamespaceView, Snapshot};
 use crate::api::{BlockedConsumer, RotationStatus};
+use crate::model::consumer::ConsumerObservation;
 use crate::model::pod::Owner;
 use crate::model::reason;
 use std::collections::BTreeSet;
@@ -59,91 +60,29 @@ pub fn verify(
     waited: Duration,
     now: i64,
 ) -> Verification {
-    let left_alone = |consumer: &crate::model::consumer::ConsumerObservation| {
-        rotation.left_alone.contains(&snapshot.consumer_key(
-            consumer.kind.as_str(),
-            &consumer.namespace,
-            &consumer.name,
-        ))
+    let pass = Pass {
+        snapshot,
+        rotation,
+        timeout: rollout_timeout(snapshot),
+        stamp: snapshot.stamp(&rotation.id),
+        waited,
+        now,
     };
-    let timeout = rollout_timeout(snapshot);
-    let stamp = snapshot.stamp(&rotation.id);
     let mut verification = Verification::default();
     for view in &snapshot.namespaces {
         let listed = consumers::listed_namespace(snapshot, &view.namespace);
         let blocked_before = verification.blocked.len();
-        let mut verified: BTreeSet<Owner> = BTreeSet::new();
-        for consumer in &view.consumers {
-            if left_alone(consumer) {
-                // A Restart rotation did not restart it: its pods hold a token that stays valid.
-                verified.insert(owner_of(consumer));
-                continue;
-            }
-            match consumers::verify(consumer, &stamp, waited, timeout) {
-                Verdict::Verified => {
-                    verified.insert(owner_of(consumer));
-                }
-                Verdict::Progressing(_) => {}
-                Verdict::Blocked { reason, message } => {
-                    verification.blocked.push(BlockedConsumer {
-                        namespace: listed.clone(),
-                        kind: consumer.kind.as_str().into(),
-                        name: consumer.name.clone(),
-                        reason: reason.into(),
-                        message,
-                    });
-                }
-            }
-        }
-        let mut waiting = 0;
+        let mut verified = pass.rolled_out(view, &listed, &mut verification.blocked);
         if check == PodCheck::NoPodHoldsToken1 && snapshot.copy_replaced(view) {
-            // Someone else's Secret took the copy's name: pods that read it may have started
-            // on the copy and hold Token 1; which of them did is not known.
-            verification.blocked.push(BlockedConsumer {
-                namespace: listed.clone(),
-                kind: "Namespace".into(),
-                name: view.namespace.clone(),
-                reason: reason::SECRET_REPLACED.into(),
-                message: format!(
-                    "Secret {} here was this object's copy and is now someone else's; its pods may still hold Token 1: restart the pods that read it, or stop selecting this namespace",
-                    snapshot.secret_name
-                ),
-            });
+            verification
+                .blocked
+                .push(copy_replaced(snapshot, view, listed.clone()));
         }
-        if check == PodCheck::NoPodHoldsToken1 && view.serves_pair() {
-            if !snapshot.copy_in_sync(view) && (view.selected || snapshot.read_in(view)) {
-                // A mirror Secret that does not (yet) hold the pair of record, and is read: what
-                // its Token 2 key held, and when, is not known, so nothing here counts as
-                // verified.
-                waiting += 1;
-            }
-            let pair = pair(snapshot, view, &stamp);
-            let found = holders::holders(&view.pods, &pair);
-            let consumers: BTreeSet<Owner> = view.consumers.iter().map(owner_of).collect();
-            let holds = holders::holds(
-                &found,
-                &pair,
-                &snapshot.name,
-                |owner| consumers.contains(owner),
-                |owner| verified.contains(owner),
-                now,
-            );
-            for (owner, hold) in holds {
-                verified.remove(&owner);
-                match hold {
-                    Hold::Waiting(_) => waiting += 1,
-                    Hold::Blocked { reason, message } => {
-                        verification.blocked.push(BlockedConsumer {
-                            namespace: listed.clone(),
-                            kind: owner.kind,
-                            name: owner.name,
-                            reason: reason.into(),
-                            message,
-                        });
-                    }
-                }
-            }
-        }
+        let waiting = if check == PodCheck::NoPodHoldsToken1 && view.serves_pair() {
+            pass.pod_holds(view, &listed, &mut verified, &mut verification.blocked)
+        } else {
+            0
+        };
         verification.verified += verified.len();
         verification.waiting += waiting;
         verification.namespaces.push(NamespaceVerification {
@@ -153,6 +92,130 @@ pub fn verify(
         });
     }
     verification
+}
+
+/// What verifying one rotation reads in every namespace.
+struct Pass<'a> {
+    snapshot: &'a Snapshot,
+    rotation: &'a RotationStatus,
+    /// The rotation's stamp on pod templates.
+    stamp: String,
+    waited: Duration,
+    timeout: Duration,
+    now: i64,
+}
+
+impl Pass<'_> {
+    /// The consumers of `view` verified (rolled out on the rotation's template, or left alone by
+    /// a Restart rotation); those whose rollout is blocked are added to `blocked`.
+    fn rolled_out(
+        &self,
+        view: &NamespaceView,
+        listed: &Option<String>,
+        blocked: &mut Vec<BlockedConsumer>,
+    ) -> BTreeSet<Owner> {
+        let mut verified: BTreeSet<Owner> = BTreeSet::new();
+        for consumer in &view.consumers {
+            if self.left_alone(consumer) {
+                // A Restart rotation did not restart it: its pods hold a token that stays valid.
+                verified.insert(owner_of(consumer));
+                continue;
+            }
+            match consumers::verify(consumer, &self.stamp, self.waited, self.timeout) {
+                Verdict::Verified => {
+                    verified.insert(owner_of(consumer));
+                }
+                Verdict::Progressing(_) => {}
+                Verdict::Blocked { reason, message } => {
+                    blocked.push(BlockedConsumer {
+                        namespace: listed.clone(),
+                        kind: consumer.kind.as_str().into(),
+                        name: consumer.name.clone(),
+                        reason: reason.into(),
+                        message,
+                    });
+                }
+            }
+        }
+        verified
+    }
+
+    /// True when the rotation left `consumer` alone (a Restart rotation that did not restart it).
+    fn left_alone(&self, consumer: &ConsumerObservation) -> bool {
+        self.rotation
+            .left_alone
+            .contains(&self.snapshot.consumer_key(
+                consumer.kind.as_str(),
+                &consumer.namespace,
+                &consumer.name,
+            ))
+    }
+
+    /// How many holds in `view` go by themselves (terminating pods, a mirror not yet in sync);
+    /// every owner whose pods may hold Token 1 leaves `verified`, and those only a person can
+    /// clear are added to `blocked`.
+    fn pod_holds(
+        &self,
+        view: &NamespaceView,
+        listed: &Option<String>,
+        verified: &mut BTreeSet<Owner>,
+        blocked: &mut Vec<BlockedConsumer>,
+    ) -> usize {
+        let snapshot = self.snapshot;
+        let mut waiting = 0;
+        if !snapshot.copy_in_sync(view) && (view.selected || snapshot.read_in(view)) {
+            // A mirror Secret that does not (yet) hold the pair of record, and is read: what
+            // its Token 2 key held, and when, is not known, so nothing here counts as
+            // verified.
+            waiting += 1;
+        }
+        let pair = pair(snapshot, view, &self.stamp);
+        let found = holders::holders(&view.pods, &pair);
+        let consumers: BTreeSet<Owner> = view.consumers.iter().map(owner_of).collect();
+        let holds = holders::holds(
+            &found,
+            &pair,
+            &snapshot.name,
+            |owner| consumers.contains(owner),
+            |owner| verified.contains(owner),
+            self.now,
+        );
+        for (owner, hold) in holds {
+            verified.remove(&owner);
+            match hold {
+                Hold::Waiting(_) => waiting += 1,
+                Hold::Blocked { reason, message } => {
+                    blocked.push(BlockedConsumer {
+                        namespace: listed.clone(),
+                        kind: owner.kind,
+                        name: owner.name,
+                        reason: reason.into(),
+                        message,
+                    });
+                }
+            }
+        }
+        waiting
+    }
+}
+
+/// The namespace reported blocked because someone else's Secret took the copy's name: pods
+/// that read it may have started on the copy and hold Token 1; which of them did is not known.
+fn copy_replaced(
+    snapshot: &Snapshot,
+    view: &NamespaceView,
+    listed: Option<String>,
+) -> BlockedConsumer {
+    BlockedConsumer {
+        namespace: listed,
+        kind: "Namespace".into(),
+        name: view.namespace.clone(),
+        reason: reason::SECRET_REPLACED.into(),
+        message: format!(
+            "Secret {} here was this object's copy and is now someone else's; its pods may still hold Token 1: restart the pods that read it, or stop selecting this namespace",
+            snapshot.secret_name
+        ),
+    }
 }
 
 /// What the pod-level check of the pods in `view` needs of the pair and the rotation (stamped
@@ -181,7 +244,7 @@ pub fn pair<'a>(snapshot: &'a Snapshot, view: &NamespaceView, stamp: &'a str) ->
     }
 }
 
-fn owner_of(consumer: &crate::model::consumer::ConsumerObservation) -> Owner {
+fn owner_of(consumer: &ConsumerObservation) -> Owner {
     Owner {
         kind: consumer.kind.as_str().into(),
         name: consumer.name.clone(),

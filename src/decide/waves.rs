@@ -84,72 +84,130 @@ pub fn select(
             ..Selection::default()
         };
     }
-    let is_needed = |consumer: &ConsumerObservation| {
-        needed.iter().any(|patch| {
-            patch.kind == consumer.kind
-                && patch.namespace == consumer.namespace
-                && patch.name == consumer.name
-        })
+    let tally = tally(snapshot, &consumers, stamp, &needed, &done, waited, timeout);
+    let slots = budget.map_or(usize::MAX, |budget| budget.saturating_sub(tally.rolling));
+    let candidates = in_wave_order(&consumers, needed);
+    let starts = start_now(candidates, stamp, tally.current, slots);
+    let count = |value: usize| i32::try_from(value).unwrap_or(i32::MAX);
+    Selection {
+        progress: Some(WaveProgress {
+            current: tally.current.map_or_else(|| "done".to_string(), label),
+            rolling: count(tally.rolling + starts.started_new),
+            verified: count(tally.verified),
+            pending: count(starts.pending),
+            max_concurrent: count(budget.unwrap_or(consumers.len())),
+        }),
+        start: starts.start,
+        blocked: tally.blocked,
+    }
+}
+
+/// Where the consumers stand before anything starts in this pass.
+struct Tally {
+    /// What holds the waves up (see [`Selection::blocked`]).
+    blocked: Vec<BlockedConsumer>,
+    /// Started by this rotation and not verified yet: each holds a slot.
+    rolling: usize,
+    /// Verified, or needing nothing more from this rotation.
+    verified: usize,
+    /// The rank of the current wave: the lowest with a consumer not verified (`None`: all are).
+    current: Option<(u8, i64)>,
+}
+
+/// True when `patch` is for `consumer`.
+fn is_for(patch: &ConsumerPatch, consumer: &ConsumerObservation) -> bool {
+    patch.kind == consumer.kind
+        && patch.namespace == consumer.namespace
+        && patch.name == consumer.name
+}
+
+/// Counts the consumers verified and those rolling (holding a slot), finds the current wave,
+/// and lists what holds the waves up (a rolling consumer blocked, a wave label not a number).
+fn tally(
+    snapshot: &Snapshot,
+    consumers: &[&ConsumerObservation],
+    stamp: &str,
+    needed: &[ConsumerPatch],
+    done: &impl Fn(&ConsumerObservation) -> bool,
+    waited: Duration,
+    timeout: Duration,
+) -> Tally {
+    let is_needed =
+        |consumer: &ConsumerObservation| needed.iter().any(|patch| is_for(patch, consumer));
+    let mut tally = Tally {
+        blocked: Vec::new(),
+        rolling: 0,
+        verified: 0,
+        current: None,
     };
-    let mut blocked = Vec::new();
-    let mut rolling = 0usize;
-    let mut verified = 0usize;
-    let mut current: Option<(u8, i64)> = None;
-    for consumer in &consumers {
+    for consumer in consumers {
         let stamped = consumer.template_rotation.as_deref() == Some(stamp);
         if let Wave::Invalid(value) = &consumer.wave
             && !stamped
             && !done(consumer)
         {
-            blocked.push(BlockedConsumer {
-                namespace: consumers::listed_namespace(snapshot, &consumer.namespace),
-                kind: consumer.kind.as_str().into(),
-                name: consumer.name.clone(),
-                reason: reason::INVALID_WAVE_LABEL.into(),
-                message: format!(
+            tally.blocked.push(blocked(
+                snapshot,
+                consumer,
+                reason::INVALID_WAVE_LABEL,
+                format!(
                     "label streamingtoken.io/wave is {value:?}, not a whole number; fix or remove it (it is not rolled until then)"
                 ),
-            });
+            ));
         }
         let verdict = (!is_needed(consumer) && !done(consumer))
             .then(|| consumers::verify(consumer, stamp, waited, timeout));
         let finished =
             !is_needed(consumer) && (done(consumer) || verdict == Some(Verdict::Verified));
         if finished {
-            verified += 1;
+            tally.verified += 1;
             continue;
         }
         // Started by this rotation (stamped) and not verified: it holds a slot (also while it
         // needs a second patch). One that could not be started (blocked before its patch) holds
         // its wave, not a slot.
         if stamped {
-            rolling += 1;
+            tally.rolling += 1;
             if let Some(Verdict::Blocked { reason, message }) = verdict {
-                blocked.push(BlockedConsumer {
-                    namespace: consumers::listed_namespace(snapshot, &consumer.namespace),
-                    kind: consumer.kind.as_str().into(),
-                    name: consumer.name.clone(),
-                    reason: reason.into(),
-                    message,
-                });
+                tally
+                    .blocked
+                    .push(blocked(snapshot, consumer, reason, message));
             }
         }
         let rank = rank(&consumer.wave);
-        current = Some(current.map_or(rank, |current| current.min(rank)));
+        tally.current = Some(tally.current.map_or(rank, |current| current.min(rank)));
     }
-    let slots = budget.map_or(usize::MAX, |budget| budget.saturating_sub(rolling));
-    let mut start = Vec::new();
-    let mut pending = 0usize;
+    tally
+}
+
+/// `consumer` reported as holding the waves up, for `reason`.
+fn blocked(
+    snapshot: &Snapshot,
+    consumer: &ConsumerObservation,
+    reason: &str,
+    message: String,
+) -> BlockedConsumer {
+    BlockedConsumer {
+        namespace: consumers::listed_namespace(snapshot, &consumer.namespace),
+        kind: consumer.kind.as_str().into(),
+        name: consumer.name.clone(),
+        reason: reason.into(),
+        message,
+    }
+}
+
+/// The needed patches with their consumers, in the order they start: by wave, then by kind,
+/// namespace and name. A patch for no observed consumer is dropped.
+fn in_wave_order<'a>(
+    consumers: &[&'a ConsumerObservation],
+    needed: Vec<ConsumerPatch>,
+) -> Vec<(&'a ConsumerObservation, ConsumerPatch)> {
     let mut candidates: Vec<(&ConsumerObservation, ConsumerPatch)> = needed
         .into_iter()
         .filter_map(|patch| {
             consumers
                 .iter()
-                .find(|consumer| {
-                    patch.kind == consumer.kind
-                        && patch.namespace == consumer.namespace
-                        && patch.name == consumer.name
-                })
+                .find(|consumer| is_for(&patch, consumer))
                 .map(|consumer| (*consumer, patch))
         })
         .collect();
@@ -161,34 +219,46 @@ pub fn select(
             &b.name,
         ))
     });
-    let mut started_new = 0usize;
+    candidates
+}
+
+/// The patches written in this pass, and how many consumers wait for a later one.
+struct Starts {
+    start: Vec<ConsumerPatch>,
+    /// Consumers this pass starts (their first patch): each takes a slot.
+    started_new: usize,
+    pending: usize,
+}
+
+/// Which candidates start now: a second patch of a consumer already started always; a first
+/// one only in the `current` wave, with a valid wave label, while `slots` remain.
+fn start_now(
+    candidates: Vec<(&ConsumerObservation, ConsumerPatch)>,
+    stamp: &str,
+    current: Option<(u8, i64)>,
+    slots: usize,
+) -> Starts {
+    let mut starts = Starts {
+        start: Vec::new(),
+        started_new: 0,
+        pending: 0,
+    };
     for (consumer, patch) in candidates {
         // A consumer this rotation started already (a second patch: a container named since,
         // a reverted variable) keeps the slot it holds.
         if consumer.template_rotation.as_deref() == Some(stamp) {
-            start.push(patch);
+            starts.start.push(patch);
             continue;
         }
         let startable = Some(rank(&consumer.wave)) == current
             && !matches!(consumer.wave, Wave::Invalid(_))
-            && started_new < slots;
+            && starts.started_new < slots;
         if startable {
-            start.push(patch);
-            started_new += 1;
+            starts.start.push(patch);
+            starts.started_new += 1;
         } else {
-            pending += 1;
+            starts.pending += 1;
         }
     }
-    let count = |value: usize| i32::try_from(value).unwrap_or(i32::MAX);
-    Selection {
-        progress: Some(WaveProgress {
-            current: current.map_or_else(|| "done".to_string(), label),
-            rolling: count(rolling + started_new),
-            verified: count(verified),
-            pending: count(pending),
-            max_concurrent: count(budget.unwrap_or(consumers.len())),
-        }),
-        start,
-        blocked,
-    }
+    starts
 }
