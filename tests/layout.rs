@@ -409,3 +409,96 @@ fn the_readme_lists_the_vocabulary() {
         }
     }
 }
+
+/// The functions of `code` (a file without its tests) longer than `limit` lines, from the `fn`
+/// line to its closing brace: `(name, first line, lines)`.
+fn long_functions(code: &str, limit: usize) -> Vec<(String, usize, usize)> {
+    let lines: Vec<&str> = code.lines().collect();
+    let mut found = Vec::new();
+    let mut index = 0;
+    while index < lines.len() {
+        let line = lines[index].trim_start();
+        let declaration = [
+            "pub fn ",
+            "fn ",
+            "async fn ",
+            "pub async fn ",
+            "pub(super) fn ",
+            "pub(super) async fn ",
+            "pub(crate) fn ",
+            "pub(crate) async fn ",
+            "const fn ",
+            "pub const fn ",
+        ]
+        .iter()
+        .find_map(|prefix| line.strip_prefix(prefix));
+        let Some(rest) = declaration.filter(|_| !line.trim_end().ends_with(';')) else {
+            index += 1;
+            continue;
+        };
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        let (mut depth, mut started, mut end) = (0i32, false, index);
+        'scan: for (offset, text) in lines[index..].iter().enumerate() {
+            // Braces in strings, characters and comments do not count.
+            let mut in_string = false;
+            let mut previous = ' ';
+            let code_part = text.split("//").next().unwrap_or_default();
+            for character in code_part.chars() {
+                match character {
+                    '"' if previous != '\\' => in_string = !in_string,
+                    '{' if !in_string && previous != '\'' => {
+                        depth += 1;
+                        started = true;
+                    }
+                    '}' if !in_string && previous != '\'' => depth -= 1,
+                    _ => {}
+                }
+                previous = character;
+            }
+            if started && depth == 0 {
+                end = index + offset;
+                break 'scan;
+            }
+        }
+        let length = end - index + 1;
+        if length > limit {
+            found.push((name, index + 1, length));
+        }
+        index += 1;
+    }
+    found
+}
+
+/// No function outside tests is longer than 80 lines: a long one is split into named steps.
+#[test]
+fn no_function_is_longer_than_80_lines() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let sample = "fn short() {\n    let x = \"}\";\n}\nfn long() {\n".to_string()
+        + &"    step();\n".repeat(90)
+        + "}\n";
+    assert_eq!(
+        long_functions(&sample, 80),
+        [("long".to_string(), 4, 92)],
+        "the measure is read correctly"
+    );
+    let mut paths = Vec::new();
+    files(&root, &mut paths);
+    let mut long = Vec::new();
+    for path in paths {
+        if path.components().any(|part| part.as_os_str() == "tests") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("readable");
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        for (name, line, length) in long_functions(code, 80) {
+            long.push(format!(
+                "{}:{line} {name}: {length} lines",
+                path.strip_prefix(&root).unwrap_or(&path).display()
+            ));
+        }
+    }
+    assert!(long.is_empty(), "functions over 80 lines: {long:#?}");
+}

@@ -63,6 +63,14 @@ pub fn patches(
         .iter()
         .filter(|view| snapshot.copy_in_sync(view));
     for consumer in ready.flat_map(|view| view.consumers.iter()) {
+        // A Job's template cannot change: its pods are waited for, never patched.
+        if consumer
+            .batch
+            .as_ref()
+            .is_some_and(|batch| batch.fixed_template)
+        {
+            continue;
+        }
         let need = if repoint {
             repoint_need(snapshot, consumer, id)
         } else {
@@ -338,6 +346,9 @@ pub fn verify(
             ),
         };
     }
+    if consumer.batch.is_some() {
+        return batch_verdict(consumer, id, waited, timeout);
+    }
     match progress(consumer, id) {
         None => Verdict::Verified,
         // The message names the timeout, not the time waited: status must not change every pass.
@@ -350,6 +361,50 @@ pub fn verify(
         },
         Some(message) => Verdict::Progressing(message),
     }
+}
+
+/// A batch consumer (CronJob, Job) has no rollout: it is verified once its template is on the
+/// rotation (a CronJob's; a Job's never changes) and none of its pods is of an older template.
+/// Those finish by themselves and are never restarted mid-run: waited for within the timeout,
+/// then reported as `JobStillRunning`.
+fn batch_verdict(
+    consumer: &ConsumerObservation,
+    id: &str,
+    waited: Duration,
+    timeout: Duration,
+) -> Verdict {
+    let fixed = consumer
+        .batch
+        .as_ref()
+        .is_some_and(|batch| batch.fixed_template);
+    if !fixed && consumer.template_rotation.as_deref() != Some(id) {
+        return Verdict::Progressing("the job template is not yet on this rotation".into());
+    }
+    let Some(pods) = &consumer.pods else {
+        return Verdict::Progressing("its pods have not been listed".into());
+    };
+    let old: Vec<&PodObservation> = pods
+        .iter()
+        .filter(|pod| pod.rotation.as_deref() != Some(id))
+        .collect();
+    let Some(first) = old.first() else {
+        return Verdict::Verified;
+    };
+    let message = format!(
+        "{} pod(s) of Jobs started before this rotation still run (for example {}) and may hold Token 1; they finish by themselves and are not restarted mid-run",
+        old.len(),
+        first.name
+    );
+    if waited > timeout {
+        return Verdict::Blocked {
+            reason: reason::JOB_STILL_RUNNING,
+            message: format!(
+                "{message}; still running after spec.rotation.rolloutTimeout ({}s): wait for them, or delete the Job if it may be cut short",
+                timeout.as_secs()
+            ),
+        };
+    }
+    Verdict::Progressing(message)
 }
 
 fn progress(consumer: &ConsumerObservation, id: &str) -> Option<String> {
@@ -432,6 +487,7 @@ mod tests {
                     .collect(),
             ),
             selector: None,
+            batch: None,
         }
     }
 

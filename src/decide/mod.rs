@@ -493,8 +493,9 @@ fn unlabelled_readers(
         {
             secrets.push(source.name.as_str());
         }
-        let found =
-            holders::unlabelled_readers(&view.pods, &secrets, |owner| consumers.contains(owner));
+        let found = holders::unlabelled_readers(&view.pods, &secrets, |owner| {
+            consumers.contains(&view.consumer_of(owner))
+        });
         let listed = consumers::listed_namespace(snapshot, &view.namespace);
         readers.extend(found.into_iter().map(|(owner, how)| BlockedConsumer {
             namespace: listed.clone(),

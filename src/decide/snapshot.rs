@@ -545,6 +545,26 @@ pub fn backoff(failures: u32) -> Duration {
 }
 
 impl NamespaceView {
+    /// The consumer a pod owner belongs to: a CronJob for the Jobs it runs now (its
+    /// observation names them), else the owner itself.
+    pub fn consumer_of(&self, owner: &crate::model::pod::Owner) -> crate::model::pod::Owner {
+        let job = crate::model::consumer::WorkloadKind::Job.as_str();
+        if owner.kind == job
+            && let Some(cronjob) = self.consumers.iter().find(|consumer| {
+                consumer
+                    .batch
+                    .as_ref()
+                    .is_some_and(|batch| batch.jobs.contains(&owner.name))
+            })
+        {
+            return crate::model::pod::Owner {
+                kind: cronjob.kind.as_str().into(),
+                name: cronjob.name.clone(),
+            };
+        }
+        owner.clone()
+    }
+
     /// Replaces the view's pods (and each consumer's own) with `records`.
     pub fn with_pods(&mut self, records: Vec<Arc<PodRecord>>, now: &Time) {
         attach_pods(&mut self.consumers, &records, now);
@@ -552,7 +572,8 @@ impl NamespaceView {
     }
 }
 
-/// Each consumer's pods: the records it controls (a Deployment through its ReplicaSets).
+/// Each consumer's pods: the records it controls (a Deployment through its ReplicaSets, a
+/// CronJob through the Jobs it runs).
 /// Grouped by owner once, so a reconcile costs one pass over the namespace's pods.
 fn attach_pods(consumers: &mut [ConsumerObservation], records: &[Arc<PodRecord>], now: &Time) {
     let now = now.0.as_second();
@@ -574,9 +595,17 @@ fn attach_pods(consumers: &mut [ConsumerObservation], records: &[Arc<PodRecord>]
             });
     }
     for consumer in consumers {
-        let pods = by_owner
+        let mut pods = by_owner
             .remove(&(consumer.kind.as_str(), consumer.name.as_str()))
             .unwrap_or_default();
+        // A CronJob's pods are those of the Jobs it runs now.
+        for job in consumer.batch.iter().flat_map(|batch| &batch.jobs) {
+            let key = (
+                crate::model::consumer::WorkloadKind::Job.as_str(),
+                job.as_str(),
+            );
+            pods.extend(by_owner.remove(&key).unwrap_or_default());
+        }
         consumer.pods = Some(pods);
     }
 }

@@ -176,11 +176,12 @@ impl Pass<'_> {
             &found,
             &pair,
             &snapshot.name,
-            |owner| consumers.contains(owner),
-            |owner| verified.contains(owner),
+            |owner| consumers.contains(&view.consumer_of(owner)),
+            |owner| verified.contains(&view.consumer_of(owner)),
             self.now,
         );
         for (owner, hold) in holds {
+            let owner = view.consumer_of(&owner);
             verified.remove(&owner);
             match hold {
                 Hold::Waiting(_) => waiting += 1,

@@ -33,6 +33,12 @@ kinds! {
     DaemonSet,
     /// An Argo Rollouts `Rollout` (argoproj.io/v1alpha1).
     Rollout,
+    /// A `CronJob`: its job template is repointed like a pod template; the pods of the Jobs it
+    /// runs finish by themselves.
+    CronJob,
+    /// A labelled `Job`: its template cannot change, so its pods are waited for until they
+    /// finish.
+    Job,
 }
 
 /// How a container's environment variable currently gets its value.
@@ -101,6 +107,17 @@ pub struct ConsumerObservation {
     /// The workload's pod selector (`None` if it is empty or invalid: such a workload is never
     /// verified, so a rotation waits on it and reports it).
     pub selector: Option<kube::core::Selector>,
+    /// (CronJob, Job) Pods that run to completion instead of being rolled.
+    pub batch: Option<BatchObservation>,
+}
+
+/// What sets a batch consumer apart: its pods are never replaced by a rollout, they finish.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BatchObservation {
+    /// The Jobs it runs now (a CronJob's `status.active`): their pods are its pods.
+    pub jobs: Vec<String>,
+    /// Its pod template cannot be changed (a Job's): nothing is patched, its pods are waited for.
+    pub fixed_template: bool,
 }
 
 /// A consumer's place in the rotation order (its `streamingtoken.io/wave` label).

@@ -143,6 +143,9 @@ pub const READS_SOURCE_SECRET: &str = "ReadsSourceSecret";
 pub const POD_HELD_BY_FINALIZER: &str = "PodHeldByFinalizer";
 /// A pod terminating 30 s past its grace period with no finalizer.
 pub const POD_STUCK_TERMINATING: &str = "PodStuckTerminating";
+/// (CronJob, Job) A Job started before the repoint still runs past `rolloutTimeout`: its pods
+/// may hold Token 1 and are not restarted mid-run.
+pub const JOB_STILL_RUNNING: &str = "JobStillRunning";
 /// A `streamingtoken.io/wave` label that is not a whole number.
 pub const INVALID_WAVE_LABEL: &str = "InvalidWaveLabel";
 

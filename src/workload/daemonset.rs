@@ -96,5 +96,6 @@ fn observe(daemonset: &DaemonSet) -> ConsumerObservation {
         containers: Vec::new(),
         pods: None,
         selector: pod_selector(&spec.selector),
+        batch: None,
     }
 }

@@ -114,5 +114,6 @@ fn observe(deployment: &Deployment) -> ConsumerObservation {
         containers: Vec::new(),
         pods: None,
         selector: pod_selector(&spec.selector),
+        batch: None,
     }
 }

@@ -9,8 +9,10 @@
 //! What to patch and whether a consumer is verified is decided in [`crate::decide::consumers`].
 
 pub mod cache;
+mod cronjob;
 mod daemonset;
 mod deployment;
+mod job;
 mod rollout;
 mod statefulset;
 pub mod template;
@@ -88,6 +90,8 @@ pub fn adapter(kind: WorkloadKind) -> &'static dyn ConsumerKind {
         WorkloadKind::StatefulSet => &statefulset::StatefulSets,
         WorkloadKind::DaemonSet => &daemonset::DaemonSets,
         WorkloadKind::Rollout => &rollout::Rollouts,
+        WorkloadKind::CronJob => &cronjob::CronJobs,
+        WorkloadKind::Job => &job::Jobs,
     }
 }
 

@@ -194,6 +194,7 @@ pub fn cache_rollout(rollout: &kube::api::DynamicObject) -> CachedWorkload {
         .ok()
         .as_ref()
         .and_then(pod_selector),
+        batch: None,
     };
     cached(&rollout.metadata, base, &template)
 }

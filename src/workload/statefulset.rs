@@ -102,5 +102,6 @@ fn observe(statefulset: &StatefulSet) -> ConsumerObservation {
         containers: Vec::new(),
         pods: None,
         selector: pod_selector(&spec.selector),
+        batch: None,
     }
 }

@@ -8,9 +8,20 @@ use k8s_openapi::api::core::v1::PodTemplateSpec;
 use kube::api::ObjectMeta;
 use serde_json::{Value, json};
 
-/// The server-side-apply body: only the fields the operator owns (one template annotation,
-/// one pod label and, when repointing, one environment variable per container).
+/// The server-side-apply body of a kind whose pod template is `spec.template`.
 pub fn apply_body(patch: &ConsumerPatch, api_version: &str) -> Value {
+    json!({
+        "apiVersion": api_version,
+        "kind": patch.kind.as_str(),
+        "metadata": {"name": patch.name},
+        "spec": {"template": template_body(patch)}
+    })
+}
+
+/// The pod template part of a server-side-apply body: only the fields the operator owns (one
+/// template annotation, one pod label and, when repointing, one environment variable per
+/// container).
+pub fn template_body(patch: &ConsumerPatch) -> Value {
     let entries = |init: bool| -> Vec<Value> {
         patch.repoint
             .iter()
@@ -48,12 +59,7 @@ pub fn apply_body(patch: &ConsumerPatch, api_version: &str) -> Value {
     if !init_containers.is_empty() {
         template["spec"]["initContainers"] = Value::Array(init_containers);
     }
-    json!({
-        "apiVersion": api_version,
-        "kind": patch.kind.as_str(),
-        "metadata": {"name": patch.name},
-        "spec": {"template": template}
-    })
+    template
 }
 
 pub(super) fn template_rotation(template: &PodTemplateSpec) -> Option<String> {

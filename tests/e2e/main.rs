@@ -1,6 +1,7 @@
 //! End-to-end tests against the real local control plane (`make test`). The operator runs as
 //! its own process, authenticated as its own ServiceAccount with the chart's RBAC.
 
+mod batch;
 mod bench;
 mod ecosystem;
 mod fleet;

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod after_write;
+mod batch;
 mod cluster;
 mod holders;
 mod pair;
@@ -283,6 +284,7 @@ fn consumer(name: &str, rotation: Option<&str>, pointed_at_token2: bool) -> Cons
                 .collect(),
         ),
         selector: None,
+        batch: None,
     }
 }
 

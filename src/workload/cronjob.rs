@@ -1,0 +1,139 @@
+//! A `CronJob` (batch/v1): its job template's pod template is repointed like any pod template.
+//! Its pods are never rolled: each Job it starts runs to completion. The Jobs it runs now
+//! (`status.active`) are named in its observation, and their pods are its pods; a Job it started
+//! before the repoint keeps the rotation until it finishes.
+
+use super::cache::WorkloadCache;
+use super::template::{CachedWorkload, cached, generation_of, template_body, template_rotation};
+use super::{ConsumerKind, Touched, manager_of, typed};
+use crate::model::consumer::{
+    BatchObservation, ConsumerObservation, ConsumerPatch, Wave, WorkloadKind,
+};
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Client};
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub struct CronJobs;
+
+impl ConsumerKind for CronJobs {
+    fn kind(&self) -> WorkloadKind {
+        WorkloadKind::CronJob
+    }
+
+    fn watch(
+        &self,
+        client: Client,
+        namespace: Option<String>,
+        cache: Arc<WorkloadCache>,
+    ) -> BoxFuture<'static, Option<BoxStream<'static, Touched>>> {
+        let api = typed::api::<CronJob>(client, namespace.as_deref());
+        futures::future::ready(Some(typed::watch(api, cache, self.kind(), cache_cronjob))).boxed()
+    }
+
+    fn list<'a>(
+        &'a self,
+        client: &'a Client,
+        namespace: &'a str,
+        selector: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<CachedWorkload>, kube::Error>> {
+        typed::list::<CronJob>(client, namespace, selector, cache_cronjob).boxed()
+    }
+
+    /// Server-side apply of the job template's pod template fields the operator owns.
+    fn patch<'a>(
+        &'a self,
+        client: &'a Client,
+        patch: &'a ConsumerPatch,
+    ) -> BoxFuture<'a, Result<(), kube::Error>> {
+        async move {
+            let body = json!({
+                "apiVersion": "batch/v1",
+                "kind": patch.kind.as_str(),
+                "metadata": {"name": patch.name},
+                "spec": {"jobTemplate": {"spec": {"template": template_body(patch)}}}
+            });
+            Api::<CronJob>::namespaced(client.clone(), &patch.namespace)
+                .patch(
+                    &patch.name,
+                    &PatchParams::apply(manager_of(patch)).force(),
+                    &Patch::Apply(body),
+                )
+                .await
+                .map(drop)
+        }
+        .boxed()
+    }
+
+    /// A CronJob controls its Jobs, not their pods: its pods are found through the Jobs it
+    /// names (`status.active`), never guessed from a Job's name.
+    fn controls(
+        &self,
+        _controller: &OwnerReference,
+        _pod_labels: &BTreeMap<String, String>,
+    ) -> Option<String> {
+        None
+    }
+}
+
+/// The pod template of a CronJob's job template.
+fn pod_template(cronjob: &CronJob) -> PodTemplateSpec {
+    cronjob
+        .spec
+        .job_template
+        .spec
+        .as_ref()
+        .map(|job| job.template.clone())
+        .unwrap_or_default()
+}
+
+/// Caches a CronJob.
+pub fn cache_cronjob(cronjob: &CronJob) -> CachedWorkload {
+    let template = pod_template(cronjob);
+    cached(&cronjob.metadata, observe(cronjob, &template), &template)
+}
+
+/// What a CronJob says: which Jobs run now. It has no rollout of its own (no replicas, no
+/// observed generation); its pods decide.
+fn observe(cronjob: &CronJob, template: &PodTemplateSpec) -> ConsumerObservation {
+    let generation = generation_of(&cronjob.metadata);
+    let jobs = cronjob
+        .status
+        .iter()
+        .flat_map(|status| status.active.iter().flatten())
+        .filter_map(|reference| reference.name.clone())
+        .collect();
+    ConsumerObservation {
+        kind: WorkloadKind::CronJob,
+        namespace: cronjob.metadata.namespace.clone().unwrap_or_default(),
+        wave: Wave::of(cronjob.metadata.labels.as_ref()),
+        aborted: false,
+        promoted: true,
+        name: cronjob.metadata.name.clone().unwrap_or_default(),
+        generation,
+        observed_generation: generation,
+        paused: false,
+        progress_deadline_exceeded: false,
+        on_delete_strategy: false,
+        desired: 0,
+        total: 0,
+        updated: 0,
+        ready: 0,
+        available: 0,
+        template_rotation: template_rotation(template),
+        containers: Vec::new(),
+        pods: None,
+        selector: None,
+        batch: Some(BatchObservation {
+            jobs,
+            fixed_template: false,
+        }),
+    }
+}
