@@ -8,7 +8,9 @@
 //! operator mirrors the pair and hands over with `ReadyToRotate` (`secretRef`).
 
 use crate::api::{GenerateSource, SecretRefSource, TokenSource as TokenSourceSpec};
-use crate::decide::{ANNOTATION_REPLACEMENT, FreshMaterial, SourceObservation, SourceProblem};
+use crate::decide::{
+    ANNOTATION_REPLACEMENT, FreshMaterial, SourceObservation, SourceOrigin, SourceProblem,
+};
 use crate::error::Error;
 use crate::token::{self, RandomSourceError, Token, TokenPair};
 use futures::future::BoxFuture;
@@ -23,6 +25,9 @@ pub trait Source: Send + Sync {
         &'a self,
         secrets: &'a Api<Secret>,
     ) -> BoxFuture<'a, Result<SourceObservation, Error>>;
+
+    /// Where the pair comes from, for the decisions (they never read `spec.source`).
+    fn origin(&self) -> SourceOrigin;
 
     /// Random material drawn before planning (so the plan stays pure): two new tokens, used only
     /// if the plan issues tokens, and a fingerprint key, used only if a new Secret is written.
@@ -44,16 +49,22 @@ fn fresh_material(prefix: &str, length: usize) -> Result<FreshMaterial, RandomSo
 /// The source named by `spec.source`.
 pub fn from_spec(spec: &TokenSourceSpec) -> Box<dyn Source> {
     if spec.platform.is_some() {
-        return Box::new(Unread(SourceProblem::PlatformUnreadable {
-            message: "spec.platform.rotate is not set".into(),
-        }));
+        return Box::new(Unread(
+            SourceProblem::PlatformUnreadable {
+                message: "spec.platform.rotate is not set".into(),
+            },
+            "the platform's pair",
+        ));
     }
     match (&spec.generate, &spec.secret_ref) {
         (_, Some(reference)) => Box::new(SecretRef(reference.clone())),
         (Some(generate), None) => Box::new(Generate(generate.clone())),
-        (None, None) => Box::new(Unread(SourceProblem::NotFound {
-            name: "(spec.source sets none of generate, secretRef or platform)".into(),
-        })),
+        (None, None) => Box::new(Unread(
+            SourceProblem::NotFound {
+                name: "(spec.source sets none of generate, secretRef or platform)".into(),
+            },
+            "spec.source",
+        )),
     }
 }
 
@@ -66,6 +77,13 @@ impl Source for Generate {
         _secrets: &'a Api<Secret>,
     ) -> BoxFuture<'a, Result<SourceObservation, Error>> {
         Box::pin(async { Ok(SourceObservation::Issued) })
+    }
+
+    fn origin(&self) -> SourceOrigin {
+        SourceOrigin {
+            label: "the generated pair".into(),
+            ..SourceOrigin::default()
+        }
     }
 
     fn fresh(&self) -> Result<FreshMaterial, RandomSourceError> {
@@ -101,13 +119,24 @@ impl Source for SecretRef {
             ))
         })
     }
+
+    /// A Secret, re-read from time to time (a person may not label it, and then no watch sees
+    /// it change); pods could read it directly.
+    fn origin(&self) -> SourceOrigin {
+        SourceOrigin {
+            label: format!("source Secret {}", self.0.name),
+            keys: Some((self.0.token1_key.clone(), self.0.token2_key.clone())),
+            secret: Some(self.0.name.clone()),
+            polled: true,
+        }
+    }
 }
 
 /// A source with nothing to read here: `platform` (the controller reads the pair at the platform
 /// with the platform client, `crate::platform`, which also checks every token; until then it is
 /// unread), or no source at all (the schema forbids it; answered with a condition if it slips
 /// through).
-struct Unread(SourceProblem);
+struct Unread(SourceProblem, &'static str);
 
 impl Source for Unread {
     fn observe<'a>(
@@ -115,6 +144,13 @@ impl Source for Unread {
         _secrets: &'a Api<Secret>,
     ) -> BoxFuture<'a, Result<SourceObservation, Error>> {
         Box::pin(async { Ok(SourceObservation::External(Err(self.0.clone()), None)) })
+    }
+
+    fn origin(&self) -> SourceOrigin {
+        SourceOrigin {
+            label: self.1.into(),
+            ..SourceOrigin::default()
+        }
     }
 }
 

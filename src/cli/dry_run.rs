@@ -75,6 +75,7 @@ async fn observe(client: &Client, target: &Target) -> Result<Snapshot, Box<dyn s
         secret_name: secret,
         mirror: MirrorObservation::Missing,
         source: SourceObservation::Issued,
+        origin: Default::default(),
         namespaces: views,
         retain_unselected: false,
         selection_problem: None,

@@ -75,6 +75,7 @@ pub(super) async fn observe(
         secret_name,
         mirror,
         source: observed_source,
+        origin: source.origin(),
         namespaces,
         retain_unselected: match target {
             Target::Cluster(token) => {

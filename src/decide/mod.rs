@@ -249,7 +249,7 @@ fn warn_mirror_waiting(
 /// When to look again: when the rotation asks, else (a `secretRef` source, which is not
 /// watched when unlabelled) after [`UNWATCHED_SOURCE_RESYNC`].
 fn requeue(snapshot: &Snapshot, rotation: Requeue) -> Requeue {
-    if snapshot.spec.source.secret_ref.is_some() && rotation == Requeue::Never {
+    if snapshot.origin.polled && rotation == Requeue::Never {
         // An unlabelled source Secret is not watched: look again from time to time.
         return Requeue::After(UNWATCHED_SOURCE_RESYNC);
     }
@@ -488,10 +488,10 @@ fn unlabelled_readers(
             })
             .collect();
         let mut secrets = vec![snapshot.secret_name.as_str()];
-        if let Some(source) = &snapshot.spec.source.secret_ref
+        if let Some(source) = &snapshot.origin.secret
             && view.namespace == snapshot.source_namespace
         {
-            secrets.push(source.name.as_str());
+            secrets.push(source.as_str());
         }
         let found = holders::unlabelled_readers(&view.pods, &secrets, |owner| {
             consumers.contains(&view.consumer_of(owner))
@@ -561,14 +561,14 @@ fn spec_problem(snapshot: &Snapshot) -> Option<(&'static str, String)> {
             ),
         ));
     }
-    if let Some(source) = &snapshot.spec.source.secret_ref
-        && source.name == snapshot.secret_name
+    if let Some(source) = &snapshot.origin.secret
+        && *source == snapshot.secret_name
     {
         return Some((
             reason::INVALID_SPEC,
             format!(
                 "the source Secret and the mirror Secret are both {}; set spec.secret.name to another name",
-                source.name
+                source
             ),
         ));
     }

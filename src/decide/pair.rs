@@ -417,11 +417,10 @@ fn identical_case(
     });
     if promoted_first {
         let stale_key = snapshot
-            .spec
-            .source
-            .secret_ref
+            .origin
+            .keys
             .as_ref()
-            .map(|reference| reference.token2_key.clone())
+            .map(|(_, token2_key)| token2_key.clone())
             .unwrap_or_default();
         return Ok(ExternalCase::Incomplete {
             stale_key,
@@ -506,13 +505,7 @@ fn changed_case(
 ) -> ExternalCase {
     let token1 = source.token1.fingerprint(&recorded.key);
     let token2 = source.token2.fingerprint(&recorded.key);
-    let token_keys = &snapshot
-        .spec
-        .source
-        .secret_ref
-        .as_ref()
-        .map(|reference| (reference.token1_key.clone(), reference.token2_key.clone()))
-        .unwrap_or_default();
+    let token_keys = &snapshot.origin.keys.clone().unwrap_or_default();
     if token1 == recorded.fingerprint2 && token2 != recorded.fingerprint1 {
         ExternalCase::PromotionObserved {
             promoted: recorded.identities[1].clone(),
@@ -777,19 +770,11 @@ fn fresh_identity(serial: i64, now: &Time) -> TokenIdentity {
 
 /// How the source is named in messages: `source Secret <name>`, or the platform's pair.
 fn source_label(snapshot: &Snapshot) -> String {
-    if snapshot.spec.source.platform.is_some() {
-        return "the platform's pair".into();
-    }
-    format!("source Secret {}", source_name(snapshot))
+    snapshot.origin.label.clone()
 }
 
 fn source_name(snapshot: &Snapshot) -> &str {
-    snapshot
-        .spec
-        .source
-        .secret_ref
-        .as_ref()
-        .map_or("", |source| source.name.as_str())
+    snapshot.origin.secret.as_deref().unwrap_or_default()
 }
 
 /// Labels the mirror Secret carries.

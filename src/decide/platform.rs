@@ -23,18 +23,12 @@ pub const CREDENTIALS_WARNING_SECONDS: i64 = 7 * 24 * 3600;
 
 /// The keys of the source pair and where it lives, for messages.
 fn source_terms(snapshot: &Snapshot) -> (String, String, String) {
-    match &snapshot.spec.source.secret_ref {
-        Some(reference) => (
-            reference.token1_key.clone(),
-            reference.token2_key.clone(),
-            format!("source Secret {}", reference.name),
-        ),
-        None => (
-            "token1".into(),
-            "token2".into(),
-            "the platform's pair".into(),
-        ),
-    }
+    let (token1_key, token2_key) = snapshot
+        .origin
+        .keys
+        .clone()
+        .unwrap_or_else(|| ("token1".into(), "token2".into()));
+    (token1_key, token2_key, snapshot.origin.label.clone())
 }
 
 fn unknown(why: &str, what: &str) -> (&'static str, String) {

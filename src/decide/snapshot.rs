@@ -87,6 +87,8 @@ pub struct Snapshot {
     /// Secret of a ClusterStreamingToken.
     pub mirror: MirrorObservation,
     pub source: SourceObservation,
+    /// Where the pair comes from.
+    pub origin: SourceOrigin,
     /// The namespaces the pair reaches, each with its consumers and pods (one, the
     /// StreamingToken's own, for the namespaced kind), sorted by name.
     pub namespaces: Vec<NamespaceView>,
@@ -318,6 +320,22 @@ pub struct ObservedMirror {
     /// The latest time (API server clock, seconds) any field manager wrote the Secret: the
     /// token values were last written no later than this.
     pub values_written_at: Option<i64>,
+}
+
+/// Where the pair comes from, as the source describes itself ([`crate::source::Source::origin`]):
+/// the decisions read this, never `spec.source`, so a new kind of source needs no decision
+/// change.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceOrigin {
+    /// How messages name it: `source Secret portal-tokens`, `the platform's pair`.
+    pub label: String,
+    /// The source's own keys of Token 1 and Token 2 (a Secret's).
+    pub keys: Option<(String, String)>,
+    /// A Secret of the source's namespace that holds the pair: pods that read it directly can be
+    /// neither repointed nor verified.
+    pub secret: Option<String>,
+    /// It changes without a watch event (an unlabelled Secret): read again from time to time.
+    pub polled: bool,
 }
 
 /// What the source says (see [`crate::source`]).

@@ -229,19 +229,12 @@ pub fn pair<'a>(snapshot: &'a Snapshot, view: &NamespaceView, stamp: &'a str) ->
         token2_key: &snapshot.spec.secret.token2_key,
         rotation_id: stamp,
         values_written_at: snapshot.values_written_at(view),
-        source: snapshot
-            .spec
-            .source
-            .secret_ref
-            .as_ref()
-            .filter(|_| source_here)
-            .map(|reference| {
-                (
-                    reference.name.as_str(),
-                    reference.token1_key.as_str(),
-                    reference.token2_key.as_str(),
-                )
-            }),
+        source: match (&snapshot.origin.secret, &snapshot.origin.keys) {
+            (Some(secret), Some((token1_key, token2_key))) if source_here => {
+                Some((secret.as_str(), token1_key.as_str(), token2_key.as_str()))
+            }
+            _ => None,
+        },
     }
 }
 

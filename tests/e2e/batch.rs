@@ -11,7 +11,13 @@ use streaming_token_operator::api::{ROTATION_ANNOTATION, StreamingToken, TOKEN_L
 
 const TIMEOUT: Duration = Duration::from_secs(240);
 
-/// A pod template that reads `key` of Secret `secret` into STREAMING_TOKEN.
+/// A pod template that reads `key` of Secret `secret` into STREAMING_TOKEN. Labelled `stotest:
+/// runs`, its pods keep running on KWOK (the harness's stages) until their Job ends them, as a
+/// job whose work takes long: KWOK would otherwise complete them at once.
+fn pod_template(secret: &str, key: &str) -> serde_json::Value {
+    json!({"metadata": {"labels": {"stotest": "runs"}}, "spec": pod_spec(secret, key)})
+}
+
 fn pod_spec(secret: &str, key: &str) -> serde_json::Value {
     json!({
         "restartPolicy": "Never",
@@ -22,8 +28,8 @@ fn pod_spec(secret: &str, key: &str) -> serde_json::Value {
     })
 }
 
-/// A CronJob firing every minute whose Jobs run until their deadline (on KWOK a pod never ends
-/// by itself: `activeDeadlineSeconds` ends each Job, as a real job ends its work).
+/// A CronJob firing every minute whose Jobs run until their deadline (`activeDeadlineSeconds`
+/// ends each Job, as a real job ends its work).
 fn cronjob(name: &str, namespace: &str, token: &str, deadline: i64) -> CronJob {
     serde_json::from_value(json!({
         "apiVersion": "batch/v1", "kind": "CronJob",
@@ -36,7 +42,7 @@ fn cronjob(name: &str, namespace: &str, token: &str, deadline: i64) -> CronJob {
             "jobTemplate": {"spec": {
                 "activeDeadlineSeconds": deadline,
                 "backoffLimit": 0,
-                "template": {"spec": pod_spec(token, "token1")}
+                "template": pod_template(token, "token1")
             }}
         }
     }))
@@ -73,7 +79,7 @@ async fn a_cronjob_is_repointed_and_its_running_job_is_waited_for() {
         &tokens,
         &fixtures::token("bt", &namespace)
             .with_trigger("t0")
-            .rollout_timeout("10s")
+            .rollout_timeout("30s")
             .build(),
     )
     .await;
@@ -184,7 +190,7 @@ async fn a_labelled_job_is_waited_for_and_never_patched() {
     let job: Job = serde_json::from_value(json!({
         "apiVersion": "batch/v1", "kind": "Job",
         "metadata": {"name": "migrate", "namespace": namespace, "labels": {TOKEN_LABEL: "jt"}},
-        "spec": {"activeDeadlineSeconds": 30, "backoffLimit": 0, "template": {"spec": pod_spec("jt", "token1")}}
+        "spec": {"activeDeadlineSeconds": 30, "backoffLimit": 0, "template": pod_template("jt", "token1")}
     }))
     .expect("job");
     support::apply(&jobs, &job).await;
@@ -197,6 +203,21 @@ async fn a_labelled_job_is_waited_for_and_never_patched() {
         (!list.items.is_empty())
             .then_some(())
             .ok_or_else(|| "no pod yet".to_string())
+    })
+    .await;
+    // A consumer (counted, never an unlabelled reader of its own token).
+    wait_for("the Job counted as a consumer", TIMEOUT, || async {
+        let token = tokens.get("jt").await.map_err(|error| error.to_string())?;
+        let status = token.status.unwrap_or_default();
+        let total = status.consumers.as_ref().map_or(0, |summary| summary.total);
+        let degraded = status
+            .conditions
+            .iter()
+            .find(|condition| condition.type_ == "Degraded")
+            .map(|condition| condition.reason.clone());
+        (total == 1 && degraded.as_deref() != Some("UnlabelledReader"))
+            .then_some(())
+            .ok_or_else(|| format!("{total} consumer(s), Degraded {degraded:?}"))
     })
     .await;
     let ledger = Ledger::start(&admin, &namespace, "jt").await;

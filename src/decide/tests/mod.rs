@@ -82,6 +82,10 @@ fn fixture() -> Fixture {
             secret_name: "telemetry".into(),
             mirror: MirrorObservation::Missing,
             source: SourceObservation::Issued,
+            origin: SourceOrigin {
+                label: "the generated pair".into(),
+                ..SourceOrigin::default()
+            },
             namespaces: vec![NamespaceView {
                 namespace: "prod".into(),
                 copy: CopyObservation::Home,
@@ -146,6 +150,8 @@ impl Fixture {
             }),
             platform: None,
         };
+        // The origin as the real source describes itself.
+        self.snapshot.origin = crate::source::from_spec(&self.snapshot.spec.source).origin();
         self.snapshot.source = SourceObservation::External(
             source.map(|(one, two)| TokenPair {
                 token1: token(one),
@@ -447,6 +453,7 @@ impl Fixture {
             secret_ref: None,
             platform: Some(Default::default()),
         };
+        self.snapshot.origin = crate::source::from_spec(&self.snapshot.spec.source).origin();
         self
     }
 }
