@@ -66,24 +66,101 @@ pub async fn run(args: Args) -> Outcome {
 }
 
 fn init_logging(format: LogFormat) {
-    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Whatever RUST_LOG says, the HTTP and client layers stay at info: at debug and trace they
-    // may log request and response bodies, and a Secret's body holds the tokens.
+    let builder = tracing_subscriber::fmt().with_env_filter(log_filter(
+        std::env::var(tracing_subscriber::EnvFilter::DEFAULT_ENV)
+            .ok()
+            .as_deref(),
+    ));
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+/// `RUST_LOG` (default `info`), except where a library could print a Secret's body: the HTTP and
+/// client layers stay at info whatever it says (at debug and trace they may log request and
+/// response bodies), and kube's client module at error (it logs a whole response it cannot
+/// decode at warn).
+fn log_filter(rust_log: Option<&str>) -> tracing_subscriber::EnvFilter {
+    let mut filter = rust_log
+        .and_then(|directives| tracing_subscriber::EnvFilter::try_new(directives).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
     for directive in [
         "kube_client=info",
+        "kube_client::client=error",
         "hyper=info",
         "hyper_util=info",
         "tower=info",
         "rustls=info",
+        "reqwest=info",
     ] {
         if let Ok(directive) = directive.parse() {
             filter = filter.add_directive(directive);
         }
     }
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
+    filter
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+    use std::sync::{Arc, Mutex};
+
+    /// What a subscriber with the operator's filter prints.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// kube's client logs a whole response it cannot decode (a Secret's, tokens included) at
+    /// warn: silenced at every RUST_LOG, while other warnings still print.
+    #[test]
+    fn no_library_prints_a_secret_body_at_any_level() {
+        let sentinel = "SENTINEL-token-c2VjcmV0";
+        for rust_log in [
+            None,
+            Some("trace"),
+            Some("kube_client=trace,trace"),
+            Some("warn"),
+        ] {
+            let captured = Captured::default();
+            let writer = captured.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_env_filter(log_filter(rust_log))
+                .with_writer(move || writer.clone())
+                .finish();
+            tracing::subscriber::with_default(subscriber, || {
+                tracing::warn!(target: "kube_client::client", "{{\"data\":{{\"token1\":\"{sentinel}\"}}}}, Error(\"invalid\")");
+                tracing::trace!(target: "hyper::proto", "body {sentinel}");
+                tracing::warn!(target: "streaming_token_operator::controller", "a warning that prints");
+            });
+            let output = String::from_utf8_lossy(
+                &captured
+                    .0
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()),
+            )
+            .to_string();
+            assert!(
+                !output.contains(sentinel),
+                "RUST_LOG={rust_log:?}: {output}"
+            );
+            assert!(
+                output.contains("a warning that prints"),
+                "RUST_LOG={rust_log:?}: the filter silences too much: {output}"
+            );
+        }
     }
 }
