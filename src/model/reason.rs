@@ -212,7 +212,8 @@ pub const NOT_LEADER: &str = "NotLeader";
 
 // Audit.
 
-/// (Event, by the CLI) Someone read the tokens with `streaming-token-operator token`.
+/// (Event, by the CLI) Someone read Token 2 with `streaming-token-operator dotenv`, recorded with
+/// their own credentials: a courtesy record, not an audit trail (see the README).
 pub const TOKEN_READ: &str = "TokenRead";
 
 /// The types of the conditions the operator sets.
