@@ -435,3 +435,91 @@ pub(super) fn fill_view(target: &Target, context: &Context, view: &mut Namespace
     let records = context.pods.in_namespace(&view.namespace);
     view.with_pods(records, now);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn cluster_token(names: &[&str], selector: Option<serde_json::Value>) -> ClusterStreamingToken {
+        let mut namespaces = json!({"names": names});
+        if let Some(selector) = selector {
+            namespaces["selector"] = selector;
+        }
+        serde_json::from_value(json!({
+            "apiVersion": "streamingtoken.io/v1alpha1",
+            "kind": "ClusterStreamingToken",
+            "metadata": {"name": "fleet"},
+            "spec": {"source": {"generate": {}}, "namespaces": namespaces}
+        }))
+        .expect("cluster token")
+    }
+
+    fn namespace(name: &str, labels: serde_json::Value, deleting: bool) -> kube::api::ObjectMeta {
+        let mut meta = json!({"name": name, "labels": labels});
+        if deleting {
+            meta["deletionTimestamp"] = json!("2026-12-06T10:00:00Z");
+        }
+        serde_json::from_value(meta).expect("meta")
+    }
+
+    #[test]
+    fn a_selection_is_named_namespaces_and_matching_ones_never_one_being_deleted() {
+        let namespaces = [
+            namespace("named", json!({}), false),
+            namespace("team-a", json!({"tier": "prod"}), false),
+            namespace("team-b", json!({"tier": "dev"}), false),
+            namespace("leaving", json!({"tier": "prod"}), true),
+        ];
+        let selector = json!({"matchLabels": {"tier": "prod"}});
+        let (selected, problem) =
+            selected_namespaces(&cluster_token(&["named"], Some(selector)), &namespaces);
+        assert_eq!(
+            selected.into_iter().collect::<Vec<_>>(),
+            ["named", "team-a"]
+        );
+        assert_eq!(problem, None);
+        // An invalid selector selects only the named ones, and says why.
+        let invalid = json!({"matchExpressions": [{"key": "tier", "operator": "Bogus"}]});
+        let (selected, problem) =
+            selected_namespaces(&cluster_token(&["named"], Some(invalid)), &namespaces);
+        assert_eq!(selected.into_iter().collect::<Vec<_>>(), ["named"]);
+        assert!(problem.is_some_and(|problem| problem.contains("spec.namespaces.selector")));
+    }
+
+    #[test]
+    fn secrets_are_read_afresh_while_a_rotation_waits_on_the_platform() {
+        use crate::api::{PlatformStatus, RotationStatus, StreamingTokenStatus};
+        let rotating = |phase: &str| StreamingTokenStatus {
+            rotation: Some(
+                serde_json::from_value::<RotationStatus>(json!({
+                    "id": "r1", "cause": "Trigger", "strategy": "ZeroDowntime", "phase": phase,
+                    "startedAt": "2026-12-06T10:00:00Z", "phaseStartedAt": "2026-12-06T10:00:00Z",
+                    "deactivatesSerial": 1
+                }))
+                .expect("rotation"),
+            ),
+            ..StreamingTokenStatus::default()
+        };
+        let rejected = StreamingTokenStatus {
+            platform: Some(PlatformStatus {
+                token1: Some(reason::platform::REJECTED.into()),
+                ..PlatformStatus::default()
+            }),
+            ..StreamingTokenStatus::default()
+        };
+        let cases = [
+            (None, true),
+            (Some(StreamingTokenStatus::default()), false),
+            (Some(rotating(reason::phase::REPOINTING)), false),
+            (
+                Some(rotating(decide::rotation::PHASE_AWAITING_SOURCE)),
+                true,
+            ),
+            (Some(rejected), true),
+        ];
+        for (status, fresh) in cases {
+            assert_eq!(needs_fresh_read(status.as_ref()), fresh, "{status:?}");
+        }
+    }
+}
