@@ -137,3 +137,41 @@ fn observe(cronjob: &CronJob, template: &PodTemplateSpec) -> ConsumerObservation
         }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cronjob_is_read_from_its_job_template_and_active_jobs() {
+        let cronjob: CronJob = serde_json::from_value(json!({
+            "metadata": {"name": "nightly", "namespace": "prod", "generation": 3,
+                         "labels": {"streamingtoken.io/token": "telemetry"}},
+            "spec": {"schedule": "0 2 * * *", "jobTemplate": {"spec": {"template": {
+                "metadata": {"annotations": {"streamingtoken.io/rotation": "r4.abcd"}},
+                "spec": {"restartPolicy": "Never", "containers": [{"name": "app", "env": [
+                    {"name": "STREAMING_TOKEN", "valueFrom": {"secretKeyRef": {"name": "telemetry", "key": "token1"}}}
+                ]}]}
+            }}}},
+            "status": {"active": [{"kind": "Job", "name": "nightly-29000000"}]}
+        }))
+        .expect("cronjob");
+        let cached = cache_cronjob(&cronjob);
+        assert_eq!(cached.token, "telemetry");
+        let observed = cached.observe("STREAMING_TOKEN", "telemetry");
+        assert_eq!(observed.kind, WorkloadKind::CronJob);
+        assert_eq!(observed.template_rotation.as_deref(), Some("r4.abcd"));
+        assert_eq!(
+            observed.batch,
+            Some(BatchObservation {
+                jobs: vec!["nightly-29000000".into()],
+                fixed_template: false
+            })
+        );
+        assert_eq!(observed.containers[0].name, "app");
+        assert_eq!(
+            observed.generation, observed.observed_generation,
+            "no rollout of its own to wait for"
+        );
+    }
+}
