@@ -131,12 +131,37 @@ pub fn rollout_resource() -> kube::core::ApiResource {
     }
 }
 
+/// True when every pause condition is a canary step's pause and the current step's pause has a
+/// duration: it ends by itself.
+fn timed_step_pause(data: &Value) -> bool {
+    let status = &data["status"];
+    let Some(conditions) = status["pauseConditions"].as_array() else {
+        return false;
+    };
+    let all_step_pauses = !conditions.is_empty()
+        && conditions
+            .iter()
+            .all(|condition| condition["reason"] == "CanaryPauseStep");
+    let step = status["currentStepIndex"]
+        .as_u64()
+        .and_then(|index| usize::try_from(index).ok())
+        .and_then(|index| data["spec"]["strategy"]["canary"]["steps"].get(index));
+    let duration = step.map(|step| &step["pause"]["duration"]);
+    let timed = match duration {
+        Some(Value::String(text)) => !text.is_empty() && text != "0" && text != "0s",
+        Some(Value::Number(number)) => number.as_i64().is_some_and(|seconds| seconds > 0),
+        _ => false,
+    };
+    all_step_pauses && timed
+}
+
 /// Caches an Argo Rollouts `Rollout`: its pod template (`spec.template`, a PodTemplateSpec) and
 /// what its own status says of the rollout. A Rollout is rolled out when its controller has
 /// observed the latest generation, every replica is updated, ready and available, and the new
 /// revision is the stable one (`status.stableRS` is `status.currentPodHash`: a canary fully
-/// promoted, a blue-green switched); paused (`spec.paused`, pause conditions) or aborted
-/// (`status.abort`) is blocked.
+/// promoted, a blue-green switched); paused (`spec.paused`, a pause without an end: a canary step
+/// without a duration, an analysis) or aborted (`status.abort`) is blocked. A canary step's
+/// timed pause is a rollout in progress.
 pub fn cache_rollout(rollout: &kube::api::DynamicObject) -> CachedWorkload {
     let data = &rollout.data;
     let template: PodTemplateSpec =
@@ -153,11 +178,14 @@ pub fn cache_rollout(rollout: &kube::api::DynamicObject) -> CachedWorkload {
         Value::String(text) => text.parse().unwrap_or(0),
         other => other.as_i64().unwrap_or(0),
     };
-    let paused = data["spec"]["paused"].as_bool().unwrap_or(false)
-        || status["pauseConditions"]
-            .as_array()
-            .is_some_and(|conditions| !conditions.is_empty())
+    // A canary step's timed pause is the rollout running its course; only a pause without an
+    // end (a step without a duration, `spec.paused`, an inconclusive analysis) blocks.
+    let held = status["pauseConditions"]
+        .as_array()
+        .is_some_and(|conditions| !conditions.is_empty())
         || status["controllerPause"].as_bool().unwrap_or(false);
+    let paused =
+        data["spec"]["paused"].as_bool().unwrap_or(false) || (held && !timed_step_pause(data));
     let promoted = match (
         status["stableRS"].as_str(),
         status["currentPodHash"].as_str(),
@@ -240,6 +268,43 @@ fn apply_to_template(patch: &ConsumerPatch, template: &mut Value) {
                 }
                 None => env.push(json!({"name": variable, "valueFrom": value_from.clone()})),
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rollout(step_pause: Value, conditions: Value) -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+            "metadata": {"name": "cn", "namespace": "prod"},
+            "spec": {
+                "selector": {"matchLabels": {"app": "cn"}},
+                "template": {"spec": {"containers": [{"name": "app"}]}},
+                "strategy": {"canary": {"steps": [{"setWeight": 50}, {"pause": step_pause}]}}
+            },
+            "status": {"currentStepIndex": 1, "controllerPause": true, "pauseConditions": conditions}
+        }))
+        .expect("rollout")
+    }
+
+    #[test]
+    fn a_timed_canary_pause_is_a_rollout_in_progress_and_an_endless_one_blocks() {
+        let step = json!([{"reason": "CanaryPauseStep", "startTime": "2026-12-06T10:00:00Z"}]);
+        let analysis =
+            json!([{"reason": "InconclusiveAnalysis", "startTime": "2026-12-06T10:00:00Z"}]);
+        let cases = [
+            (json!({"duration": "20s"}), step.clone(), false),
+            (json!({"duration": 20}), step.clone(), false),
+            (json!({}), step, true),
+            (json!({"duration": "20s"}), analysis, true),
+        ];
+        for (pause, conditions, blocked) in cases {
+            let observed = cache_rollout(&rollout(pause.clone(), conditions.clone()))
+                .observe("STREAMING_TOKEN", "t");
+            assert_eq!(observed.paused, blocked, "{pause} {conditions}");
         }
     }
 }

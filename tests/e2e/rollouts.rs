@@ -191,7 +191,7 @@ async fn canary_and_blue_green_rollouts_are_consumers_and_an_aborted_one_blocks(
     apply_rollout(rollout(
         "cn",
         "ro",
-        json!({"canary": {"steps": [{"setWeight": 50}, {"pause": {"duration": "2s"}}]}}),
+        json!({"canary": {"steps": [{"setWeight": 50}, {"pause": {"duration": "15s"}}]}}),
     ))
     .await;
     apply_rollout(rollout(
@@ -218,9 +218,41 @@ async fn canary_and_blue_green_rollouts_are_consumers_and_an_aborted_one_blocks(
         .expect("token2");
 
     let ledger = Ledger::start(&admin, &namespace, "ro").await;
+    // The canary's timed pause (15 s) is the rollout running its course: never reported as a
+    // blocked (Paused) consumer while it runs.
+    let seen_blocked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sampler = {
+        let tokens = tokens.clone();
+        let seen = seen_blocked.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Ok(token) = tokens.get("ro").await {
+                    for blocked in token
+                        .status
+                        .iter()
+                        .flat_map(|status| status.consumers.iter())
+                        .flat_map(|summary| summary.blocked.iter())
+                    {
+                        let entry = format!("{}/{} {}", blocked.kind, blocked.name, blocked.reason);
+                        let mut seen = seen.lock().expect("lock");
+                        if !seen.contains(&entry) {
+                            seen.push(entry);
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        })
+    };
     support::set_trigger(&tokens, "ro", "t1").await;
     support::wait_rotation_done(&tokens, "ro", "r1", TIMEOUT).await;
+    sampler.abort();
     ledger.assert_no_outage().await;
+    let seen = seen_blocked.lock().expect("lock").clone();
+    assert!(
+        seen.is_empty(),
+        "a timed canary pause was reported as blocking: {seen:?}"
+    );
     assert_eq!(
         support::secret_value(&admin, &namespace, "ro", "token1")
             .await
