@@ -2,7 +2,7 @@
 //! labelled Job (never patched, waited for), under the independent token ledger.
 
 use crate::support::ledger::Ledger;
-use crate::support::{self, Operator, OperatorOptions, fixtures, wait_condition, wait_for};
+use crate::support::{self, fixtures, wait_condition, wait_for};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use kube::{Api, ResourceExt};
 use serde_json::json;
@@ -70,9 +70,11 @@ async fn active_jobs(cronjobs: &Api<CronJob>, name: &str) -> Result<Vec<String>,
 /// ended. Jobs started after the repoint read Token 2. The ledger sees no pod on a dead token.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cronjob_is_repointed_and_its_running_job_is_waited_for() {
-    let admin = support::admin_client().await;
-    let namespace = support::namespace(&admin, "batch-cron").await;
-    let _operator = Operator::start(&admin, &namespace, OperatorOptions::default()).await;
+    let support::Scenario {
+        admin,
+        namespace,
+        operator: _operator,
+    } = support::Scenario::start("batch-cron").await;
     let tokens: Api<StreamingToken> = Api::namespaced(admin.clone(), &namespace);
     let cronjobs: Api<CronJob> = Api::namespaced(admin.clone(), &namespace);
     support::apply(
@@ -176,9 +178,11 @@ async fn a_cronjob_is_repointed_and_its_running_job_is_waited_for() {
 /// only once it has ended.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_labelled_job_is_waited_for_and_never_patched() {
-    let admin = support::admin_client().await;
-    let namespace = support::namespace(&admin, "batch-job").await;
-    let _operator = Operator::start(&admin, &namespace, OperatorOptions::default()).await;
+    let support::Scenario {
+        admin,
+        namespace,
+        operator: _operator,
+    } = support::Scenario::start("batch-job").await;
     let tokens: Api<StreamingToken> = Api::namespaced(admin.clone(), &namespace);
     let jobs: Api<Job> = Api::namespaced(admin.clone(), &namespace);
     support::apply(

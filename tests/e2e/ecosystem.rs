@@ -3,7 +3,7 @@
 //! Lua health runtime (`github.com/argoproj/argo-cd/v3/util/lua`), each built from its Go module
 //! (`tests/go-helper.sh kstatus`, `tests/go-helper.sh argocd-health`).
 
-use crate::support::{self, Operator, OperatorOptions, fixtures, wait_condition, wait_for};
+use crate::support::{self, fixtures, wait_condition, wait_for};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
@@ -102,9 +102,11 @@ fn judge(
 /// rotation and a spec or source the user must fix as Failed, a suspended one as Current.
 #[tokio::test(flavor = "multi_thread")]
 async fn kstatus_judges_real_streamingtokens() {
-    let admin = support::admin_client().await;
-    let namespace = support::namespace(&admin, "eco-kstatus").await;
-    let _operator = Operator::start(&admin, &namespace, OperatorOptions::default()).await;
+    let support::Scenario {
+        admin,
+        namespace,
+        operator: _operator,
+    } = support::Scenario::start("eco-kstatus").await;
     let tokens: Api<StreamingToken> = Api::namespaced(admin.clone(), &namespace);
     let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &namespace);
     let secrets: Api<Secret> = Api::namespaced(admin.clone(), &namespace);
@@ -262,9 +264,11 @@ async fn kstatus_judges_real_streamingtokens() {
 /// shows the pair, the rotation and where every consumer stands, as a table and as JSON.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_status_command_shows_where_each_consumer_stands() {
-    let admin = support::admin_client().await;
-    let namespace = support::namespace(&admin, "eco-status").await;
-    let _operator = Operator::start(&admin, &namespace, OperatorOptions::default()).await;
+    let support::Scenario {
+        admin,
+        namespace,
+        operator: _operator,
+    } = support::Scenario::start("eco-status").await;
     let tokens: Api<StreamingToken> = Api::namespaced(admin.clone(), &namespace);
     let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &namespace);
     for name in ["moving", "stuck"] {
@@ -467,9 +471,11 @@ fn cli(kubeconfig: &std::path::Path, args: &[&str]) -> (bool, String, String) {
 /// someone RBAC lets read the mirror Secret, and records who read it (never the value).
 #[tokio::test(flavor = "multi_thread")]
 async fn dry_run_and_dotenv_for_the_people_who_use_them() {
-    let admin = support::admin_client().await;
-    let namespace = support::namespace(&admin, "eco-cli").await;
-    let _operator = Operator::start(&admin, &namespace, OperatorOptions::default()).await;
+    let support::Scenario {
+        admin,
+        namespace,
+        operator: _operator,
+    } = support::Scenario::start("eco-cli").await;
     let tokens: Api<StreamingToken> = Api::namespaced(admin.clone(), &namespace);
     let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &namespace);
     support::apply(

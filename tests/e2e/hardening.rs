@@ -197,9 +197,11 @@ async fn a_refused_consumer_is_reported_and_does_not_stall_the_others() {
 /// blocked, naming the field manager, keeps Token 1 active, and completes once Git reads Token 2.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_gitops_revert_is_reported_not_fought() {
-    let admin = support::admin_client().await;
-    let namespace = support::namespace(&admin, "harden-gitops").await;
-    let _operator = Operator::start(&admin, &namespace, OperatorOptions::default()).await;
+    let support::Scenario {
+        admin,
+        namespace,
+        operator: _operator,
+    } = support::Scenario::start("harden-gitops").await;
     let tokens: Api<StreamingToken> = Api::namespaced(admin.clone(), &namespace);
     let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &namespace);
     let manifest = |key: &str| {
@@ -327,9 +329,11 @@ async fn a_gitops_revert_is_reported_not_fought() {
 async fn a_recreated_streamingtoken_rolls_consumers_stamped_by_its_predecessor() {
     use k8s_openapi::api::core::v1::Secret;
     use streaming_token_operator::api::DeletionPolicy;
-    let admin = support::admin_client().await;
-    let namespace = support::namespace(&admin, "harden-incarnation").await;
-    let _operator = Operator::start(&admin, &namespace, OperatorOptions::default()).await;
+    let support::Scenario {
+        admin,
+        namespace,
+        operator: _operator,
+    } = support::Scenario::start("harden-incarnation").await;
     let tokens: Api<StreamingToken> = Api::namespaced(admin.clone(), &namespace);
     let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &namespace);
     let secrets: Api<Secret> = Api::namespaced(admin.clone(), &namespace);
@@ -405,9 +409,11 @@ async fn a_recreated_streamingtoken_rolls_consumers_stamped_by_its_predecessor()
 #[tokio::test(flavor = "multi_thread")]
 async fn a_source_pasted_key_by_key_waits_and_a_mirror_lost_mid_rotation_is_reported() {
     use k8s_openapi::api::core::v1::Secret;
-    let admin = support::admin_client().await;
-    let namespace = support::namespace(&admin, "harden-paste").await;
-    let _operator = Operator::start(&admin, &namespace, OperatorOptions::default()).await;
+    let support::Scenario {
+        admin,
+        namespace,
+        operator: _operator,
+    } = support::Scenario::start("harden-paste").await;
     let tokens: Api<StreamingToken> = Api::namespaced(admin.clone(), &namespace);
     let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &namespace);
     let secrets: Api<Secret> = Api::namespaced(admin.clone(), &namespace);
@@ -545,9 +551,11 @@ async fn a_source_pasted_key_by_key_waits_and_a_mirror_lost_mid_rotation_is_repo
 /// that re-applies the manifest from Git changes nothing, and exactly one rotation runs.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_manual_rotation_survives_a_gitops_self_heal_and_runs_once() {
-    let admin = support::admin_client().await;
-    let namespace = support::namespace(&admin, "harden-rotate").await;
-    let _operator = Operator::start(&admin, &namespace, OperatorOptions::default()).await;
+    let support::Scenario {
+        admin,
+        namespace,
+        operator: _operator,
+    } = support::Scenario::start("harden-rotate").await;
     let tokens: Api<StreamingToken> = Api::namespaced(admin.clone(), &namespace);
     let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &namespace);
     support::apply(
@@ -724,9 +732,11 @@ async fn a_leader_whose_renewals_fail_steps_down_before_the_standby_leads() {
 async fn a_restart_hand_off_is_worded_truthfully_and_restarts_only_who_needs_it() {
     use k8s_openapi::api::core::v1::Secret;
     use streaming_token_operator::api::RotationStrategy;
-    let admin = support::admin_client().await;
-    let namespace = support::namespace(&admin, "harden-restart").await;
-    let _operator = Operator::start(&admin, &namespace, OperatorOptions::default()).await;
+    let support::Scenario {
+        admin,
+        namespace,
+        operator: _operator,
+    } = support::Scenario::start("harden-restart").await;
     let tokens: Api<StreamingToken> = Api::namespaced(admin.clone(), &namespace);
     let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &namespace);
     let secrets: Api<Secret> = Api::namespaced(admin.clone(), &namespace);

@@ -21,9 +21,11 @@ async fn token_api(client: &Client, namespace: &str) -> Api<StreamingToken> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn generate_source_mirrors_two_distinct_tokens_and_reports_ready() {
-    let admin = support::admin_client().await;
-    let namespace = support::namespace(&admin, "mirror-generate").await;
-    let _operator = Operator::start(&admin, &namespace, OperatorOptions::default()).await;
+    let support::Scenario {
+        admin,
+        namespace,
+        operator: _operator,
+    } = support::Scenario::start("mirror-generate").await;
     let tokens = token_api(&admin, &namespace).await;
     let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &namespace);
     support::apply(
@@ -140,9 +142,11 @@ async fn generate_source_mirrors_two_distinct_tokens_and_reports_ready() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tampering_and_deletion_of_the_mirror_secret_are_repaired() {
-    let admin = support::admin_client().await;
-    let namespace = support::namespace(&admin, "mirror-repair").await;
-    let _operator = Operator::start(&admin, &namespace, OperatorOptions::default()).await;
+    let support::Scenario {
+        admin,
+        namespace,
+        operator: _operator,
+    } = support::Scenario::start("mirror-repair").await;
     let tokens = token_api(&admin, &namespace).await;
     let secrets: Api<Secret> = Api::namespaced(admin.clone(), &namespace);
     support::apply(&tokens, &fixtures::token("pair", &namespace).build()).await;
@@ -241,9 +245,11 @@ async fn tampering_and_deletion_of_the_mirror_secret_are_repaired() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn secret_ref_source_is_mirrored_and_followed() {
-    let admin = support::admin_client().await;
-    let namespace = support::namespace(&admin, "mirror-secretref").await;
-    let _operator = Operator::start(&admin, &namespace, OperatorOptions::default()).await;
+    let support::Scenario {
+        admin,
+        namespace,
+        operator: _operator,
+    } = support::Scenario::start("mirror-secretref").await;
     let tokens = token_api(&admin, &namespace).await;
     let secrets: Api<Secret> = Api::namespaced(admin.clone(), &namespace);
     support::apply(
@@ -354,9 +360,11 @@ async fn secret_ref_source_is_mirrored_and_followed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_streamingtokens_cannot_claim_one_secret_and_foreign_secrets_are_left_alone() {
-    let admin = support::admin_client().await;
-    let namespace = support::namespace(&admin, "mirror-conflict").await;
-    let _operator = Operator::start(&admin, &namespace, OperatorOptions::default()).await;
+    let support::Scenario {
+        admin,
+        namespace,
+        operator: _operator,
+    } = support::Scenario::start("mirror-conflict").await;
     let tokens = token_api(&admin, &namespace).await;
     let secrets: Api<Secret> = Api::namespaced(admin.clone(), &namespace);
 
@@ -735,9 +743,11 @@ async fn schema_and_cel_reject_invalid_specs() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn deletion_policy_decides_the_fate_of_the_mirror_secret() {
-    let admin = support::admin_client().await;
-    let namespace = support::namespace(&admin, "mirror-deletion").await;
-    let _operator = Operator::start(&admin, &namespace, OperatorOptions::default()).await;
+    let support::Scenario {
+        admin,
+        namespace,
+        operator: _operator,
+    } = support::Scenario::start("mirror-deletion").await;
     let tokens = token_api(&admin, &namespace).await;
     let secrets: Api<Secret> = Api::namespaced(admin.clone(), &namespace);
     support::apply(&tokens, &fixtures::token("kept", &namespace).build()).await;
@@ -812,9 +822,11 @@ async fn deletion_policy_decides_the_fate_of_the_mirror_secret() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn suspended_streamingtoken_is_left_alone() {
-    let admin = support::admin_client().await;
-    let namespace = support::namespace(&admin, "mirror-suspend").await;
-    let _operator = Operator::start(&admin, &namespace, OperatorOptions::default()).await;
+    let support::Scenario {
+        admin,
+        namespace,
+        operator: _operator,
+    } = support::Scenario::start("mirror-suspend").await;
     let tokens = token_api(&admin, &namespace).await;
     let secrets: Api<Secret> = Api::namespaced(admin.clone(), &namespace);
     support::apply(&tokens, &fixtures::token("paused", &namespace).build()).await;
@@ -924,9 +936,11 @@ async fn converged_reconcile_makes_zero_writes() {
 /// no rotation is marked complete by it.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_older_mirror_put_back_after_a_rotation_is_refused() {
-    let admin = support::admin_client().await;
-    let namespace = support::namespace(&admin, "mirror-rollback").await;
-    let _operator = Operator::start(&admin, &namespace, OperatorOptions::default()).await;
+    let support::Scenario {
+        admin,
+        namespace,
+        operator: _operator,
+    } = support::Scenario::start("mirror-rollback").await;
     let tokens: Api<StreamingToken> = Api::namespaced(admin.clone(), &namespace);
     let secrets: Api<Secret> = Api::namespaced(admin.clone(), &namespace);
     support::apply(

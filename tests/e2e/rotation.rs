@@ -128,9 +128,11 @@ async fn pods_at(client: &Client, namespace: &str, resource_version: &str) -> Ve
 /// terminating ones included; the old Token 2 became Token 1.
 #[tokio::test(flavor = "multi_thread")]
 async fn zero_downtime_rotation_deactivates_only_after_every_old_pod_is_gone() {
-    let admin = support::admin_client().await;
-    let namespace = support::namespace(&admin, "rotate-zero").await;
-    let _operator = Operator::start(&admin, &namespace, OperatorOptions::default()).await;
+    let support::Scenario {
+        admin,
+        namespace,
+        operator: _operator,
+    } = support::Scenario::start("rotate-zero").await;
     let tokens: Api<StreamingToken> = Api::namespaced(admin.clone(), &namespace);
     let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &namespace);
     let statefulsets: Api<StatefulSet> = Api::namespaced(admin.clone(), &namespace);
@@ -273,9 +275,11 @@ async fn zero_downtime_rotation_deactivates_only_after_every_old_pod_is_gone() {
 /// until cleared, and both are reported while they block.
 #[tokio::test(flavor = "multi_thread")]
 async fn finalizer_held_pod_and_paused_deployment_block_deactivation() {
-    let admin = support::admin_client().await;
-    let namespace = support::namespace(&admin, "rotate-blocked").await;
-    let _operator = Operator::start(&admin, &namespace, OperatorOptions::default()).await;
+    let support::Scenario {
+        admin,
+        namespace,
+        operator: _operator,
+    } = support::Scenario::start("rotate-blocked").await;
     let tokens: Api<StreamingToken> = Api::namespaced(admin.clone(), &namespace);
     let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &namespace);
     let pods: Api<Pod> = Api::namespaced(admin.clone(), &namespace);
@@ -497,9 +501,11 @@ async fn restart_strategy_deactivates_first_then_rolls_each_consumer_once() {
 /// in the source completes the rotation.
 #[tokio::test(flavor = "multi_thread")]
 async fn secret_ref_handshake_waits_for_consumers_then_for_the_platform() {
-    let admin = support::admin_client().await;
-    let namespace = support::namespace(&admin, "rotate-handshake").await;
-    let _operator = Operator::start(&admin, &namespace, OperatorOptions::default()).await;
+    let support::Scenario {
+        admin,
+        namespace,
+        operator: _operator,
+    } = support::Scenario::start("rotate-handshake").await;
     let tokens: Api<StreamingToken> = Api::namespaced(admin.clone(), &namespace);
     let secrets: Api<Secret> = Api::namespaced(admin.clone(), &namespace);
     let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &namespace);
@@ -647,9 +653,11 @@ async fn secret_ref_handshake_waits_for_consumers_then_for_the_platform() {
 /// GitOps: the same trigger twice rotates once; a new trigger during a rotation queues one more.
 #[tokio::test(flavor = "multi_thread")]
 async fn gitops_triggers_rotate_once_per_value_and_queue_during_a_rotation() {
-    let admin = support::admin_client().await;
-    let namespace = support::namespace(&admin, "rotate-gitops").await;
-    let _operator = Operator::start(&admin, &namespace, OperatorOptions::default()).await;
+    let support::Scenario {
+        admin,
+        namespace,
+        operator: _operator,
+    } = support::Scenario::start("rotate-gitops").await;
     let tokens: Api<StreamingToken> = Api::namespaced(admin.clone(), &namespace);
     let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &namespace);
     let pods: Api<Pod> = Api::namespaced(admin.clone(), &namespace);
@@ -878,9 +886,11 @@ async fn killed_after_deactivating_before_recording_it() {
 /// Warning, and every consumer restarts exactly once.
 #[tokio::test(flavor = "multi_thread")]
 async fn tokens_replaced_out_of_band_restart_every_consumer() {
-    let admin = support::admin_client().await;
-    let namespace = support::namespace(&admin, "rotate-replaced").await;
-    let _operator = Operator::start(&admin, &namespace, OperatorOptions::default()).await;
+    let support::Scenario {
+        admin,
+        namespace,
+        operator: _operator,
+    } = support::Scenario::start("rotate-replaced").await;
     let tokens: Api<StreamingToken> = Api::namespaced(admin.clone(), &namespace);
     let secrets: Api<Secret> = Api::namespaced(admin.clone(), &namespace);
     let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &namespace);
@@ -977,9 +987,11 @@ async fn tokens_replaced_out_of_band_restart_every_consumer() {
 /// is applied by a field manager of its own, so server-side apply does not strip it.
 #[tokio::test(flavor = "multi_thread")]
 async fn restart_after_zero_downtime_keeps_the_repointed_variable() {
-    let admin = support::admin_client().await;
-    let namespace = support::namespace(&admin, "rotate-switch").await;
-    let _operator = Operator::start(&admin, &namespace, OperatorOptions::default()).await;
+    let support::Scenario {
+        admin,
+        namespace,
+        operator: _operator,
+    } = support::Scenario::start("rotate-switch").await;
     let tokens: Api<StreamingToken> = Api::namespaced(admin.clone(), &namespace);
     let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &namespace);
     support::apply(

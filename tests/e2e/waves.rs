@@ -190,9 +190,11 @@ async fn a_budget_of_five_rolls_thirty_consumers_five_at_a_time() {
 /// everything after it (reported, Token 1 kept) until it is resumed.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_blocked_consumer_in_wave_two_holds_wave_three() {
-    let admin = support::admin_client().await;
-    let namespace = support::namespace(&admin, "waves-order").await;
-    let _operator = Operator::start(&admin, &namespace, OperatorOptions::default()).await;
+    let support::Scenario {
+        admin,
+        namespace,
+        operator: _operator,
+    } = support::Scenario::start("waves-order").await;
     let tokens: Api<StreamingToken> = Api::namespaced(admin.clone(), &namespace);
     let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &namespace);
     let waves: [(&str, Option<&str>); 6] = [

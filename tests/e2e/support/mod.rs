@@ -933,3 +933,25 @@ pub fn helm(args: &[&str]) -> std::process::Output {
         .output()
         .expect("helm runs")
 }
+
+/// The setup most tests start with: the admin client, a fresh namespace, and the operator
+/// serving it with the default options (stopped when the scenario is dropped).
+pub struct Scenario {
+    pub admin: Client,
+    pub namespace: String,
+    pub operator: Operator,
+}
+
+impl Scenario {
+    /// A namespace named after `prefix` with an operator serving it.
+    pub async fn start(prefix: &str) -> Self {
+        let admin = admin_client().await;
+        let namespace = namespace(&admin, prefix).await;
+        let operator = Operator::start(&admin, &namespace, OperatorOptions::default()).await;
+        Self {
+            admin,
+            namespace,
+            operator,
+        }
+    }
+}
