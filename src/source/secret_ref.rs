@@ -1,100 +1,17 @@
-//! Token sources behind one trait. The controller only asks a source what it says now
-//! ([`Source::observe`]) and for new material ([`Source::fresh`]); the plan only sees the
-//! resulting [`SourceObservation`]. Adding a source (an HTTP issuer, say) means a new
-//! implementation here and a new field in `spec.source`, not a change to the controller.
-//!
-//! Two kinds exist: *issuing* sources, whose tokens the operator makes itself and deactivates by
-//! one Secret write (`generate`), and *external* sources, where someone else rotates and the
-//! operator mirrors the pair and hands over with `ReadyToRotate` (`secretRef`).
+//! `secretRef`: a pair someone else rotates, pasted into a Secret.
 
-use crate::api::{GenerateSource, SecretRefSource, TokenSource as TokenSourceSpec};
-use crate::decide::{
-    ANNOTATION_REPLACEMENT, FreshMaterial, SourceObservation, SourceOrigin, SourceProblem,
-};
+use super::Source;
+use crate::api::SecretRefSource;
+use crate::decide::{ANNOTATION_REPLACEMENT, SourceObservation, SourceOrigin, SourceProblem};
 use crate::error::Error;
-use crate::token::{self, RandomSourceError, Token, TokenPair};
+use crate::token::{Token, TokenPair};
 use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use kube::ResourceExt;
 
-/// A source of the token pair.
-pub trait Source: Send + Sync {
-    /// What the source holds now. `secrets` is the StreamingToken's namespace.
-    fn observe<'a>(
-        &'a self,
-        secrets: &'a Api<Secret>,
-    ) -> BoxFuture<'a, Result<SourceObservation, Error>>;
-
-    /// Where the pair comes from, for the decisions (they never read `spec.source`).
-    fn origin(&self) -> SourceOrigin;
-
-    /// Random material drawn before planning (so the plan stays pure): two new tokens, used only
-    /// if the plan issues tokens, and a fingerprint key, used only if a new Secret is written.
-    fn fresh(&self) -> Result<FreshMaterial, RandomSourceError> {
-        fresh_material("", 48)
-    }
-}
-
-fn fresh_material(prefix: &str, length: usize) -> Result<FreshMaterial, RandomSourceError> {
-    Ok(FreshMaterial {
-        tokens: [
-            Token::generate(prefix, length)?,
-            Token::generate(prefix, length)?,
-        ],
-        fingerprint_key: token::new_fingerprint_key()?,
-    })
-}
-
-/// The source named by `spec.source`.
-pub fn from_spec(spec: &TokenSourceSpec) -> Box<dyn Source> {
-    if spec.platform.is_some() {
-        return Box::new(Unread(
-            SourceProblem::PlatformUnreadable {
-                message: "spec.platform.rotate is not set".into(),
-            },
-            "the platform's pair",
-        ));
-    }
-    match (&spec.generate, &spec.secret_ref) {
-        (_, Some(reference)) => Box::new(SecretRef(reference.clone())),
-        (Some(generate), None) => Box::new(Generate(generate.clone())),
-        (None, None) => Box::new(Unread(
-            SourceProblem::NotFound {
-                name: "(spec.source sets none of generate, secretRef or platform)".into(),
-            },
-            "spec.source",
-        )),
-    }
-}
-
-/// `generate`: tokens issued by the operator from the OS's secure random source.
-struct Generate(GenerateSource);
-
-impl Source for Generate {
-    fn observe<'a>(
-        &'a self,
-        _secrets: &'a Api<Secret>,
-    ) -> BoxFuture<'a, Result<SourceObservation, Error>> {
-        Box::pin(async { Ok(SourceObservation::Issued) })
-    }
-
-    fn origin(&self) -> SourceOrigin {
-        SourceOrigin {
-            label: "the generated pair".into(),
-            ..SourceOrigin::default()
-        }
-    }
-
-    fn fresh(&self) -> Result<FreshMaterial, RandomSourceError> {
-        // The schema bounds the length; clamp anyway so a hand-edited object cannot ask for more.
-        let length = usize::try_from(self.0.length.clamp(32, 256)).unwrap_or(48);
-        fresh_material(&self.0.prefix, length)
-    }
-}
-
 /// `secretRef`: a pair supplied in a Secret by a person or a pipeline.
-struct SecretRef(SecretRefSource);
+pub struct SecretRef(pub SecretRefSource);
 
 impl Source for SecretRef {
     fn observe<'a>(
@@ -128,28 +45,6 @@ impl Source for SecretRef {
             keys: Some((self.0.token1_key.clone(), self.0.token2_key.clone())),
             secret: Some(self.0.name.clone()),
             polled: true,
-        }
-    }
-}
-
-/// A source with nothing to read here: `platform` (the controller reads the pair at the platform
-/// with the platform client, `crate::platform`, which also checks every token; until then it is
-/// unread), or no source at all (the schema forbids it; answered with a condition if it slips
-/// through).
-struct Unread(SourceProblem, &'static str);
-
-impl Source for Unread {
-    fn observe<'a>(
-        &'a self,
-        _secrets: &'a Api<Secret>,
-    ) -> BoxFuture<'a, Result<SourceObservation, Error>> {
-        Box::pin(async { Ok(SourceObservation::External(Err(self.0.clone()), None)) })
-    }
-
-    fn origin(&self) -> SourceOrigin {
-        SourceOrigin {
-            label: self.1.into(),
-            ..SourceOrigin::default()
         }
     }
 }
@@ -188,6 +83,8 @@ pub fn read_pair(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::GenerateSource;
+    use crate::source::generate::Generate;
     use crate::token::TokenProblem;
     use k8s_openapi::ByteString;
     use std::collections::BTreeMap;
