@@ -9,6 +9,7 @@ mod harness;
 mod holders;
 mod mirror;
 mod platform;
+mod publish;
 mod realnode;
 mod rollouts;
 mod rotation;
