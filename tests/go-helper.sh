@@ -22,6 +22,8 @@ tests=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 here="$tests/$name"
 [ -f "$here/go.mod" ] || { echo "no Go helper tests/$name" >&2; exit 2; }
 export GOTOOLCHAIN=local GOFLAGS=-mod=readonly CGO_ENABLED=0
+# The compiler collects garbage less often (see tests/prebuild.sh); not part of any cache key.
+export GOGC=${GOGC:-400}
 cache_root=${STO_CACHE_DIR:-$HOME/.cache/streaming-token-operator}
 log() { printf '[%s] %s\n' "$name" "$*" >&2; }
 
