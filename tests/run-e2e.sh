@@ -6,6 +6,7 @@ export CLUSTER_DIR=${E2E_CLUSTER_DIR:-$PWD/.cluster/e2e}
 cleanup() {
   # Operators the tests started are killed when their test ends; this catches any left behind.
   pkill -KILL -f "$PWD/target/debug/streaming-token-operator run" 2>/dev/null || true
+  tests/registry/registry.sh down "$CLUSTER_DIR/registry" || true
   # The real node before the control plane (it deletes its pods through the API server).
   tests/node/node.sh down || true
   tests/controlplane/cluster.sh down || true
@@ -26,18 +27,34 @@ image_dir=$(tests/image/build.sh)
 tests/image/check.sh "$image_dir"
 export STO_E2E_OPERATOR_IMAGE=$image_dir
 echo "[e2e] real node and operator image ready in $(( $(date +%s) - node_start ))s"
+# A registry on 127.0.0.1 (tests/registry) holding the release as tests/release.sh publishes it:
+# the chart as an OCI artifact, the image as an OCI index over STO_IMAGE_PLATFORMS; the publish
+# test installs the chart from it and fails without it. linux/amd64 only by default: arm64 is a
+# second static release build (about 6 minutes cold on 2 cores);
+# STO_IMAGE_PLATFORMS="linux/amd64 linux/arm64" tests the two-platform index `make release` pushes.
+export STO_IMAGE_PLATFORMS=${STO_IMAGE_PLATFORMS:-linux/amd64}
+export STO_E2E_IMAGE_PLATFORMS=$STO_IMAGE_PLATFORMS
+export STO_E2E_REGISTRY
+STO_E2E_REGISTRY=$(tests/registry/registry.sh up "$CLUSTER_DIR/registry")
+tests/release.sh "$STO_E2E_REGISTRY" "$CLUSTER_DIR/registry/release" >/dev/null
 # The kstatus helper (Flux's health library) judges real StreamingTokens in the e2e tests.
-export STO_E2E_KSTATUS=$(tests/go-helper.sh kstatus)
+STO_E2E_KSTATUS=$(tests/go-helper.sh kstatus)
+export STO_E2E_KSTATUS
 # Argo CD's own Lua runtime judges the shipped health check (a cold build takes ~3 minutes).
-export STO_E2E_ARGOCD_HEALTH=$(tests/go-helper.sh argocd-health)
+STO_E2E_ARGOCD_HEALTH=$(tests/go-helper.sh argocd-health)
+export STO_E2E_ARGOCD_HEALTH
 # Prometheus' promtool checks and unit-tests the chart's alerts.
-export STO_E2E_PROMTOOL=$(tests/go-helper.sh promtool)
+STO_E2E_PROMTOOL=$(tests/go-helper.sh promtool)
+export STO_E2E_PROMTOOL
 # The real Argo Rollouts controller (and its CRDs) for Rollouts as consumers.
-export STO_E2E_ARGO_ROLLOUTS=$(tests/go-helper.sh argo-rollouts)
+STO_E2E_ARGO_ROLLOUTS=$(tests/go-helper.sh argo-rollouts)
+export STO_E2E_ARGO_ROLLOUTS
 # The test platform: a real HTTP server playing the streaming platform (tests/platform).
-export STO_E2E_PLATFORM=$(tests/go-helper.sh platform)
+STO_E2E_PLATFORM=$(tests/go-helper.sh platform)
+export STO_E2E_PLATFORM
 export STO_E2E_KUBECONFIG=$CLUSTER_DIR/kubeconfig
-export STO_E2E_BIN=$(cat "$CLUSTER_DIR/run/bin")
+STO_E2E_BIN=$(cat "$CLUSTER_DIR/run/bin")
+export STO_E2E_BIN
 export STO_E2E_AUDIT_LOG=$CLUSTER_DIR/logs/audit.log
 status=0
 # E2E_ARGS: extra arguments for the test binary (make bench: `bench -- --ignored --nocapture`).

@@ -10,6 +10,7 @@ mod harness;
 mod holders;
 mod mirror;
 mod platform;
+mod publish;
 mod realnode;
 mod rollouts;
 mod rotation;

@@ -7,16 +7,21 @@
 #      gives it: passwd/group with nonroot 65532, /tmp, /home/nonroot, a CA bundle) appended to an
 #      empty OCI base, and the final stage's config (user, entrypoint, cmd, env, workdir, port,
 #      platform) set by `crane mutate`, through a registry crane serves on 127.0.0.1 for the
-#      length of the build; saved as a tarball for `ctr images import`.
+#      length of the build; saved as a tarball for `ctr images import`, and as an OCI image
+#      layout (oci/, OCI media types) for tests/image/push.sh.
+# STO_IMAGE_ARCH=arm64 builds the linux/arm64 image instead of linux/amd64 (the Dockerfile's other
+# platform): the same recipe with the Rust target aarch64-unknown-linux-gnu, linked by Debian's
+# cross gcc (tests/image/cross-deps.sh installs it and the Rust target when missing).
 # Cached outside the clone in ${STO_CACHE_DIR:-~/.cache/streaming-token-operator}:
 #   crane-<key>/crane                        key: Go version, go.mod, go.sum, tool, this script
 #   operator-static-<key>/streaming-token-operator
 #                                            key: rustc, Cargo.lock, Cargo.toml, src/, crds/,
-#                                            recipe.sh
-#   operator-image-<key>/{image.tar,image.ref,streaming-token-operator}
+#                                            recipe.sh (arm64: and the target, the cross gcc)
+#   operator-image-<key>/{image.tar,image.ref,streaming-token-operator,oci/}
 #                                            key: both of the above, this script and the CA
 #                                            bundle
-# Prints the image's directory; progress on stderr.
+# Prints the image's directory (`build.sh crane`: crane's path, nothing else built); progress on
+# stderr.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -28,6 +33,21 @@ log() { printf '[image] %s\n' "$*" >&2; }
 CA_BUNDLE=${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 [ -f "$CA_BUNDLE" ] || { log "no CA bundle at $CA_BUNDLE (Debian: apt-get install ca-certificates)"; exit 1; }
 start=$(date +%s)
+arch=${STO_IMAGE_ARCH:-amd64}
+case "$arch" in
+  amd64)
+    target=$TARGET
+    platform=$IMAGE_PLATFORM
+    ;;
+  arm64)
+    target=aarch64-unknown-linux-gnu
+    platform=linux/arm64
+    "$here/cross-deps.sh"
+    # The Dockerfile's cross-compilation settings (tests/cross-build.sh's too).
+    export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
+    ;;
+  *) log "STO_IMAGE_ARCH must be amd64 or arm64, not $arch"; exit 2 ;;
+esac
 
 # 1. crane.
 crane_key=$( { go version; cd "$here" && sha256sum go.mod go.sum tool build.sh; } | sha256sum | cut -c1-16)
@@ -40,6 +60,11 @@ if [ ! -x "$crane_dir/crane" ]; then
   log "crane $("$crane_dir/crane" version) built in $(( $(date +%s) - start ))s"
 fi
 crane=$crane_dir/crane
+# `build.sh crane`: crane alone (tests/image/push.sh pushes with it).
+if [ "${1:-}" = crane ]; then
+  echo "$crane"
+  exit 0
+fi
 
 # 2. The static operator binary, exactly as the Dockerfile's build stage compiles it.
 binary_key=$( {
@@ -47,14 +72,17 @@ binary_key=$( {
   cd "$root" && sha256sum Cargo.lock Cargo.toml
   cd "$root" && find src crds -type f | LC_ALL=C sort | xargs sha256sum
   cd "$here" && sha256sum recipe.sh
+  # amd64's key is unchanged from before arm64 existed, so its cached binaries stay valid.
+  if [ "$arch" != amd64 ]; then echo "$target"; aarch64-linux-gnu-gcc --version | head -n1; fi
 } | sha256sum | cut -c1-16)
 binary_dir="$cache_root/operator-static-$binary_key"
 if [ ! -x "$binary_dir/streaming-token-operator" ]; then
   t=$(date +%s)
-  log "building the static operator binary (cargo ${CARGO_BUILD_ARGS[*]}; several minutes cold on 2 cores)"
+  build_args=("${CARGO_BUILD_ARGS[@]/#$TARGET/$target}")
+  log "building the static operator binary (cargo ${build_args[*]}; several minutes cold on 2 cores)"
   # target/cross is tests/cross-build.sh's target directory: the same flags, so they share it.
-  (cd "$root" && RUSTFLAGS=$RUSTFLAGS_STATIC cargo "${CARGO_BUILD_ARGS[@]}" --target-dir target/cross)
-  built="$root/target/cross/$TARGET/release/streaming-token-operator"
+  (cd "$root" && RUSTFLAGS=$RUSTFLAGS_STATIC cargo "${build_args[@]}" --target-dir target/cross)
+  built="$root/target/cross/$target/release/streaming-token-operator"
   file -b "$built" | grep -Eq 'statically linked|static-pie linked' ||
     { log "$built is not static: $(file -b "$built")"; exit 1; }
   staging=$(mktemp -d "$cache_root/.build-operator-static-$binary_key.XXXXXX")
@@ -64,9 +92,9 @@ if [ ! -x "$binary_dir/streaming-token-operator" ]; then
 fi
 
 # 3. The image.
-image_key=$( { echo "$crane_key $binary_key"; sha256sum "$CA_BUNDLE" "$here/build.sh" | cut -d' ' -f1; } | sha256sum | cut -c1-16)
+image_key=$( { echo "$crane_key $binary_key $platform"; sha256sum "$CA_BUNDLE" "$here/build.sh" | cut -d' ' -f1; } | sha256sum | cut -c1-16)
 out="$cache_root/operator-image-$image_key"
-if [ -f "$out/image.tar" ] && [ -f "$out/image.ref" ]; then
+if [ -f "$out/image.tar" ] && [ -f "$out/image.ref" ] && [ -f "$out/oci/index.json" ]; then
   echo "$out"
   exit 0
 fi
@@ -108,7 +136,7 @@ ref="$IMAGE_REPOSITORY:$IMAGE_TAG"
 crane_log=$staging/crane.log
 "$crane" append --insecure --oci-empty-base -f "$staging/layer.tar" -t "$scratch" >"$crane_log" 2>&1 ||
   { cat "$crane_log" >&2; log "crane append failed"; exit 1; }
-mutate=(--insecure --set-platform "$IMAGE_PLATFORM" --user "$IMAGE_USER" --workdir "$IMAGE_WORKDIR"
+mutate=(--insecure --set-platform "$platform" --user "$IMAGE_USER" --workdir "$IMAGE_WORKDIR"
   --exposed-ports "$IMAGE_EXPOSE/tcp")
 entrypoint=$(IFS=,; echo "${IMAGE_ENTRYPOINT[*]}")
 cmd=$(IFS=,; echo "${IMAGE_CMD[*]}")
@@ -116,11 +144,18 @@ mutate+=(--entrypoint "$entrypoint" --cmd "$cmd")
 for env in "${IMAGE_ENV[@]}"; do mutate+=(-e "$env"); done
 "$crane" mutate "${mutate[@]}" -t "$ref" -o "$staging/image.tar" "$scratch" >"$crane_log" 2>&1 ||
   { cat "$crane_log" >&2; log "crane mutate failed"; exit 1; }
+# The same image kept with OCI media types (the tarball's manifest is Docker's), as an OCI
+# image layout, for pushing to a registry (tests/image/push.sh).
+final="127.0.0.1:$port/sto/operator:final"
+{ "$crane" mutate "${mutate[@]}" -t "$final" "$scratch" &&
+  "$crane" pull --insecure --format oci "$final" "$staging/oci"; } >"$crane_log" 2>&1 ||
+  { cat "$crane_log" >&2; log "crane mutate/pull (OCI layout) failed"; exit 1; }
 kill "$registry_pid" 2>/dev/null || true
 wait "$registry_pid" 2>/dev/null || true
 registry_pid=""
 mkdir -p "$staging/out"
 mv "$staging/image.tar" "$staging/out/image.tar"
+mv "$staging/oci" "$staging/out/oci"
 cp "$binary_dir/streaming-token-operator" "$staging/out/streaming-token-operator"
 echo "$ref" >"$staging/out/image.ref"
 rm -rf "$out"
