@@ -513,6 +513,8 @@ async fn dry_run_and_dotenv_for_the_people_who_use_them() {
         .expect("pod"),
     )
     .await;
+    // Read once the controller-manager has settled it (its status updates change the version).
+    support::wait_deployments_available(&admin, &namespace, &["reader"]).await;
     let before = deployments.get("reader").await.expect("reader");
 
     let kubeconfig = support::kubeconfig_path();

@@ -46,8 +46,11 @@ check "Dockerfile CMD" "$(json_array "${IMAGE_CMD[@]}")" "$(sed -n 's/^CMD //p' 
 check "Dockerfile EXPOSE" "$IMAGE_EXPOSE" "$(sed -n 's/^EXPOSE //p' "$dockerfile")"
 
 # The chart runs the image as its user.
-deployment=$root/charts/streaming-token-operator/templates/deployment.yaml
-chart_user="$(sed -n 's/^ *runAsUser: //p' "$deployment"):$(sed -n 's/^ *runAsGroup: //p' "$deployment")"
+# Read from the Deployment as the chart renders it with its default values (the user is a value,
+# podSecurityContext, since OpenShift must be able to drop it).
+helm="$("$root/tests/controlplane/build.sh")/bin/helm"
+deployment=$("$helm" template sto "$root/charts/streaming-token-operator" --show-only templates/deployment.yaml)
+chart_user="$(sed -n 's/^ *runAsUser: //p' <<<"$deployment" | head -n1):$(sed -n 's/^ *runAsGroup: //p' <<<"$deployment" | head -n1)"
 check "chart runAsUser:runAsGroup" "$IMAGE_USER" "$chart_user"
 
 # The built image.
