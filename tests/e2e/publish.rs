@@ -28,7 +28,7 @@ fn registry() -> String {
         _ => panic!(
             "STO_E2E_REGISTRY must name the OCI registry holding the release (host:port): \
              tests/run-e2e.sh starts it (tests/registry/registry.sh) and publishes into it \
-             with tests/release.sh"
+             with tests/release.sh; for make test-e2e, run make registry-up first"
         ),
     }
 }
