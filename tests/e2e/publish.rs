@@ -114,8 +114,8 @@ async fn registry_get(
 /// artifact (Helm's media types, its version), the image as an OCI index over one image per
 /// platform (each one's config: its platform, the recipe's user and entrypoint), the amd64 image
 /// being the one the real-node test runs. Then `helm install oci://...` with the image
-/// referenced by the index's digest (`image.tag` = `VERSION@sha256:...`, which the chart
-/// renders as `repository:VERSION@sha256:...`; the chart has no `image.digest` value yet), and
+/// referenced by the index's digest (`image.digest`: the chart renders `repository@sha256:...`),
+/// and
 /// the installed release's ServiceAccount and RBAC run a rotation (KWOK runs no image).
 #[tokio::test(flavor = "multi_thread")]
 async fn chart_and_image_published_as_oci_install_by_digest_and_rotate() {
@@ -241,7 +241,7 @@ async fn chart_and_image_published_as_oci_install_by_digest_and_rotate() {
     let release = format!("pub{}", std::process::id());
     let image_repository = format!("{registry}/{IMAGE_REPOSITORY}");
     let set_repository = format!("image.repository={image_repository}");
-    let set_tag = format!("image.tag={app_version}@{index_digest}");
+    let set_tag = format!("image.digest={index_digest}");
     let set_namespaces = format!("watchNamespaces={{{namespace}}}");
     let output = support::helm(&[
         "install",
@@ -311,7 +311,7 @@ async fn chart_and_image_published_as_oci_install_by_digest_and_rotate() {
             .iter()
             .map(|container| container.image.clone().unwrap_or_default())
             .collect::<Vec<_>>(),
-        vec![format!("{image_repository}:{app_version}@{index_digest}")],
+        vec![format!("{image_repository}@{index_digest}")],
         "the Deployment runs the published image by its digest"
     );
 
