@@ -22,7 +22,7 @@ READY_TIMEOUT=${CLUSTER_READY_TIMEOUT:-120}
 log() { printf '[cluster] %s\n' "$*" >&2; }
 
 free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+  python3 "$(dirname "${BASH_SOURCE[0]}")/../free-port.py"
 }
 
 running() { # component

@@ -123,7 +123,7 @@ tar --sort=name --mtime=@0 --owner=65532 --group=65532 --numeric-owner --format=
   -C "$rootfs" -rf "$staging/layer.tar" ./home/nonroot
 
 # crane mutate edits an image in a registry: one of crane's own, in memory, on 127.0.0.1.
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
+port=$(python3 "$(dirname "${BASH_SOURCE[0]}")/../free-port.py")
 "$crane" registry serve --address "127.0.0.1:$port" >"$staging/registry.log" 2>&1 &
 registry_pid=$!
 for _ in $(seq 1 100); do

@@ -270,7 +270,7 @@ restore_sysctls() {
 }
 
 free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+  python3 "$(dirname "${BASH_SOURCE[0]}")/../free-port.py"
 }
 
 node_ready() {

@@ -23,7 +23,7 @@ case "$command" in
     dir=$(cd "$dir" && pwd)
     # A free port from the kernel; the registry binds it a moment later (the same way as
     # tests/controlplane/cluster.sh).
-    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
+    port=$(python3 "$(dirname "${BASH_SOURCE[0]}")/../free-port.py")
     cat >"$dir/config.yml" <<CONFIG
 version: 0.1
 log:
