@@ -3,84 +3,32 @@
 //! (`status.active`) are named in its observation, and their pods are its pods; a Job it started
 //! before the repoint keeps the rotation until it finishes.
 
-use super::cache::WorkloadCache;
 use super::template::{CachedWorkload, cached, generation_of, template_body, template_rotation};
-use super::{ConsumerKind, Touched, manager_of, typed};
+use super::typed::{Controls, Typed};
 use crate::model::consumer::{
     BatchObservation, ConsumerObservation, ConsumerPatch, Wave, WorkloadKind,
 };
-use futures::FutureExt;
-use futures::future::BoxFuture;
-use futures::stream::BoxStream;
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{Patch, PatchParams};
-use kube::{Api, Client};
 use serde_json::json;
-use std::collections::BTreeMap;
-use std::sync::Arc;
 
-pub struct CronJobs;
+/// The registry's adapter. A CronJob controls its Jobs, not their pods: its pods are found
+/// through the Jobs its status names (`status.active`), never guessed from a Job's name.
+pub static CRONJOBS: Typed<CronJob> = Typed {
+    kind: WorkloadKind::CronJob,
+    convert: cache_cronjob,
+    body: Some(apply_body),
+    controls: Controls::Nothing,
+};
 
-impl ConsumerKind for CronJobs {
-    fn kind(&self) -> WorkloadKind {
-        WorkloadKind::CronJob
-    }
-
-    fn watch(
-        &self,
-        client: Client,
-        namespace: Option<String>,
-        cache: Arc<WorkloadCache>,
-    ) -> BoxFuture<'static, Option<BoxStream<'static, Touched>>> {
-        let api = typed::api::<CronJob>(client, namespace.as_deref());
-        futures::future::ready(Some(typed::watch(api, cache, self.kind(), cache_cronjob))).boxed()
-    }
-
-    fn list<'a>(
-        &'a self,
-        client: &'a Client,
-        namespace: &'a str,
-        selector: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<CachedWorkload>, kube::Error>> {
-        typed::list::<CronJob>(client, namespace, selector, cache_cronjob).boxed()
-    }
-
-    /// Server-side apply of the job template's pod template fields the operator owns.
-    fn patch<'a>(
-        &'a self,
-        client: &'a Client,
-        patch: &'a ConsumerPatch,
-    ) -> BoxFuture<'a, Result<(), kube::Error>> {
-        async move {
-            let body = json!({
-                "apiVersion": "batch/v1",
-                "kind": patch.kind.as_str(),
-                "metadata": {"name": patch.name},
-                "spec": {"jobTemplate": {"spec": {"template": template_body(patch)}}}
-            });
-            Api::<CronJob>::namespaced(client.clone(), &patch.namespace)
-                .patch(
-                    &patch.name,
-                    &PatchParams::apply(manager_of(patch)).force(),
-                    &Patch::Apply(body),
-                )
-                .await
-                .map(drop)
-        }
-        .boxed()
-    }
-
-    /// A CronJob controls its Jobs, not their pods: its pods are found through the Jobs it
-    /// names (`status.active`), never guessed from a Job's name.
-    fn controls(
-        &self,
-        _controller: &OwnerReference,
-        _pod_labels: &BTreeMap<String, String>,
-    ) -> Option<String> {
-        None
-    }
+/// The server-side-apply body: the job template's pod template fields the operator owns.
+fn apply_body(patch: &ConsumerPatch) -> serde_json::Value {
+    json!({
+        "apiVersion": "batch/v1",
+        "kind": patch.kind.as_str(),
+        "metadata": {"name": patch.name},
+        "spec": {"jobTemplate": {"spec": {"template": template_body(patch)}}}
+    })
 }
 
 /// The pod template of a CronJob's job template.

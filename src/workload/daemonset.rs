@@ -1,60 +1,17 @@
 //! A DaemonSet: it controls its pods directly.
 
-use super::cache::WorkloadCache;
 use super::template::{CachedWorkload, cached, generation_of, pod_selector, template_rotation};
-use super::{ConsumerKind, Touched, typed};
-use crate::model::consumer::{ConsumerObservation, ConsumerPatch, Wave, WorkloadKind};
-use futures::FutureExt;
-use futures::future::BoxFuture;
-use futures::stream::BoxStream;
+use super::typed::{Controls, Typed, apps_body};
+use crate::model::consumer::{ConsumerObservation, Wave, WorkloadKind};
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::Client;
-use std::collections::BTreeMap;
-use std::sync::Arc;
 
-pub struct DaemonSets;
-
-impl ConsumerKind for DaemonSets {
-    fn kind(&self) -> WorkloadKind {
-        WorkloadKind::DaemonSet
-    }
-
-    fn watch(
-        &self,
-        client: Client,
-        namespace: Option<String>,
-        cache: Arc<WorkloadCache>,
-    ) -> BoxFuture<'static, Option<BoxStream<'static, Touched>>> {
-        let api = typed::api::<DaemonSet>(client, namespace.as_deref());
-        futures::future::ready(Some(typed::watch(api, cache, self.kind(), cache_daemonset))).boxed()
-    }
-
-    fn list<'a>(
-        &'a self,
-        client: &'a Client,
-        namespace: &'a str,
-        selector: &'a str,
-    ) -> BoxFuture<'a, Result<Vec<CachedWorkload>, kube::Error>> {
-        typed::list::<DaemonSet>(client, namespace, selector, cache_daemonset).boxed()
-    }
-
-    fn patch<'a>(
-        &'a self,
-        client: &'a Client,
-        patch: &'a ConsumerPatch,
-    ) -> BoxFuture<'a, Result<(), kube::Error>> {
-        typed::patch::<DaemonSet>(client, patch).boxed()
-    }
-
-    fn controls(
-        &self,
-        controller: &OwnerReference,
-        _pod_labels: &BTreeMap<String, String>,
-    ) -> Option<String> {
-        (controller.kind == "DaemonSet").then(|| controller.name.clone())
-    }
-}
+/// The registry's adapter.
+pub static DAEMONSETS: Typed<DaemonSet> = Typed {
+    kind: WorkloadKind::DaemonSet,
+    convert: cache_daemonset,
+    body: Some(apps_body),
+    controls: Controls::Directly,
+};
 
 /// Caches a DaemonSet.
 pub fn cache_daemonset(daemonset: &DaemonSet) -> CachedWorkload {

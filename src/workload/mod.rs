@@ -3,7 +3,8 @@
 //! which pods it controls. The controller, [`crate::apply`], [`crate::pods`] and the CLI ask the
 //! registry ([`adapter`], [`every`]) and never name a kind.
 //!
-//! Adding a consumer kind is one file here plus its registration: a line in
+//! The kinds k8s-openapi types share one adapter ([`typed::Typed`]); a kind file gives what
+//! differs. Adding a consumer kind is one file here plus its registration: a line in
 //! [`crate::model::consumer`]'s `kinds!` list and an arm in [`adapter`] (which does not compile
 //! until the kind is registered); a capability left out of its `impl` does not compile either.
 //! What to patch and whether a consumer is verified is decided in [`crate::decide::consumers`].
@@ -86,12 +87,12 @@ pub trait ConsumerKind: Sync {
 /// The adapter of `kind`: the registry of consumer kinds.
 pub fn adapter(kind: WorkloadKind) -> &'static dyn ConsumerKind {
     match kind {
-        WorkloadKind::Deployment => &deployment::Deployments,
-        WorkloadKind::StatefulSet => &statefulset::StatefulSets,
-        WorkloadKind::DaemonSet => &daemonset::DaemonSets,
+        WorkloadKind::Deployment => &deployment::DEPLOYMENTS,
+        WorkloadKind::StatefulSet => &statefulset::STATEFULSETS,
+        WorkloadKind::DaemonSet => &daemonset::DAEMONSETS,
         WorkloadKind::Rollout => &rollout::Rollouts,
-        WorkloadKind::CronJob => &cronjob::CronJobs,
-        WorkloadKind::Job => &job::Jobs,
+        WorkloadKind::CronJob => &cronjob::CRONJOBS,
+        WorkloadKind::Job => &job::JOBS,
     }
 }
 

@@ -3,6 +3,7 @@
 
 use super::cache::WorkloadCache;
 use super::template::{CachedWorkload, cached, generation_of, pod_selector, template_rotation};
+use super::typed::Controls;
 use super::{ConsumerKind, Touched, manager_of, typed};
 use crate::api::ROTATION_ANNOTATION;
 use crate::model::consumer::{ConsumerObservation, ConsumerPatch, Wave, WorkloadKind};
@@ -109,14 +110,11 @@ impl ConsumerKind for Rollouts {
         controller: &OwnerReference,
         pod_labels: &BTreeMap<String, String>,
     ) -> Option<String> {
-        if controller.kind != "ReplicaSet" {
-            return None;
-        }
-        let hash = pod_labels.get(ROLLOUTS_POD_TEMPLATE_HASH_LABEL)?;
-        controller
-            .name
-            .strip_suffix(&format!("-{hash}"))
-            .map(str::to_string)
+        Controls::ThroughReplicaSets(ROLLOUTS_POD_TEMPLATE_HASH_LABEL).owner(
+            WorkloadKind::Rollout,
+            controller,
+            pod_labels,
+        )
     }
 }
 
