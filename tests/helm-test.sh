@@ -77,12 +77,15 @@ refused watchNamespaces --set 'watchNamespaces={Not_A_Namespace}'
 refused apiServerPorts --set 'networkPolicy.apiServerPorts={0}'
 refused tokenMaxAgeDays --set metrics.prometheusRule.tokenMaxAgeDays=0
 # The PrometheusRule, like the ServiceMonitor, only where the cluster serves its CRD (or forced).
-"$helm" template sto "$chart" --namespace sto-system --set metrics.prometheusRule.enabled=true \
-  | grep -q 'kind: PrometheusRule' && { echo "PrometheusRule rendered without its CRD" >&2; exit 1; }
-"$helm" template sto "$chart" --namespace sto-system --set metrics.prometheusRule.enabled=true \
-  --api-versions monitoring.coreos.com/v1 | grep -q 'kind: PrometheusRule'
-"$helm" template sto "$chart" --namespace sto-system --set metrics.prometheusRule.enabled=true \
-  --set metrics.prometheusRule.force=true | grep -q 'kind: PrometheusRule'
+# (Rendered into a variable first: `helm | grep -q` fails under pipefail when grep stops reading.)
+rule=$("$helm" template sto "$chart" --namespace sto-system --set metrics.prometheusRule.enabled=true)
+! grep -q 'kind: PrometheusRule' <<<"$rule" || { echo "PrometheusRule rendered without its CRD" >&2; exit 1; }
+rule=$("$helm" template sto "$chart" --namespace sto-system --set metrics.prometheusRule.enabled=true \
+  --api-versions monitoring.coreos.com/v1)
+grep -q 'kind: PrometheusRule' <<<"$rule"
+rule=$("$helm" template sto "$chart" --namespace sto-system --set metrics.prometheusRule.enabled=true \
+  --set metrics.prometheusRule.force=true)
+grep -q 'kind: PrometheusRule' <<<"$rule"
 "$helm" lint --strict "$chart" --set logFormat=xml >/dev/null 2>&1 && { echo "helm lint accepted logFormat=xml" >&2; exit 1; }
 # Typos inside the new values are refused too, and wrong shapes name the value.
 refused runAsUsr --set podSecurityContext.runAsUsr=1000
