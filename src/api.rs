@@ -671,6 +671,12 @@ pub struct StreamingTokenStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 200))]
     pub namespaces: Vec<NamespaceStatus>,
+    /// (ClusterStreamingToken) Every namespace that holds this object's copy of the pair, or
+    /// held one that pods there may still read (sorted, and never capped: `namespaces` lists
+    /// at most 200). A namespace deleted while the operator was down, or whose copy someone
+    /// replaced, is found from here, so its pods are still checked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub copied_namespaces: Vec<String>,
 }
 
 /// Where one namespace of a ClusterStreamingToken stands.
@@ -680,9 +686,12 @@ pub struct NamespaceStatus {
     /// The namespace.
     pub name: String,
     /// `Synced`: its mirror Secret holds the pair. `Pending`: the mirror Secret is being
-    /// written. `Leaving`: no longer selected; its mirror Secret is kept (and verified) until no
-    /// pod there reads it, then deleted. `Retained`: no longer selected, mirror kept but no
-    /// longer updated (`unselectedPolicy: Retain`). `SecretNotOwned` / `SecretClaimedByOther`:
+    /// written. `Leaving`: no longer selected (a revocation): its mirror Secret keeps the pair
+    /// it had and never receives a later one; pods still reading it are reported (they lose
+    /// access when its Token 1 is deactivated) and it is deleted once none reads it.
+    /// `Retained`: no longer selected, the mirror kept as it is (`unselectedPolicy: Retain`).
+    /// `Terminating`: the namespace is being deleted: nothing is written there, and its pods
+    /// hold rotations while they may hold Token 1. `SecretNotOwned` / `SecretClaimedByOther`:
     /// a Secret of the mirror's name exists there and is not this ClusterStreamingToken's; it is
     /// left alone. `ConsumerLabelTaken`: a StreamingToken of the same name lives there and owns
     /// the consumer label; workloads there are not repointed or restarted.
@@ -1084,11 +1093,14 @@ pub struct NamespaceSelection {
     )]
     pub names: Vec<String>,
 
-    /// What happens to the mirror Secret of a namespace that stops being selected. `Delete` (the
-    /// default): it is deleted once no pod there reads it; until then it is kept up to date and
-    /// rotations still verify that namespace (status `Leaving`), so nobody is cut off. `Retain`:
-    /// it is kept as it is and no longer updated or verified (status `Retained`); its Token 1
-    /// stops working at the next rotation.
+    /// Removing a namespace from the selection revokes it: its mirror Secret never receives a
+    /// later pair, nothing there is repointed or restarted, and pods there still reading it
+    /// are reported (they lose access when its Token 1 is deactivated) but never waited for.
+    /// What then happens to that mirror Secret: `Delete` (the default): it is deleted once no
+    /// pod there reads it (status `Leaving` until then; a consumer scaled to zero or a CronJob
+    /// that still references it is named in a Warning first); `Retain`: it is kept as it is
+    /// (status `Retained`). A namespace being deleted is not a revocation: its terminating
+    /// pods are verified until they are gone (status `Terminating`).
     #[serde(default)]
     pub unselected_policy: UnselectedPolicy,
 }

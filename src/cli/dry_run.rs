@@ -117,19 +117,10 @@ async fn read_target(
             .list_metadata(&Default::default())
             .await
             .map_err(|error| format!("listing namespaces: {error}"))?;
-        let (mut selected, _) = crate::controller::selected_namespaces(
+        // Those no longer selected are revoked: never waited for.
+        let (selected, _) = crate::controller::selected_namespaces(
             &token,
             namespaces.items.iter().map(|namespace| &namespace.metadata),
-        );
-        // Those no longer selected that still get the pair until nothing reads it.
-        let leaving = reason::NamespaceState::Leaving.as_str();
-        selected.extend(
-            token
-                .status
-                .iter()
-                .flat_map(|status| &status.namespaces)
-                .filter(|entry| entry.state == leaving)
-                .map(|entry| entry.name.clone()),
         );
         (
             TokenKind::Cluster,
@@ -175,11 +166,12 @@ async fn namespace_views(
         let mut view = NamespaceView {
             namespace,
             copy: CopyObservation::Home,
-            selected: true,
+            membership: crate::decide::Membership::Selected,
             foreign_since: None,
             label_taken: false,
             consumers,
             pods: Vec::new(),
+            referencing: Vec::new(),
         };
         view.with_pods(pods.into_iter().map(Arc::new).collect(), &now);
         views.push(view);

@@ -3,6 +3,7 @@
 
 mod observe;
 mod platform;
+mod recheck;
 mod watches;
 
 pub use observe::selected_namespaces;
@@ -21,6 +22,7 @@ use crate::decide::{
 };
 use crate::error::Error;
 use crate::metrics::Metrics;
+use crate::model::pod::PodRecord;
 use crate::model::reason;
 use crate::platform::{Platform, RotateOutcome};
 use crate::pods::{self, PodCache};
@@ -198,22 +200,18 @@ async fn reconcile(target: Target, context: Arc<Context>) -> Result<Action, Erro
     let now = now();
     let mut snapshot = observe(&target, &context, &now, false).await?;
     let mut plan = decide::plan(&snapshot, &now);
+    let mut checked_at = None;
     if plan.deactivates {
         // The decision that deactivates Token 1 is taken again on every Secret read afresh and
-        // on pods read afresh from the API server (a consistent list per namespace), so no watch
-        // lag can hide a pod that may still hold it, nor a copy that changed.
+        // on pods read afresh from the API server (a consistent list per namespace, the
+        // namespaces listed at once), so no watch lag can hide a pod that may still hold it,
+        // nor a copy that changed.
         if target.kind() == decide::TokenKind::Cluster {
             snapshot = observe(&target, &context, &now, true).await?;
         }
-        for view in &mut snapshot.namespaces {
-            let fresh = pods::list_fresh(&context.client, &view.namespace)
-                .await
-                .map_err(|source| Error::ListPods {
-                    namespace: view.namespace.clone(),
-                    source,
-                })?;
-            view.with_pods(fresh.into_iter().map(Arc::new).collect(), &now);
-        }
+        checked_at = Some(Instant::now());
+        fresh_pods(&target, &context, &mut snapshot, &now).await?;
+        pause_point(&context, "checked").await;
         plan = decide::plan(&snapshot, &now);
         debug!(%namespace, %name, still_deactivates = plan.deactivates, "deactivation re-decided on a fresh pod list");
     }
@@ -224,7 +222,7 @@ async fn reconcile(target: Target, context: Arc<Context>) -> Result<Action, Erro
             _ => Requeue::After(next),
         };
     }
-    let result = execute(&target, &context, &snapshot, plan).await;
+    let result = execute(&target, &context, &snapshot, plan, checked_at).await;
     context.metrics.observe_reconcile(
         &namespace,
         &name,
@@ -234,14 +232,42 @@ async fn reconcile(target: Target, context: Arc<Context>) -> Result<Action, Erro
     result
 }
 
+/// Lists every namespace's pods afresh, a few namespaces at once, into `snapshot`.
+async fn fresh_pods(
+    target: &Target,
+    context: &Context,
+    snapshot: &mut Snapshot,
+    now: &Time,
+) -> Result<(), Error> {
+    let lists: Vec<_> = snapshot
+        .namespaces
+        .iter()
+        .map(|view| {
+            let client = context.client.clone();
+            let namespace = view.namespace.clone();
+            async move { pods::list_fresh(&client, &namespace).await }
+        })
+        .collect();
+    let lists: Vec<_> = futures::stream::iter(lists).buffered(16).collect().await;
+    for (view, fresh) in snapshot.namespaces.iter_mut().zip(lists) {
+        let fresh = fresh.map_err(|source| Error::ListPods {
+            namespace: view.namespace.clone(),
+            source,
+        })?;
+        observe::set_pods(target, view, fresh.into_iter().map(Arc::new).collect(), now);
+    }
+    Ok(())
+}
+
 async fn execute(
     target: &Target,
     context: &Context,
     snapshot: &Snapshot,
     mut plan: Plan,
+    checked_at: Option<Instant>,
 ) -> Result<Action, Error> {
     let (namespace, name) = target.key();
-    if let Err(error) = write(target, context, snapshot, &mut plan).await {
+    if let Err(error) = write(target, context, snapshot, &mut plan, checked_at).await {
         if matches!(error, Error::NotLeader) {
             // The new leader reconciles everything; this replica waits to lead again.
             info!(%namespace, %name, "stopped leading mid-reconcile; writes stopped");
@@ -297,6 +323,28 @@ async fn execute(
     })
 }
 
+/// Where a ClusterStreamingToken's notices are repeated: those about a namespace on its copy,
+/// also one deleted now (the Warning said before it goes) or revoked (`reached`); those about
+/// the pair only where the pair is served (`served`).
+fn copy_audiences<'a>(snapshot: &'a Snapshot, plan: &Plan) -> (Vec<&'a str>, Vec<&'a str>) {
+    let reached: Vec<&str> = snapshot
+        .namespaces
+        .iter()
+        .filter(|view| !matches!(view.copy, CopyObservation::Home) && view.serves_pair())
+        .filter(|view| view.membership != decide::Membership::Source)
+        .map(|view| view.namespace.as_str())
+        .collect();
+    let served = snapshot
+        .namespaces
+        .iter()
+        .filter(|view| reached.contains(&view.namespace.as_str()))
+        .filter(|view| view.membership != decide::Membership::Revoked)
+        .filter(|view| !plan.copy_deletes.contains(&view.namespace))
+        .map(|view| view.namespace.as_str())
+        .collect();
+    (reached, served)
+}
+
 /// Events of a ClusterStreamingToken's plan as they are repeated on its mirror Secrets: those
 /// about the pair and the rotation on every copy; those about a namespace on its copy only;
 /// blocked consumers on the copy of their own namespace. Never another namespace's workloads.
@@ -324,13 +372,7 @@ fn copy_notices(snapshot: &Snapshot, plan: &Plan) -> Vec<(ObjectReference, decid
         name: Some(snapshot.secret_name.clone()),
         ..ObjectReference::default()
     };
-    let served: Vec<&str> = snapshot
-        .namespaces
-        .iter()
-        .filter(|view| !matches!(view.copy, CopyObservation::Home) && view.serves_pair())
-        .filter(|view| !plan.copy_deletes.contains(&view.namespace))
-        .map(|view| view.namespace.as_str())
-        .collect();
+    let (reached, served) = copy_audiences(snapshot, plan);
     let mut notices = Vec::new();
     for notice in &plan.events {
         if ABOUT_THE_PAIR.contains(&notice.reason) {
@@ -340,7 +382,7 @@ fn copy_notices(snapshot: &Snapshot, plan: &Plan) -> Vec<(ObjectReference, decid
                     .map(|namespace| (copy(namespace), notice.clone())),
             );
         } else if let Some(namespace) = &notice.namespace {
-            if served.contains(&namespace.as_str()) {
+            if reached.contains(&namespace.as_str()) {
                 notices.push((copy(namespace), notice.clone()));
             }
         } else if notice.reason == reason::CONSUMER_BLOCKED {
@@ -380,6 +422,7 @@ async fn write(
     context: &Context,
     snapshot: &Snapshot,
     plan: &mut Plan,
+    checked_at: Option<Instant>,
 ) -> Result<(), Error> {
     let (namespace, name) = target.key();
     if let Some(attempt) = plan.platform_rotate {
@@ -392,6 +435,12 @@ async fn write(
         halt_point(context, "secret").await;
     }
     let copy_failure = write_copies(target, context, snapshot, plan).await?;
+    if let Some(checked_at) = checked_at
+        && recheck::deactivated(snapshot, plan)
+    {
+        let slipped = recheck::after_deactivation(target, context, snapshot, checked_at).await;
+        plan.events.extend(slipped);
+    }
     delete_copies(target, context, snapshot, plan).await?;
     let refused = write_consumers(target, context, plan).await?;
     if !refused.is_empty() {
@@ -415,15 +464,35 @@ async fn write_copies(
 ) -> Result<Option<Error>, Error> {
     let (namespace, name) = target.key();
     let mut copy_failure = None;
-    for copy in &plan.copies {
-        still_leader(context)?;
-        match apply::secret(&context.client, target, &copy.namespace, &copy.write).await {
+    // Written a few at once: the window between the pod check and the last copy's write is then
+    // about one write long, however many namespaces there are.
+    let writes: Vec<_> = plan
+        .copies
+        .iter()
+        .map(|copy| async move {
+            let result = match still_leader(context) {
+                Ok(()) => {
+                    apply::secret(&context.client, target, &copy.namespace, &copy.write).await
+                }
+                Err(error) => Err(error),
+            };
+            (copy.namespace.clone(), result)
+        })
+        .collect();
+    let results: Vec<(String, Result<(), Error>)> = futures::stream::iter(writes)
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    for (copy_namespace, result) in results {
+        match result {
             Ok(()) => {
-                info!(%namespace, %name, secret = %snapshot.secret_name, secret_namespace = %copy.namespace, token1_serial = copy.write.identities[0].serial, "mirror Secret copy written");
+                info!(%namespace, %name, secret = %snapshot.secret_name, secret_namespace = %copy_namespace, "mirror Secret copy written");
             }
-            Err(error) if error.is_conflict() => return Err(error),
+            Err(error) if error.is_conflict() || matches!(error, Error::NotLeader) => {
+                return Err(error);
+            }
             Err(error) => {
-                warn!(%namespace, %name, secret_namespace = %copy.namespace, reason = error.reason(), error = %error, "mirror Secret copy refused");
+                warn!(%namespace, %name, secret_namespace = %copy_namespace, reason = error.reason(), error = %error, "mirror Secret copy refused");
                 copy_failure.get_or_insert(error);
             }
         }
@@ -563,6 +632,21 @@ async fn halt_point(context: &Context, step: &str) {
     if context.halt_after.as_deref() == Some(step) {
         warn!(step, "test halt point reached; waiting to be killed");
         std::future::pending::<()>().await;
+    }
+}
+
+/// Window tests hold the operator for 8 seconds right after a given step (`checked`: the fresh
+/// pod check a deactivation rests on) through `STREAMING_TOKEN_OPERATOR_HALT_AFTER=pause:<step>`.
+/// Unset in production, where this is a no-op.
+async fn pause_point(context: &Context, step: &str) {
+    if context
+        .halt_after
+        .as_deref()
+        .and_then(|value| value.strip_prefix("pause:"))
+        == Some(step)
+    {
+        warn!(step, "test pause point reached");
+        tokio::time::sleep(Duration::from_secs(8)).await;
     }
 }
 

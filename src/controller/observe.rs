@@ -2,6 +2,9 @@
 //! ClusterStreamingToken's namespaces) into the [`Snapshot`] the decisions take.
 
 use super::*;
+use crate::decide::Membership;
+use crate::model::consumer::{ConsumerObservation, EnvSource};
+use std::collections::BTreeMap;
 
 /// True when the platform's pair must be read afresh in this pass: a rotation is at (or past)
 /// the point where it rotates at the platform, or the mirrored Token 1 was rejected.
@@ -125,11 +128,12 @@ async fn namespace_views(
             let mut view = NamespaceView {
                 namespace: home.to_string(),
                 copy: CopyObservation::Home,
-                selected: true,
+                membership: Membership::Selected,
                 foreign_since: None,
                 label_taken: false,
                 consumers: Vec::new(),
                 pods: Vec::new(),
+                referencing: Vec::new(),
             };
             fill_view(target, context, &mut view, now);
             Ok((vec![view], None))
@@ -207,19 +211,30 @@ pub(super) async fn cluster_views(
         token,
         namespaces.iter().map(|namespace| &namespace.metadata),
     );
-    let reached = reached_namespaces(target, token, context, cluster, home, &selected);
+    let terminating: BTreeSet<String> = namespaces
+        .iter()
+        .filter(|namespace| namespace.metadata.deletion_timestamp.is_some())
+        .map(|namespace| namespace.name_any())
+        .collect();
+    let reach = Reach {
+        selected: &selected,
+        terminating: &terminating,
+        home,
+        source: &token.source_namespace(home),
+    };
+    let reached = reached_namespaces(target, token, context, cluster, &reach);
     // The copies are read a few at a time: their data is never cached.
     let copies: Vec<Result<ReadCopy, Error>> = futures::stream::iter(reached)
-        .map(|(namespace, is_selected)| {
+        .map(|(namespace, membership)| {
             let unchanged = unchanged_copy(target, cluster, &namespace, home_version.as_deref());
-            read_copy(target, context, namespace, is_selected, home, unchanged)
+            read_copy(target, context, namespace, membership, home, unchanged)
         })
         .buffered(8)
         .collect()
         .await;
     let mut views = Vec::new();
     for copy in copies {
-        let (namespace, selected, copy, foreign_since) = copy?;
+        let (namespace, membership, copy, foreign_since) = copy?;
         let label_taken = context
             .tokens
             .get(&ObjectRef::new(&name).within(&namespace))
@@ -227,11 +242,12 @@ pub(super) async fn cluster_views(
         let mut view = NamespaceView {
             namespace,
             copy,
-            selected,
+            membership,
             foreign_since,
             label_taken,
             consumers: Vec::new(),
             pods: Vec::new(),
+            referencing: Vec::new(),
         };
         fill_view(target, context, &mut view, now);
         views.push(view);
@@ -239,44 +255,82 @@ pub(super) async fn cluster_views(
     Ok((views, problem))
 }
 
-/// The namespaces a ClusterStreamingToken reaches, each with whether it is selected: the
-/// selected ones; and, not selected, where a copy exists (by its labels) and where the last
-/// status knew one and pods still read that name (a copy deleted under them).
+/// What decides why a ClusterStreamingToken reaches a namespace.
+struct Reach<'a> {
+    selected: &'a BTreeSet<String>,
+    /// Every namespace being deleted.
+    terminating: &'a BTreeSet<String>,
+    /// The operator's namespace (the Secret of record).
+    home: &'a str,
+    /// The `secretRef` source Secret's namespace (the home's when unset).
+    source: &'a str,
+}
+
+impl Reach<'_> {
+    /// Why a namespace with a copy (or known to have held one) is reached.
+    fn membership(&self, namespace: &str) -> Membership {
+        if self.selected.contains(namespace) {
+            Membership::Selected
+        } else if self.terminating.contains(namespace) {
+            Membership::Terminating
+        } else {
+            Membership::Revoked
+        }
+    }
+}
+
+/// The namespaces a ClusterStreamingToken reaches, each with why: the selected ones; those
+/// where a copy exists (by its labels); those that held one (`status.copiedNamespaces`, never
+/// capped) while pods there still read that name (a copy deleted under them, a namespace
+/// deleted while the operator was down); and the home and source namespaces, for the pods that
+/// read the Secret of record or the source Secret directly.
 fn reached_namespaces(
     target: &Target,
     token: &ClusterStreamingToken,
     context: &Context,
     cluster: &ClusterContext,
-    home: &str,
-    selected: &BTreeSet<String>,
-) -> Vec<(String, bool)> {
+    reach: &Reach,
+) -> Vec<(String, Membership)> {
     let name = target.name();
     let secret_name = target.secret_name();
-    let mut existing: BTreeSet<String> = cluster
-        .copies
-        .state()
+    let mut reached: BTreeMap<String, Membership> = reach
+        .selected
+        .iter()
+        .map(|namespace| (namespace.clone(), Membership::Selected))
+        .collect();
+    let copies = cluster.copies.state();
+    let existing = copies
         .iter()
         .filter(|secret| {
             secret.labels().get(CLUSTER_TOKEN_LABEL) == Some(&name)
                 && secret.name_any() == secret_name
         })
-        .filter_map(|secret| secret.namespace())
-        .filter(|namespace| namespace != home || selected.contains(namespace))
-        .collect();
-    for entry in token.status.iter().flat_map(|status| &status.namespaces) {
-        let read = context.pods.in_namespace(&entry.name).iter().any(|pod| {
-            pod.references
-                .iter()
-                .any(|reference| reference.secret == secret_name)
-        });
-        if read && entry.name != home {
-            existing.insert(entry.name.clone());
+        .filter_map(|secret| secret.namespace());
+    let status = token.status.clone().unwrap_or_default();
+    let known = status
+        .copied_namespaces
+        .iter()
+        .chain(status.namespaces.iter().map(|entry| &entry.name))
+        .filter(|namespace| {
+            context.pods.in_namespace(namespace).iter().any(|pod| {
+                pod.references
+                    .iter()
+                    .any(|reference| reference.secret == secret_name)
+            })
+        })
+        .cloned();
+    for namespace in existing.chain(known) {
+        if namespace != reach.home {
+            let membership = reach.membership(&namespace);
+            reached.entry(namespace).or_insert(membership);
         }
     }
-    selected
-        .union(&existing)
-        .map(|namespace| (namespace.clone(), selected.contains(namespace)))
-        .collect()
+    for namespace in [reach.home, reach.source] {
+        reached
+            .entry(namespace.to_string())
+            .or_insert(Membership::Source);
+    }
+    reached.into_iter().collect()
 }
 
 /// A copy whose resourceVersion (from the watch) and the record's are those it was last read in
@@ -302,23 +356,23 @@ fn unchanged_copy(
     )
 }
 
-/// A namespace, whether it is selected, its copy, and when a Secret not ours was created.
-type ReadCopy = (String, bool, CopyObservation, Option<i64>);
+/// A namespace, why it is reached, its copy, and when a Secret not ours was created.
+type ReadCopy = (String, Membership, CopyObservation, Option<i64>);
 
 /// The copy in `namespace`: the home's own Secret, one known unchanged, or read now.
 async fn read_copy(
     target: &Target,
     context: &Context,
     namespace: String,
-    is_selected: bool,
+    membership: Membership,
     home: &str,
     unchanged: Option<CopyObservation>,
 ) -> Result<ReadCopy, Error> {
     if namespace == home {
-        return Ok((namespace, is_selected, CopyObservation::Home, None));
+        return Ok((namespace, membership, CopyObservation::Home, None));
     }
     if let Some(copy) = unchanged {
-        return Ok((namespace, is_selected, copy, None));
+        return Ok((namespace, membership, copy, None));
     }
     let (observed, created) = read_secret(target, context, &namespace).await?;
     let (copy, created) = match observed {
@@ -327,7 +381,7 @@ async fn read_copy(
         MirrorObservation::ClaimedBy(other) => (CopyObservation::ClaimedBy(other), created),
         MirrorObservation::Owned(observed) => (CopyObservation::Read(observed), None),
     };
-    Ok((namespace, is_selected, copy, created))
+    Ok((namespace, membership, copy, created))
 }
 
 /// The namespaces `token` selects now: named or matching its selector, and not being deleted;
@@ -422,17 +476,61 @@ pub(super) fn classify_mirror(target: &Target, secret: &Secret) -> MirrorObserva
 pub(super) fn fill_view(target: &Target, context: &Context, view: &mut NamespaceView, now: &Time) {
     let spec = target.spec();
     let secret = target.secret_name();
-    if view.serves_pair() && !view.label_taken {
-        view.consumers = context
+    let observed = || -> Vec<ConsumerObservation> {
+        let mut consumers: Vec<ConsumerObservation> = context
             .workloads
             .consumers(&view.namespace, &target.name())
             .iter()
             .map(|workload| workload.observe(&spec.consumers.env_var, &secret))
             .collect();
-        view.consumers
-            .sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+        consumers.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+        consumers
+    };
+    match view.membership {
+        Membership::Selected if view.serves_pair() && !view.label_taken => {
+            view.consumers = observed();
+        }
+        // Revoked: nothing there is served; those still reading the copy are named.
+        Membership::Revoked if !view.label_taken => {
+            view.referencing = observed()
+                .iter()
+                .filter(|consumer| {
+                    consumer.containers.iter().any(|container| {
+                        !container.mirror_reads.is_empty()
+                            || matches!(&container.source, EnvSource::SecretKey { secret: name, .. } if *name == secret)
+                    })
+                })
+                .map(|consumer| match consumer.desired {
+                    0 if consumer.batch.is_none() => {
+                        format!("{}/{} (0 replicas)", consumer.kind.as_str(), consumer.name)
+                    }
+                    _ => format!("{}/{}", consumer.kind.as_str(), consumer.name),
+                })
+                .collect();
+        }
+        _ => {}
     }
     let records = context.pods.in_namespace(&view.namespace);
+    set_pods(target, view, records, now);
+}
+
+/// Sets the pods of `view`: all of them; in a source namespace that is not the home, only
+/// those that read the source Secret (a Secret of the mirror's name there is not this pair's).
+pub(super) fn set_pods(
+    target: &Target,
+    view: &mut NamespaceView,
+    mut records: Vec<Arc<PodRecord>>,
+    now: &Time,
+) {
+    if view.membership == Membership::Source && !matches!(view.copy, CopyObservation::Home) {
+        let spec = target.spec();
+        let source = spec.source.secret_ref.as_ref().map(|source| &source.name);
+        records.retain(|pod| {
+            pod.references
+                .iter()
+                .any(|reference| Some(&reference.secret) == source)
+        });
+    }
     view.with_pods(records, now);
 }
 

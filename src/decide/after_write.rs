@@ -139,3 +139,64 @@ pub fn write_failed(
     );
     Some((status, notice))
 }
+
+/// A pod found after Token 1 was deactivated that may have read it: it started (or its kubelet
+/// may still have served the old value) between the last pod check and the deactivating write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlippedPod {
+    pub namespace: String,
+    pub pod: String,
+    /// It has a controller that starts it again once deleted; a bare pod can only be reported.
+    pub restartable: bool,
+}
+
+/// The pods of `fresh` (listed again per namespace right after the deactivating write, which
+/// ended at `written_at`, API server seconds) that may hold the Token 1 just deactivated: every
+/// one that reads the mirror's Token 1 key and was created no later than the kubelet's cache
+/// margin after the write. The decision that deactivated found none, so each of these slipped
+/// through the window between that check and the write.
+pub fn slipped_through(
+    snapshot: &Snapshot,
+    fresh: &[(String, Vec<std::sync::Arc<crate::model::pod::PodRecord>>)],
+    written_at: i64,
+) -> Vec<SlippedPod> {
+    let token1_key = &snapshot.spec.secret.token1_key;
+    let deadline = written_at.saturating_add(super::snapshot::KUBELET_CACHE_MARGIN_SECONDS);
+    let mut slipped = Vec::new();
+    for (namespace, pods) in fresh {
+        for pod in pods {
+            let reads_token1 = pod.references.iter().any(|reference| {
+                reference.secret == snapshot.secret_name && reference.keys.includes(token1_key)
+            });
+            if reads_token1 && pod.created_at <= deadline && !pod.terminating() {
+                slipped.push(SlippedPod {
+                    namespace: namespace.clone(),
+                    pod: pod.name.clone(),
+                    restartable: pod.owner.is_some(),
+                });
+            }
+        }
+    }
+    slipped
+}
+
+/// The Warning for a pod that slipped through (named as data, so it is shown in its namespace).
+pub fn slipped_notice(snapshot: &Snapshot, slipped: &SlippedPod) -> Notice {
+    let action = if slipped.restartable {
+        "it was deleted at once so its controller starts it again on the new pair"
+    } else {
+        "it is a bare pod the operator cannot restart: restart it now"
+    };
+    Notice::warning(
+        reason::POD_SLIPPED_THROUGH,
+        reason::action::ROTATE,
+        format!(
+            "Pod {}/{} started reading key {} of Secret {} between the last pod check and the write that deactivated Token 1, so it may hold the deactivated token; {action}",
+            slipped.namespace,
+            slipped.pod,
+            snapshot.spec.secret.token1_key,
+            snapshot.secret_name
+        ),
+    )
+    .about_namespace(&slipped.namespace)
+}

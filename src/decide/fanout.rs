@@ -8,17 +8,19 @@
 //! verification back ([`super::verification`]), so Token 1 is never deactivated while some
 //! namespace's Secret may still say otherwise.
 //!
-//! A namespace that stops being selected is `Leaving`: its copy is kept up to date, and its
-//! consumers served and verified, until no pod there reads it; then the copy is deleted
-//! (`unselectedPolicy: Delete`) or kept as it is, no longer updated (`Retain`: `Retained`). A
-//! copy in a namespace not selected is only ever written if it still holds a token of the record
-//! (so a Secret someone labelled to look like a copy never receives the pair), and a Secret of
-//! the mirror's name that is not this object's is never touched.
+//! A namespace that stops being selected is revoked (`Leaving`): its copy keeps the pair it had
+//! and never receives a later one, nothing there is repointed or restarted, and pods still
+//! reading it are reported, not waited for; the copy is deleted once no pod reads it
+//! (`unselectedPolicy: Delete`, after naming the workloads that still reference it) or kept as
+//! it is (`Retain`: `Retained`). A namespace being deleted is not revoked: nothing is written
+//! there and its pods are verified until they are gone (`Terminating`). A Secret of the
+//! mirror's name that is not this object's is never touched. Which namespaces hold or held a
+//! copy is kept in `status.copiedNamespaces`, never capped.
 
 use super::pair;
 use super::snapshot::{
-    CopyObservation, CopyWrite, MirrorObservation, MirrorWrite, NamespaceView, Notice, Snapshot,
-    TokenKind,
+    CopyObservation, CopyWrite, Membership, MirrorObservation, MirrorWrite, NamespaceView, Notice,
+    Snapshot, TokenKind, held_a_copy,
 };
 use super::verification::NamespaceVerification;
 use crate::api::{BlockedConsumer, NamespaceStatus, StreamingTokenStatus};
@@ -26,6 +28,8 @@ use crate::model::reason::{self, NamespaceState};
 
 /// Most namespaces listed in status.
 pub const MAX_NAMESPACES_LISTED: usize = 200;
+/// How the status message of a revoked namespace whose pods still read its copy begins.
+const REVOKED_READ: &str = "no longer selected (revoked)";
 /// Most blocked entries listed per namespace.
 const MAX_BLOCKED_PER_NAMESPACE: usize = 5;
 
@@ -36,6 +40,32 @@ pub struct FanOut {
     pub deletes: Vec<String>,
     /// `Degraded` when nothing worse is reported: namespaces whose Secret or label is taken.
     pub degraded: Option<(&'static str, String)>,
+}
+
+impl FanOut {
+    /// Takes in what the copy of `view` needs (a copy deleted under workloads that still
+    /// reference it is said first).
+    fn need(
+        &mut self,
+        snapshot: &Snapshot,
+        view: &NamespaceView,
+        need: CopyNeed,
+        events: &mut Vec<Notice>,
+    ) {
+        match need {
+            CopyNeed::Nothing => {}
+            CopyNeed::Write(write) => self.copies.push(CopyWrite {
+                namespace: view.namespace.clone(),
+                write,
+            }),
+            CopyNeed::Delete => {
+                if !view.referencing.is_empty() {
+                    events.push(referenced_copy_deleted(snapshot, view));
+                }
+                self.deletes.push(view.namespace.clone());
+            }
+        }
+    }
 }
 
 /// The copies to write and delete for `mirror` (the pair of record as it will be after this
@@ -53,15 +83,11 @@ pub fn plan(
     }
     let mut listed: Vec<NamespaceStatus> = Vec::new();
     for (index, view) in snapshot.namespaces.iter().enumerate() {
-        let state = state(snapshot, view);
-        match copy_need(snapshot, view, mirror) {
-            CopyNeed::Nothing => {}
-            CopyNeed::Write(write) => fan.copies.push(CopyWrite {
-                namespace: view.namespace.clone(),
-                write,
-            }),
-            CopyNeed::Delete => fan.deletes.push(view.namespace.clone()),
+        if view.membership == Membership::Source {
+            continue;
         }
+        let state = state(snapshot, view);
+        fan.need(snapshot, view, copy_need(snapshot, view, mirror), events);
         let verification = verified.get(index);
         let mut blocked: Vec<BlockedConsumer> = verification
             .map(|verification| verification.blocked.clone())
@@ -96,12 +122,13 @@ pub fn plan(
             ),
         ));
     }
+    status.copied_namespaces = copied_namespaces(snapshot, &fan.deletes);
     status.namespace_count = Some(
         i32::try_from(
             snapshot
                 .namespaces
                 .iter()
-                .filter(|view| view.serves_pair())
+                .filter(|view| view.serves_pair() && view.membership != Membership::Source)
                 .count(),
         )
         .unwrap_or(i32::MAX),
@@ -111,6 +138,47 @@ pub fn plan(
     listed.truncate(MAX_NAMESPACES_LISTED);
     status.namespaces = listed;
     fan
+}
+
+/// The namespaces that hold or held this object's copy, as status keeps them: every
+/// namespace reached whose copy is this object's (or is about to be), and every one known
+/// before that is still reached (a copy gone while pods there may still read it). A namespace
+/// whose copy is deleted now, or that is no longer reached at all, is dropped.
+fn copied_namespaces(snapshot: &Snapshot, deleted: &[String]) -> Vec<String> {
+    let mut names: Vec<String> = snapshot
+        .namespaces
+        .iter()
+        .filter(|view| view.membership != Membership::Source)
+        .filter(|view| !deleted.contains(&view.namespace))
+        .filter(|view| {
+            let ours = match view.copy {
+                CopyObservation::Current { .. } | CopyObservation::Read(_) => true,
+                CopyObservation::Missing => view.selected(),
+                CopyObservation::Home => false,
+                CopyObservation::NotOwned | CopyObservation::ClaimedBy(_) => false,
+            };
+            ours || held_a_copy(&snapshot.status, &view.namespace)
+        })
+        .map(|view| view.namespace.clone())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The Warning said before a revoked copy that workloads still reference is deleted.
+fn referenced_copy_deleted(snapshot: &Snapshot, view: &NamespaceView) -> Notice {
+    Notice::warning(
+        reason::REVOKED_COPY_REFERENCED,
+        reason::action::MIRROR_SECRET,
+        format!(
+            "namespace {}: Secret {} is deleted (no longer selected, no pod reads it) while {} still reference it: their next pods fail to start until they stop reading it",
+            view.namespace,
+            snapshot.secret_name,
+            view.referencing.join(", ")
+        ),
+    )
+    .about_namespace(&view.namespace)
 }
 
 fn attention(entry: &NamespaceStatus) -> usize {
@@ -130,18 +198,10 @@ pub fn reached(
     status: Option<&StreamingTokenStatus>,
     view: &NamespaceView,
 ) -> bool {
-    if view.selected {
+    if matches!(view.membership, Membership::Selected | Membership::Source) {
         return true;
     }
-    let was_copy = || {
-        status
-            .iter()
-            .flat_map(|status| status.namespaces.iter())
-            .any(|entry| {
-                entry.name == view.namespace
-                    && NamespaceState::parse(&entry.state).is_some_and(NamespaceState::held_a_copy)
-            })
-    };
+    let was_copy = || status.is_some_and(|status| held_a_copy(status, &view.namespace));
     let record = match mirror {
         MirrorObservation::Owned(record) => record,
         _ => return false,
@@ -164,7 +224,7 @@ pub fn reached(
         CopyObservation::NotOwned | CopyObservation::ClaimedBy(_) => was_copy(),
         CopyObservation::Read(copy) => {
             let known = tokens(record);
-            tokens(copy).iter().any(|token| known.contains(token))
+            was_copy() || tokens(copy).iter().any(|token| known.contains(token))
         }
     }
 }
@@ -183,16 +243,20 @@ fn copy_need(snapshot: &Snapshot, view: &NamespaceView, mirror: &MirrorWrite) ->
             ..mirror.clone()
         })
     };
-    let read_here = snapshot.read_in(view);
-    if !view.selected && !read_here {
-        return match view.copy {
-            CopyObservation::Read(_) | CopyObservation::Current { .. }
-                if !snapshot.retain_unselected =>
-            {
-                CopyNeed::Delete
-            }
-            _ => CopyNeed::Nothing,
-        };
+    match view.membership {
+        Membership::Selected => {}
+        // A revoked copy never receives a later pair: deleted once nothing reads it.
+        Membership::Revoked => {
+            return match view.copy {
+                CopyObservation::Read(_) | CopyObservation::Current { .. }
+                    if !snapshot.retain_unselected && !snapshot.read_in(view) =>
+                {
+                    CopyNeed::Delete
+                }
+                _ => CopyNeed::Nothing,
+            };
+        }
+        Membership::Terminating | Membership::Source => return CopyNeed::Nothing,
     }
     match &view.copy {
         // In sync with the record as observed: written again only if the record changes now.
@@ -208,9 +272,7 @@ fn copy_need(snapshot: &Snapshot, view: &NamespaceView, mirror: &MirrorWrite) ->
         CopyObservation::Home | CopyObservation::NotOwned | CopyObservation::ClaimedBy(_) => {
             CopyNeed::Nothing
         }
-        // Created only where selected: a leaving namespace's deleted copy is not brought back.
-        CopyObservation::Missing if view.selected => write(None),
-        CopyObservation::Missing => CopyNeed::Nothing,
+        CopyObservation::Missing => write(None),
         CopyObservation::Read(observed) => {
             if pair::needs_write(mirror, Some(observed)) {
                 write(observed.resource_version.clone())
@@ -258,26 +320,17 @@ fn state(snapshot: &Snapshot, view: &NamespaceView) -> (NamespaceState, String) 
             ),
         );
     }
-    if !view.selected {
-        if !snapshot.read_in(view) && snapshot.retain_unselected {
+    match view.membership {
+        Membership::Terminating => {
             return (
-                NamespaceState::Retained,
+                NamespaceState::Terminating,
                 format!(
-                    "no longer selected and no pod reads Secret {secret} here: it is kept as it is and no longer updated (unselectedPolicy: Retain); its Token 1 stops working at the next rotation"
+                    "the namespace is being deleted: nothing is written there, and rotations wait until no pod there may still hold Token 1 (read from Secret {secret})"
                 ),
             );
         }
-        return (
-            NamespaceState::Leaving,
-            format!(
-                "no longer selected; Secret {secret} is kept up to date and verified until no pod here reads it, then {}",
-                if snapshot.retain_unselected {
-                    "kept as it is"
-                } else {
-                    "deleted"
-                }
-            ),
-        );
+        Membership::Revoked => return revoked(snapshot, view),
+        Membership::Selected | Membership::Source => {}
     }
     if snapshot.copy_in_sync(view) {
         (
@@ -295,6 +348,62 @@ fn state(snapshot: &Snapshot, view: &NamespaceView) -> (NamespaceState, String) 
             format!("Secret {secret} is being updated"),
         )
     }
+}
+
+/// The state of a namespace no longer selected: its copy is revoked.
+fn revoked(snapshot: &Snapshot, view: &NamespaceView) -> (NamespaceState, String) {
+    let secret = &snapshot.secret_name;
+    let readers = readers_of(snapshot, view);
+    if readers.is_empty() {
+        return if snapshot.retain_unselected {
+            (
+                NamespaceState::Retained,
+                format!(
+                    "no longer selected: Secret {secret} is kept as it is and receives no later pair (unselectedPolicy: Retain); its Token 1 stops working at the next rotation"
+                ),
+            )
+        } else {
+            (
+                NamespaceState::Leaving,
+                format!("no longer selected: Secret {secret} is deleted"),
+            )
+        };
+    }
+    (
+        if snapshot.retain_unselected {
+            NamespaceState::Retained
+        } else {
+            NamespaceState::Leaving
+        },
+        format!(
+            "{REVOKED_READ}: Secret {secret} keeps the pair it had and receives no later one; {} pod(s) here still read it ({}) and lose access when its Token 1 is deactivated{}",
+            readers.len(),
+            readers
+                .iter()
+                .take(5)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
+            if snapshot.retain_unselected {
+                ""
+            } else {
+                "; it is deleted once none reads it"
+            }
+        ),
+    )
+}
+
+/// The pods of `view` that reference the mirror Secret's name (`Pod/name`).
+fn readers_of(snapshot: &Snapshot, view: &NamespaceView) -> Vec<String> {
+    view.pods
+        .iter()
+        .filter(|pod| {
+            pod.references
+                .iter()
+                .any(|reference| reference.secret == snapshot.secret_name)
+        })
+        .map(|pod| format!("Pod/{}", pod.name))
+        .collect()
 }
 
 /// Events for namespaces whose state changed since the last status: joined, left, conflicting.
@@ -324,8 +433,22 @@ fn announce(snapshot: &Snapshot, listed: &[NamespaceStatus], events: &mut Vec<No
                     entry.name
                 ),
             ),
+            Some(NamespaceState::Leaving | NamespaceState::Retained)
+                if entry.message.starts_with(REVOKED_READ) =>
+            {
+                Notice::warning(
+                    reason::REVOKED_COPY_READ,
+                    reason::action::MIRROR_SECRET,
+                    said(&entry.message),
+                )
+            }
             Some(NamespaceState::Leaving) => Notice::normal(
                 reason::NAMESPACE_LEAVING,
+                reason::action::MIRROR_SECRET,
+                said(&entry.message),
+            ),
+            Some(NamespaceState::Terminating) => Notice::normal(
+                reason::NAMESPACE_TERMINATING,
                 reason::action::MIRROR_SECRET,
                 said(&entry.message),
             ),

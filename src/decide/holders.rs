@@ -80,10 +80,16 @@ pub fn may_hold_token1<'a>(pod: &'a PodRecord, pair: &Pair) -> Option<Holding<'a
     if let Some(reference) = mirror().find(|reference| reference.keys.includes(pair.token1_key)) {
         return Some(Holding::Token1(reference));
     }
-    let rolled_on_this_rotation = pod.rotation.as_deref() == Some(pair.rotation_id);
+    // The key's history since the pod's creation decides: a pod created (past the kubelet's
+    // cache margin) after the last write of the values read what the Token 2 key holds now.
+    // The rotation's stamp alone does not: the values may have been written after the pod
+    // started (a mirror rewritten mid-rotation). Only when the write time is unknown does the
+    // stamp stand in for it.
     let created_after_write = pair
         .values_written_at
         .is_some_and(|written| pod.created_at > written + KUBELET_CACHE_MARGIN_SECONDS);
+    let rolled_on_this_rotation =
+        pair.values_written_at.is_none() && pod.rotation.as_deref() == Some(pair.rotation_id);
     if rolled_on_this_rotation || created_after_write {
         return None;
     }
@@ -425,10 +431,19 @@ mod tests {
                 Some("Token2BeforePromotion"),
             ),
             (
-                "token2, rolled on this rotation",
+                "token2, rolled on this rotation but created before the values' last write",
                 |p| {
                     p.references = vec![env("token2")];
                     p.rotation = Some("r7".into());
+                },
+                Some("Token2BeforePromotion"),
+            ),
+            (
+                "token2, rolled on this rotation after the values' last write",
+                |p| {
+                    p.references = vec![env("token2")];
+                    p.rotation = Some("r7".into());
+                    p.created_at = WRITTEN + KUBELET_CACHE_MARGIN_SECONDS + 1;
                 },
                 None,
             ),
@@ -491,7 +506,7 @@ mod tests {
                 Some("Token1"),
             ),
             (
-                "volume with only the token2 item, rolled",
+                "volume with only the token2 item, rolled after the values' last write",
                 |p| {
                     p.references = vec![SecretReference {
                         secret: "telemetry".into(),
@@ -501,6 +516,7 @@ mod tests {
                         },
                     }];
                     p.rotation = Some("r7".into());
+                    p.created_at = WRITTEN + KUBELET_CACHE_MARGIN_SECONDS + 1;
                 },
                 None,
             ),
@@ -553,6 +569,11 @@ mod tests {
         assert!(
             may_hold_token1(&late, &unknown_write).is_some(),
             "without the write time every unrolled Token 2 reader is suspect"
+        );
+        late.rotation = Some("r7".into());
+        assert!(
+            may_hold_token1(&late, &unknown_write).is_none(),
+            "without the write time the rotation's stamp stands in for it"
         );
     }
 

@@ -478,7 +478,12 @@ fn unlabelled_readers(
     events: &mut Vec<Notice>,
 ) -> Option<(&'static str, String)> {
     let mut readers: Vec<BlockedConsumer> = Vec::new();
-    for view in snapshot.namespaces.iter().filter(|view| view.serves_pair()) {
+    // Selected namespaces, and the home or source namespace (pods reading the record or the
+    // source directly); a namespace being deleted or revoked is reported by its own state.
+    let watched = |view: &&NamespaceView| {
+        view.serves_pair() && matches!(view.membership, Membership::Selected | Membership::Source)
+    };
+    for view in snapshot.namespaces.iter().filter(watched) {
         let consumers: BTreeSet<Owner> = view
             .consumers
             .iter()

@@ -156,15 +156,7 @@ impl Snapshot {
         if view.serves_pair() {
             return false;
         }
-        let was_copy = self
-            .status
-            .namespaces
-            .iter()
-            .find(|entry| entry.name == view.namespace)
-            .is_some_and(|entry| {
-                crate::model::reason::NamespaceState::parse(&entry.state)
-                    .is_some_and(crate::model::reason::NamespaceState::held_a_copy)
-            });
+        let was_copy = held_a_copy(&self.status, &view.namespace);
         let margin = KUBELET_CACHE_MARGIN_SECONDS;
         was_copy
             && view.pods.iter().any(|pod| {
@@ -231,9 +223,8 @@ pub struct NamespaceView {
     pub namespace: String,
     /// The mirror Secret in this namespace.
     pub copy: CopyObservation,
-    /// False when a ClusterStreamingToken no longer selects the namespace but still has a
-    /// mirror Secret there (see `spec.namespaces.unselectedPolicy`).
-    pub selected: bool,
+    /// Why the pair reaches this namespace (a StreamingToken's own namespace is `Selected`).
+    pub membership: Membership,
     /// When the Secret under the mirror's name here was created, if it is not this object's
     /// (seconds, API server clock): pods created after it cannot have read a former copy.
     pub foreign_since: Option<i64>,
@@ -245,9 +236,41 @@ pub struct NamespaceView {
     /// Every pod of the namespace that references a Secret or carries the token label (compact
     /// records): whatever owns them, they are what "may hold Token 1" is decided on.
     pub pods: Vec<Arc<PodRecord>>,
+    /// (Revoked) Labelled workloads here whose pod template still reads the copy (`Kind/name`,
+    /// with their replicas when scaled to zero): named before the copy is deleted.
+    pub referencing: Vec<String>,
+}
+
+/// Why a ClusterStreamingToken reaches a namespace, which decides what is done there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Membership {
+    /// Selected: its copy holds the pair of record, its consumers are served, its pods verified.
+    Selected,
+    /// Being deleted, and selected (or known to hold a copy) until then: nothing is written
+    /// there, and its pods, which may still hold Token 1 while they terminate, are verified
+    /// until they are gone.
+    Terminating,
+    /// No longer selected: a revocation. Its copy never receives a later pair, nothing there is
+    /// repointed or restarted, and its pods still reading the copy are reported, not waited
+    /// for; the copy is deleted once nothing reads it (`unselectedPolicy: Delete`) or kept as
+    /// it is (`Retain`).
+    Revoked,
+    /// Not selected, but the Secret of record or the `secretRef` source Secret lives here: only
+    /// the pods that read one of them directly are verified (never written, never listed).
+    Source,
 }
 
 impl NamespaceView {
+    /// True when the namespace is selected (its copy is kept in sync, its consumers served).
+    pub fn selected(&self) -> bool {
+        self.membership == Membership::Selected
+    }
+
+    /// True when the pods here hold a rotation while they may hold Token 1.
+    pub fn verified_here(&self) -> bool {
+        self.membership != Membership::Revoked
+    }
+
     /// True when this namespace's pods may read this pair from the mirror Secret here.
     pub fn serves_pair(&self) -> bool {
         !matches!(
@@ -255,6 +278,20 @@ impl NamespaceView {
             CopyObservation::NotOwned | CopyObservation::ClaimedBy(_)
         )
     }
+}
+
+/// True when `status` knows `namespace` as one that held (or holds) this object's copy: in the
+/// uncapped `copiedNamespaces`, or (a status written before it existed) in `namespaces`.
+pub fn held_a_copy(status: &StreamingTokenStatus, namespace: &str) -> bool {
+    status
+        .copied_namespaces
+        .iter()
+        .any(|name| name == namespace)
+        || status.namespaces.iter().any(|entry| {
+            entry.name == namespace
+                && crate::model::reason::NamespaceState::parse(&entry.state)
+                    .is_some_and(crate::model::reason::NamespaceState::held_a_copy)
+        })
 }
 
 /// The mirror Secret of one namespace, next to the pair of record.

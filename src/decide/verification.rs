@@ -70,6 +70,13 @@ pub fn verify(
     };
     let mut verification = Verification::default();
     for view in &snapshot.namespaces {
+        if !view.verified_here() {
+            // Revoked: its pods are reported, never waited for.
+            verification
+                .namespaces
+                .push(NamespaceVerification::default());
+            continue;
+        }
         let listed = consumers::listed_namespace(snapshot, &view.namespace);
         let blocked_before = verification.blocked.len();
         let mut verified = pass.rolled_out(view, &listed, &mut verification.blocked);
@@ -163,7 +170,7 @@ impl Pass<'_> {
     ) -> usize {
         let snapshot = self.snapshot;
         let mut waiting = 0;
-        if !snapshot.copy_in_sync(view) && (view.selected || snapshot.read_in(view)) {
+        if !snapshot.copy_in_sync(view) && (view.selected() || snapshot.read_in(view)) {
             // A mirror Secret that does not (yet) hold the pair of record, and is read: what
             // its Token 2 key held, and when, is not known, so nothing here counts as
             // verified.

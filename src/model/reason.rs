@@ -159,6 +159,17 @@ pub const NAMESPACE_LEAVING: &str = "NamespaceLeaving";
 pub const NAMESPACE_RETAINED: &str = "NamespaceRetained";
 /// (Event) A namespace's copy was removed.
 pub const NAMESPACE_REMOVED: &str = "NamespaceRemoved";
+/// (Event, Warning) Pods of a namespace no longer selected still read its revoked copy: they
+/// lose access when its Token 1 is deactivated.
+pub const REVOKED_COPY_READ: &str = "RevokedCopyRead";
+/// (Event, Warning) A revoked copy is deleted while workloads there still reference it (scaled
+/// to zero, or a CronJob): their next pods fail to start.
+pub const REVOKED_COPY_REFERENCED: &str = "RevokedCopyReferenced";
+/// (Event, Warning) A pod started reading Token 1 between the last pod check and the write that
+/// deactivated it: deleted at once so its controller starts it again (a bare pod: reported).
+pub const POD_SLIPPED_THROUGH: &str = "PodSlippedThrough";
+/// (Event) A namespace being deleted: its pods are verified until they are gone.
+pub const NAMESPACE_TERMINATING: &str = "NamespaceTerminating";
 /// (Event) A namespace cannot be served (its Secret or consumer label is someone else's).
 pub const NAMESPACE_CONFLICT: &str = "NamespaceConflict";
 /// A namespace's consumer label belongs to a StreamingToken there.
@@ -314,7 +325,8 @@ pub enum NamespaceState {
     Synced,
     /// Its copy is being created or updated.
     Pending,
-    /// No longer selected: its copy is kept up to date and verified until no pod reads it.
+    /// No longer selected (revoked): its copy never receives a later pair; deleted once no pod
+    /// reads it.
     Leaving,
     /// No longer selected and nothing reads its copy: kept as it is (`unselectedPolicy: Retain`).
     Retained,
@@ -326,11 +338,13 @@ pub enum NamespaceState {
     SecretClaimedByOther,
     /// A StreamingToken there owns the consumer label.
     ConsumerLabelTaken,
+    /// The namespace is being deleted: its pods are verified until they are gone.
+    Terminating,
 }
 
 impl NamespaceState {
     /// Every state.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::Synced,
         Self::Pending,
         Self::Leaving,
@@ -339,6 +353,7 @@ impl NamespaceState {
         Self::SecretNotOwned,
         Self::SecretClaimedByOther,
         Self::ConsumerLabelTaken,
+        Self::Terminating,
     ];
 
     /// The word in `status.namespaces[].state`.
@@ -352,6 +367,7 @@ impl NamespaceState {
             Self::SecretNotOwned => SECRET_NOT_OWNED,
             Self::SecretClaimedByOther => SECRET_CLAIMED_BY_OTHER,
             Self::ConsumerLabelTaken => CONSUMER_LABEL_TAKEN,
+            Self::Terminating => "Terminating",
         }
     }
 
@@ -375,7 +391,12 @@ impl NamespaceState {
     pub fn held_a_copy(self) -> bool {
         matches!(
             self,
-            Self::Synced | Self::Pending | Self::Leaving | Self::Retained | Self::SecretReplaced
+            Self::Synced
+                | Self::Pending
+                | Self::Leaving
+                | Self::Retained
+                | Self::SecretReplaced
+                | Self::Terminating
         )
     }
 }

@@ -6,8 +6,9 @@
 use crate::support::fixtures;
 use crate::support::ledger::Ledger;
 use crate::support::{self, Operator, OperatorOptions, wait_for};
+use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
@@ -1021,4 +1022,391 @@ async fn a_cluster_pair_at_the_platform_rotates_there_once_across_namespaces() {
     for secret in [pat.as_str(), &before.0, &before.1, &after.1] {
         assert!(!logs.contains(secret), "a platform secret in the logs");
     }
+}
+
+/// The pods of consumer `api` in `namespace` (two replicas).
+async fn the_pods(admin: &Client, namespace: &str) -> Vec<String> {
+    wait_for("the consumer's pods", TIMEOUT, || async {
+        let pods = Api::<Pod>::namespaced(admin.clone(), namespace)
+            .list(&kube::api::ListParams::default().labels("app=api"))
+            .await
+            .map_err(|error| error.to_string())?;
+        match pods.items.len() {
+            2 => Ok(pods.items.iter().map(ResourceExt::name_any).collect()),
+            other => Err(format!("{other} pods")),
+        }
+    })
+    .await
+}
+
+/// Sets (or clears) a test finalizer on a pod: a finalizer keeps a deleted pod terminating,
+/// as a long graceful shutdown does (KWOK deletes a pod without finalizers at once).
+async fn hold_pod(admin: &Client, namespace: &str, pod: &str, hold: bool) {
+    let finalizers = if hold {
+        json!(["e2e.streamingtoken.io/hold"])
+    } else {
+        json!(null)
+    };
+    Api::<Pod>::namespaced(admin.clone(), namespace)
+        .patch(
+            pod,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": finalizers}})),
+        )
+        .await
+        .expect("pod finalizer set");
+}
+
+/// Removing a namespace from the selection revokes it: the copy there keeps the pair it had and
+/// never receives the next one, nothing there is repointed or restarted, the rotation does not
+/// wait for its pods, which are reported (their Token 1 is deactivated: the ledger judged
+/// against the pair of record sees them cut off, as the revocation means). Scaled to zero, the
+/// consumer is named in a Warning and the copy deleted.
+#[tokio::test]
+async fn a_namespace_removed_from_the_selection_is_revoked() {
+    let fleet = Fleet::start("revoke").await;
+    let a = fleet.namespace("revoke-a", true).await;
+    let b = fleet.namespace("revoke-b", true).await;
+    fleet.create(&fleet.token()).await;
+    fleet
+        .wait_status("synced", |status| status.namespace_count == Some(2))
+        .await;
+    let (old_token1, old_token2) = fleet.wait_copies(&[&a, &b]).await;
+    fleet.consumer(&a).await;
+    fleet.consumer(&b).await;
+    let kept = Ledger::against_record(&fleet.admin, &a, &fleet.name, &fleet.home).await;
+    let revoked = Ledger::against_record(&fleet.admin, &b, &fleet.name, &fleet.home).await;
+
+    fleet.set_member(&b, false).await;
+    fleet
+        .wait_status("b revoked", |status| {
+            state_of(status, &b) == Some("Leaving")
+        })
+        .await;
+    support::wait_event(&fleet.admin, &b, &fleet.name, "RevokedCopyRead", TIMEOUT).await;
+    fleet.rotate("after-revocation").await;
+    fleet
+        .wait_status("the rotation to complete without b", |status| {
+            rotation_done(status, "r1")
+        })
+        .await;
+    let (token1, _) = fleet.wait_copies(&[&a]).await;
+    assert_eq!(token1, old_token2, "Token 2 promoted");
+    assert_eq!(
+        fleet.pair(&b).await,
+        (Some(old_token1.clone()), Some(old_token2.clone())),
+        "the revoked copy received a later pair"
+    );
+    assert_eq!(support::rollouts(&fleet.admin, &a, "api").await, 1);
+    assert_eq!(
+        support::rollouts(&fleet.admin, &b, "api").await,
+        0,
+        "a revoked namespace's consumer was repointed"
+    );
+    let status = fleet.status().await;
+    let entry = status
+        .namespaces
+        .iter()
+        .find(|entry| entry.name == b)
+        .expect("b listed while read");
+    assert!(
+        entry.message.contains("pod(s) here still read it"),
+        "{entry:?}"
+    );
+    kept.assert_no_outage().await;
+    revoked.assert_outage().await;
+
+    // Scaled to zero: the copy goes, and the consumer still referencing it is named first.
+    Api::<Deployment>::namespaced(fleet.admin.clone(), &b)
+        .patch(
+            "api",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 0}})),
+        )
+        .await
+        .expect("scaled to zero");
+    wait_for("b's copy deleted", TIMEOUT, || async {
+        match fleet.pair(&b).await.0 {
+            None => Ok(()),
+            Some(_) => Err("still there".to_string()),
+        }
+    })
+    .await;
+    let events = support::events(&fleet.admin, &b, &fleet.name).await;
+    assert!(
+        events
+            .iter()
+            .any(|(_, reason, message)| reason == "RevokedCopyReferenced"
+                && message.contains("Deployment/api (0 replicas)")),
+        "{events:?}"
+    );
+    assert!(!fleet.operator.logs().contains(&old_token1));
+}
+
+/// 250 namespaces (more than status lists): one is deleted while the operator is down, with a
+/// pod that keeps terminating and read Token 1. The restarted operator still knows the
+/// namespace held a copy (`status.copiedNamespaces`, never capped) and waits for that pod
+/// before deactivating Token 1; the ledger there, judged against the pair of record, sees no
+/// outage.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_namespace_deleted_while_the_operator_was_down_still_holds_the_rotation() {
+    const NAMESPACES: usize = 250;
+    let mut fleet = Fleet::start("fleet250").await;
+    let names: Vec<String> = futures::stream::iter(0..NAMESPACES)
+        .map(|_| fleet.namespace("fleet250-m", true))
+        .buffered(16)
+        .collect()
+        .await;
+    fleet.create(&fleet.token()).await;
+    fleet
+        .wait_status("every namespace synced", |status| {
+            status.namespace_count == Some(NAMESPACES as i32)
+                && status.copied_namespaces.len() == NAMESPACES
+                && status
+                    .namespaces
+                    .iter()
+                    .all(|entry| entry.state == "Synced")
+        })
+        .await;
+    // The last by name: beyond the 200 namespaces status lists.
+    let doomed = names.iter().max().expect("namespaces").clone();
+    let status = fleet.status().await;
+    assert_eq!(status.namespaces.len(), 200);
+    assert!(state_of(&status, &doomed).is_none(), "listed after all");
+    let (old_token1, _) = fleet.wait_copies(&[&doomed]).await;
+    fleet.consumer(&doomed).await;
+    let pods = the_pods(&fleet.admin, &doomed).await;
+    for pod in &pods {
+        hold_pod(&fleet.admin, &doomed, pod, true).await;
+    }
+    let ledger = Ledger::against_record(&fleet.admin, &doomed, &fleet.name, &fleet.home).await;
+
+    fleet.operator.kill().await;
+    Api::<Namespace>::all(fleet.admin.clone())
+        .delete(&doomed, &Default::default())
+        .await
+        .expect("namespace deleted");
+    // The namespace controller deletes the copy with the rest, in its own time: gone now.
+    let _ = Api::<Secret>::namespaced(fleet.admin.clone(), &doomed)
+        .delete(&fleet.name, &Default::default())
+        .await;
+    wait_for("the copy gone, the pod terminating", TIMEOUT, || async {
+        let copy = fleet.pair(&doomed).await.0;
+        let pod = Api::<Pod>::namespaced(fleet.admin.clone(), &doomed)
+            .get_opt(&pods[0])
+            .await
+            .map_err(|error| error.to_string())?;
+        match (copy, pod) {
+            (None, Some(pod)) if pod.metadata.deletion_timestamp.is_some() => Ok(()),
+            (copy, pod) => Err(format!(
+                "copy {}, pod {:?}",
+                copy.is_some(),
+                pod.map(|pod| pod.metadata.deletion_timestamp.is_some())
+            )),
+        }
+    })
+    .await;
+    fleet.operator = Fleet::operator(&fleet.admin, &fleet.home, Vec::new()).await;
+    fleet.rotate("deleted-while-down").await;
+    fleet
+        .wait_status("the deleted namespace holding the rotation", |status| {
+            state_of(status, &doomed) == Some("Terminating") && status.rotation.is_some()
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        fleet.status().await.rotation.is_some(),
+        "completed under the pod"
+    );
+    assert_eq!(
+        fleet.pair(&fleet.home).await.0.as_deref(),
+        Some(old_token1.as_str()),
+        "Token 1 deactivated while a pod that read it terminates"
+    );
+
+    for pod in &pods {
+        hold_pod(&fleet.admin, &doomed, pod, false).await;
+    }
+    let status = fleet
+        .wait_status("the rotation to complete once the pod is gone", |status| {
+            rotation_done(status, "r1")
+        })
+        .await;
+    ledger.assert_no_outage().await;
+    wait_for("the namespace forgotten", TIMEOUT, || async {
+        let status = fleet.status().await;
+        if status.copied_namespaces.contains(&doomed) {
+            Err("still in copiedNamespaces".to_string())
+        } else {
+            Ok(())
+        }
+    })
+    .await;
+    assert!(status.copied_namespaces.len() >= NAMESPACES - 1);
+    let namespaces = Api::<Namespace>::all(fleet.admin.clone());
+    for name in names.iter().filter(|name| **name != doomed) {
+        let _ = namespaces.delete(name, &Default::default()).await;
+    }
+}
+
+/// With a `secretRef` source in a namespace no selection names (the operator's), a pod there
+/// that reads the source Secret directly holds the hand-off: `ReadyToRotate` stays False and the
+/// pod is named, until it is gone.
+#[tokio::test]
+async fn a_source_secret_reader_in_an_unselected_namespace_holds_the_hand_off() {
+    let fleet = Fleet::start("fleetsrc").await;
+    let a = fleet.namespace("fleetsrc-a", true).await;
+    let mut secret = fixtures::source_secret(
+        "portal",
+        &fleet.home,
+        &fleet.name,
+        "portal-token-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "portal-token-bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+    );
+    secret.metadata.labels = Some(BTreeMap::from([(
+        CLUSTER_TOKEN_LABEL.to_string(),
+        fleet.name.clone(),
+    )]));
+    support::apply(
+        &Api::<Secret>::namespaced(fleet.admin.clone(), &fleet.home),
+        &secret,
+    )
+    .await;
+    let reader: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "by-hand", "namespace": fleet.home},
+        "spec": {"terminationGracePeriodSeconds": 1, "containers": [{
+            "name": "app", "image": "registry.example/app:1",
+            "env": [{"name": "STREAMING_TOKEN", "valueFrom": {"secretKeyRef": {"name": "portal", "key": "token1"}}}]
+        }]}
+    }))
+    .expect("pod");
+    let pods = Api::<Pod>::namespaced(fleet.admin.clone(), &fleet.home);
+    pods.create(&PostParams::default(), &reader)
+        .await
+        .expect("reader created");
+    let mut token = fleet.token();
+    token.spec.source.generate = None;
+    token.spec.source.secret_ref = Some(ClusterSecretRefSource {
+        name: "portal".into(),
+        namespace: None,
+        token1_key: "token1".into(),
+        token2_key: "token2".into(),
+    });
+    fleet.create(&token).await;
+    fleet
+        .wait_status("a synced", |status| state_of(status, &a) == Some("Synced"))
+        .await;
+    fleet.rotate("hand-off").await;
+    let status = fleet
+        .wait_status("the source reader named", |status| {
+            blocked_in(status, &fleet.home)
+                .iter()
+                .any(|blocked| blocked.starts_with("Pod/by-hand"))
+        })
+        .await;
+    assert_ne!(
+        condition(&status, "ReadyToRotate").map(|(status, _)| status),
+        Some("True")
+    );
+    assert!(
+        state_of(&status, &fleet.home).is_none(),
+        "the home listed as a member"
+    );
+    pods.delete("by-hand", &Default::default())
+        .await
+        .expect("reader deleted");
+    fleet
+        .wait_status("ReadyToRotate", |status| {
+            condition(status, "ReadyToRotate") == Some(("True", "ConsumersOnToken2"))
+        })
+        .await;
+}
+
+/// A pod that starts reading Token 1 between the fresh pod check a deactivation rests on and
+/// the write (the operator held there for 8 s by a test hook) is found right after the write,
+/// evicted at once (its ReplicaSet starts it again on the new pair) and reported: never left
+/// on the dead token.
+#[tokio::test]
+async fn a_pod_that_slips_through_the_deactivation_window_is_restarted_and_reported() {
+    let mut fleet = Fleet::start("slip").await;
+    let a = fleet.namespace("slip-a", true).await;
+    fleet.create(&fleet.token()).await;
+    fleet
+        .wait_status("synced", |status| status.namespace_count == Some(1))
+        .await;
+    let (old_token1, _) = fleet.wait_copies(&[&a]).await;
+    fleet.consumer(&a).await;
+    fleet.operator.kill().await;
+    fleet.operator = Fleet::operator(
+        &fleet.admin,
+        &fleet.home,
+        vec![(
+            "STREAMING_TOKEN_OPERATOR_HALT_AFTER".into(),
+            "pause:checked".into(),
+        )],
+    )
+    .await;
+    let ledger = Ledger::against_record(&fleet.admin, &a, &fleet.name, &fleet.home).await;
+    fleet.rotate("slip").await;
+    wait_for("the operator held after its pod check", TIMEOUT, || async {
+        if fleet.operator.logs().contains("test pause point reached") {
+            Ok(())
+        } else {
+            Err(support::tail(&fleet.operator.logs(), 3))
+        }
+    })
+    .await;
+    // In the window: a workload nobody labelled starts, reading the Token 1 key.
+    let mut late = fixtures::deployment("late", &a, Some(&fleet.name), 1);
+    late.metadata.labels = None;
+    support::apply(
+        &Api::<Deployment>::namespaced(fleet.admin.clone(), &a),
+        &late,
+    )
+    .await;
+    support::wait_deployments_available(&fleet.admin, &a, &["late"]).await;
+    let first = Api::<Pod>::namespaced(fleet.admin.clone(), &a)
+        .list(&kube::api::ListParams::default().labels("app=late"))
+        .await
+        .expect("pods")
+        .items
+        .into_iter()
+        .map(|pod| pod.name_any())
+        .collect::<Vec<_>>();
+    assert_eq!(first.len(), 1, "{first:?}");
+    fleet
+        .wait_status("the rotation to complete", |status| {
+            rotation_done(status, "r1")
+        })
+        .await;
+    let (_, _, message) =
+        support::wait_event(&fleet.admin, &a, &fleet.name, "PodSlippedThrough", TIMEOUT).await;
+    assert!(message.contains(&first[0]), "{message}");
+    wait_for("the slipped pod replaced", TIMEOUT, || async {
+        let pods = Api::<Pod>::namespaced(fleet.admin.clone(), &a)
+            .list(&kube::api::ListParams::default().labels("app=late"))
+            .await
+            .map_err(|error| error.to_string())?;
+        if pods.items.iter().any(|pod| pod.name_any() == first[0]) {
+            Err("the slipped pod still runs".to_string())
+        } else {
+            Ok(())
+        }
+    })
+    .await;
+    // The only pod the ledger (judged against the pair of record) finds on the dead token is
+    // the one that slipped through, and only until it was evicted.
+    let violations = ledger.violations();
+    assert!(
+        violations.iter().all(|line| line.contains(&first[0])),
+        "{violations:#?}"
+    );
+    let window = fleet
+        .operator
+        .logs()
+        .lines()
+        .find(|line| line.contains("from the last pod check to the last write"))
+        .map(str::to_string);
+    assert!(window.is_some(), "the window was not measured");
+    assert!(!fleet.operator.logs().contains(&old_token1));
 }

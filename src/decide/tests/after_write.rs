@@ -154,3 +154,38 @@ fn a_failed_write_is_reported_once_per_reason_and_a_conflict_never() {
         }
     }
 }
+
+#[test]
+fn a_pod_that_read_token1_around_the_deactivating_write_slipped_through() {
+    let fixture = fixture().established(("one", "two"), (1, 2));
+    let written_at = 1_800_000_100;
+    let mut early = pod_record("early", Some(("ReplicaSet", "late-1")), "token1", None);
+    Arc::make_mut(&mut early).created_at = written_at - 3;
+    let mut cached = pod_record("cached", None, "token1", None);
+    Arc::make_mut(&mut cached).created_at = written_at + KUBELET_CACHE_MARGIN_SECONDS;
+    let mut after = pod_record("after", Some(("ReplicaSet", "late-1")), "token1", None);
+    Arc::make_mut(&mut after).created_at = written_at + KUBELET_CACHE_MARGIN_SECONDS + 1;
+    let mut on_token2 = pod_record("repointed", Some(("ReplicaSet", "api-2")), "token2", None);
+    Arc::make_mut(&mut on_token2).created_at = written_at - 60;
+    let fresh = vec![("team".to_string(), vec![early, cached, after, on_token2])];
+    let slipped =
+        crate::decide::after_write::slipped_through(&fixture.snapshot, &fresh, written_at);
+    assert_eq!(
+        slipped,
+        [
+            crate::decide::after_write::SlippedPod {
+                namespace: "team".into(),
+                pod: "early".into(),
+                restartable: true
+            },
+            crate::decide::after_write::SlippedPod {
+                namespace: "team".into(),
+                pod: "cached".into(),
+                restartable: false
+            }
+        ]
+    );
+    let notice = crate::decide::after_write::slipped_notice(&fixture.snapshot, &slipped[1]);
+    assert_eq!(notice.reason, "PodSlippedThrough");
+    assert!(notice.message.contains("bare pod"), "{}", notice.message);
+}

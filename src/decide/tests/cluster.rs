@@ -6,7 +6,7 @@ use super::*;
 fn cluster_copies_follow_the_pair_of_record() {
     let reader = || pod_record("old-0", Some(("Deployment", "old")), "token2", Some("r0.x"));
     let leaving = |pods: Vec<Arc<PodRecord>>| NamespaceView {
-        selected: false,
+        membership: Membership::Revoked,
         pods,
         ..cluster_view("gone", copy_of(("one", "two"), (1, 2)))
     };
@@ -78,13 +78,13 @@ fn cluster_copies_follow_the_pair_of_record() {
             "NamespaceConflict",
         ),
         (
-            "a leaving namespace keeps its copy while a pod reads it",
+            "a revoked namespace keeps its copy, unchanged, while a pod reads it",
             leaving(vec![reader()]),
             None,
             false,
             "Leaving",
-            // Its pod is no labelled consumer: still found, as anywhere else.
-            "UnlabelledReader",
+            // Its pod is reported by the namespace's state, not as an unlabelled reader.
+            "AsExpected",
         ),
         (
             "a leaving namespace nobody reads loses its copy",
@@ -253,10 +253,10 @@ fn a_cluster_restart_restarts_every_consumer_in_every_namespace_once() {
 }
 
 #[test]
-fn a_namespace_no_longer_selected_is_served_until_nobody_reads_it() {
-    let reader = || pod_record("api-0", Some(("Deployment", "api")), "token2", Some("r0.x"));
+fn a_namespace_no_longer_selected_is_revoked() {
+    let reader = || pod_record("api-0", Some(("Deployment", "api")), "token1", Some("r0.x"));
     let leaving = |copy: CopyObservation, pods: Vec<Arc<PodRecord>>| NamespaceView {
-        selected: false,
+        membership: Membership::Revoked,
         pods,
         ..cluster_view("gone", copy)
     };
@@ -273,30 +273,133 @@ fn a_namespace_no_longer_selected_is_served_until_nobody_reads_it() {
         None,
         &leaving(copy_of(("zero", "one"), (0, 1)), vec![reader()])
     ));
+    // Two rotations behind it shares nothing, but status remembers it (never capped).
+    let remembered = crate::api::StreamingTokenStatus {
+        copied_namespaces: vec!["gone".into()],
+        ..Default::default()
+    };
+    assert!(fanout::reached(
+        &record,
+        Some(&remembered),
+        &leaving(copy_of(("minus", "zero"), (-1, 0)), vec![reader()])
+    ));
 
-    // Read: kept up to date (a stale copy is written) under either policy.
+    // Read while a rotation runs: never written, its reader never waited for, and reported.
     for retain in [false, true] {
         let mut fixture = fixture()
             .established(("one", "two"), (1, 2))
+            .rotating(PHASE_AWAITING_ROLLOUT, 1, RotationStrategy::ZeroDowntime)
             .cluster(vec![leaving(
                 copy_of(("zero", "one"), (0, 1)),
                 vec![reader()],
             )]);
         fixture.snapshot.retain_unselected = retain;
         let plan = fixture.plan();
-        assert_eq!(plan.copies.len(), 1, "retain {retain}");
+        assert!(
+            plan.copies.is_empty(),
+            "retain {retain}: a revoked copy written"
+        );
         assert!(plan.copy_deletes.is_empty());
-        assert_eq!(plan.status.namespaces[0].state, "Leaving");
+        assert!(
+            written_pair(&plan).is_some(),
+            "retain {retain}: a revoked namespace's reader held the rotation"
+        );
+        let entry = &plan.status.namespaces[0];
+        let want = if retain { "Retained" } else { "Leaving" };
+        assert_eq!(entry.state, want);
+        assert!(entry.message.contains("Pod/api-0"), "{}", entry.message);
+        assert!(
+            plan.events
+                .iter()
+                .any(|event| event.reason == "RevokedCopyRead" && event.message.contains("api-0")),
+            "retain {retain}: {:?}",
+            plan.events
+        );
+        assert_eq!(plan.status.copied_namespaces, ["gone"]);
     }
     // Nobody reads it: deleted (Delete), or kept as it is (Retain).
     let mut fixture = fixture()
         .established(("one", "two"), (1, 2))
         .cluster(vec![leaving(copy_of(("one", "two"), (1, 2)), Vec::new())]);
     assert_eq!(fixture.plan().copy_deletes, ["gone"]);
+    assert!(fixture.plan().status.copied_namespaces.is_empty());
     fixture.snapshot.retain_unselected = true;
     let plan = fixture.plan();
     assert!(plan.copy_deletes.is_empty() && plan.copies.is_empty());
     assert_eq!(plan.status.namespaces[0].state, "Retained");
+    // A workload scaled to zero that still references it is named before it goes.
+    fixture.snapshot.retain_unselected = false;
+    fixture.snapshot.namespaces[0].referencing = vec!["Deployment/api (0 replicas)".into()];
+    let plan = fixture.plan();
+    assert_eq!(plan.copy_deletes, ["gone"]);
+    assert!(
+        plan.events
+            .iter()
+            .any(|event| event.reason == "RevokedCopyReferenced"
+                && event.message.contains("Deployment/api (0 replicas)")),
+        "{:?}",
+        plan.events
+    );
+}
+
+#[test]
+fn a_namespace_being_deleted_holds_the_rotation_while_its_pods_may_hold_token1() {
+    let mut view = cluster_view("deleted", CopyObservation::Missing);
+    view.membership = Membership::Terminating;
+    let mut pod = pod_record(
+        "api-0",
+        Some(("ReplicaSet", "api-1")),
+        "token1",
+        Some("r0.x"),
+    );
+    Arc::make_mut(&mut pod).deletion_deadline = Some(1_900_000_000);
+    view.pods = vec![pod];
+    let mut fixture = fixture()
+        .established(("one", "two"), (1, 2))
+        .rotating(PHASE_AWAITING_ROLLOUT, 1, RotationStrategy::ZeroDowntime)
+        .cluster(vec![view]);
+    fixture.snapshot.status.copied_namespaces = vec!["deleted".into()];
+    let plan = fixture.plan();
+    assert!(
+        written_pair(&plan).is_none(),
+        "deactivated under a terminating pod"
+    );
+    assert!(
+        plan.copies.is_empty(),
+        "wrote into a namespace being deleted"
+    );
+    assert_eq!(plan.status.namespaces[0].state, "Terminating");
+    assert_eq!(plan.status.copied_namespaces, ["deleted"]);
+    // Its pods gone: the rotation completes, and the namespace is forgotten next time.
+    fixture.snapshot.namespaces[0].pods.clear();
+    let plan = fixture.plan();
+    assert!(written_pair(&plan).is_some(), "held with no pod left");
+}
+
+#[test]
+fn pods_reading_the_source_secret_in_an_unselected_namespace_hold_the_rotation() {
+    let mut view = cluster_view("platform", CopyObservation::Missing);
+    view.membership = Membership::Source;
+    let mut pod = pod_record("by-hand", None, "token1", None);
+    Arc::make_mut(&mut pod).references[0].secret = "portal".into();
+    view.pods = vec![pod];
+    let mut fixture = fixture()
+        .established(("one", "two"), (1, 2))
+        .rotating(PHASE_AWAITING_ROLLOUT, 1, RotationStrategy::ZeroDowntime)
+        .cluster(vec![view]);
+    fixture.snapshot.source_namespace = "platform".into();
+    fixture.snapshot.origin.secret = Some("portal".into());
+    fixture.snapshot.origin.keys = Some(("token1".into(), "token2".into()));
+    let plan = fixture.plan();
+    assert!(
+        written_pair(&plan).is_none(),
+        "deactivated under a source reader"
+    );
+    assert!(
+        plan.status.namespaces.is_empty(),
+        "a source namespace listed"
+    );
+    assert!(plan.copies.is_empty() && plan.copy_deletes.is_empty());
 }
 
 #[test]
@@ -334,13 +437,13 @@ fn pods_left_behind_by_a_copy_someone_replaced_hold_the_rotation() {
     assert_eq!(plan.status.namespaces[0].state, "SecretReplaced");
     // No longer selected: still checked (never written).
     let record = MirrorObservation::Owned(mirror_of(("one", "two"), (1, 2)));
-    fixture.snapshot.namespaces[0].selected = false;
+    fixture.snapshot.namespaces[0].membership = Membership::Revoked;
     assert!(fanout::reached(
         &record,
         Some(&fixture.snapshot.status),
         &fixture.snapshot.namespaces[0]
     ));
-    fixture.snapshot.namespaces[0].selected = true;
+    fixture.snapshot.namespaces[0].membership = Membership::Selected;
     // Its readers restarted after the new Secret appeared: they read that one; it clears.
     fixture.snapshot.namespaces[0].foreign_since = Some(1_800_000_000);
     let plan = fixture.plan();

@@ -89,7 +89,8 @@ fn fixture() -> Fixture {
             namespaces: vec![NamespaceView {
                 namespace: "prod".into(),
                 copy: CopyObservation::Home,
-                selected: true,
+                membership: Membership::Selected,
+                referencing: Vec::new(),
                 foreign_since: None,
                 label_taken: false,
                 consumers: Vec::new(),
@@ -370,7 +371,8 @@ fn cluster_view(namespace: &str, copy: CopyObservation) -> NamespaceView {
     NamespaceView {
         namespace: namespace.into(),
         copy,
-        selected: true,
+        membership: Membership::Selected,
+        referencing: Vec::new(),
         foreign_since: None,
         label_taken: false,
         consumers: Vec::new(),

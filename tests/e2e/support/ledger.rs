@@ -101,6 +101,10 @@ pub struct History {
     keys: [String; 2],
     /// resourceVersion -> the pair (`None`: the Secret did not exist).
     versions: BTreeMap<u64, Option<Pair>>,
+    /// The pair of record's versions, when the Secret the pods read is a copy of it (a
+    /// ClusterStreamingToken's namespace): what is deactivated is judged against these, what a
+    /// pod may hold against the copy's.
+    record: Option<BTreeMap<u64, Option<Pair>>>,
     pods: Vec<PodRecord>,
     /// The highest resourceVersion seen on either stream.
     max_rv: u64,
@@ -115,6 +119,7 @@ impl History {
             secret: secret.to_string(),
             keys: [token1_key.to_string(), token2_key.to_string()],
             versions: BTreeMap::new(),
+            record: None,
             pods: Vec::new(),
             max_rv: 0,
             pod_rv: 0,
@@ -130,8 +135,22 @@ impl History {
         );
     }
 
+    /// Records a version of the pair of record's Secret as the apiserver returned it.
+    pub fn record_observed(&mut self, rv: u64, secret: &Secret) {
+        let pair = self.pair_of(secret);
+        self.max_rv = self.max_rv.max(rv);
+        self.record
+            .get_or_insert_with(BTreeMap::new)
+            .insert(rv, Some(pair));
+    }
+
     /// Records a version of the Secret as the apiserver returned it (a key may be missing).
     pub fn secret_observed(&mut self, rv: u64, secret: &Secret) {
+        let pair = self.pair_of(secret);
+        self.record_version(rv, Some(pair));
+    }
+
+    fn pair_of(&self, secret: &Secret) -> Pair {
         let value = |key: &str| {
             secret
                 .data
@@ -139,8 +158,7 @@ impl History {
                 .and_then(|data| data.get(key))
                 .map(|bytes| String::from_utf8_lossy(&bytes.0).into_owned())
         };
-        let pair = [value(&self.keys[0]), value(&self.keys[1])];
-        self.record_version(rv, Some(pair));
+        [value(&self.keys[0]), value(&self.keys[1])]
     }
 
     /// A relist no longer shows the Secret: it was deleted after everything seen so far.
@@ -318,7 +336,15 @@ impl History {
     /// Number of each value, in order of first appearance in the Secret's history.
     fn value_numbers(&self) -> HashMap<&str, usize> {
         let mut numbers = HashMap::new();
-        for value in self.versions.values().flatten().flatten().flatten() {
+        let record = self.record.iter().flat_map(|record| record.values());
+        for value in self
+            .versions
+            .values()
+            .chain(record)
+            .flatten()
+            .flatten()
+            .flatten()
+        {
             let next = numbers.len() + 1;
             numbers.entry(value.as_str()).or_insert(next);
         }
@@ -359,7 +385,8 @@ impl History {
         pods.sort_by(|a, b| (a.created, &a.name, &a.uid).cmp(&(b.created, &b.name, &b.uid)));
         let mut reported: HashSet<(&str, &str)> = HashSet::new();
         let mut lines = Vec::new();
-        for (ordinal, (&rv, pair)) in self.versions.iter().enumerate() {
+        let judged = self.record.as_ref().unwrap_or(&self.versions);
+        for (ordinal, (&rv, pair)) in judged.iter().enumerate() {
             // A deleted Secret deactivates nothing at the platform.
             let Some(pair) = pair else {
                 continue;
@@ -606,6 +633,7 @@ impl Ledger {
                 secret.to_string(),
                 history.clone(),
                 secret_listed,
+                Watched::Copy,
             )),
             tokio::spawn(watch_pods(
                 Api::namespaced(client.clone(), namespace),
@@ -626,6 +654,31 @@ impl Ledger {
                 })
                 .unwrap_or_else(|_| panic!("ledger: the watch of {what} ended"));
         }
+        ledger
+    }
+
+    /// Starts watching the copy `secret` and every pod of `namespace`, judged against the pair
+    /// of record (Secret `secret` in `home`): a value is deactivated when the record no longer
+    /// holds it, whatever the copy still says.
+    pub async fn against_record(
+        client: &Client,
+        namespace: &str,
+        secret: &str,
+        home: &str,
+    ) -> Ledger {
+        let mut ledger = Self::start(client, namespace, secret).await;
+        let (listed, ready) = oneshot::channel();
+        ledger.tasks.push(tokio::spawn(watch_secret(
+            Api::namespaced(client.clone(), home),
+            secret.to_string(),
+            ledger.history.clone(),
+            listed,
+            Watched::Record,
+        )));
+        tokio::time::timeout(LIST_TIMEOUT, ready)
+            .await
+            .unwrap_or_else(|_| panic!("ledger: the pair of record {home}/{secret} did not arrive"))
+            .unwrap_or_else(|_| panic!("ledger: the watch of {home}/{secret} ended"));
         ledger
     }
 
@@ -670,11 +723,21 @@ impl Ledger {
     }
 }
 
+/// Which Secret a watch follows.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Watched {
+    /// The one the pods read.
+    Copy,
+    /// The pair of record it copies.
+    Record,
+}
+
 async fn watch_secret(
     api: Api<Secret>,
     name: String,
     history: Arc<Mutex<History>>,
     listed: oneshot::Sender<()>,
+    watched: Watched,
 ) {
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
     let mut stream = watcher(api, config).default_backoff().boxed();
@@ -694,10 +757,13 @@ async fn watch_secret(
             watcher::Event::InitApply(secret) | watcher::Event::Apply(secret) => {
                 seen_in_list = true;
                 match resource_version(&secret.metadata) {
+                    Some(rv) if watched == Watched::Record => history.record_observed(rv, &secret),
                     Some(rv) => history.secret_observed(rv, &secret),
                     None => eprintln!("ledger: Secret {name} without a numeric resourceVersion"),
                 }
             }
+            // The record is never deleted under a running test.
+            watcher::Event::Delete(_) if watched == Watched::Record => {}
             watcher::Event::Delete(secret) => match resource_version(&secret.metadata) {
                 Some(rv) => history.secret_version(rv, None),
                 None => history.secret_vanished(),
@@ -706,7 +772,7 @@ async fn watch_secret(
                 Some(listed) => {
                     let _ = listed.send(());
                 }
-                None if !seen_in_list => history.secret_vanished(),
+                None if !seen_in_list && watched == Watched::Copy => history.secret_vanished(),
                 None => {}
             },
         }
@@ -1363,6 +1429,32 @@ mod tests {
         ]
         .concat();
         let violations = run(&steps).violations();
+        assert_eq!(violations.len(), 1, "{violations:#?}");
+        assert!(violations[0].contains("at rv 20"), "{violations:#?}");
+    }
+
+    #[test]
+    fn ledger_against_the_record_sees_a_copy_left_behind() {
+        use k8s_openapi::ByteString;
+        let secret = |token1: &str, token2: &str| Secret {
+            data: Some(BTreeMap::from([
+                ("token1".to_string(), ByteString(token1.as_bytes().to_vec())),
+                ("token2".to_string(), ByteString(token2.as_bytes().to_vec())),
+            ])),
+            ..Secret::default()
+        };
+        // The copy never changes; the record rotates twice under its reader.
+        let steps = [
+            write(10, A, B),
+            lifecycle("p", env(SECRET, "token1"), 12, 13),
+        ]
+        .concat();
+        let mut history = run(&steps);
+        assert!(history.violations().is_empty(), "judged by the copy alone");
+        history.record_observed(9, &secret(A, B));
+        history.record_observed(20, &secret(B, C));
+        history.record_observed(30, &secret(C, D));
+        let violations = history.violations();
         assert_eq!(violations.len(), 1, "{violations:#?}");
         assert!(violations[0].contains("at rv 20"), "{violations:#?}");
     }
