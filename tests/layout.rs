@@ -259,6 +259,7 @@ const FOREIGN_WORDS: &[&str] = &[
     "Pod",
     "Namespace",
     "ReplicaSet",
+    "PodTemplate",
     "Deployment",
     "StatefulSet",
     "DaemonSet",

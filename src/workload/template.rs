@@ -157,9 +157,9 @@ impl CachedWorkload {
 /// Who, besides the operator, owns each container variable's `valueFrom.secretKeyRef`, and
 /// which variables the operator's repointing manager has applied, read from the workload's
 /// managedFields (a GitOps tool that re-applies a manifest owns the fields it sets).
-type EnvOwnership = (Vec<((String, String), Vec<String>)>, Vec<(String, String)>);
+pub(super) type EnvOwnership = (Vec<((String, String), Vec<String>)>, Vec<(String, String)>);
 
-fn key_owners(metadata: &ObjectMeta) -> EnvOwnership {
+pub(super) fn key_owners(metadata: &ObjectMeta) -> EnvOwnership {
     let mut owners: std::collections::BTreeMap<(String, String), Vec<String>> =
         std::collections::BTreeMap::new();
     let mut repointed = Vec::new();
@@ -211,10 +211,83 @@ fn key_owners(metadata: &ObjectMeta) -> EnvOwnership {
     (owners.into_iter().collect(), repointed)
 }
 
+/// The managers other than the operator's (and those `excluded`) that own a field of the pod
+/// template, the most recent writers only (managedFields record when each manager last
+/// changed a field). For a kind whose CRD declares its lists atomic (a Rollout), this is who set
+/// a variable back: its managedFields own the containers list only as a whole, and the Rollout's
+/// controller takes that over when it writes the object back.
+pub(super) fn template_writers(metadata: &ObjectMeta, excluded: &[&str]) -> Vec<String> {
+    let mut writers: Vec<(Option<k8s_openapi::jiff::Timestamp>, String)> = metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter_map(|entry| {
+            let manager = entry.manager.as_deref()?;
+            if manager.starts_with("streamingtoken.io/") || excluded.contains(&manager) {
+                return None;
+            }
+            let fields = &entry.fields_v1.as_ref()?.0;
+            fields["f:spec"].get("f:template")?;
+            Some((entry.time.as_ref().map(|time| time.0), manager.to_string()))
+        })
+        .collect();
+    let Some(latest) = writers.iter().map(|(time, _)| *time).max() else {
+        return Vec::new();
+    };
+    writers.retain(|(time, _)| *time == latest);
+    let mut managers: Vec<String> = writers.into_iter().map(|(_, manager)| manager).collect();
+    managers.sort_unstable();
+    managers.dedup();
+    managers
+}
+
+/// Every container variable of `template` that reads a Secret key, owned by `managers` (whose
+/// managedFields own the containers list as a whole).
+pub(super) fn atomic_key_owners(
+    template: &PodTemplateSpec,
+    managers: &[String],
+) -> Vec<((String, String), Vec<String>)> {
+    if managers.is_empty() {
+        return Vec::new();
+    }
+    let Some(spec) = template.spec.as_ref() else {
+        return Vec::new();
+    };
+    spec.containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .flat_map(|container| {
+            container
+                .env
+                .iter()
+                .flatten()
+                .filter(|variable| matches!(env_source(variable), EnvSource::SecretKey { .. }))
+                .map(|variable| {
+                    (
+                        (container.name.clone(), variable.name.clone()),
+                        managers.to_vec(),
+                    )
+                })
+        })
+        .collect()
+}
+
 pub(super) fn cached(
     metadata: &ObjectMeta,
     base: ConsumerObservation,
     template: &PodTemplateSpec,
+) -> CachedWorkload {
+    cached_with(metadata, base, template, key_owners(metadata))
+}
+
+/// [`cached`] with the template's ownership read elsewhere (a Rollout's: from the workload its
+/// `spec.workloadRef` names, or from its atomic lists and its record of what was repointed).
+/// `metadata` is the consumer's own (its token label).
+pub(super) fn cached_with(
+    metadata: &ObjectMeta,
+    base: ConsumerObservation,
+    template: &PodTemplateSpec,
+    (key_owners, repointed): EnvOwnership,
 ) -> CachedWorkload {
     let variables =
         |container: &k8s_openapi::api::core::v1::Container| -> Vec<(String, EnvSource)> {
@@ -241,7 +314,6 @@ pub(super) fn cached(
                 .collect()
         })
         .unwrap_or_default();
-    let (key_owners, repointed) = key_owners(metadata);
     CachedWorkload {
         token: metadata
             .labels

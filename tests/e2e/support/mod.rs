@@ -245,6 +245,17 @@ pub async fn bind(
 
 /// Mints a TokenRequest token for an existing ServiceAccount and writes a kubeconfig with it.
 pub async fn identity(admin: &Client, namespace: &str, name: &str) -> ServiceAccountIdentity {
+    identity_on(admin, &kubeconfig_path(), namespace, name).await
+}
+
+/// The same on the control plane whose admin kubeconfig is `admin_kubeconfig` (a test that
+/// starts one of its own).
+pub async fn identity_on(
+    admin: &Client,
+    admin_kubeconfig: &Path,
+    namespace: &str,
+    name: &str,
+) -> ServiceAccountIdentity {
     let accounts: Api<ServiceAccount> = Api::namespaced(admin.clone(), namespace);
     let request = TokenRequest {
         spec: Some(TokenRequestSpec {
@@ -258,7 +269,7 @@ pub async fn identity(admin: &Client, namespace: &str, name: &str) -> ServiceAcc
         .await
         .expect("TokenRequest succeeds");
     let bearer = token.status.expect("token issued").token;
-    let admin_config = std::fs::read_to_string(kubeconfig_path()).expect("admin kubeconfig");
+    let admin_config = std::fs::read_to_string(admin_kubeconfig).expect("admin kubeconfig");
     let admin_kubeconfig: Kubeconfig =
         serde_norway::from_str(&admin_config).expect("kubeconfig parses");
     let cluster = admin_kubeconfig.clusters[0]
