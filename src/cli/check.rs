@@ -10,7 +10,7 @@
 //!   (the request), `list` (`-l`, `--all`) and `watch` (`--wait`).
 
 use super::operator::{self, Locate, OperatorLease};
-use super::{Connect, Outcome, Output};
+use super::{Connect, Outcome, Output, api_said};
 use crate::api::{ClusterStreamingToken, GROUP, StreamingToken};
 use crate::leadership::VERSION;
 use crate::model::reason;
@@ -146,7 +146,11 @@ async fn crd(client: &Client, expected: &CustomResourceDefinition) -> Check {
             "not installed: install the chart, or `streaming-token-operator crd | kubectl apply --server-side -f -`",
         ),
         Err(error) if operator::forbidden(&error) => discovered(client, label, expected).await,
-        Err(error) => check(label, Verdict::Fail, format!("reading it: {error}")),
+        Err(error) => check(
+            label,
+            Verdict::Fail,
+            format!("reading it: {}", api_said(&error)),
+        ),
     }
 }
 
@@ -290,7 +294,11 @@ async fn discovered(client: &Client, label: String, expected: &CustomResourceDef
                 );
             }
             Err(error) => {
-                return check(label, Verdict::Fail, format!("API discovery: {error}"));
+                return check(
+                    label,
+                    Verdict::Fail,
+                    format!("API discovery: {}", api_said(&error)),
+                );
             }
         }
     }
@@ -353,7 +361,10 @@ async fn operator_check(client: &Client, name: String, lease: &OperatorLease) ->
                 lease.namespace
             ),
         ),
-        Err(error) => (Verdict::Fail, format!("reading its pod: {error}")),
+        Err(error) => (
+            Verdict::Fail,
+            format!("reading its pod: {}", api_said(&error)),
+        ),
     };
     detail.push_str(&format!("; {pod}"));
     match lease.version.as_deref() {
@@ -419,7 +430,7 @@ async fn rotate_rights(client: &Client, args: &Args) -> Check {
                 return check(
                     name,
                     Verdict::Fail,
-                    format!("asking the API server: {error}"),
+                    format!("asking the API server: {}", api_said(&error)),
                 );
             }
         }

@@ -202,6 +202,17 @@ pub async fn execute(cli: Cli) -> ExitCode {
     }
 }
 
+/// What the API server said, for people: its message (kube's own text repeats the whole
+/// status), else the error.
+pub fn api_said(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) if !status.message.is_empty() => {
+            format!("{} ({})", status.message, status.code)
+        }
+        _ => error.to_string(),
+    }
+}
+
 /// The labelled consumers of `token_name` in `namespace`, as the operator observes them.
 async fn consumers_in(
     client: &Client,

@@ -113,7 +113,7 @@ pub async fn find(client: &Client, locate: &Locate) -> Result<Vec<OperatorLease>
         Ok(list) if !list.items.is_empty() => return Ok(read(list.items)),
         Ok(_) => {}
         Err(error) if forbidden(&error) => {}
-        Err(error) => return Err(format!("listing Leases: {error}")),
+        Err(error) => return Err(format!("listing Leases: {}", super::api_said(&error))),
     }
     // Not allowed to list every namespace, or no leader labelled its Lease yet: the Lease by
     // name where the kubeconfig points.
@@ -135,7 +135,10 @@ async fn by_name(client: &Client, namespace: &str, name: &str) -> Result<Option<
             if forbidden(&error) {
                 format!("you may not read Lease {namespace}/{name} (RBAC: ask for `get` on it)")
             } else {
-                format!("reading Lease {namespace}/{name}: {error}")
+                format!(
+                    "reading Lease {namespace}/{name}: {}",
+                    super::api_said(&error)
+                )
             }
         })
 }

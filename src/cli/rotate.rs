@@ -14,7 +14,7 @@
 //! one as a single rotate would send it; a failure on one is printed and the others go on, and
 //! the command then fails naming each that failed.
 
-use super::{Connect, Outcome, Target};
+use super::{Connect, Outcome, Target, api_said};
 use crate::api::{
     ClusterStreamingToken, HasTokenStatus, ROTATE_ANNOTATION, StreamingToken, StreamingTokenStatus,
 };
@@ -52,7 +52,7 @@ pub struct Args {
     #[arg(short = 'A', long, requires = "which", conflicts_with_all = ["names", "namespace", "cluster"])]
     pub all_namespaces: bool,
     /// Request value to set (default: `manual-<current time>`, the same for every selected
-    /// object); each new value asks for one rotation.
+    /// object); each new value asks for one rotation, and one already taken is refused.
     #[arg(long, alias = "trigger")]
     pub request: Option<String>,
     /// Follow every rotation to its end, printing its phases; fail naming each that does not
@@ -182,10 +182,11 @@ async fn rotate_selected<K: Rotatable>(client: &Client, scope: &Scope<K>, args: 
     if args.dry_run {
         return dry_run_each(client, scope, args, &keys).await;
     }
+    // To the millisecond: two commands within one second still ask for two rotations.
     let request = args.request.clone().unwrap_or_else(|| {
         format!(
             "manual-{}",
-            jiff::Timestamp::now().strftime("%Y%m%dT%H%M%SZ")
+            jiff::Timestamp::now().strftime("%Y%m%dT%H%M%S%.3fZ")
         )
     });
     let mut failed = Vec::new();
@@ -244,7 +245,7 @@ async fn select<K: Rotatable>(scope: &Scope<K>, args: &Args) -> Result<Vec<Key>,
         .list
         .list(&params)
         .await
-        .map_err(|error| format!("listing {plural}{}: {error}", scope.place))?;
+        .map_err(|error| format!("listing {plural}{}: {}", scope.place, api_said(&error)))?;
     let mut keys: Vec<Key> = listed
         .items
         .iter()
@@ -312,11 +313,19 @@ async fn request_one<K: Rotatable>(
     let before = api
         .get(name)
         .await
-        .map_err(|error| format!("reading it: {error}"))?;
+        .map_err(|error| format!("reading it: {}", api_said(&error)))?;
     let last_before = before
         .token_status()
         .and_then(|status| status.last_rotation.clone())
         .map(|last| last.id);
+    let taken = before
+        .token_status()
+        .and_then(|status| status.observed_rotate_request.as_deref());
+    if taken == Some(request) {
+        return Err(format!(
+            "{ROTATE_ANNOTATION}={request} was already taken (each value asks for one rotation): give a new --request"
+        ));
+    }
     api.patch(
         name,
         &PatchParams {
@@ -326,7 +335,7 @@ async fn request_one<K: Rotatable>(
         &Patch::Merge(json!({"metadata": {"annotations": {ROTATE_ANNOTATION: request}}})),
     )
     .await
-    .map_err(|error| format!("setting {ROTATE_ANNOTATION}: {error}"))?;
+    .map_err(|error| format!("setting {ROTATE_ANNOTATION}: {}", api_said(&error)))?;
     Ok(last_before)
 }
 
@@ -414,6 +423,8 @@ struct Follow {
     /// The last completed rotation before the request.
     last_before: Option<String>,
     last_phase: String,
+    /// The blocked consumers last printed.
+    last_blocked: Vec<String>,
     last_waves: Option<crate::api::WaveProgress>,
     seen_our_rotation: bool,
 }
@@ -456,8 +467,8 @@ impl Follow {
         done && (self.seen_our_rotation || status.rotation.is_none())
     }
 
-    /// Prints what changed: the wave, the phase with where namespaces and blocked consumers
-    /// stand.
+    /// Prints what changed: the wave; the phase (again when what blocks it changes) with where
+    /// namespaces and blocked consumers stand.
     fn show_progress(&mut self, status: &StreamingTokenStatus) {
         let Some(rotation) = &status.rotation else {
             return;
@@ -482,40 +493,52 @@ impl Follow {
             );
             self.last_waves = Some(waves.clone());
         }
-        if rotation.phase != self.last_phase {
+        let blocked = blocked_lines(status);
+        if rotation.phase != self.last_phase || blocked != self.last_blocked {
             println!(
                 "{}: rotation {} {}",
                 self.label, rotation.id, rotation.phase
             );
-            print_where_it_stands(status);
+            for line in namespace_lines(status).iter().chain(&blocked) {
+                println!("{}:   {line}", self.label);
+            }
             self.last_phase = rotation.phase.clone();
+            self.last_blocked = blocked;
         }
     }
 }
 
-/// Each namespace's verified count and every blocked consumer.
-fn print_where_it_stands(status: &StreamingTokenStatus) {
-    for namespace in &status.namespaces {
-        if let Some(verified) = namespace.verified {
-            println!(
-                "  namespace {}: {verified}/{} verified",
+/// Each namespace's verified count (shown when the phase changes).
+fn namespace_lines(status: &StreamingTokenStatus) -> Vec<String> {
+    status
+        .namespaces
+        .iter()
+        .filter_map(|namespace| {
+            let verified = namespace.verified?;
+            Some(format!(
+                "namespace {}: {verified}/{} verified",
                 namespace.name, namespace.consumers
-            );
-        }
-    }
-    for blocked in status
+            ))
+        })
+        .collect()
+}
+
+/// Every blocked consumer (shown when the phase or this list changes).
+fn blocked_lines(status: &StreamingTokenStatus) -> Vec<String> {
+    status
         .consumers
         .iter()
         .flat_map(|summary| summary.blocked.iter())
-    {
-        let place = blocked
-            .namespace
-            .as_ref()
-            .map(|namespace| format!(" in {namespace}"))
-            .unwrap_or_default();
-        println!(
-            "  blocked: {}/{}{place} ({}) {}",
-            blocked.kind, blocked.name, blocked.reason, blocked.message
-        );
-    }
+        .map(|blocked| {
+            let place = blocked
+                .namespace
+                .as_ref()
+                .map(|namespace| format!(" in {namespace}"))
+                .unwrap_or_default();
+            format!(
+                "blocked: {}/{}{place} ({}) {}",
+                blocked.kind, blocked.name, blocked.reason, blocked.message
+            )
+        })
+        .collect()
 }
