@@ -494,17 +494,33 @@ async fn version_shows_the_running_operators_also_as_a_kubectl_plugin() {
     );
 }
 
-/// `check` passes for an admin with a leading operator (table and JSON), and fails for a
-/// caller without any rights (`--as` a user no RBAC names), saying which checks and why.
+/// `check` passes for an admin with a leading operator whose pod is Ready (table and JSON),
+/// and fails for a caller without any rights (`--as` a user no RBAC names), saying which checks
+/// and why.
 #[tokio::test(flavor = "multi_thread")]
 async fn check_passes_for_an_admin_and_fails_for_a_caller_without_rights() {
     let admin = support::admin_client().await;
     let namespace = support::namespace(&admin, "cli-check").await;
+    // KWOK runs no image: the operator process stands in for a Ready pod of a Deployment, under
+    // that pod's name (as the chart's pods are named in the Lease).
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &namespace);
+    support::apply(
+        &deployments,
+        &fixtures::deployment("sto", &namespace, None, 1),
+    )
+    .await;
+    support::wait_deployments_available(&admin, &namespace, &["sto"]).await;
+    let pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(admin.clone(), &namespace)
+        .list(&kube::api::ListParams::default().labels("app=sto"))
+        .await
+        .expect("pods");
+    let pod = pods.items[0].name_any();
     let _operator = Operator::start(
         &admin,
         &namespace,
         OperatorOptions {
             leader_elect: true,
+            instance: pod.clone(),
             ..OperatorOptions::default()
         },
     )
@@ -542,7 +558,7 @@ async fn check_passes_for_an_admin_and_fails_for_a_caller_without_rights() {
             "crd clusterstreamingtokens.streamingtoken.io",
             "ok serves v1alpha1 (stored)",
         ),
-        ("operator", &format!("ok {VERSION} (leader operator")),
+        ("operator", &format!("ok {VERSION} (leader {pod}")),
         (
             "rotate rights",
             "ok you may get, patch, list, watch streamingtokens",
@@ -554,6 +570,10 @@ async fn check_passes_for_an_admin_and_fails_for_a_caller_without_rights() {
             "{found}\n{passed}"
         );
     }
+    assert!(
+        line(&passed, "operator").ends_with("; its pod is Ready"),
+        "{passed}"
+    );
     let json_args: Vec<&str> = args.iter().copied().chain(["-o", "json"]).collect();
     let run = cli(&kubeconfig, &json_args);
     let document: Value = serde_json::from_str(&run.stdout).expect("JSON");
