@@ -89,13 +89,16 @@ test-e2e:
 	STO_E2E_ARGO_ROLLOUTS=$$(tests/go-helper.sh argo-rollouts) \
 	STO_E2E_PLATFORM=$$(tests/go-helper.sh platform) \
 	STO_E2E_REGISTRY=$$(cat $(CLUSTER_DIR)/registry/address 2>/dev/null) \
+	STO_E2E_RELEASE=$(CLUSTER_DIR)/registry/release STO_E2E_KREW=$$(tests/go-helper.sh krew) \
 	STO_E2E_IMAGE_PLATFORMS="$${STO_IMAGE_PLATFORMS:-linux/amd64}" \
 	$(CARGO) test --locked --features e2e --test e2e -- --test-threads=4
 
 ## What a release runs (tests/release.sh: helm package, helm push to oci://REGISTRY/charts, the
-## image as an OCI index for linux/amd64 and linux/arm64, the digests), against RELEASE_REGISTRY
+## image as an OCI index for linux/amd64 and linux/arm64, the kubectl plugin's archives and krew
+## manifest (STO_PLUGIN_URL: where they will be uploaded), the digests), against RELEASE_REGISTRY
 ## (host:port, logged in beforehand) or, unset, a registry started on 127.0.0.1 for the run and
-## stopped after it (a dry run). RELEASE_OUT keeps the packaged chart and release.env.
+## stopped after it (a dry run). RELEASE_OUT keeps the packaged chart, the plugin archives, the
+## krew manifest (streamingtoken.yaml) and release.env.
 RELEASE_OUT ?= $(CURDIR)/target/release-oci
 release:
 	@if [ -n "$(RELEASE_REGISTRY)" ]; then \

@@ -117,8 +117,12 @@ check default "$container.image == \"ghcr.io/streamingtoken/streaming-token-oper
 check default "$deployment.spec.revisionHistoryLimit == 10"
 check default "$container.args == [\"run\", \"--metrics-bind-address=0.0.0.0:8080\", \"--leader-elect\", \"--lease-name=streaming-token-operator\", \"--lease-duration-seconds=15\", \"--log-format=json\"]"
 check default "($pod | has(\"volumes\") | not) and ($container | has(\"volumeMounts\") | not)"
-check default "[.[] | select(.kind | test(\"Role\"))] | length == 9" \
-  "the default RBAC is not a ClusterRole and its binding, the Lease's Role and binding, and 5 user roles"
+check default "[.[] | select(.kind | test(\"Role\"))] | length == 11" \
+  "the default RBAC is not a ClusterRole and its binding, the Lease's Role and binding, the Lease readers' Role and binding, and 5 user roles"
+check default "[.[] | select(.kind == \"RoleBinding\" and (.metadata.name | endswith(\"-leader-lease-reader\")))][0].subjects == [{apiGroup: \"rbac.authorization.k8s.io\", kind: \"Group\", name: \"system:authenticated\"}]" \
+  "the Lease is not readable by every authenticated user (kubectl streamingtoken version)"
+check default "[.[] | select(.kind == \"Role\" and (.metadata.name | endswith(\"-leader-lease-reader\")))][0].rules == [{apiGroups: [\"coordination.k8s.io\"], resources: [\"leases\"], resourceNames: [\"streaming-token-operator\"], verbs: [\"get\"]}]" \
+  "the Lease readers may do more than get the one Lease"
 
 # OpenShift: no fixed UID or GID anywhere (the SCC assigns them), the rest of the hardening kept.
 render openshift -f tests/helm/openshift-values.yaml

@@ -249,8 +249,8 @@ fn pascal_case_literals(code: &str) -> Vec<String> {
 }
 
 /// Words other projects define that the code names as they are: Kubernetes kinds, condition
-/// statuses, API status reasons, update strategies, HTTP header names, Argo Rollouts' pause
-/// reason.
+/// statuses and types (a CRD's `Established`), API status reasons, update strategies, HTTP
+/// header names, Argo Rollouts' pause reason.
 const FOREIGN_WORDS: &[&str] = &[
     "True",
     "False",
@@ -296,6 +296,7 @@ const FOREIGN_WORDS: &[&str] = &[
     "ZeroDowntime",
     "Restart",
     "CanaryPauseStep",
+    "Established",
 ];
 
 /// The vocabulary's words: every `&str` constant of `model/reason.rs` and the words its enums

@@ -5,8 +5,8 @@
 # no-op), run in a process group of its own with its log kept:
 #   controlplane   tests/controlplane/build.sh, then the real node's install and kubelet
 #                  (tests/node: after the control plane, whose packages it reuses from Go's cache)
-#   helpers        tests/go-helper.sh promtool, platform, registry, kstatus, argocd-health,
-#                  argo-rollouts (one after the other)
+#   helpers        tests/go-helper.sh promtool, platform, registry, krew, kstatus,
+#                  argocd-health, argo-rollouts (one after the other)
 #   image          tests/image/build.sh for each platform of STO_IMAGE_PLATFORMS (default
 #                  linux/amd64, as tests/run-e2e.sh): the static release builds and the images
 # The helpers and the image run at a lower CPU priority (nice), so the control plane, which the
@@ -33,7 +33,7 @@ job_command() {
     controlplane)
       echo 'tests/controlplane/build.sh && tests/node/install.sh && tests/node/build.sh' ;;
     helpers)
-      echo 'for helper in promtool platform registry kstatus argocd-health argo-rollouts; do
+      echo 'for helper in promtool platform registry krew kstatus argocd-health argo-rollouts; do
               tests/go-helper.sh "$helper" || exit; done' ;;
     image)
       # shellcheck disable=SC2016 # expanded by the job's shell

@@ -37,6 +37,11 @@ export STO_E2E_IMAGE_PLATFORMS=$STO_IMAGE_PLATFORMS
 export STO_E2E_REGISTRY
 STO_E2E_REGISTRY=$(tests/registry/registry.sh up "$CLUSTER_DIR/registry")
 tests/release.sh "$STO_E2E_REGISTRY" "$CLUSTER_DIR/registry/release" >/dev/null
+# The release's kubectl plugin archives and krew manifest, which the publish test installs with
+# krew itself (tests/krew).
+export STO_E2E_RELEASE=$CLUSTER_DIR/registry/release
+STO_E2E_KREW=$(tests/go-helper.sh krew)
+export STO_E2E_KREW
 # The kstatus helper (Flux's health library) judges real StreamingTokens in the e2e tests.
 STO_E2E_KSTATUS=$(tests/go-helper.sh kstatus)
 export STO_E2E_KSTATUS

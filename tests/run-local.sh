@@ -55,6 +55,8 @@ cat <<MSG
   kubectl get deployments,pods                    # consumers rolling
   kubectl describe streamingtoken telemetry       # conditions and Events
   kubectl get clusterstreamingtokens              # one pair in team-a and team-b
+  $operator check                       # CRDs, the operator (its Lease), your rights
+  $operator version                     # this CLI's and the running operator's
   $operator status fleet --cluster      # where each namespace stands
   $operator rotate telemetry --wait   # rotate again
   $operator status telemetry-platform # what the platform says about each token
@@ -63,7 +65,9 @@ cat <<MSG
 [run] a rotation starts in 10 seconds; Ctrl-C stops everything.
 
 MSG
-"$operator" run --metrics-bind-address 127.0.0.1:8080 &
+# With leader election (a Lease in default), as the chart runs it: the leader publishes its
+# version there for `version` and `check`.
+"$operator" run --leader-elect --metrics-bind-address 127.0.0.1:8080 &
 operator_pid=$!
 (
   sleep 10

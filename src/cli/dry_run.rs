@@ -4,7 +4,7 @@
 //! of the source Secret). For a ClusterStreamingToken, every namespace its selection matches.
 //! Writes nothing.
 
-use super::{Connect, Outcome, Target, consumers_in};
+use super::{Outcome, Target, consumers_in};
 use crate::api::{BlockedConsumer, ClusterStreamingToken, RotationStrategy, StreamingToken};
 use crate::decide::holders::{self, Hold};
 use crate::decide::{
@@ -18,9 +18,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{Api, Client};
 use std::sync::Arc;
 
-pub async fn run(target: &Target, connect: &Connect) -> Outcome {
-    let client = connect.client().await?;
-    let snapshot = observe(&client, target).await?;
+pub async fn run(target: &Target, client: &Client) -> Outcome {
+    let snapshot = observe(client, target).await?;
     let id = snapshot.status.rotation.as_ref().map_or_else(
         || {
             let serial = snapshot

@@ -72,7 +72,7 @@ pub async fn run(args: &Args, connect: &Connect) -> Outcome {
                 .any(|line| line.kind == item.kind && line.name == item.name)
         })
         .collect();
-    if args.output == Output::Json {
+    if args.output != Output::Table {
         let value = json!({
             "namespace": namespace,
             "name": name,
@@ -88,8 +88,7 @@ pub async fn run(args: &Args, connect: &Connect) -> Outcome {
             "unlabelledReaders": status.consumers.as_ref().map(|summary| summary.unlabelled_readers.clone()).unwrap_or_default(),
             "platform": status.platform,
         });
-        println!("{}", serde_json::to_string_pretty(&value)?);
-        return Ok(());
+        return args.output.print(&value);
     }
     println!(
         "StreamingToken {namespace}/{name}  Secret {}  Strategy {}",
@@ -284,7 +283,7 @@ async fn cluster_status(client: Client, name: &str, output: Output) -> Outcome {
         .map_err(|error| format!("reading ClusterStreamingToken {name}: {error}"))?;
     let status = token.status.clone().unwrap_or_default();
     let blocked = blocked_of(&status);
-    if output == Output::Json {
+    if output != Output::Table {
         let value = json!({
             "name": name,
             "secret": token.secret_name(),
@@ -297,8 +296,7 @@ async fn cluster_status(client: Client, name: &str, output: Output) -> Outcome {
             "namespaces": status.namespaces,
             "blocked": blocked,
         });
-        println!("{}", serde_json::to_string_pretty(&value)?);
-        return Ok(());
+        return output.print(&value);
     }
     println!(
         "ClusterStreamingToken {name}  Secret {}  Strategy {}  Namespaces {}",

@@ -3,6 +3,7 @@
 
 mod batch;
 mod bench;
+mod cli;
 mod ecosystem;
 mod fleet;
 mod hardening;

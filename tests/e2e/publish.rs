@@ -363,3 +363,160 @@ async fn chart_and_image_published_as_oci_install_by_digest_and_rotate() {
         String::from_utf8_lossy(&uninstalled.stderr)
     );
 }
+
+/// Where tests/release.sh left the kubectl plugin's archives and krew manifest
+/// (`STO_E2E_RELEASE`); the test fails without it.
+fn release_dir() -> std::path::PathBuf {
+    match std::env::var_os("STO_E2E_RELEASE") {
+        Some(dir) if std::path::Path::new(&dir).join("release.env").is_file() => dir.into(),
+        _ => panic!(
+            "STO_E2E_RELEASE must name tests/release.sh's output directory (with release.env): \
+             tests/run-e2e.sh sets it; for make test-e2e, run make registry-up first"
+        ),
+    }
+}
+
+/// krew, the kubectl plugin manager, built by `tests/go-helper.sh krew` (`STO_E2E_KREW`).
+fn krew() -> std::path::PathBuf {
+    match std::env::var_os("STO_E2E_KREW") {
+        Some(path) if std::path::Path::new(&path).is_file() => path.into(),
+        _ => panic!("STO_E2E_KREW must name krew (tests/go-helper.sh krew; make test sets it)"),
+    }
+}
+
+/// `krew install --manifest M --archive A` into a fresh KREW_ROOT as krew on `arch` would:
+/// krew validates the manifest (as krew-index does), picks the platform by its selector and
+/// checks the archive against its sha256. Returns (success, output, KREW_ROOT).
+fn krew_install(
+    manifest: &std::path::Path,
+    archive: &std::path::Path,
+    arch: &str,
+) -> (bool, String, tempfile::TempDir) {
+    let root = tempfile::tempdir().expect("KREW_ROOT");
+    let output = std::process::Command::new(krew())
+        .env_clear()
+        .env("KREW_ROOT", root.path())
+        .env("KREW_OS", "linux")
+        .env("KREW_ARCH", arch)
+        .env("KREW_NO_UPGRADE_CHECK", "1")
+        .env("HOME", root.path())
+        .arg("install")
+        .arg(format!("--manifest={}", manifest.display()))
+        .arg(format!("--archive={}", archive.display()))
+        .output()
+        .expect("krew runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text, root)
+}
+
+/// The kubectl plugin as the release ships it: one archive per published platform and a krew
+/// manifest over them (krew's apiVersion and kind, a `v`-prefixed semver, each platform's
+/// selector, uri, sha256 of its archive, bin). krew itself installs each platform's archive from
+/// the manifest (refusing one whose sha256 does not match), and kubectl runs the installed
+/// plugin as `kubectl streamingtoken`.
+#[test]
+fn kubectl_plugin_archives_and_krew_manifest_install_with_krew() {
+    let dir = release_dir();
+    let manifest_path = dir.join("streamingtoken.yaml");
+    let text = std::fs::read_to_string(&manifest_path).expect("the krew manifest");
+    let manifest: Value = serde_norway::from_str(&text).expect("the manifest is YAML");
+    assert_eq!(
+        manifest["apiVersion"], "krew.googlecontainertools.github.com/v1alpha2",
+        "{text}"
+    );
+    assert_eq!(manifest["kind"], "Plugin", "{text}");
+    assert_eq!(manifest["metadata"]["name"], "streamingtoken", "{text}");
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(manifest["spec"]["version"], format!("v{version}"), "{text}");
+    let short = manifest["spec"]["shortDescription"].as_str().unwrap_or("");
+    assert!(!short.is_empty() && !short.contains('\n'), "{text}");
+    let entries = manifest["spec"]["platforms"].as_array().expect("platforms");
+    let published = platforms();
+    assert_eq!(
+        entries.len(),
+        published.len(),
+        "one entry per platform: {text}"
+    );
+    for platform in &published {
+        let arch = platform.trim_start_matches("linux/");
+        let entry = entries
+            .iter()
+            .find(|entry| {
+                entry["selector"]["matchLabels"] == serde_json::json!({"os": "linux", "arch": arch})
+            })
+            .unwrap_or_else(|| panic!("no entry selecting {platform}: {text}"));
+        let name = format!("kubectl-streamingtoken_linux_{arch}.tar.gz");
+        let archive = dir.join(&name);
+        let bytes = std::fs::read(&archive).expect("the archive");
+        let sha256: String = Sha256::digest(&bytes)
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
+        assert_eq!(entry["sha256"], sha256, "{name}: {text}");
+        assert!(
+            entry["uri"]
+                .as_str()
+                .is_some_and(|uri| uri.ends_with(&format!("/{name}"))),
+            "{text}"
+        );
+        assert_eq!(entry["bin"], "kubectl-streamingtoken", "{text}");
+
+        let (ok, output, root) = krew_install(&manifest_path, &archive, arch);
+        assert!(ok, "krew install ({platform}): {output}");
+        let store = root.path().join(format!("store/streamingtoken/v{version}"));
+        for file in ["kubectl-streamingtoken", "LICENSE"] {
+            assert!(
+                store.join(file).is_file(),
+                "{platform}: {file} not installed: {output}"
+            );
+        }
+        let linked = root.path().join("bin/kubectl-streamingtoken");
+        assert!(
+            linked.exists(),
+            "{platform}: no bin/kubectl-streamingtoken: {output}"
+        );
+
+        // krew checks the archive against the manifest: one changed byte is refused.
+        let mut tampered = bytes.clone();
+        let last = tampered.len() - 1;
+        tampered[last] ^= 1;
+        let changed = tempfile::tempdir().expect("temp dir");
+        let changed_archive = changed.path().join(&name);
+        std::fs::write(&changed_archive, tampered).expect("written");
+        let (ok, output, _) = krew_install(&manifest_path, &changed_archive, arch);
+        assert!(
+            !ok && output.contains("checksum does not match"),
+            "a tampered archive installed: {output}"
+        );
+
+        if arch == "amd64" {
+            // kubectl finds the installed plugin (as krew tells users to: KREW_ROOT/bin on the
+            // PATH) and runs it as `kubectl streamingtoken`.
+            let kubectl = |args: &[&str]| {
+                std::process::Command::new(support::bin_dir().join("kubectl"))
+                    .env_clear()
+                    .env("PATH", root.path().join("bin"))
+                    .env("KUBECONFIG", support::kubeconfig_path())
+                    .args(args)
+                    .output()
+                    .expect("kubectl runs")
+            };
+            let output = kubectl(&["streamingtoken", "version", "--client"]);
+            assert!(output.status.success(), "{output:?}");
+            assert_eq!(
+                String::from_utf8_lossy(&output.stdout),
+                format!("Client    {version}\n")
+            );
+            let help = kubectl(&["streamingtoken", "rotate", "--help"]);
+            assert!(
+                String::from_utf8_lossy(&help.stdout)
+                    .contains("Usage: kubectl streamingtoken rotate"),
+                "{help:?}"
+            );
+        }
+    }
+}

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use streaming_token_operator::api::StreamingToken;
 use tokio::process::{Child, Command};
 
+pub mod apiserver;
 pub mod fixtures;
 pub mod ledger;
 pub mod platform;
