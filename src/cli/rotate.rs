@@ -7,7 +7,8 @@
 
 use super::{Connect, Outcome, Target};
 use crate::api::{
-    ClusterStreamingToken, HasTokenStatus, ROTATE_ANNOTATION, StreamingToken, StreamingTokenStatus,
+    ClusterStreamingToken, HasTokenStatus, IGNORE_WINDOWS_ANNOTATION, ROTATE_ANNOTATION,
+    StreamingToken, StreamingTokenStatus,
 };
 use futures::StreamExt;
 use kube::Api;
@@ -26,6 +27,11 @@ pub struct Args {
     /// rotation.
     #[arg(long, alias = "trigger")]
     pub request: Option<String>,
+    /// Start now, even while every maintenance window (`spec.rotation.windows`) is closed: for
+    /// an emergency such as a leaked token. Sets the `streamingtoken.io/ignore-windows`
+    /// annotation to the request's value too.
+    #[arg(long)]
+    pub now: bool,
     /// Follow the rotation to its end, printing its phases.
     #[arg(long)]
     pub wait: bool,
@@ -106,11 +112,16 @@ async fn rotate_object<K: Rotatable>(
             field_manager: Some(CLI_MANAGER.into()),
             ..PatchParams::default()
         },
-        &Patch::Merge(json!({"metadata": {"annotations": {ROTATE_ANNOTATION: request}}})),
+        &Patch::Merge(json!({"metadata": {"annotations": annotations(&request, args.now)}})),
     )
     .await
     .map_err(|error| format!("requesting a rotation of {kind} {name}: {error}"))?;
-    println!("{kind}/{name}: rotation requested ({ROTATE_ANNOTATION}={request})");
+    let now = if args.now {
+        ", maintenance windows ignored"
+    } else {
+        ""
+    };
+    println!("{kind}/{name}: rotation requested ({ROTATE_ANNOTATION}={request}{now})");
     if !args.wait {
         return Ok(());
     }
@@ -127,6 +138,16 @@ async fn rotate_object<K: Rotatable>(
             humantime::format_duration(Duration::from_secs(args.timeout.as_secs()))
         )
         .into()),
+    }
+}
+
+/// The annotations a request sets: with `now`, the value also in `ignore-windows`, so that this
+/// request (and no later one) starts outside the maintenance windows.
+fn annotations(request: &str, now: bool) -> serde_json::Value {
+    if now {
+        json!({ROTATE_ANNOTATION: request, IGNORE_WINDOWS_ANNOTATION: request})
+    } else {
+        json!({ROTATE_ANNOTATION: request})
     }
 }
 
