@@ -31,6 +31,9 @@ use tracing::{info, warn};
 /// duplicates.
 pub const DELIVERY_HEADER: &str = "X-StreamingToken-Delivery";
 
+/// Longest one attempt may take, the Secret read and the POST together.
+const WHOLE_ATTEMPT: Duration = Duration::from_secs(60);
+
 /// What is in flight and what ended, by object uid.
 #[derive(Debug, Default)]
 pub struct Outbox {
@@ -159,7 +162,19 @@ struct Task {
 
 impl Task {
     async fn run(self) {
-        let outcome = self.deliver().await;
+        // Reading the Secret has the client's own timeouts, the POST its own; this bounds the
+        // whole attempt all the same, so nothing stays in flight for long.
+        let outcome = tokio::time::timeout(WHOLE_ATTEMPT, self.deliver())
+            .await
+            .unwrap_or_else(|_| {
+                Err((
+                    format!(
+                        "the attempt did not end within {}s",
+                        WHOLE_ATTEMPT.as_secs()
+                    ),
+                    false,
+                ))
+            });
         let subject = &self.subject;
         let namespace = subject.namespace.as_deref().unwrap_or_default();
         let notification = &self.notification;

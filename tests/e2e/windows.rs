@@ -155,8 +155,11 @@ async fn a_trigger_outside_the_window_waits_and_starts_when_it_opens() {
         }
     })
     .await;
+    let seen = Timestamp::now().duration_since(opens);
     let delay = started.duration_since(opens);
-    eprintln!("rotation started {delay:#} after the window opened");
+    eprintln!(
+        "rotation started (startedAt, whole seconds) {delay:#} after the window opened; seen by the test {seen:#} after"
+    );
     assert!(started >= opens, "started at {started}, before {opens}");
     assert!(
         delay <= jiff::SignedDuration::from_secs(5),
@@ -364,6 +367,35 @@ async fn bad_windows_are_refused_or_reported() {
         after - before <= 2.0,
         "{before} -> {after} reconciles in 6 s"
     );
+
+    // A ClusterStreamingToken must say where the webhook's Secret is (checked on a dry run).
+    let clusters: Api<streaming_token_operator::api::ClusterStreamingToken> =
+        Api::all(admin.clone());
+    let mut cluster =
+        fixtures::cluster_token(&format!("{namespace}-c"), ("none", "none"), ("run", "none"));
+    cluster.spec.rotation.notifications = serde_json::from_value(
+        json!({"webhook": {"urlSecretRef": {"name": "hook", "key": "url"}}}),
+    )
+    .expect("notifications");
+    let dry_run = kube::api::PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let error = clusters
+        .create(&dry_run, &cluster)
+        .await
+        .expect_err("refused without a namespace");
+    assert!(
+        error.to_string().contains("namespace is required"),
+        "{error}"
+    );
+    if let Some(notifications) = cluster.spec.rotation.notifications.as_mut() {
+        notifications.webhook.url_secret_ref.namespace = Some(namespace.clone());
+    }
+    clusters
+        .create(&dry_run, &cluster)
+        .await
+        .expect("accepted with a namespace");
 
     let unknown_zone = MaintenanceWindow {
         schedule: "0 2 * * *".into(),
