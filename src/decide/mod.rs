@@ -209,7 +209,8 @@ fn resolved(
         .or(waiting)
         .or(out_of_band)
         .or(readers)
-        .or(fan.degraded);
+        .or(fan.degraded)
+        .or(rotation.window_problem);
     set_degraded(snapshot, &mut status, degraded, now);
     let secret = pair::needs_write(&mirror, observed).then_some(mirror);
     Plan {

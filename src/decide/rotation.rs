@@ -62,6 +62,8 @@ pub struct Outcome {
     pub namespaces: Vec<NamespaceVerification>,
     /// The rotate call to make at the platform once status records it (its attempt).
     pub platform_call: Option<i32>,
+    /// A maintenance window that never opens: `Degraded` when nothing else is.
+    pub window_problem: Option<(&'static str, String)>,
 }
 
 impl Outcome {
@@ -74,6 +76,7 @@ impl Outcome {
             deactivates: false,
             namespaces: Vec::new(),
             platform_call: None,
+            window_problem: None,
         }
     }
 
@@ -86,6 +89,7 @@ impl Outcome {
             deactivates: false,
             namespaces: Vec::new(),
             platform_call: None,
+            window_problem: None,
         }
     }
 }
@@ -255,9 +259,7 @@ pub fn advance(
                 message.clone(),
             ));
         }
-        outcome
-            .degraded
-            .get_or_insert_with(|| (word, message.clone()));
+        outcome.window_problem = Some((word, message.clone()));
     }
     if let Some(change) = windows.next_change() {
         let until = elapsed(now, &Time(change)).max(Duration::from_secs(1));
@@ -1624,6 +1626,7 @@ fn report(
         deactivates: machine.deactivates || announces,
         namespaces,
         platform_call: machine.platform_call,
+        window_problem: None,
     }
 }
 

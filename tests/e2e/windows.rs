@@ -397,6 +397,20 @@ async fn bad_windows_are_refused_or_reported() {
         .await
         .expect("accepted with a namespace");
 
+    // The shipped example is valid.
+    let example: StreamingToken = serde_norway::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("examples/windows/streamingtoken.yaml"),
+        )
+        .expect("the example"),
+    )
+    .expect("a StreamingToken");
+    tokens
+        .create(&dry_run, &example)
+        .await
+        .expect("the example is accepted");
+
     let unknown_zone = MaintenanceWindow {
         schedule: "0 2 * * *".into(),
         duration: "1h".into(),

@@ -279,3 +279,24 @@ fn without_windows_nothing_changes() {
     assert!(plan.status.rotation.is_some());
     assert_eq!(plan.status.maintenance_window, None);
 }
+
+#[test]
+fn a_bad_window_ranks_below_every_other_problem() {
+    let mut fixture = fixture()
+        .established(("one", "two"), (1, 2))
+        .windows(vec![window("0 0 30 2 *", "1h")]);
+    fixture.snapshot.namespaces[0].pods.push(pod_record(
+        "stray-1",
+        Some(("ReplicaSet", "stray-abc")),
+        "token1",
+        None,
+    ));
+    let plan = fixture.plan();
+    assert_eq!(
+        condition(&plan, DEGRADED),
+        Some(("True".into(), "UnlabelledReader".into()))
+    );
+    assert!(reasons(&plan).contains(&"WindowUnreachable"));
+    let window = plan.status.maintenance_window.expect("reported");
+    assert!(window.problem.is_some(), "still said where it is read");
+}
