@@ -21,6 +21,11 @@ pub const WAVE_LABEL: &str = "streamingtoken.io/wave";
 /// the spec (so a GitOps tool that owns the spec never undoes it): what
 /// `streaming-token-operator rotate` sets.
 pub const ROTATE_ANNOTATION: &str = "streamingtoken.io/rotate";
+/// Annotation on a StreamingToken that lets the trigger or rotate request of the same value start
+/// at once, outside the maintenance windows (`spec.rotation.windows`): what
+/// `streaming-token-operator rotate --now` sets, for an emergency. It matches that one value only,
+/// so leaving it in Git lets later rotations wait for their window again.
+pub const IGNORE_WINDOWS_ANNOTATION: &str = "streamingtoken.io/ignore-windows";
 /// Pod-template (and so pod) annotation naming the rotation the template belongs to.
 pub const ROTATION_ANNOTATION: &str = "streamingtoken.io/rotation";
 /// Label the operator puts on the Secrets it manages.
@@ -78,6 +83,18 @@ pub const MANAGER_NAME: &str = "streaming-token-operator";
         json_path = ".status.lastRotation.completedAt"
     ),
     printcolumn(
+        name = "Window",
+        type_ = "string",
+        json_path = ".status.maintenanceWindow.state",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Next Window",
+        type_ = "string",
+        json_path = ".status.maintenanceWindow.nextOpensAt",
+        priority = 1
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
@@ -86,6 +103,7 @@ pub const MANAGER_NAME: &str = "streaming-token-operator";
 #[x_kube(validation = Rule::new("!has(self.source.platform) || (has(self.platform) && has(self.platform.rotate))").message("source.platform needs spec.platform with rotate (how to read and rotate the pair at the platform)"))]
 #[x_kube(validation = Rule::new("!has(self.platform) || !has(self.platform.rotate) || has(self.source.platform)").message("spec.platform.rotate needs source.platform: the pair is then read from the platform"))]
 #[x_kube(validation = Rule::new("!has(self.platform) || !has(self.source.generate)").message("generated tokens are unknown to the platform: with spec.platform use source.secretRef or source.platform"))]
+#[x_kube(validation = Rule::new("!has(self.rotation) || !has(self.rotation.notifications) || !has(self.rotation.notifications.webhook.urlSecretRef.namespace)").message("rotation.notifications.webhook.urlSecretRef.namespace is not allowed: a StreamingToken reads Secrets of its own namespace only"))]
 #[serde(rename_all = "camelCase")]
 pub struct StreamingTokenSpec {
     /// Where Token 1 and Token 2 come from. Exactly one of `generate` or `secretRef`.
@@ -546,6 +564,25 @@ pub struct Rotation {
     /// (still in wave order when waves are labelled).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrent_consumers: Option<k8s_openapi::apimachinery::pkg::util::intstr::IntOrString>,
+
+    /// Maintenance windows: a rotation asked for by `trigger`, by `interval` or by the
+    /// `streamingtoken.io/rotate` annotation starts only while one of them is open; asked for
+    /// outside every window it waits (`Rotating=False WaitingForWindow`,
+    /// `status.maintenanceWindow`) and starts when the next one opens. A rotation in progress is
+    /// never held by a window: one that starts near a window's end finishes after it. The
+    /// annotation `streamingtoken.io/ignore-windows: <value>` (what `rotate --now` sets) lets the
+    /// trigger or rotate request of that value start at once, outside the windows. Rotations
+    /// that answer tokens replaced or rotated behind the operator's back are never held. Unset:
+    /// no restriction.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    pub windows: Vec<MaintenanceWindow>,
+
+    /// Tell people about rotations: a JSON POST to a webhook (Slack and Teams incoming webhooks
+    /// accept it) when a rotation starts, when a person must act (`ReadyToRotate=True`), when a
+    /// rotation is blocked, and when it completes. Delivery never holds a rotation up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notifications: Option<Notifications>,
 }
 
 impl Default for Rotation {
@@ -556,8 +593,124 @@ impl Default for Rotation {
             interval: None,
             rollout_timeout: default_rollout_timeout(),
             max_concurrent_consumers: None,
+            windows: Vec::new(),
+            notifications: None,
         }
     }
+}
+
+/// One maintenance window: opens at every time `schedule` names, in `timeZone`, and stays open
+/// for `duration`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("duration(self.duration) >= duration('1m') && duration(self.duration) <= duration('744h')").message("a window's duration must be between 1m and 744h (31 days)"))]
+pub struct MaintenanceWindow {
+    /// When the window opens: a cron expression of five fields (minute, hour, day of month,
+    /// month, day of week), as a CronJob's `schedule`, for example `0 2 * * SAT` (Saturdays at
+    /// 02:00), or `@daily`, `@weekly`, `@monthly`. Day names (`MON`-`SUN`), month names, `L`
+    /// (last day), `W` (nearest weekday) and `#` (nth weekday) are understood. A schedule
+    /// that never occurs (`0 0 30 2 *`) is reported as `WindowUnreachable`.
+    #[schemars(
+        length(min = 1, max = 128),
+        regex(pattern = r"^(@[a-z]+|[0-9A-Za-z*,/?#+-]+( +[0-9A-Za-z*,/?#+-]+){4})$")
+    )]
+    pub schedule: String,
+
+    /// How long the window stays open after each opening (a Go duration such as `4h` or
+    /// `90m`, 1m to 744h), in real time: a window that spans a daylight saving change lasts
+    /// exactly this long.
+    #[schemars(length(max = 32), regex(pattern = r"^([0-9]+(h|m|s))+$"))]
+    pub duration: String,
+
+    /// The IANA time zone `schedule` is read in, for example `Europe/Berlin` (default `UTC`).
+    /// An opening that falls into a daylight saving gap opens at the first valid time after it
+    /// (the same day); one that falls into the repeated hour opens once, at its first
+    /// occurrence.
+    #[serde(default = "default_time_zone")]
+    #[schemars(
+        length(min = 1, max = 64),
+        regex(pattern = r"^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$")
+    )]
+    pub time_zone: String,
+}
+
+fn default_time_zone() -> String {
+    "UTC".into()
+}
+
+/// Where rotations are told about.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Notifications {
+    /// A webhook that receives a JSON POST: a `text` field for people (what Slack and Teams
+    /// incoming webhooks show) and structured fields (`object`, `event`, `rotation`, `reason`).
+    pub webhook: WebhookNotification,
+}
+
+/// A webhook whose URL is kept in a Secret.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("duration(self.timeout) >= duration('1s') && duration(self.timeout) <= duration('30s')").message("webhook.timeout must be between 1s and 30s"))]
+pub struct WebhookNotification {
+    /// The Secret key that holds the webhook's URL (such URLs often embed a credential: the
+    /// URL is never logged, nor put in Events, status or errors). A StreamingToken's Secret
+    /// lives in its own namespace (`namespace` must be unset); a ClusterStreamingToken must name
+    /// the Secret's namespace.
+    pub url_secret_ref: WebhookSecretRef,
+
+    /// How long one delivery may take (a Go duration, 1s to 30s; default `5s`). A delivery that
+    /// fails (no answer, a timeout, a 408, 429 or 5xx) is retried with backoff, up to 5 attempts;
+    /// one the receiver refuses (another 4xx) is not retried. Deliveries run beside the
+    /// rotation and never hold it up.
+    #[serde(default = "default_webhook_timeout")]
+    #[schemars(length(max = 32), regex(pattern = r"^([0-9]+(h|m|s))+$"))]
+    pub timeout: String,
+
+    /// Which events are sent (default: all of them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 4))]
+    pub events: Vec<NotificationEvent>,
+}
+
+fn default_webhook_timeout() -> String {
+    "5s".into()
+}
+
+/// A Secret key, in the object's namespace (ClusterStreamingToken: in `namespace`).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookSecretRef {
+    /// Name of the Secret.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub name: String,
+    /// Key in the Secret.
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub key: String,
+    /// Namespace of the Secret: required for a ClusterStreamingToken, not allowed for a
+    /// StreamingToken (whose Secret is in its own namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub namespace: Option<String>,
+}
+
+/// A moment of a rotation a webhook is told about.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotificationEvent {
+    /// A rotation started.
+    RotationStarted,
+    /// A person must act: `ReadyToRotate=True` (rotate at the platform, update the source
+    /// Secret).
+    NeedsAction,
+    /// A rotation is blocked: only a person can clear what holds it up (`Stalled=True`).
+    RotationBlocked,
+    /// A rotation completed.
+    RotationCompleted,
 }
 
 fn default_rollout_timeout() -> String {
@@ -651,6 +804,18 @@ pub struct StreamingTokenStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_rotation_at: Option<Time>,
 
+    /// Where the maintenance windows stand (with `spec.rotation.windows`): open or closed, when
+    /// the next one opens, and what waits for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance_window: Option<MaintenanceWindowStatus>,
+
+    /// The webhook notifications of the current and the last rotation (with
+    /// `spec.rotation.notifications`): what was sent, what waits to be retried, what could not
+    /// be delivered. Kept here so that a restarted operator sends nothing twice.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub notifications: Vec<NotificationRecord>,
+
     /// What the platform said about the mirrored pair (with `spec.platform`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<PlatformStatus>,
@@ -677,6 +842,54 @@ pub struct StreamingTokenStatus {
     /// replaced, is found from here, so its pods are still checked.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub copied_namespaces: Vec<String>,
+}
+
+/// Where the maintenance windows stand.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct MaintenanceWindowStatus {
+    /// `Open` (a rotation asked for now starts now) or `Closed`.
+    pub state: String,
+    /// (Open) When the window open now closes (overlapping windows count as one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closes_at: Option<Time>,
+    /// When a window opens next (none: no window ever opens, see `problem`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_opens_at: Option<Time>,
+    /// What waits for the next window: `Trigger`, `Request` or `Interval` (a rotation asked for
+    /// while every window was closed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
+    /// Why a window never opens (a schedule that is not a cron expression, an unknown time
+    /// zone, a date that never occurs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+/// One webhook notification.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationRecord {
+    /// The rotation it is about (`status.rotation.id`).
+    pub rotation: String,
+    /// `RotationStarted`, `NeedsAction`, `RotationBlocked` or `RotationCompleted`.
+    pub event: String,
+    /// The reason that goes with it (the rotation's cause, the condition's reason).
+    pub reason: String,
+    /// The text sent.
+    pub message: String,
+    /// `Pending` (to be sent, or retried), `Sent` or `Undelivered` (given up).
+    pub state: String,
+    /// Delivery attempts made.
+    pub attempts: i32,
+    /// When it was recorded (the transition it tells of).
+    pub recorded_at: Time,
+    /// When the last attempt ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_attempt_at: Option<Time>,
+    /// Why the last attempt failed (a status code, a timeout; never the URL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Where one namespace of a ClusterStreamingToken stands.
@@ -973,6 +1186,18 @@ pub const CLUSTER_TOKEN_LABEL: &str = "streamingtoken.io/cluster-token";
         json_path = ".status.lastRotation.completedAt"
     ),
     printcolumn(
+        name = "Window",
+        type_ = "string",
+        json_path = ".status.maintenanceWindow.state",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Next Window",
+        type_ = "string",
+        json_path = ".status.maintenanceWindow.nextOpensAt",
+        priority = 1
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
@@ -981,6 +1206,7 @@ pub const CLUSTER_TOKEN_LABEL: &str = "streamingtoken.io/cluster-token";
 #[x_kube(validation = Rule::new("!has(self.source.platform) || (has(self.platform) && has(self.platform.rotate))").message("source.platform needs spec.platform with rotate (how to read and rotate the pair at the platform)"))]
 #[x_kube(validation = Rule::new("!has(self.platform) || !has(self.platform.rotate) || has(self.source.platform)").message("spec.platform.rotate needs source.platform: the pair is then read from the platform"))]
 #[x_kube(validation = Rule::new("!has(self.platform) || !has(self.source.generate)").message("generated tokens are unknown to the platform: with spec.platform use source.secretRef or source.platform"))]
+#[x_kube(validation = Rule::new("!has(self.rotation) || !has(self.rotation.notifications) || has(self.rotation.notifications.webhook.urlSecretRef.namespace)").message("rotation.notifications.webhook.urlSecretRef.namespace is required for a ClusterStreamingToken: name the namespace of the webhook's Secret"))]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterStreamingTokenSpec {
     /// Where Token 1 and Token 2 come from. Exactly one of `generate` or `secretRef`.

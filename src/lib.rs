@@ -16,6 +16,7 @@ pub mod error;
 pub mod leadership;
 pub mod metrics;
 pub mod model;
+pub mod notify;
 pub mod platform;
 pub mod pods;
 pub mod server;

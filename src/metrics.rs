@@ -280,6 +280,7 @@ pub struct Metrics {
     leader: Gauge,
     platform_checks: Family<VerdictLabels, Counter>,
     platform_rotates: Family<OutcomeLabels, Counter>,
+    notifications: Family<NotificationLabels, Counter>,
     per_token: Arc<PerToken>,
 }
 
@@ -291,6 +292,12 @@ pub struct VerdictLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NotificationLabels {
+    pub event: String,
+    pub result: String,
 }
 
 impl Metrics {
@@ -309,18 +316,10 @@ impl Metrics {
             leader: Gauge::default(),
             platform_checks: Family::default(),
             platform_rotates: Family::default(),
+            notifications: Family::default(),
             per_token: Arc::new(PerToken::default()),
         };
-        registry.register(
-            "streamingtoken_platform_checks",
-            "Verdicts of the platform on tokens used by reconciles (asked or cached), by verdict (Accepted, Rejected, Unknown)",
-            metrics.platform_checks.clone(),
-        );
-        registry.register(
-            "streamingtoken_platform_rotate_calls",
-            "Rotate calls made at the platform, by outcome (Rotated, NotSent, Refused, InDoubt)",
-            metrics.platform_rotates.clone(),
-        );
+        metrics.register_outside_calls(registry);
         registry.register(
             "streamingtoken_reconciles",
             "Reconciles by result (success, error)",
@@ -381,6 +380,35 @@ impl Metrics {
         self.platform_checks
             .get_or_create(&VerdictLabels {
                 verdict: verdict.into(),
+            })
+            .inc();
+    }
+
+    /// The counters of calls outside the cluster: the platform's, the webhooks'.
+    fn register_outside_calls(&self, registry: &mut Registry) {
+        registry.register(
+            "streamingtoken_platform_checks",
+            "Verdicts of the platform on tokens used by reconciles (asked or cached), by verdict (Accepted, Rejected, Unknown)",
+            self.platform_checks.clone(),
+        );
+        registry.register(
+            "streamingtoken_platform_rotate_calls",
+            "Rotate calls made at the platform, by outcome (Rotated, NotSent, Refused, InDoubt)",
+            self.platform_rotates.clone(),
+        );
+        registry.register(
+            "streamingtoken_notifications",
+            "Webhook notification attempts, by event (RotationStarted, NeedsAction, RotationBlocked, RotationCompleted) and result (success, error); given up: streamingtoken_events_total{reason=\"NotificationFailed\"}",
+            self.notifications.clone(),
+        );
+    }
+
+    /// Counts a webhook notification attempt.
+    pub fn observe_notification(&self, event: &str, delivered: bool) {
+        self.notifications
+            .get_or_create(&NotificationLabels {
+                event: event.into(),
+                result: if delivered { "success" } else { "error" }.into(),
             })
             .inc();
     }

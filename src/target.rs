@@ -3,8 +3,8 @@
 //! Secrets live and how they are labelled, how their status is written and where their Events go.
 
 use crate::api::{
-    CLUSTER_TOKEN_LABEL, ClusterStreamingToken, ROTATE_ANNOTATION, StreamingToken,
-    StreamingTokenSpec, StreamingTokenStatus, TOKEN_LABEL,
+    CLUSTER_TOKEN_LABEL, ClusterStreamingToken, IGNORE_WINDOWS_ANNOTATION, ROTATE_ANNOTATION,
+    StreamingToken, StreamingTokenSpec, StreamingTokenStatus, TOKEN_LABEL,
 };
 use crate::decide::TokenKind;
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -76,6 +76,14 @@ impl Target {
             .annotations
             .as_ref()
             .and_then(|annotations| annotations.get(ROTATE_ANNOTATION).cloned())
+    }
+
+    /// The `streamingtoken.io/ignore-windows` annotation (`rotate --now`).
+    pub fn ignore_windows(&self) -> Option<String> {
+        self.meta()
+            .annotations
+            .as_ref()
+            .and_then(|annotations| annotations.get(IGNORE_WINDOWS_ANNOTATION).cloned())
     }
 
     /// The spec as the shared decisions read it.

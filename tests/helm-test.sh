@@ -61,6 +61,12 @@ grep -q 'port: 8080' /tmp/sto-helm-netpol.yaml
   --set 'networkPolicy.platformPorts={18443}' > /tmp/sto-helm-netpol-platform.yaml
 grep -q 'cidr: 203.0.113.7/32' /tmp/sto-helm-netpol-platform.yaml
 grep -q 'port: 18443' /tmp/sto-helm-netpol-platform.yaml
+# Webhook receivers of rotation notifications, when set apart from the platform.
+"$helm" template sto "$chart" --namespace sto-system --set networkPolicy.enabled=true \
+  --set 'networkPolicy.webhookTo[0].ipBlock.cidr=198.51.100.9/32' \
+  --set 'networkPolicy.webhookPorts={8443}' > /tmp/sto-helm-netpol-webhook.yaml
+grep -q 'cidr: 198.51.100.9/32' /tmp/sto-helm-netpol-webhook.yaml
+grep -q 'port: 8443' /tmp/sto-helm-netpol-webhook.yaml
 # values.schema.json refuses wrong values with a message naming the value.
 refused() {
   local expect=$1; shift
@@ -75,6 +81,8 @@ refused leaseDurationSeconds --set leaderElection.leaseDurationSeconds=2
 refused replicas --set replicas=2   # a typo of replicaCount: unknown keys are refused
 refused watchNamespaces --set 'watchNamespaces={Not_A_Namespace}'
 refused apiServerPorts --set 'networkPolicy.apiServerPorts={0}'
+refused webhookPorts --set 'networkPolicy.webhookPorts={0}'
+refused notificationFailedWindow --set metrics.prometheusRule.notificationFailedWindow=soon
 refused tokenMaxAgeDays --set metrics.prometheusRule.tokenMaxAgeDays=0
 # The PrometheusRule, like the ServiceMonitor, only where the cluster serves its CRD (or forced).
 # (Rendered into a variable first: `helm | grep -q` fails under pipefail when grep stops reading.)

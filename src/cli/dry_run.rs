@@ -69,6 +69,8 @@ async fn observe(client: &Client, target: &Target) -> Result<Snapshot, Box<dyn s
         source_namespace,
         generation: 0,
         rotate_request: None,
+        ignore_windows: None,
+        notifications: Default::default(),
         spec,
         status,
         secret_name: secret,

@@ -16,7 +16,8 @@
 
 use super::{Connect, Outcome, Target, api_said};
 use crate::api::{
-    ClusterStreamingToken, HasTokenStatus, ROTATE_ANNOTATION, StreamingToken, StreamingTokenStatus,
+    ClusterStreamingToken, HasTokenStatus, IGNORE_WINDOWS_ANNOTATION, ROTATE_ANNOTATION,
+    StreamingToken, StreamingTokenStatus,
 };
 use futures::StreamExt;
 use kube::api::{ListParams, Patch, PatchParams};
@@ -55,6 +56,11 @@ pub struct Args {
     /// object); each new value asks for one rotation, and one already taken is refused.
     #[arg(long, alias = "trigger")]
     pub request: Option<String>,
+    /// Start now, even while every maintenance window (`spec.rotation.windows`) is closed: for
+    /// an emergency such as a leaked token. Sets the `streamingtoken.io/ignore-windows`
+    /// annotation to the request's value too.
+    #[arg(long)]
+    pub now: bool,
     /// Follow every rotation to its end, printing its phases; fail naming each that does not
     /// complete.
     #[arg(long)]
@@ -193,9 +199,14 @@ async fn rotate_selected<K: Rotatable>(client: &Client, scope: &Scope<K>, args: 
     let mut follows = BTreeMap::new();
     for key in keys {
         let label = scope.label(&key);
-        match request_one(&(scope.one)(key.0.as_deref()), &key.1, &request).await {
+        match request_one(&(scope.one)(key.0.as_deref()), &key.1, &request, args.now).await {
             Ok(last_before) => {
-                println!("{label}: rotation requested ({ROTATE_ANNOTATION}={request})");
+                let now = if args.now {
+                    ", maintenance windows ignored"
+                } else {
+                    ""
+                };
+                println!("{label}: rotation requested ({ROTATE_ANNOTATION}={request}{now})");
                 let follow = Follow {
                     label,
                     request: request.clone(),
@@ -309,6 +320,7 @@ async fn request_one<K: Rotatable>(
     api: &Api<K>,
     name: &str,
     request: &str,
+    now: bool,
 ) -> Result<Option<String>, String> {
     let before = api
         .get(name)
@@ -332,7 +344,7 @@ async fn request_one<K: Rotatable>(
             field_manager: Some(CLI_MANAGER.into()),
             ..PatchParams::default()
         },
-        &Patch::Merge(json!({"metadata": {"annotations": {ROTATE_ANNOTATION: request}}})),
+        &Patch::Merge(json!({"metadata": {"annotations": annotations(request, now)}})),
     )
     .await
     .map_err(|error| format!("setting {ROTATE_ANNOTATION}: {}", api_said(&error)))?;
@@ -411,6 +423,16 @@ async fn follow_all<K: Rotatable>(
         }
     }
     failed
+}
+
+/// The annotations a request sets: with `now`, the value also in `ignore-windows`, so that this
+/// request (and no later one) starts outside the maintenance windows.
+fn annotations(request: &str, now: bool) -> serde_json::Value {
+    if now {
+        json!({ROTATE_ANNOTATION: request, IGNORE_WINDOWS_ANNOTATION: request})
+    } else {
+        json!({ROTATE_ANNOTATION: request})
+    }
 }
 
 /// Following one requested rotation through the object's status.

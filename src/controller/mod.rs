@@ -276,6 +276,7 @@ async fn execute(
         report_write_failure(target, context, &error).await;
         return Err(error);
     }
+    notify(target, context, snapshot, &plan);
     for notice in &plan.events {
         info!(%namespace, %name, reason = notice.reason, message = %notice.message, "event");
         apply::event(
@@ -343,6 +344,43 @@ fn copy_audiences<'a>(snapshot: &'a Snapshot, plan: &Plan) -> (Vec<&'a str>, Vec
         .map(|view| view.namespace.as_str())
         .collect();
     (reached, served)
+}
+
+/// Once status records them: forgets the delivery outcomes the plan recorded, and starts the
+/// webhook notifications now due (beside the reconcile, see [`crate::notify`]).
+fn notify(target: &Target, context: &Context, snapshot: &Snapshot, plan: &Plan) {
+    let outbox = crate::notify::outbox();
+    outbox.settle(&snapshot.uid, &snapshot.notifications);
+    let Some(notifications) = &snapshot.spec.rotation.notifications else {
+        return;
+    };
+    let outgoing = decide::notifications::due(&plan.status, &snapshot.notifications, &now());
+    if outgoing.is_empty() {
+        return;
+    }
+    let webhook = notifications.webhook.clone();
+    let secret_namespace = match target {
+        Target::Namespaced(_) => target.namespace(),
+        Target::Cluster(_) => webhook
+            .url_secret_ref
+            .namespace
+            .clone()
+            .unwrap_or_else(|| snapshot.namespace.clone()),
+    };
+    let namespace = target.namespace();
+    outbox.dispatch(crate::notify::Dispatch {
+        client: context.client.clone(),
+        metrics: context.metrics.clone(),
+        webhook,
+        secret_namespace,
+        subject: crate::notify::Subject {
+            kind: target.kind().as_str(),
+            namespace: (!namespace.is_empty()).then_some(namespace),
+            name: target.name(),
+            uid: snapshot.uid.clone(),
+        },
+        outgoing,
+    });
 }
 
 /// Events of a ClusterStreamingToken's plan as they are repeated on its mirror Secrets: those

@@ -69,6 +69,8 @@ pub(super) async fn observe(
         kind: target.kind(),
         uid: target.uid().unwrap_or_default(),
         rotate_request: target.rotate_request(),
+        ignore_windows: target.ignore_windows(),
+        notifications: crate::notify::outbox().observe(&target.uid().unwrap_or_default()),
         name,
         namespace: home,
         source_namespace,

@@ -15,8 +15,10 @@
 //! - [`verification`]: consumers and pods together, namespace by namespace: "verified".
 //! - [`fanout`]: a ClusterStreamingToken's copies of the pair in every selected namespace.
 //! - [`waves`]: which consumers start now under a restart budget and wave labels.
+//! - [`windows`]: maintenance windows, whether a rotation may start now (cron, time zones).
 //! - [`rotation`]: the state machine, one function per phase; Token 1 is deactivated in
 //!   [`rotation`]'s `deactivating` phase and nowhere else.
+//! - [`notifications`]: which moments of a rotation a webhook is told of (an outbox in status).
 //! - this module: [`plan`] composes them in order (spec checks, the mirror's owner, suspend, the
 //!   pair, the rotation, the conditions) and nothing calls back up.
 
@@ -24,12 +26,14 @@ pub mod after_write;
 pub mod consumers;
 pub mod fanout;
 pub mod holders;
+pub mod notifications;
 pub mod pair;
 pub mod platform;
 pub mod rotation;
 pub mod snapshot;
 pub mod verification;
 pub mod waves;
+pub mod windows;
 
 pub use snapshot::*;
 
@@ -44,6 +48,7 @@ use std::collections::BTreeSet;
 pub fn plan(snapshot: &Snapshot, now: &Time) -> Plan {
     let mut plan = decide(snapshot, now);
     set_kstatus(&mut plan.status, snapshot.generation, now);
+    notifications::record(snapshot, &mut plan, now);
     plan
 }
 
@@ -63,6 +68,8 @@ const STALLING: &[&str] = &[
     reason::SECRET_NOT_OWNED,
     reason::SECRET_CLAIMED_BY_OTHER,
     reason::INVALID_SPEC,
+    reason::INVALID_WINDOW,
+    reason::WINDOW_UNREACHABLE,
 ];
 
 /// The conditions kstatus (Flux, `kubectl wait`, cli-utils) reads, derived from ours:
@@ -202,7 +209,8 @@ fn resolved(
         .or(waiting)
         .or(out_of_band)
         .or(readers)
-        .or(fan.degraded);
+        .or(fan.degraded)
+        .or(rotation.window_problem);
     set_degraded(snapshot, &mut status, degraded, now);
     let secret = pair::needs_write(&mirror, observed).then_some(mirror);
     Plan {
@@ -343,6 +351,7 @@ fn persist_rotation_start(
             matches!(
                 notice.reason,
                 reason::ROTATION_STARTED
+                    | reason::WINDOWS_BYPASSED
                     | reason::ROTATION_ABORTED
                     | reason::ROTATED_OUT_OF_BAND
                     | reason::PLATFORM_ROTATE_CALLED

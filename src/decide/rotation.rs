@@ -23,6 +23,7 @@ use super::consumers;
 use super::pair::{PairChange, highest_serial};
 use super::snapshot::{MirrorWrite, Notice, Requeue, Snapshot, SourceObservation};
 use super::verification::{self, NamespaceVerification, PodCheck, Verification};
+use super::windows::Evaluation;
 use crate::api::{
     BlockedConsumer, LastRotation, RotationStatus, RotationStrategy, StreamingTokenStatus,
     TokenIdentity,
@@ -61,6 +62,8 @@ pub struct Outcome {
     pub namespaces: Vec<NamespaceVerification>,
     /// The rotate call to make at the platform once status records it (its attempt).
     pub platform_call: Option<i32>,
+    /// A maintenance window that never opens: `Degraded` when nothing else is.
+    pub window_problem: Option<(&'static str, String)>,
 }
 
 impl Outcome {
@@ -73,6 +76,7 @@ impl Outcome {
             deactivates: false,
             namespaces: Vec::new(),
             platform_call: None,
+            window_problem: None,
         }
     }
 
@@ -85,6 +89,7 @@ impl Outcome {
             deactivates: false,
             namespaces: Vec::new(),
             platform_call: None,
+            window_problem: None,
         }
     }
 }
@@ -142,6 +147,8 @@ struct Machine<'a> {
     all_at_once: bool,
     /// The rotate call this pass asks for (its attempt number).
     platform_call: Option<i32>,
+    /// Where the maintenance windows stand: a queued rotation starts only while one is open.
+    windows: &'a Evaluation,
 }
 
 impl Machine<'_> {
@@ -226,6 +233,8 @@ impl Waiting {
 }
 
 /// Starts, advances or completes the rotation. May change `mirror` (deactivation) and `status`.
+/// A rotation starts only while a maintenance window is open (see [`hold_for_window`]); where the
+/// windows stand is reported whatever the rotation does.
 pub fn advance(
     snapshot: &Snapshot,
     mirror: &mut MirrorWrite,
@@ -233,6 +242,43 @@ pub fn advance(
     status: &mut StreamingTokenStatus,
     now: &Time,
     events: &mut Vec<Notice>,
+) -> Outcome {
+    let windows = super::windows::evaluate(&snapshot.spec.rotation.windows, now);
+    status.maintenance_window = windows.status();
+    let mut outcome = advance_rotation(snapshot, mirror, change, status, now, events, &windows);
+    if let Some((word, message)) = &windows.problem {
+        let known = snapshot
+            .status
+            .maintenance_window
+            .as_ref()
+            .and_then(|window| window.problem.as_ref());
+        if known != Some(message) {
+            events.push(Notice::warning(
+                word,
+                reason::action::RECONCILE,
+                message.clone(),
+            ));
+        }
+        outcome.window_problem = Some((word, message.clone()));
+    }
+    if let Some(change) = windows.next_change() {
+        let until = elapsed(now, &Time(change)).max(Duration::from_secs(1));
+        outcome.requeue = match outcome.requeue {
+            Requeue::After(after) if after <= until => Requeue::After(after),
+            _ => Requeue::After(until),
+        };
+    }
+    outcome
+}
+
+fn advance_rotation(
+    snapshot: &Snapshot,
+    mirror: &mut MirrorWrite,
+    change: PairChange,
+    status: &mut StreamingTokenStatus,
+    now: &Time,
+    events: &mut Vec<Notice>,
+    windows: &Evaluation,
 ) -> Outcome {
     let is_secret_ref = matches!(snapshot.source, SourceObservation::External(..));
     let platform_rotates = snapshot
@@ -269,7 +315,22 @@ pub fn advance(
                 Outcome::idle(idle_requeue(status, now))
             }
             Some(cause) => {
-                begin(snapshot, mirror, cause, status, now, events);
+                let start = match hold_for_window(snapshot, cause, status, windows, now, events) {
+                    Ok(start) => start,
+                    Err(requeue) => {
+                        wait_for_window(snapshot, cause, status, windows, now, events, hands_over);
+                        return Outcome::idle(requeue);
+                    }
+                };
+                begin(
+                    snapshot,
+                    mirror,
+                    start,
+                    status,
+                    now,
+                    events,
+                    !windows.unrestricted,
+                );
                 set_rotating(status, snapshot.generation, now, hands_over, false);
                 Outcome::persist_first()
             }
@@ -286,6 +347,7 @@ pub fn advance(
         platform_rotates,
         all_at_once,
         platform_call: None,
+        windows,
     };
     step(&mut machine, status)
 }
@@ -405,6 +467,123 @@ fn abandon_after_lost_mirror(
     }
 }
 
+/// The cause the trigger or rotate request that `streamingtoken.io/ignore-windows` names is, if
+/// that value waits (not yet acted on).
+fn ignored_windows(snapshot: &Snapshot, status: &StreamingTokenStatus) -> Option<Cause> {
+    let value = snapshot.ignore_windows.as_ref()?;
+    if snapshot.spec.rotation.trigger.as_ref() == Some(value)
+        && status.observed_trigger.as_ref() != Some(value)
+    {
+        return Some(Cause::Trigger);
+    }
+    if snapshot.rotate_request.as_ref() == Some(value)
+        && status.observed_rotate_request.as_ref() != Some(value)
+    {
+        return Some(Cause::Request);
+    }
+    None
+}
+
+/// Whether a rotation asked for by `cause` starts now: `Ok` with the cause to start it with, or
+/// `Err` with when to look again while it waits for a maintenance window. Only what a person or
+/// a schedule asks for waits (a trigger, a rotate request, the interval); an answer to tokens
+/// replaced or rotated behind the operator's back never does. The value
+/// `streamingtoken.io/ignore-windows` names starts at once (and the rotation is its).
+fn hold_for_window(
+    snapshot: &Snapshot,
+    cause: Cause,
+    status: &StreamingTokenStatus,
+    windows: &Evaluation,
+    now: &Time,
+    events: &mut Vec<Notice>,
+) -> Result<Cause, Requeue> {
+    let held = matches!(cause, Cause::Trigger | Cause::Request | Cause::Interval);
+    if !held || windows.open() {
+        return Ok(cause);
+    }
+    if let Some(ignored) = ignored_windows(snapshot, status) {
+        events.push(Notice::normal(
+            reason::WINDOWS_BYPASSED,
+            reason::action::ROTATE,
+            format!(
+                "a rotation starts outside the maintenance windows: annotation {} names {} {}",
+                crate::api::IGNORE_WINDOWS_ANNOTATION,
+                ignored.as_str(),
+                snapshot.ignore_windows.as_deref().unwrap_or_default()
+            ),
+        ));
+        return Ok(ignored);
+    }
+    Err(match windows.next_opens_at {
+        Some(opens) => Requeue::After(elapsed(now, &Time(opens)).max(Duration::from_secs(1))),
+        None => Requeue::Never,
+    })
+}
+
+/// Says that a rotation asked for by `cause` waits for the next maintenance window (idle until
+/// then): `Rotating=False WaitingForWindow`, `status.maintenanceWindow.waiting`, and an Event
+/// when it starts waiting.
+fn wait_for_window(
+    snapshot: &Snapshot,
+    cause: Cause,
+    status: &mut StreamingTokenStatus,
+    windows: &Evaluation,
+    now: &Time,
+    events: &mut Vec<Notice>,
+    hands_over: bool,
+) {
+    idle(snapshot, status, hands_over, now);
+    let asked = match cause {
+        Cause::Trigger => format!(
+            "trigger {}",
+            snapshot
+                .spec
+                .rotation
+                .trigger
+                .as_deref()
+                .unwrap_or_default()
+        ),
+        Cause::Request => format!(
+            "rotate request {}",
+            snapshot.rotate_request.as_deref().unwrap_or_default()
+        ),
+        _ => "the rotation interval".to_string(),
+    };
+    let when = match windows.next_opens_at {
+        Some(opens) => format!("when the next maintenance window opens, at {opens}"),
+        None => "when a maintenance window opens, and none ever does (see status.maintenanceWindow.problem)".into(),
+    };
+    let message = format!(
+        "{asked} asked for a rotation while every maintenance window is closed: it starts {when} (rotate --now, or annotation {}, starts it at once)",
+        crate::api::IGNORE_WINDOWS_ANNOTATION
+    );
+    conditions::set(
+        &mut status.conditions,
+        ROTATING,
+        false,
+        reason::WAITING_FOR_WINDOW,
+        message.clone(),
+        Some(snapshot.generation),
+        now,
+    );
+    let waiting = cause.as_str();
+    let was = snapshot
+        .status
+        .maintenance_window
+        .as_ref()
+        .and_then(|window| window.waiting.as_deref());
+    if was != Some(waiting) {
+        events.push(Notice::normal(
+            reason::ROTATION_DEFERRED,
+            reason::action::ROTATE,
+            message,
+        ));
+    }
+    if let Some(window) = status.maintenance_window.as_mut() {
+        window.waiting = Some(waiting.into());
+    }
+}
+
 /// Why a rotation should start now, if it should: a new trigger value, a promotion at the
 /// platform that no rotation of ours asked for, or the interval.
 fn due_cause(
@@ -446,6 +625,8 @@ fn due_cause(
     (now.0 >= due.0).then_some(Cause::Interval)
 }
 
+/// Starts a rotation for `cause`. `coalesce` (with maintenance windows): a trigger and a rotate
+/// request that both waited for the window are served by this one rotation.
 fn begin(
     snapshot: &Snapshot,
     mirror: &MirrorWrite,
@@ -453,13 +634,20 @@ fn begin(
     status: &mut StreamingTokenStatus,
     now: &Time,
     events: &mut Vec<Notice>,
+    coalesce: bool,
 ) {
     let mut trigger = snapshot.spec.rotation.trigger.clone();
     match cause {
         Cause::Trigger => {
             status.observed_trigger = trigger.clone();
+            if coalesce && snapshot.rotate_request.is_some() {
+                status.observed_rotate_request = snapshot.rotate_request.clone();
+            }
         }
         Cause::Request => {
+            if coalesce && trigger.is_some() {
+                status.observed_trigger = trigger.clone();
+            }
             status.observed_rotate_request = snapshot.rotate_request.clone();
             trigger = snapshot.rotate_request.clone();
         }
@@ -1319,7 +1507,15 @@ fn complete(
     let snapshot = machine.snapshot;
     let mut outcome = Outcome::idle(Requeue::Never);
     outcome.deactivates = machine.deactivates;
-    if rotation.queued_trigger.is_some() || rotation.queued_request.is_some() {
+    let queued = rotation.queued_trigger.is_some() || rotation.queued_request.is_some();
+    if queued && !machine.windows.open() && ignored_windows(snapshot, status).is_none() {
+        // Every window is closed: the queued values stay unobserved, and the next pass holds
+        // them for the next window like any new trigger or request.
+        idle(snapshot, status, machine.hands_over(), now);
+        outcome.requeue = Requeue::After(Duration::from_secs(1));
+        return outcome;
+    }
+    if queued {
         // The queued trigger (or request) runs next; it starts from the next reconcile, once
         // this rotation's Secret write has landed. One rotation serves both.
         let cause = if rotation.queued_trigger.is_some() {
@@ -1430,6 +1626,7 @@ fn report(
         deactivates: machine.deactivates || announces,
         namespaces,
         platform_call: machine.platform_call,
+        window_problem: None,
     }
 }
 

@@ -80,6 +80,11 @@ pub struct Snapshot {
     pub generation: i64,
     /// The `streamingtoken.io/rotate` annotation: a manual rotation request.
     pub rotate_request: Option<String>,
+    /// The `streamingtoken.io/ignore-windows` annotation: the trigger or request of this value
+    /// starts outside the maintenance windows.
+    pub ignore_windows: Option<String>,
+    /// Webhook deliveries in flight or finished since status last recorded them.
+    pub notifications: NotificationObservation,
     pub spec: StreamingTokenSpec,
     pub status: StreamingTokenStatus,
     pub secret_name: String,
@@ -484,6 +489,40 @@ impl SourceProblem {
             Self::Unsettled { message, .. } => message.clone(),
         }
     }
+}
+
+/// Webhook deliveries as the controller knows them (see [`crate::decide::notifications`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NotificationObservation {
+    /// Deliveries being made now: `(rotation, event)`.
+    pub in_flight: Vec<(String, String)>,
+    /// Attempts that ended and that status has not recorded yet.
+    pub finished: Vec<Delivery>,
+}
+
+/// One delivery attempt that ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub rotation: String,
+    pub event: String,
+    /// Which attempt (1 for the first).
+    pub attempt: i32,
+    /// When it ended.
+    pub at: Time,
+    /// `Err(message, permanent)`: why it failed (never the URL), and whether trying again is
+    /// pointless (the receiver refused it).
+    pub outcome: Result<(), (String, bool)>,
+}
+
+/// A notification to deliver now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    pub rotation: String,
+    pub event: String,
+    pub reason: String,
+    pub message: String,
+    /// Which attempt this is (1 for the first).
+    pub attempt: i32,
 }
 
 /// Event severity.

@@ -227,6 +227,30 @@ pub const NOT_LEADER: &str = "NotLeader";
 /// their own credentials: a courtesy record, not an audit trail (see the README).
 pub const TOKEN_READ: &str = "TokenRead";
 
+// Maintenance windows (`spec.rotation.windows`) and notifications (`spec.rotation.notifications`).
+
+/// `Rotating=False`: a rotation was asked for while every maintenance window was closed; it
+/// starts when the next one opens.
+pub const WAITING_FOR_WINDOW: &str = "WaitingForWindow";
+/// (Event) A rotation asked for outside the maintenance windows waits for the next one.
+pub const ROTATION_DEFERRED: &str = "RotationDeferred";
+/// (Event) A rotation starts outside the maintenance windows: `streamingtoken.io/ignore-windows`
+/// (`rotate --now`) asked for it.
+pub const WINDOWS_BYPASSED: &str = "WindowsBypassed";
+/// `Degraded=True`: a maintenance window cannot be read (its schedule is not a cron expression,
+/// its time zone is unknown): it never opens.
+pub const INVALID_WINDOW: &str = "InvalidWindow";
+/// `Degraded=True`: a maintenance window's schedule names a time that never occurs (February 30):
+/// it never opens.
+pub const WINDOW_UNREACHABLE: &str = "WindowUnreachable";
+/// (Notification) A person must act: `ReadyToRotate=True`.
+pub const NEEDS_ACTION: &str = "NeedsAction";
+/// (Notification) A rotation is blocked: only a person can clear what holds it up.
+pub const ROTATION_BLOCKED: &str = "RotationBlocked";
+/// (Event) A webhook notification was not delivered: the receiver refused it, or every attempt
+/// failed.
+pub const NOTIFICATION_FAILED: &str = "NotificationFailed";
+
 /// The types of the conditions the operator sets.
 pub mod condition {
     pub const READY: &str = "Ready";
@@ -316,6 +340,24 @@ pub mod platform {
     pub const REFUSED: &str = "Refused";
     /// The call's outcome is unknown.
     pub const IN_DOUBT: &str = "InDoubt";
+}
+
+/// The state of the maintenance windows (`status.maintenanceWindow.state`).
+pub mod window {
+    /// A window is open: a rotation asked for now starts now.
+    pub const OPEN: &str = "Open";
+    /// Every window is closed: a rotation asked for now waits for the next one.
+    pub const CLOSED: &str = "Closed";
+}
+
+/// The state of a webhook notification (`status.notifications[].state`).
+pub mod delivery {
+    /// To be sent, or to be tried again.
+    pub const PENDING: &str = "Pending";
+    /// Delivered (the receiver answered 2xx).
+    pub const SENT: &str = "Sent";
+    /// Given up: refused by the receiver, or every attempt failed.
+    pub const UNDELIVERED: &str = "Undelivered";
 }
 
 /// The state of one namespace of a ClusterStreamingToken (`status.namespaces[].state`).

@@ -23,10 +23,12 @@ mod after_write;
 mod batch;
 mod cluster;
 mod holders;
+mod notifications;
 mod pair;
 mod platform;
 mod rotation;
 mod waves;
+mod windows;
 
 fn at(seconds: i64) -> Time {
     Time(jiff::Timestamp::from_second(1_800_000_000 + seconds).expect("valid"))
@@ -62,6 +64,8 @@ fn fixture() -> Fixture {
             name: "telemetry".into(),
             uid: String::new(),
             rotate_request: None,
+            ignore_windows: None,
+            notifications: Default::default(),
             namespace: "prod".into(),
             source_namespace: "prod".into(),
             generation: 1,
