@@ -1233,6 +1233,12 @@ async fn a_namespace_deleted_while_the_operator_was_down_still_holds_the_rotatio
         })
         .await;
     ledger.assert_no_outage().await;
+    // The deactivation window across 250 namespaces, for the record (`--nocapture`).
+    for line in fleet.operator.logs().lines() {
+        if line.contains("from the last pod check to the last write") {
+            eprintln!("250 namespaces: {line}");
+        }
+    }
     wait_for("the namespace forgotten", TIMEOUT, || async {
         let status = fleet.status().await;
         if status.copied_namespaces.contains(&doomed) {
