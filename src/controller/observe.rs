@@ -308,11 +308,15 @@ fn reached_namespaces(
                 && secret.name_any() == secret_name
         })
         .filter_map(|secret| secret.namespace());
-    let status = token.status.clone().unwrap_or_default();
+    let status = token.status.as_ref();
     let known = status
-        .copied_namespaces
         .iter()
-        .chain(status.namespaces.iter().map(|entry| &entry.name))
+        .flat_map(|status| {
+            status
+                .copied_namespaces
+                .iter()
+                .chain(status.namespaces.iter().map(|entry| &entry.name))
+        })
         .filter(|namespace| {
             context.pods.in_namespace(namespace).iter().any(|pod| {
                 pod.references

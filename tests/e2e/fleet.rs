@@ -76,6 +76,30 @@ impl Fleet {
         )
     }
 
+    /// The platform team's source Secret `portal` in the home namespace, labelled for this
+    /// ClusterStreamingToken.
+    fn source(&self, token1: &str, token2: &str) -> Secret {
+        let mut secret = fixtures::source_secret("portal", &self.home, &self.name, token1, token2);
+        secret.metadata.labels = Some(BTreeMap::from([(
+            CLUSTER_TOKEN_LABEL.to_string(),
+            self.name.clone(),
+        )]));
+        secret
+    }
+
+    /// [`Self::token`] with the pair from `secretRef` `portal` instead of `generate`.
+    fn secret_ref_token(&self) -> ClusterStreamingToken {
+        let mut token = self.token();
+        token.spec.source.generate = None;
+        token.spec.source.secret_ref = Some(ClusterSecretRefSource {
+            name: "portal".into(),
+            namespace: None,
+            token1_key: "token1".into(),
+            token2_key: "token2".into(),
+        });
+        token
+    }
+
     async fn create(&self, token: &ClusterStreamingToken) {
         self.tokens
             .create(&PostParams::default(), token)
@@ -439,29 +463,13 @@ async fn a_secret_ref_hands_off_only_when_every_namespace_is_verified() {
     let fleet = Fleet::start("fleetref").await;
     let a = fleet.namespace("fleetref-a", true).await;
     let b = fleet.namespace("fleetref-b", true).await;
-    let source = |token1: &str, token2: &str| {
-        let mut secret =
-            fixtures::source_secret("portal", &fleet.home, &fleet.name, token1, token2);
-        secret.metadata.labels = Some(BTreeMap::from([(
-            CLUSTER_TOKEN_LABEL.to_string(),
-            fleet.name.clone(),
-        )]));
-        secret
-    };
+    let source = |token1: &str, token2: &str| fleet.source(token1, token2);
     let secrets: Api<Secret> = Api::namespaced(fleet.admin.clone(), &fleet.home);
     let first = "portal-token-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     let second = "portal-token-bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
     let third = "portal-token-cccccccccccccccccccccccccccccccccccc";
     support::apply(&secrets, &source(first, second)).await;
-    let mut token = fleet.token();
-    token.spec.source.generate = None;
-    token.spec.source.secret_ref = Some(ClusterSecretRefSource {
-        name: "portal".into(),
-        namespace: None,
-        token1_key: "token1".into(),
-        token2_key: "token2".into(),
-    });
-    fleet.create(&token).await;
+    fleet.create(&fleet.secret_ref_token()).await;
     fleet
         .wait_status("both namespaces synced", |status| {
             status.namespace_count == Some(2)
@@ -1262,17 +1270,10 @@ async fn a_namespace_deleted_while_the_operator_was_down_still_holds_the_rotatio
 async fn a_source_secret_reader_in_an_unselected_namespace_holds_the_hand_off() {
     let fleet = Fleet::start("fleetsrc").await;
     let a = fleet.namespace("fleetsrc-a", true).await;
-    let mut secret = fixtures::source_secret(
-        "portal",
-        &fleet.home,
-        &fleet.name,
+    let secret = fleet.source(
         "portal-token-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
         "portal-token-bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
     );
-    secret.metadata.labels = Some(BTreeMap::from([(
-        CLUSTER_TOKEN_LABEL.to_string(),
-        fleet.name.clone(),
-    )]));
     support::apply(
         &Api::<Secret>::namespaced(fleet.admin.clone(), &fleet.home),
         &secret,
@@ -1290,15 +1291,7 @@ async fn a_source_secret_reader_in_an_unselected_namespace_holds_the_hand_off() 
     pods.create(&PostParams::default(), &reader)
         .await
         .expect("reader created");
-    let mut token = fleet.token();
-    token.spec.source.generate = None;
-    token.spec.source.secret_ref = Some(ClusterSecretRefSource {
-        name: "portal".into(),
-        namespace: None,
-        token1_key: "token1".into(),
-        token2_key: "token2".into(),
-    });
-    fleet.create(&token).await;
+    fleet.create(&fleet.secret_ref_token()).await;
     fleet
         .wait_status("a synced", |status| state_of(status, &a) == Some("Synced"))
         .await;
