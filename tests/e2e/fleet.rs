@@ -1140,14 +1140,16 @@ async fn a_namespace_removed_from_the_selection_is_revoked() {
         }
     })
     .await;
-    let events = support::events(&fleet.admin, &b, &fleet.name).await;
-    assert!(
-        events
-            .iter()
-            .any(|(_, reason, message)| reason == "RevokedCopyReferenced"
-                && message.contains("Deployment/api (0 replicas)")),
-        "{events:?}"
-    );
+    // Published once the deletion it announces is written (a plan's Events follow its writes).
+    let (_, _, message) = support::wait_event(
+        &fleet.admin,
+        &b,
+        &fleet.name,
+        "RevokedCopyReferenced",
+        TIMEOUT,
+    )
+    .await;
+    assert!(message.contains("Deployment/api (0 replicas)"), "{message}");
     assert!(!fleet.operator.logs().contains(&old_token1));
 }
 
