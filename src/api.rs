@@ -103,6 +103,7 @@ pub const MANAGER_NAME: &str = "streaming-token-operator";
 #[x_kube(validation = Rule::new("!has(self.source.platform) || (has(self.platform) && has(self.platform.rotate))").message("source.platform needs spec.platform with rotate (how to read and rotate the pair at the platform)"))]
 #[x_kube(validation = Rule::new("!has(self.platform) || !has(self.platform.rotate) || has(self.source.platform)").message("spec.platform.rotate needs source.platform: the pair is then read from the platform"))]
 #[x_kube(validation = Rule::new("!has(self.platform) || !has(self.source.generate)").message("generated tokens are unknown to the platform: with spec.platform use source.secretRef or source.platform"))]
+#[x_kube(validation = Rule::new("!has(self.clusters) || self.clusters.all(c, self.clusters.exists_one(d, d.name == c.name))").message("spec.clusters[].name must be unique"))]
 #[x_kube(validation = Rule::new("!has(self.rotation) || !has(self.rotation.notifications) || !has(self.rotation.notifications.webhook.urlSecretRef.namespace)").message("rotation.notifications.webhook.urlSecretRef.namespace is not allowed: a StreamingToken reads Secrets of its own namespace only"))]
 #[serde(rename_all = "camelCase")]
 pub struct StreamingTokenSpec {
@@ -140,6 +141,65 @@ pub struct StreamingTokenSpec {
     /// `checkInterval`, so a rotation done in the portal behind the operator's back is seen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub platform: Option<PlatformSpec>,
+
+    /// Member clusters that use the same pair (a disaster-recovery twin, one cluster per
+    /// region). The operator here is the hub: it mirrors the pair into each member's namespace,
+    /// repoints the consumers there (workloads labelled `streamingtoken.io/token: <name>`) and
+    /// verifies every pod there by the same rule as here. Token 1 is deactivated (or
+    /// `ReadyToRotate` set) only once every member is verified; a member that cannot be reached
+    /// holds the rotation (`MemberUnreachable`). A member removed from this list is revoked:
+    /// its mirror Secret receives no later pair and is deleted once no pod there reads it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    pub clusters: Vec<MemberCluster>,
+}
+
+/// A member cluster, reached with a kubeconfig kept in a Secret of the StreamingToken's
+/// namespace (the shape Cluster API writes: `<cluster>-kubeconfig` with key `value`). Give it a
+/// ServiceAccount token with the least privilege the README lists for members: no more than
+/// the mirror Secret, the labelled workloads and the pods of one namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberCluster {
+    /// The member's name, as status, Events and metrics show it (`<name>/<namespace>`).
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub name: String,
+
+    /// The Secret, in this StreamingToken's namespace, holding the member's kubeconfig.
+    pub kubeconfig_secret_ref: KubeconfigSecretRef,
+
+    /// The member's namespace that holds the mirror Secret and the consumers. Defaults to this
+    /// StreamingToken's namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub namespace: Option<String>,
+}
+
+/// A key of a Secret that holds a kubeconfig.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct KubeconfigSecretRef {
+    /// Name of the Secret.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub name: String,
+
+    /// Key of the kubeconfig in the Secret.
+    #[serde(default = "default_kubeconfig_key")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub key: String,
+}
+
+fn default_kubeconfig_key() -> String {
+    "value".into()
 }
 
 /// Where the token pair comes from.
@@ -842,6 +902,39 @@ pub struct StreamingTokenStatus {
     /// replaced, is found from here, so its pods are still checked.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub copied_namespaces: Vec<String>,
+
+    /// Where each member cluster stands (`spec.clusters`, and those removed while their
+    /// mirror Secret is still read).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 40))]
+    pub clusters: Vec<MemberStatus>,
+}
+
+/// Where one member cluster stands.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberStatus {
+    /// The member's name.
+    pub name: String,
+    /// Its namespace that holds the mirror Secret and the consumers.
+    pub namespace: String,
+    /// The Secret with its kubeconfig (kept so that a member removed from `spec.clusters` is
+    /// still reached until its mirror Secret can go).
+    pub kubeconfig_secret_ref: KubeconfigSecretRef,
+    /// `Synced`, `Pending`, `Unreachable` (its API server or credentials fail: rotations wait),
+    /// `Leaving` (removed from `spec.clusters`), or a conflict (see `namespaces`).
+    pub state: String,
+    /// Labelled consumers there.
+    pub consumers: i32,
+    /// Consumers verified on the current rotation (during a rotation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<i32>,
+    /// When it entered its state (every pass reads the member afresh; `Unreachable` since).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<Time>,
+    /// Details for humans.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
 }
 
 /// Where the maintenance windows stand.
@@ -1375,6 +1468,7 @@ impl ClusterStreamingToken {
             suspend: spec.suspend,
             deletion_policy: spec.deletion_policy,
             platform: spec.platform.clone(),
+            clusters: Vec::new(),
         }
     }
 

@@ -43,6 +43,8 @@ pub enum Error {
     Serialize(#[source] serde_json::Error),
     #[error(transparent)]
     RandomSource(#[from] RandomSourceError),
+    #[error("member cluster {cluster}: {message}")]
+    MemberUnreachable { cluster: String, message: String },
     /// This replica stopped leading between the decision and a write: nothing more is written.
     #[error("no longer the leader; the write was not made")]
     NotLeader,
@@ -123,6 +125,7 @@ impl Error {
             Self::Serialize(_) => reason::SERIALIZE_FAILED,
             Self::RandomSource(_) => reason::RANDOM_SOURCE_FAILED,
             Self::NotLeader => reason::NOT_LEADER,
+            Self::MemberUnreachable { .. } => reason::MEMBER_UNREACHABLE,
         }
     }
 

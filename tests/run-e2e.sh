@@ -9,11 +9,24 @@ cleanup() {
   tests/registry/registry.sh down "$CLUSTER_DIR/registry" || true
   # The real node before the control plane (it deletes its pods through the API server).
   tests/node/node.sh down || true
+  for member in "${MEMBERS[@]}"; do
+    CLUSTER_DIR=$CLUSTER_DIR/members/$member tests/controlplane/cluster.sh down || true
+  done
   tests/controlplane/cluster.sh down || true
 }
+MEMBERS=(east west)
 trap cleanup EXIT INT TERM
 start=$(date +%s)
 tests/controlplane/cluster.sh up
+# Two member clusters, each its own etcd, kube-apiserver, controller-manager, scheduler and
+# KWOK node, for the tests of a StreamingToken whose pair several clusters use
+# (tests/e2e/members.rs, which fail without STO_E2E_MEMBERS).
+STO_E2E_MEMBERS=
+for member in "${MEMBERS[@]}"; do
+  CLUSTER_DIR=$CLUSTER_DIR/members/$member CLUSTER_NODES=1 tests/controlplane/cluster.sh up
+  STO_E2E_MEMBERS+="${STO_E2E_MEMBERS:+,}$member=$CLUSTER_DIR/members/$member"
+done
+export STO_E2E_MEMBERS
 # A real node (tests/node: containerd, runc, the pinned kubelet) next to the KWOK nodes, for the
 # real-node tests (tests/e2e/realnode.rs), which fail without STO_E2E_REAL_NODE. A cold build of
 # the kubelet takes about a minute once the control plane's build filled Go's build cache.

@@ -1,6 +1,7 @@
 //! The reconcile driver: observe ([`observe`], [`platform`]) -> decide ([`crate::decide`]) ->
 //! apply ([`crate::apply`]), on the watches of [`watches`].
 
+mod members;
 mod observe;
 mod platform;
 mod recheck;
@@ -22,6 +23,7 @@ use crate::decide::{
 };
 use crate::error::Error;
 use crate::metrics::Metrics;
+use crate::model::consumer::ConsumerPatch;
 use crate::model::pod::PodRecord;
 use crate::model::reason;
 use crate::platform::{Platform, RotateOutcome};
@@ -112,6 +114,8 @@ pub struct Context {
     serve_namespaced: bool,
     /// What ClusterStreamingTokens need (only when every namespace is served).
     cluster: Option<ClusterContext>,
+    /// Clients of member clusters (`spec.clusters`).
+    members: members::MemberClients,
 }
 
 /// What ClusterStreamingTokens need besides the shared caches.
@@ -243,17 +247,19 @@ async fn fresh_pods(
         .namespaces
         .iter()
         .map(|view| {
-            let client = context.client.clone();
+            let route = members::route(target, context, &view.namespace);
             let namespace = view.namespace.clone();
-            async move { pods::list_fresh(&client, &namespace).await }
+            async move {
+                let (client, local) = route?;
+                pods::list_fresh(&client, &local)
+                    .await
+                    .map_err(|source| Error::ListPods { namespace, source })
+            }
         })
         .collect();
     let lists: Vec<_> = futures::stream::iter(lists).buffered(16).collect().await;
     for (view, fresh) in snapshot.namespaces.iter_mut().zip(lists) {
-        let fresh = fresh.map_err(|source| Error::ListPods {
-            namespace: view.namespace.clone(),
-            source,
-        })?;
+        let fresh = fresh?;
         observe::set_pods(target, view, fresh.into_iter().map(Arc::new).collect(), now);
     }
     Ok(())
@@ -508,10 +514,10 @@ async fn write_copies(
         .copies
         .iter()
         .map(|copy| async move {
-            let result = match still_leader(context) {
-                Ok(()) => {
-                    apply::secret(&context.client, target, &copy.namespace, &copy.write).await
-                }
+            let result = match still_leader(context)
+                .and_then(|()| members::route(target, context, &copy.namespace))
+            {
+                Ok((client, local)) => apply::secret(&client, target, &local, &copy.write).await,
                 Err(error) => Err(error),
             };
             (copy.namespace.clone(), result)
@@ -564,7 +570,8 @@ async fn delete_copies(
                 } => Some(resource_version.clone()),
                 _ => None,
             });
-        apply::delete_copy(&context.client, target, copy_namespace, version).await?;
+        let (client, local) = members::route(target, context, copy_namespace)?;
+        apply::delete_copy(&client, target, &local, version).await?;
         info!(%namespace, %name, secret = %snapshot.secret_name, secret_namespace = %copy_namespace, "mirror Secret deleted from a namespace no longer selected");
     }
     Ok(())
@@ -581,7 +588,17 @@ async fn write_consumers(
     let mut refused = Vec::new();
     for patch in &plan.consumer_patches {
         still_leader(context)?;
-        match apply::consumer(&context.client, patch).await {
+        let written = match members::route(target, context, &patch.namespace) {
+            Ok((client, local)) => {
+                let routed = ConsumerPatch {
+                    namespace: local,
+                    ..patch.clone()
+                };
+                apply::consumer(&client, &routed).await
+            }
+            Err(error) => Err(error),
+        };
+        match written {
             Ok(()) => {
                 info!(%namespace, %name, consumer_namespace = %patch.namespace, kind = patch.kind.as_str(), consumer = %patch.name, rotation = %patch.rotation_id, "consumer patched");
                 halt_point(context, "consumer").await;

@@ -138,7 +138,9 @@ async fn namespace_views(
                 referencing: Vec::new(),
             };
             fill_view(target, context, &mut view, now);
-            Ok((vec![view], None))
+            let mut views = vec![view];
+            views.extend(super::members::member_views(target, context, now).await);
+            Ok((views, None))
         }
         Target::Cluster(token) => {
             let home_version = match mirror {
@@ -482,23 +484,33 @@ pub(super) fn classify_mirror(target: &Target, secret: &Secret) -> MirrorObserva
 pub(super) fn fill_view(target: &Target, context: &Context, view: &mut NamespaceView, now: &Time) {
     let spec = target.spec();
     let secret = target.secret_name();
-    let observed = || -> Vec<ConsumerObservation> {
-        let mut consumers: Vec<ConsumerObservation> = context
-            .workloads
-            .consumers(&view.namespace, &target.name())
-            .iter()
-            .map(|workload| workload.observe(&spec.consumers.env_var, &secret))
-            .collect();
-        consumers.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
-        consumers
-    };
+    let mut consumers: Vec<ConsumerObservation> = context
+        .workloads
+        .consumers(&view.namespace, &target.name())
+        .iter()
+        .map(|workload| workload.observe(&spec.consumers.env_var, &secret))
+        .collect();
+    consumers.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+    fill_consumers(target, view, consumers);
+    let records = context.pods.in_namespace(&view.namespace);
+    set_pods(target, view, records, now);
+}
+
+/// Sets the consumers of `view` from those `observed` there: all of them where the pair is
+/// served; in a revoked namespace, the names of those still reading the copy.
+pub(super) fn fill_consumers(
+    target: &Target,
+    view: &mut NamespaceView,
+    observed: Vec<ConsumerObservation>,
+) {
+    let secret = target.secret_name();
     match view.membership {
         Membership::Selected if view.serves_pair() && !view.label_taken => {
-            view.consumers = observed();
+            view.consumers = observed;
         }
         // Revoked: nothing there is served; those still reading the copy are named.
         Membership::Revoked if !view.label_taken => {
-            view.referencing = observed()
+            view.referencing = observed
                 .iter()
                 .filter(|consumer| {
                     consumer.containers.iter().any(|container| {
@@ -516,8 +528,6 @@ pub(super) fn fill_view(target: &Target, context: &Context, view: &mut Namespace
         }
         _ => {}
     }
-    let records = context.pods.in_namespace(&view.namespace);
-    set_pods(target, view, records, now);
 }
 
 /// Sets the pods of `view`: all of them; in a source namespace that is not the home, only

@@ -42,10 +42,15 @@ pub(super) async fn after_deactivation(
                     || matches!(view.copy, CopyObservation::Home))
         })
         .map(|view| {
-            let client = context.client.clone();
+            let route = super::members::route(target, context, &view.namespace);
             let namespace = view.namespace.clone();
             async move {
-                let pods = pods::list_fresh(&client, &namespace).await;
+                let pods = match route {
+                    Ok((client, local)) => pods::list_fresh(&client, &local)
+                        .await
+                        .map_err(|error| error.to_string()),
+                    Err(error) => Err(error.to_string()),
+                };
                 (namespace, pods)
             }
         })
@@ -62,7 +67,7 @@ pub(super) async fn after_deactivation(
     }
     let mut notices = Vec::new();
     for slipped in after_write::slipped_through(snapshot, &fresh, written_at) {
-        restart(context, &slipped).await;
+        restart(target, context, &slipped).await;
         warn!(%namespace, %name, pod_namespace = %slipped.namespace, pod = %slipped.pod, "a pod slipped through the deactivation window");
         notices.push(after_write::slipped_notice(snapshot, &slipped));
     }
@@ -71,12 +76,19 @@ pub(super) async fn after_deactivation(
 
 /// Evicts a pod that slipped through (a controller starts it again); a bare pod is only
 /// reported.
-async fn restart(context: &Context, slipped: &SlippedPod) {
+async fn restart(target: &Target, context: &Context, slipped: &SlippedPod) {
     if !slipped.restartable {
         return;
     }
-    let pods: Api<Pod> = Api::namespaced(context.client.clone(), &slipped.namespace);
-    if let Err(error) = pods.evict(&slipped.pod, &EvictParams::default()).await {
+    let evicted = match super::members::route(target, context, &slipped.namespace) {
+        Ok((client, local)) => Api::<Pod>::namespaced(client, &local)
+            .evict(&slipped.pod, &EvictParams::default())
+            .await
+            .map(|_| ())
+            .map_err(|error| error.to_string()),
+        Err(error) => Err(error.to_string()),
+    };
+    if let Err(error) = evicted {
         warn!(pod_namespace = %slipped.namespace, pod = %slipped.pod, error = %error, "a pod that slipped through could not be evicted");
     }
 }

@@ -98,9 +98,8 @@ pub async fn run(
         synced: ready.subscribe(),
         tokens: tokens.clone(),
         serve_namespaced: serve.namespaced,
-        cluster: cluster
-            .as_ref()
-            .map(|cluster| cluster.context(&serve.home_namespace)),
+        cluster: (cluster.as_ref()).map(|cluster| cluster.context(&serve.home_namespace)),
+        members: Default::default(),
     });
     let caches = Caches {
         tokens: tokens.clone(),

@@ -89,9 +89,10 @@ pub fn patches(
 }
 
 /// The namespace a blocked entry names: a ClusterStreamingToken's span several namespaces, a
-/// StreamingToken's are all in its own.
+/// StreamingToken's are all in its own (but for its member clusters', `<cluster>/<namespace>`).
 pub fn listed_namespace(snapshot: &Snapshot, namespace: &str) -> Option<String> {
-    (snapshot.kind == TokenKind::Cluster).then(|| namespace.to_string())
+    (snapshot.kind == TokenKind::Cluster || crate::model::member::is_member(namespace))
+        .then(|| namespace.to_string())
 }
 
 fn patch(snapshot: &Snapshot, consumer: &ConsumerObservation, id: &str) -> ConsumerPatch {

@@ -17,6 +17,7 @@
 //! mirror's name that is not this object's is never touched. Which namespaces hold or held a
 //! copy is kept in `status.copiedNamespaces`, never capped.
 
+use super::members;
 use super::pair;
 use super::snapshot::{
     CopyObservation, CopyWrite, Membership, MirrorObservation, MirrorWrite, NamespaceView, Notice,
@@ -24,7 +25,9 @@ use super::snapshot::{
 };
 use super::verification::NamespaceVerification;
 use crate::api::{BlockedConsumer, NamespaceStatus, StreamingTokenStatus};
+use crate::model::member;
 use crate::model::reason::{self, NamespaceState};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 /// Most namespaces listed in status.
 pub const MAX_NAMESPACES_LISTED: usize = 200;
@@ -76,14 +79,16 @@ pub fn plan(
     verified: &[NamespaceVerification],
     status: &mut StreamingTokenStatus,
     events: &mut Vec<Notice>,
+    now: &Time,
 ) -> FanOut {
     let mut fan = FanOut::default();
-    if snapshot.kind != TokenKind::Cluster {
-        return fan;
-    }
+    // A StreamingToken fans out to its member clusters only.
+    let members_only = snapshot.kind != TokenKind::Cluster;
     let mut listed: Vec<NamespaceStatus> = Vec::new();
     for (index, view) in snapshot.namespaces.iter().enumerate() {
-        if view.membership == Membership::Source {
+        if view.membership == Membership::Source
+            || (members_only && !member::is_member(&view.namespace))
+        {
             continue;
         }
         let state = state(snapshot, view);
@@ -123,12 +128,19 @@ pub fn plan(
         ));
     }
     status.copied_namespaces = copied_namespaces(snapshot, &fan.deletes);
+    status.clusters = members::statuses(snapshot, &listed, now);
+    if members_only && listed.is_empty() {
+        status.namespace_count = None;
+        status.namespaces = Vec::new();
+        return fan;
+    }
     status.namespace_count = Some(
         i32::try_from(
             snapshot
                 .namespaces
                 .iter()
                 .filter(|view| view.serves_pair() && view.membership != Membership::Source)
+                .filter(|view| !members_only || member::is_member(&view.namespace))
                 .count(),
         )
         .unwrap_or(i32::MAX),
@@ -155,7 +167,9 @@ fn copied_namespaces(snapshot: &Snapshot, deleted: &[String]) -> Vec<String> {
                 CopyObservation::Current { .. } | CopyObservation::Read(_) => true,
                 CopyObservation::Missing => view.selected(),
                 CopyObservation::Home => false,
-                CopyObservation::NotOwned | CopyObservation::ClaimedBy(_) => false,
+                CopyObservation::NotOwned
+                | CopyObservation::ClaimedBy(_)
+                | CopyObservation::Unreachable(_) => false,
             };
             ours || held_a_copy(&snapshot.status, &view.namespace)
         })
@@ -218,7 +232,10 @@ pub fn reached(
             .collect()
     };
     match &view.copy {
-        CopyObservation::Home | CopyObservation::Current { .. } | CopyObservation::Missing => true,
+        CopyObservation::Home
+        | CopyObservation::Current { .. }
+        | CopyObservation::Missing
+        | CopyObservation::Unreachable(_) => true,
         // Someone else's Secret where a copy was: still checked for pods left behind on it
         // (never written).
         CopyObservation::NotOwned | CopyObservation::ClaimedBy(_) => was_copy(),
@@ -240,6 +257,9 @@ fn copy_need(snapshot: &Snapshot, view: &NamespaceView, mirror: &MirrorWrite) ->
     let write = |precondition: Option<String>| {
         CopyNeed::Write(MirrorWrite {
             precondition,
+            // A member cluster's copy has no owner there: an owner reference to an object of
+            // another cluster would have that cluster's garbage collector delete it.
+            owned: mirror.owned && !member::is_member(&view.namespace),
             ..mirror.clone()
         })
     };
@@ -269,9 +289,10 @@ fn copy_need(snapshot: &Snapshot, view: &NamespaceView, mirror: &MirrorWrite) ->
                 CopyNeed::Nothing
             }
         }
-        CopyObservation::Home | CopyObservation::NotOwned | CopyObservation::ClaimedBy(_) => {
-            CopyNeed::Nothing
-        }
+        CopyObservation::Home
+        | CopyObservation::NotOwned
+        | CopyObservation::ClaimedBy(_)
+        | CopyObservation::Unreachable(_) => CopyNeed::Nothing,
         CopyObservation::Missing => write(None),
         CopyObservation::Read(observed) => {
             if pair::needs_write(mirror, Some(observed)) {
@@ -307,6 +328,19 @@ fn state(snapshot: &Snapshot, view: &NamespaceView) -> (NamespaceState, String) 
             return (
                 NamespaceState::SecretClaimedByOther,
                 format!("Secret {secret} here is managed for {other}; it is left alone"),
+            );
+        }
+        CopyObservation::Unreachable(why) => {
+            return (
+                NamespaceState::Unreachable,
+                match view.membership {
+                    Membership::Revoked => format!(
+                        "{why}; removed from spec.clusters: Secret {secret} there receives no later pair, and is deleted once it can be read again and no pod reads it"
+                    ),
+                    _ => format!(
+                        "{why}; nothing is written there, and Token 1 stays active until every pod there is verified again"
+                    ),
+                },
             );
         }
         _ => {}
@@ -423,6 +457,10 @@ fn announce(snapshot: &Snapshot, listed: &[NamespaceStatus], events: &mut Vec<No
         if was == Some(entry.state.as_str()) {
             continue;
         }
+        if member::is_member(&entry.name) {
+            events.extend(members::notice(entry, was, secret));
+            continue;
+        }
         let said = |message: &str| format!("namespace {}: {message}", entry.name);
         let notice = match NamespaceState::parse(&entry.state) {
             Some(NamespaceState::Pending) if was.is_none() => Notice::normal(
@@ -466,19 +504,28 @@ fn announce(snapshot: &Snapshot, listed: &[NamespaceStatus], events: &mut Vec<No
         };
         events.push(notice.about_namespace(&entry.name));
     }
+    announce_removed(snapshot, listed, events);
+}
+
+/// Events for namespaces listed before and no longer.
+fn announce_removed(snapshot: &Snapshot, listed: &[NamespaceStatus], events: &mut Vec<Notice>) {
+    let secret = &snapshot.secret_name;
     for entry in &snapshot.status.namespaces {
-        if !listed.iter().any(|listed| listed.name == entry.name) {
-            events.push(
-                Notice::normal(
-                    reason::NAMESPACE_REMOVED,
-                    reason::action::MIRROR_SECRET,
-                    format!(
-                        "namespace {}: Secret {secret} is no longer managed there",
-                        entry.name
-                    ),
-                )
-                .about_namespace(&entry.name),
-            );
+        if listed.iter().any(|listed| listed.name == entry.name) {
+            continue;
         }
+        events.push(if member::is_member(&entry.name) {
+            members::removed(&entry.name, secret)
+        } else {
+            Notice::normal(
+                reason::NAMESPACE_REMOVED,
+                reason::action::MIRROR_SECRET,
+                format!(
+                    "namespace {}: Secret {secret} is no longer managed there",
+                    entry.name
+                ),
+            )
+            .about_namespace(&entry.name)
+        });
     }
 }

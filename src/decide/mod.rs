@@ -26,6 +26,7 @@ pub mod after_write;
 pub mod consumers;
 pub mod fanout;
 pub mod holders;
+pub mod members;
 pub mod notifications;
 pub mod pair;
 pub mod platform;
@@ -203,6 +204,7 @@ fn resolved(
         &rotation.namespaces,
         &mut status,
         &mut events,
+        now,
     );
     let degraded = rotation
         .degraded
@@ -255,8 +257,26 @@ fn warn_mirror_waiting(
 }
 
 /// When to look again: when the rotation asks, else (a `secretRef` source, which is not
-/// watched when unlabelled) after [`UNWATCHED_SOURCE_RESYNC`].
+/// watched when unlabelled) after [`UNWATCHED_SOURCE_RESYNC`]; with member clusters at most
+/// [`MEMBER_RESYNC`] apart ([`MEMBER_RESYNC_ROTATING`] during a rotation).
 fn requeue(snapshot: &Snapshot, rotation: Requeue) -> Requeue {
+    let members = snapshot
+        .namespaces
+        .iter()
+        .any(|view| crate::model::member::is_member(&view.namespace));
+    if members {
+        // Member clusters are not watched: they are read afresh on every pass, often while a
+        // rotation waits on them.
+        let resync = if snapshot.status.rotation.is_some() {
+            MEMBER_RESYNC_ROTATING
+        } else {
+            MEMBER_RESYNC
+        };
+        return match rotation {
+            Requeue::After(after) if after <= resync => rotation,
+            _ => Requeue::After(resync),
+        };
+    }
     if snapshot.origin.polled && rotation == Requeue::Never {
         // An unlabelled source Secret is not watched: look again from time to time.
         return Requeue::After(UNWATCHED_SOURCE_RESYNC);

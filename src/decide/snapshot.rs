@@ -44,6 +44,10 @@ pub const PHASE_AWAITING_SOURCE: &str = reason::phase::AWAITING_SOURCE;
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// How often an unlabelled source Secret (not watched) is re-read.
 pub const UNWATCHED_SOURCE_RESYNC: Duration = Duration::from_secs(120);
+/// How often member clusters (not watched) are read at rest.
+pub const MEMBER_RESYNC: Duration = Duration::from_secs(60);
+/// How often member clusters are read while a rotation runs.
+pub const MEMBER_RESYNC_ROTATING: Duration = Duration::from_secs(3);
 
 /// Which kind of object a snapshot is of: one state machine serves both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,11 +124,13 @@ impl Snapshot {
     }
 
     /// How a consumer is named in status lists (`rotation.leftAlone`): `Kind/name`, with its
-    /// namespace first for a ClusterStreamingToken.
+    /// namespace first for a ClusterStreamingToken or a member cluster's.
     pub fn consumer_key(&self, kind: &str, namespace: &str, name: &str) -> String {
         match self.kind {
-            TokenKind::Namespaced => format!("{kind}/{name}"),
-            TokenKind::Cluster => format!("{namespace}/{kind}/{name}"),
+            TokenKind::Namespaced if !crate::model::member::is_member(namespace) => {
+                format!("{kind}/{name}")
+            }
+            _ => format!("{namespace}/{kind}/{name}"),
         }
     }
 
@@ -149,7 +155,8 @@ impl Snapshot {
             CopyObservation::Read(observed) => observed.values_written_at,
             CopyObservation::Missing
             | CopyObservation::NotOwned
-            | CopyObservation::ClaimedBy(_) => None,
+            | CopyObservation::ClaimedBy(_)
+            | CopyObservation::Unreachable(_) => None,
         }
     }
 
@@ -195,7 +202,8 @@ impl Snapshot {
             },
             CopyObservation::Missing
             | CopyObservation::NotOwned
-            | CopyObservation::ClaimedBy(_) => false,
+            | CopyObservation::ClaimedBy(_)
+            | CopyObservation::Unreachable(_) => false,
         }
     }
 
@@ -317,6 +325,9 @@ pub enum CopyObservation {
     },
     /// Owned, read now.
     Read(ObservedMirror),
+    /// (A member cluster's namespace) Not readable now: why (never a token value). Nothing is
+    /// written there and nothing there is verified until it is read again.
+    Unreachable(String),
 }
 
 /// True when two observed mirror Secrets hold the same valid tokens under the same serials.

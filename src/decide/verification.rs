@@ -5,9 +5,10 @@
 
 use super::consumers::{self, Verdict};
 use super::holders::{self, Hold, Pair};
-use super::snapshot::{NamespaceView, Snapshot};
+use super::snapshot::{CopyObservation, NamespaceView, Snapshot};
 use crate::api::{BlockedConsumer, RotationStatus};
 use crate::model::consumer::ConsumerObservation;
+use crate::model::member;
 use crate::model::pod::Owner;
 use crate::model::reason;
 use std::collections::BTreeSet;
@@ -79,6 +80,12 @@ pub fn verify(
         }
         let listed = consumers::listed_namespace(snapshot, &view.namespace);
         let blocked_before = verification.blocked.len();
+        if let CopyObservation::Unreachable(why) = &view.copy {
+            // Nothing there can be verified: a partition is not a verification.
+            verification
+                .blocked
+                .push(unreachable(view, listed.clone(), why));
+        }
         let mut verified = pass.rolled_out(view, &listed, &mut verification.blocked);
         if check == PodCheck::NoPodHoldsToken1 && snapshot.copy_replaced(view) {
             verification
@@ -99,6 +106,20 @@ pub fn verify(
         });
     }
     verification
+}
+
+/// A member cluster that cannot be read, as what holds the rotation.
+fn unreachable(view: &NamespaceView, listed: Option<String>, why: &str) -> BlockedConsumer {
+    let (cluster, _) = member::split(&view.namespace);
+    BlockedConsumer {
+        namespace: listed,
+        kind: reason::MEMBER_KIND.into(),
+        name: cluster.unwrap_or_default().to_string(),
+        reason: reason::MEMBER_UNREACHABLE.into(),
+        message: format!(
+            "{why}: its pods cannot be verified, so Token 1 stays active until it is read again"
+        ),
+    }
 }
 
 /// What verifying one rotation reads in every namespace.

@@ -4,5 +4,6 @@
 //! ([`crate::workload`], [`crate::pods`]) fill these types in, [`crate::decide`] reads them.
 
 pub mod consumer;
+pub mod member;
 pub mod pod;
 pub mod reason;

@@ -175,6 +175,22 @@ pub const NAMESPACE_CONFLICT: &str = "NamespaceConflict";
 /// A namespace's consumer label belongs to a StreamingToken there.
 pub const CONSUMER_LABEL_TAKEN: &str = "ConsumerLabelTaken";
 
+// Member clusters (`spec.clusters`).
+
+/// A member cluster cannot be read (its API server does not answer, its credentials are
+/// missing or refused): nothing is deactivated until it is verified again.
+pub const MEMBER_UNREACHABLE: &str = "MemberUnreachable";
+/// The kind a member cluster is listed as in `consumers.blocked` (named by the member's name).
+pub const MEMBER_KIND: &str = "Cluster";
+/// (Event) A member cluster answers again.
+pub const MEMBER_REACHABLE: &str = "MemberReachable";
+/// (Event) A member cluster joined `spec.clusters`: the pair is mirrored there.
+pub const MEMBER_ADDED: &str = "MemberAdded";
+/// (Event) A member cluster was removed from `spec.clusters` while its copy is still there.
+pub const MEMBER_LEAVING: &str = "MemberLeaving";
+/// (Event) A member cluster is no longer managed (its copy is gone, or its credentials are).
+pub const MEMBER_REMOVED: &str = "MemberRemoved";
+
 // The platform (`spec.platform`).
 
 /// `PlatformVerified=True`: the platform accepts the mirrored pair.
@@ -382,11 +398,13 @@ pub enum NamespaceState {
     ConsumerLabelTaken,
     /// The namespace is being deleted: its pods are verified until they are gone.
     Terminating,
+    /// (A member cluster's namespace) It cannot be read: rotations wait for it.
+    Unreachable,
 }
 
 impl NamespaceState {
     /// Every state.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Synced,
         Self::Pending,
         Self::Leaving,
@@ -396,6 +414,7 @@ impl NamespaceState {
         Self::SecretClaimedByOther,
         Self::ConsumerLabelTaken,
         Self::Terminating,
+        Self::Unreachable,
     ];
 
     /// The word in `status.namespaces[].state`.
@@ -410,6 +429,7 @@ impl NamespaceState {
             Self::SecretClaimedByOther => SECRET_CLAIMED_BY_OTHER,
             Self::ConsumerLabelTaken => CONSUMER_LABEL_TAKEN,
             Self::Terminating => "Terminating",
+            Self::Unreachable => "Unreachable",
         }
     }
 

@@ -7,6 +7,8 @@
 #                     write an admin kubeconfig to $CLUSTER_DIR/kubeconfig
 #   cluster.sh down   stop every process it started and remove its state
 #   cluster.sh status print which components are running
+#   cluster.sh stop-apiserver / start-apiserver
+#                     stop the kube-apiserver alone (an outage) and start it again as it was
 #
 # CLUSTER_DIR defaults to .cluster in the current directory. Binaries come from build.sh
 # (built or reused from the cache). Nothing listens beyond loopback.
@@ -152,7 +154,7 @@ rules:
   resources: [{group: coordination.k8s.io, resources: [leases]}]
 - level: Metadata
 EOF
-  start kube-apiserver "$bin/kube-apiserver" \
+  local apiserver=("$bin/kube-apiserver" \
     --etcd-servers="http://127.0.0.1:$etcd_port" \
     --bind-address=127.0.0.1 --secure-port="$APISERVER_PORT" --advertise-address=127.0.0.1 \
     --endpoint-reconciler-type=none \
@@ -162,7 +164,10 @@ EOF
     --service-account-key-file="$pki/sa.pub" --service-account-signing-key-file="$pki/sa.key" \
     --authorization-mode=Node,RBAC --service-cluster-ip-range=10.96.0.0/16 \
     --audit-policy-file="$CLUSTER_DIR/audit-policy.yaml" --audit-log-path="$CLUSTER_DIR/logs/audit.log" \
-    --audit-log-maxsize=500 --audit-log-mode=blocking
+    --audit-log-maxsize=500 --audit-log-mode=blocking)
+  # Kept so that `restart-apiserver` starts it again exactly so (tests that stop a member's).
+  printf '%q ' "${apiserver[@]}" >"$CLUSTER_DIR/run/kube-apiserver.cmd"
+  start kube-apiserver "${apiserver[@]}"
   kubeconfig "$CLUSTER_DIR/kubeconfig" admin
   kubeconfig "$CLUSTER_DIR/controller-manager.kubeconfig" controller-manager
   kubeconfig "$CLUSTER_DIR/scheduler.kubeconfig" scheduler
@@ -259,6 +264,28 @@ down() {
   log "stopped; state removed from $CLUSTER_DIR"
 }
 
+# Stops the kube-apiserver alone (etcd and the rest keep running), as an outage would.
+stop_apiserver() {
+  local pidfile="$CLUSTER_DIR/run/kube-apiserver.pid"
+  [ -f "$pidfile" ] || { log "kube-apiserver is not running"; return 0; }
+  local pid; pid=$(cat "$pidfile")
+  kill -TERM -- "-$pid" 2>/dev/null || true
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL -- "-$pid" 2>/dev/null || true
+  rm -f "$pidfile"
+  log "kube-apiserver stopped"
+}
+
+# Starts the kube-apiserver `stop-apiserver` stopped again, with the same flags and port.
+start_apiserver() {
+  running kube-apiserver && return 0
+  local cmd
+  eval "cmd=( $(cat "$CLUSTER_DIR/run/kube-apiserver.cmd") )"
+  t0=$(date +%s)
+  start kube-apiserver "${cmd[@]}"
+  wait_for kube-apiserver "ready again" "$(cat "$CLUSTER_DIR/run/bin")/kubectl" --kubeconfig="$CLUSTER_DIR/kubeconfig" get --raw /readyz
+}
+
 status() {
   local c
   for c in "${COMPONENTS[@]}"; do
@@ -270,5 +297,7 @@ case "${1:-}" in
   up) up ;;
   down) down ;;
   status) status ;;
-  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+  stop-apiserver) stop_apiserver ;;
+  start-apiserver) start_apiserver ;;
+  *) echo "usage: $0 up|down|status|stop-apiserver|start-apiserver" >&2; exit 2 ;;
 esac

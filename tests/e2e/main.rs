@@ -9,6 +9,7 @@ mod fleet;
 mod hardening;
 mod harness;
 mod holders;
+mod members;
 mod mirror;
 mod notify;
 mod platform;

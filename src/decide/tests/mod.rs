@@ -23,6 +23,7 @@ mod after_write;
 mod batch;
 mod cluster;
 mod holders;
+mod members;
 mod notifications;
 mod pair;
 mod platform;
@@ -81,6 +82,7 @@ fn fixture() -> Fixture {
                 suspend: false,
                 deletion_policy: DeletionPolicy::Retain,
                 platform: None,
+                clusters: Vec::new(),
             },
             status: StreamingTokenStatus::default(),
             secret_name: "telemetry".into(),

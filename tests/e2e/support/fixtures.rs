@@ -41,6 +41,7 @@ pub fn token(name: &str, namespace: &str) -> TokenBuilder {
             suspend: false,
             deletion_policy: DeletionPolicy::Retain,
             platform: None,
+            clusters: Vec::new(),
         },
     );
     object.metadata.namespace = Some(namespace.into());

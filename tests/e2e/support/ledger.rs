@@ -111,7 +111,17 @@ pub struct History {
     /// The highest resourceVersion seen on the pod stream.
     pod_rv: u64,
     relist: Option<PodRelist>,
+    /// The pair of record lives in another cluster (a member cluster's ledger): its
+    /// resourceVersions are another etcd's and say nothing of this one's order. Each record
+    /// version is then placed where the observer received it: after everything it had received
+    /// from this cluster, before anything it receives next (this cluster's resourceVersions are
+    /// scaled by [`REMOTE_SCALE`] to leave room). Watch delivery on loopback takes milliseconds;
+    /// the operator's margins are seconds.
+    remote_record: bool,
 }
+
+/// How far apart this cluster's resourceVersions are put when the record is another cluster's.
+const REMOTE_SCALE: u64 = 1024;
 
 impl History {
     pub fn new(secret: &str, token1_key: &str, token2_key: &str) -> Self {
@@ -124,11 +134,22 @@ impl History {
             max_rv: 0,
             pod_rv: 0,
             relist: None,
+            remote_record: false,
+        }
+    }
+
+    /// This cluster's resourceVersion `rv` in the ledger's order.
+    fn local(&self, rv: u64) -> u64 {
+        if self.remote_record {
+            rv.saturating_mul(REMOTE_SCALE)
+        } else {
+            rv
         }
     }
 
     /// Records a version of the Secret (`None`: deleted).
     pub fn secret_version(&mut self, rv: u64, values: Option<(String, String)>) {
+        let rv = self.local(rv);
         self.record_version(
             rv,
             values.map(|(token1, token2)| [Some(token1), Some(token2)]),
@@ -138,6 +159,11 @@ impl History {
     /// Records a version of the pair of record's Secret as the apiserver returned it.
     pub fn record_observed(&mut self, rv: u64, secret: &Secret) {
         let pair = self.pair_of(secret);
+        let rv = if self.remote_record {
+            self.max_rv + 1
+        } else {
+            rv
+        };
         self.max_rv = self.max_rv.max(rv);
         self.record
             .get_or_insert_with(BTreeMap::new)
@@ -146,6 +172,7 @@ impl History {
 
     /// Records a version of the Secret as the apiserver returned it (a key may be missing).
     pub fn secret_observed(&mut self, rv: u64, secret: &Secret) {
+        let rv = self.local(rv);
         let pair = self.pair_of(secret);
         self.record_version(rv, Some(pair));
     }
@@ -202,6 +229,7 @@ impl History {
 
     /// Records one observed version of a pod (`initial`: it was in the observer's first list).
     pub fn pod_observed(&mut self, rv: u64, pod: &Pod, initial: bool) {
+        let rv = self.local(rv);
         self.max_rv = self.max_rv.max(rv);
         self.pod_rv = self.pod_rv.max(rv);
         let name = pod.metadata.name.clone().unwrap_or_default();
@@ -295,6 +323,7 @@ impl History {
 
     /// Records that pod `name` is gone (its DELETED event, stamped `rv`).
     pub fn pod_gone(&mut self, rv: u64, name: &str) {
+        let rv = self.local(rv);
         self.max_rv = self.max_rv.max(rv);
         self.pod_rv = self.pod_rv.max(rv);
         if let Some(record) = self
@@ -679,6 +708,62 @@ impl Ledger {
             .await
             .unwrap_or_else(|_| panic!("ledger: the pair of record {home}/{secret} did not arrive"))
             .unwrap_or_else(|_| panic!("ledger: the watch of {home}/{secret} ended"));
+        ledger
+    }
+
+    /// The same for a member cluster: the copy `secret` and every pod of `namespace` there
+    /// (`member`'s client), judged against the pair of record in another cluster (Secret
+    /// `secret` in `home`, `hub`'s client), ordered as the observer received them.
+    pub async fn against_remote_record(
+        member: &Client,
+        namespace: &str,
+        secret: &str,
+        hub: &Client,
+        home: &str,
+    ) -> Ledger {
+        let history = Arc::new(Mutex::new(History::new(secret, "token1", "token2")));
+        lock(&history).remote_record = true;
+        let mut ledger = Ledger {
+            history,
+            tasks: Vec::new(),
+        };
+        let watches = [
+            (
+                Api::namespaced(member.clone(), namespace),
+                Watched::Copy,
+                format!("{namespace}/{secret}"),
+            ),
+            (
+                Api::namespaced(hub.clone(), home),
+                Watched::Record,
+                format!("{home}/{secret} (hub)"),
+            ),
+        ];
+        let mut waits = Vec::new();
+        for (api, watched, what) in watches {
+            let (listed, ready) = oneshot::channel();
+            ledger.tasks.push(tokio::spawn(watch_secret(
+                api,
+                secret.to_string(),
+                ledger.history.clone(),
+                listed,
+                watched,
+            )));
+            waits.push((what, ready));
+        }
+        let (listed, ready) = oneshot::channel();
+        ledger.tasks.push(tokio::spawn(watch_pods(
+            Api::namespaced(member.clone(), namespace),
+            ledger.history.clone(),
+            listed,
+        )));
+        waits.push((format!("the pods of {namespace}"), ready));
+        for (what, ready) in waits {
+            tokio::time::timeout(LIST_TIMEOUT, ready)
+                .await
+                .unwrap_or_else(|_| panic!("ledger: the initial list of {what} did not arrive"))
+                .unwrap_or_else(|_| panic!("ledger: the watch of {what} ended"));
+        }
         ledger
     }
 

@@ -24,6 +24,7 @@ use tokio::process::{Child, Command};
 pub mod apiserver;
 pub mod fixtures;
 pub mod ledger;
+pub mod members;
 pub mod platform;
 pub mod realnode;
 
