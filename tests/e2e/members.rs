@@ -16,7 +16,8 @@ use kube::{Api, Client};
 use serde_json::json;
 use std::time::Duration;
 use streaming_token_operator::api::{
-    KubeconfigSecretRef, MemberCluster, MemberStatus, StreamingToken, StreamingTokenStatus,
+    KubeconfigSecretRef, MemberCluster, MemberStatus, RotationStrategy, StreamingToken,
+    StreamingTokenStatus,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(120);
@@ -28,10 +29,17 @@ struct Fleet {
     scenario: Scenario,
     members: Vec<Member>,
     tokens: Api<StreamingToken>,
+    /// Every member as `spec.clusters` names it (the first `joined` named at the start).
+    clusters: Vec<MemberCluster>,
 }
 
 impl Fleet {
     async fn start(prefix: &str) -> Self {
+        Self::start_with(prefix, usize::MAX, RotationStrategy::ZeroDowntime).await
+    }
+
+    /// The fleet with only the first `joined` members in `spec.clusters`.
+    async fn start_with(prefix: &str, joined: usize, strategy: RotationStrategy) -> Self {
         let scenario = Scenario::start(prefix).await;
         let members = members::members().await;
         let namespace = scenario.namespace.clone();
@@ -65,14 +73,39 @@ impl Fleet {
         let tokens: Api<StreamingToken> = Api::namespaced(scenario.admin.clone(), &namespace);
         let mut token = fixtures::token(NAME, &namespace)
             .rollout_timeout("30s")
+            .strategy(strategy)
             .build();
-        token.spec.clusters = clusters;
+        token.spec.clusters = clusters.iter().take(joined).cloned().collect();
         support::apply(&tokens, &token).await;
         Self {
             scenario,
             members,
             tokens,
+            clusters,
         }
+    }
+
+    /// Names every member in `spec.clusters`.
+    async fn join_all(&self) {
+        self.tokens
+            .patch(
+                NAME,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"clusters": self.clusters}})),
+            )
+            .await
+            .expect("clusters set");
+    }
+
+    async fn set_paused(&self, client: &Client, paused: bool) {
+        Api::<Deployment>::namespaced(client.clone(), self.namespace())
+            .patch(
+                "api",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"paused": paused}})),
+            )
+            .await
+            .expect("paused set");
     }
 
     fn namespace(&self) -> &str {
@@ -125,8 +158,12 @@ impl Fleet {
 
     /// Waits until every member is `Synced` and every copy holds the hub's pair; returns it.
     async fn wait_synced(&self) -> (String, String) {
+        let named: Vec<String> = (self.tokens.get(NAME).await.expect("token").spec.clusters)
+            .into_iter()
+            .map(|member| member.name)
+            .collect();
         self.wait_status("every member synced", |status| {
-            status.clusters.len() == self.members.len()
+            status.clusters.len() == named.len()
                 && status
                     .clusters
                     .iter()
@@ -134,7 +171,11 @@ impl Fleet {
         })
         .await;
         let pair = pair(&self.scenario.admin, self.namespace()).await;
-        for member in &self.members {
+        for member in self
+            .members
+            .iter()
+            .filter(|member| named.contains(&member.name))
+        {
             wait_for(
                 &format!("{}'s copy holding the pair of record", member.name),
                 TIMEOUT,
@@ -452,4 +493,69 @@ async fn a_kubeconfig_that_runs_a_command_is_refused() {
     let member = member_state(&status, "evil").expect("listed");
     assert!(member.message.contains("exec"), "{}", member.message);
     assert!(!marker.exists(), "the kubeconfig's command ran");
+}
+
+/// The observer's positive control: a Restart rotation deactivates Token 1 before restarting
+/// the consumers, so each member's ledger, judged against the hub's record, must see the pods
+/// there cut off (a ledger that saw nothing across clusters would prove nothing above).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_member_ledgers_see_a_restart_rotation_cut_pods_off() {
+    let _serial = members::SERIAL.lock().await;
+    let fleet = Fleet::start_with("members-restart", usize::MAX, RotationStrategy::Restart).await;
+    fleet.wait_synced().await;
+    let ledgers = fleet.ledgers().await;
+    support::set_trigger(&fleet.tokens, NAME, "r1").await;
+    support::wait_rotation_done(&fleet.tokens, NAME, "r1", TIMEOUT).await;
+    for (name, ledger) in &ledgers {
+        let violations = ledger.assert_outage().await;
+        eprintln!("member {name}: {} violation(s)", violations.len());
+    }
+}
+
+/// A member named mid-rotation is brought in like a namespace that joins: its copy gets the
+/// pair of record, its consumer is repointed and verified before Token 1 is deactivated.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_member_that_joins_mid_rotation_is_verified_before_token1_goes() {
+    let _serial = members::SERIAL.lock().await;
+    let fleet = Fleet::start_with("members-join", 1, RotationStrategy::ZeroDowntime).await;
+    let old = fleet.wait_synced().await;
+    // The hub's consumer is paused: the rotation stays open while west joins.
+    fleet.set_paused(&fleet.scenario.admin, true).await;
+    support::set_trigger(&fleet.tokens, NAME, "r1").await;
+    fleet
+        .wait_status("the rotation held by the hub's paused consumer", |status| {
+            status
+                .consumers
+                .as_ref()
+                .is_some_and(|consumers| !consumers.blocked.is_empty())
+        })
+        .await;
+    let west = fleet.member("west");
+    let west_ledger = Ledger::against_remote_record(
+        &west.admin,
+        fleet.namespace(),
+        NAME,
+        &fleet.scenario.admin,
+        fleet.namespace(),
+    )
+    .await;
+    fleet.join_all().await;
+    support::wait_event(
+        &fleet.scenario.admin,
+        fleet.namespace(),
+        NAME,
+        "MemberAdded",
+        TIMEOUT,
+    )
+    .await;
+    fleet.wait_synced().await;
+    fleet.set_paused(&fleet.scenario.admin, false).await;
+    support::wait_rotation_done(&fleet.tokens, NAME, "r1", TIMEOUT).await;
+    assert_eq!(
+        pair(&fleet.scenario.admin, fleet.namespace()).await.0,
+        old.1
+    );
+    fleet.wait_synced().await;
+    fleet.assert_members_on_token2().await;
+    west_ledger.assert_no_outage().await;
 }
