@@ -7,7 +7,7 @@
 
 use crate::support::ledger::Ledger;
 use crate::support::members::{self, Member};
-use crate::support::{self, Scenario, fixtures, wait_for};
+use crate::support::{self, Operator, OperatorOptions, Scenario, fixtures, wait_for};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::rbac::v1::RoleBinding;
@@ -341,15 +341,47 @@ async fn a_paused_consumer_in_one_member_holds_token1_everywhere() {
 /// is back, with no outage in any member.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_member_whose_api_server_is_down_holds_the_rotation_until_it_returns() {
+    member_down("members-down", false).await;
+}
+
+/// The same with the member's kube-apiserver stopped mid-rotation, once its consumer was
+/// repointed (and restarted after it).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_member_api_server_restarting_mid_rotation_holds_it() {
+    member_down("members-restart-api", true).await;
+}
+
+async fn member_down(prefix: &str, after_repoint: bool) {
     let _serial = members::SERIAL.lock().await;
-    let fleet = Fleet::start("members-down").await;
+    let fleet = Fleet::start(prefix).await;
     let old = fleet.wait_synced().await;
     let ledgers = fleet.ledgers().await;
     let east = fleet.member("east");
-
+    if after_repoint {
+        // Held by the hub's paused consumer until east is down.
+        fleet.set_paused(&fleet.scenario.admin, true).await;
+        support::set_trigger(&fleet.tokens, NAME, "r1").await;
+        wait_for("east repointed", TIMEOUT, || async {
+            let deployment = Api::<Deployment>::namespaced(east.admin.clone(), fleet.namespace())
+                .get("api")
+                .await
+                .map_err(|error| error.to_string())?;
+            let text = serde_json::to_string(&deployment.spec.template).unwrap_or_default();
+            if text.contains("token2") {
+                Ok(())
+            } else {
+                Err("not yet".into())
+            }
+        })
+        .await;
+    }
     east.stop_apiserver();
     let started = std::panic::AssertUnwindSafe(async {
-        support::set_trigger(&fleet.tokens, NAME, "r1").await;
+        if after_repoint {
+            fleet.set_paused(&fleet.scenario.admin, false).await;
+        } else {
+            support::set_trigger(&fleet.tokens, NAME, "r1").await;
+        }
         fleet
             .wait_status("east unreachable", |status| {
                 member_state(status, "east").is_some_and(|east| east.state == "Unreachable")
@@ -558,4 +590,82 @@ async fn a_member_that_joins_mid_rotation_is_verified_before_token1_goes() {
     fleet.wait_synced().await;
     fleet.assert_members_on_token2().await;
     west_ledger.assert_no_outage().await;
+}
+
+/// The hub's operator SIGKILLed right after `step` of a rotation across the members; a fresh
+/// process resumes and completes it: every member's consumer rolled exactly once, no member pod
+/// on a deactivated value, Token 1 deactivated exactly once.
+async fn hub_killed_at(step: &str) {
+    let _serial = members::SERIAL.lock().await;
+    let prefix = format!("members-kill-{}", step.replace(':', "-").to_lowercase());
+    let mut fleet = Fleet::start(&prefix).await;
+    let old = fleet.wait_synced().await;
+    for member in &fleet.members {
+        support::wait_deployments_available(&member.admin, fleet.namespace(), &["api"]).await;
+    }
+    let ledgers = fleet.ledgers().await;
+    fleet.scenario.operator.kill().await;
+    let mut halting = Operator::start(
+        &fleet.scenario.admin,
+        fleet.namespace(),
+        OperatorOptions {
+            extra_env: vec![("STREAMING_TOKEN_OPERATOR_HALT_AFTER".into(), step.into())],
+            ..OperatorOptions::default()
+        },
+    )
+    .await;
+    support::set_trigger(&fleet.tokens, NAME, "r1").await;
+    wait_for(
+        &format!("the hub to reach halt point {step}"),
+        TIMEOUT,
+        || async {
+            if halting.logs().contains("test halt point reached") {
+                Ok(())
+            } else {
+                Err(support::tail(&halting.logs(), 3))
+            }
+        },
+    )
+    .await;
+    halting.kill().await;
+    let _resumed = Operator::start(
+        &fleet.scenario.admin,
+        fleet.namespace(),
+        OperatorOptions::default(),
+    )
+    .await;
+    assert_completed(&fleet, "r1", &ledgers, old).await;
+    let status = fleet.status().await;
+    assert_eq!(
+        (
+            status.token1.expect("t1").serial,
+            status.token2.expect("t2").serial
+        ),
+        (2, 3),
+        "deactivated exactly once"
+    );
+    fleet.assert_members_on_token2().await;
+    for member in &fleet.members {
+        assert_eq!(
+            support::rollouts(&member.admin, fleet.namespace(), "api").await,
+            1,
+            "{}'s consumer rolled exactly once across the crash",
+            member.name
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hub_killed_after_repointing_a_consumer() {
+    hub_killed_at("consumer").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hub_killed_after_deactivating_before_the_member_copies() {
+    hub_killed_at("secret").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hub_killed_after_writing_the_member_copies() {
+    hub_killed_at("copies").await;
 }
