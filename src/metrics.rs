@@ -57,6 +57,8 @@ struct TokenFacts {
     rotated_out_of_band_at: Option<jiff::Timestamp>,
     /// `(type, status)` of every condition.
     conditions: Vec<(String, String)>,
+    /// Member clusters: `(name, read in the last pass, labelled consumers there)`.
+    members: Vec<(String, bool, i64)>,
 }
 
 impl TokenFacts {
@@ -90,6 +92,17 @@ impl TokenFacts {
                 .as_ref()
                 .and_then(|platform| platform.rotated_out_of_band_at.as_ref())
                 .map(|time| time.0),
+            members: status
+                .clusters
+                .iter()
+                .map(|member| {
+                    (
+                        member.name.clone(),
+                        member.state != reason::NamespaceState::Unreachable.as_str(),
+                        i64::from(member.consumers),
+                    )
+                })
+                .collect(),
         }
     }
 }
@@ -155,6 +168,32 @@ const TOKEN_FAMILIES: &[TokenFamily] = &[
         name: "streamingtoken_rotation_in_progress",
         help: "1 while a rotation is in progress for the StreamingToken",
         samples: |facts| one(f64::from(u8::from(facts.rotating))),
+    },
+    TokenFamily {
+        name: "streamingtoken_member_up",
+        help: "1 when the member cluster (spec.clusters) was read in the last pass, 0 while it is Unreachable (rotations wait for it)",
+        samples: |facts| {
+            facts
+                .members
+                .iter()
+                .map(|(cluster, up, _)| {
+                    (vec![("cluster", cluster.clone())], f64::from(u8::from(*up)))
+                })
+                .collect()
+        },
+    },
+    TokenFamily {
+        name: "streamingtoken_member_consumers",
+        help: "Labelled consumers in the member cluster's namespace",
+        samples: |facts| {
+            facts
+                .members
+                .iter()
+                .map(|(cluster, _, consumers)| {
+                    (vec![("cluster", cluster.clone())], *consumers as f64)
+                })
+                .collect()
+        },
     },
     TokenFamily {
         name: "streamingtoken_status_condition",

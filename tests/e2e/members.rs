@@ -405,6 +405,24 @@ async fn member_down(prefix: &str, after_repoint: bool) {
             old.0,
             "Token 1 deactivated while east could not be verified"
         );
+        let metrics = fleet.scenario.operator.metrics().await;
+        let line = |cluster: &str| {
+            metrics
+                .lines()
+                .find(|line| {
+                    line.starts_with("streamingtoken_member_up{")
+                        && line.contains(&format!("cluster=\"{cluster}\""))
+                })
+                .map(str::to_string)
+        };
+        assert!(
+            line("east").is_some_and(|line| line.ends_with(" 0.0")),
+            "{metrics}"
+        );
+        assert!(
+            line("west").is_some_and(|line| line.ends_with(" 1.0")),
+            "{metrics}"
+        );
     });
     let outcome = futures::FutureExt::catch_unwind(started).await;
     east.start_apiserver();
