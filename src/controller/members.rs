@@ -163,8 +163,20 @@ async fn read_member(
         view.consumers.clear();
         view.pods.clear();
         view.referencing.clear();
+        return Some(view);
     }
-    Some(view)
+    // A member removed from spec.clusters whose copy is gone and that no pod reads any more
+    // is done with (as a namespace that left).
+    let secret = target.secret_name();
+    let read = view.pods.iter().any(|pod| {
+        pod.references
+            .iter()
+            .any(|reference| reference.secret == secret)
+    });
+    let done = member.membership == Membership::Revoked
+        && matches!(view.copy, CopyObservation::Missing)
+        && !read;
+    (!done).then_some(view)
 }
 
 /// Reads a member's copy, consumers and pods into `view`; why it could not, if so.

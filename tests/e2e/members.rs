@@ -687,3 +687,95 @@ async fn hub_killed_after_deactivating_before_the_member_copies() {
 async fn hub_killed_after_writing_the_member_copies() {
     hub_killed_at("copies").await;
 }
+
+/// A member removed from `spec.clusters` is revoked like a namespace that leaves: the rotation
+/// no longer waits for it, its copy keeps the pair it had and never receives a later one (its
+/// pods still reading it are reported, and its ledger, judged against the hub's record, sees
+/// them cut off, as the revocation means); scaled to zero, its copy is deleted and the member
+/// forgotten.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_member_removed_from_the_spec_is_revoked() {
+    let _serial = members::SERIAL.lock().await;
+    let fleet = Fleet::start("members-leave").await;
+    let old = fleet.wait_synced().await;
+    let west = fleet.member("west");
+    let west_ledger = Ledger::against_remote_record(
+        &west.admin,
+        fleet.namespace(),
+        NAME,
+        &fleet.scenario.admin,
+        fleet.namespace(),
+    )
+    .await;
+    fleet
+        .tokens
+        .patch(
+            NAME,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"clusters": [fleet.clusters[0]]}})),
+        )
+        .await
+        .expect("west removed");
+    fleet
+        .wait_status("west leaving", |status| {
+            member_state(status, "west").is_some_and(|west| west.state == "Leaving")
+        })
+        .await;
+    let (_, _, message) = support::wait_event(
+        &fleet.scenario.admin,
+        fleet.namespace(),
+        NAME,
+        "MemberLeaving",
+        TIMEOUT,
+    )
+    .await;
+    assert!(message.contains("still read it"), "{message}");
+
+    support::set_trigger(&fleet.tokens, NAME, "r1").await;
+    support::wait_rotation_done(&fleet.tokens, NAME, "r1", TIMEOUT).await;
+    assert_eq!(
+        pair(&fleet.scenario.admin, fleet.namespace()).await.0,
+        old.1
+    );
+    assert_eq!(
+        pair(&west.admin, fleet.namespace()).await,
+        old,
+        "the revoked member's copy received a later pair"
+    );
+    assert_eq!(
+        support::rollouts(&west.admin, fleet.namespace(), "api").await,
+        0,
+        "a revoked member's consumer was repointed"
+    );
+    west_ledger.assert_outage().await;
+
+    Api::<Deployment>::namespaced(west.admin.clone(), fleet.namespace())
+        .patch(
+            "api",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 0}})),
+        )
+        .await
+        .expect("scaled to zero");
+    wait_for("west's copy deleted", TIMEOUT, || async {
+        match pair_opt(&west.admin, fleet.namespace()).await {
+            None => Ok(()),
+            Some(_) => Err("still there".to_string()),
+        }
+    })
+    .await;
+    support::wait_event(
+        &fleet.scenario.admin,
+        fleet.namespace(),
+        NAME,
+        "MemberRemoved",
+        TIMEOUT,
+    )
+    .await;
+    let status = fleet
+        .wait_status("west forgotten", |status| {
+            member_state(status, "west").is_none()
+        })
+        .await;
+    assert_eq!(status.clusters.len(), 1);
+}
