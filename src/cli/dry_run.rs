@@ -211,6 +211,40 @@ fn pod_blockers(snapshot: &Snapshot, stamp: &str) -> Vec<BlockedConsumer> {
     found
 }
 
+/// Member clusters are not read from here (their credentials are the hub operator's): what
+/// the operator last saw of each is said instead.
+fn print_members(snapshot: &Snapshot) {
+    if snapshot.spec.clusters.is_empty() {
+        return;
+    }
+    println!(
+        "  and do the same in {} member cluster(s), Token 1 kept until every one is verified (not previewed here; as the operator last read them):",
+        snapshot.spec.clusters.len()
+    );
+    for member in &snapshot.spec.clusters {
+        match snapshot
+            .status
+            .clusters
+            .iter()
+            .find(|status| status.name == member.name)
+        {
+            Some(status) => println!(
+                "    {}/{}: {}, {} consumer(s){}",
+                status.name,
+                status.namespace,
+                status.state,
+                status.consumers,
+                if status.message.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", status.message)
+                }
+            ),
+            None => println!("    {}: not read yet", member.name),
+        }
+    }
+}
+
 fn print_intent(snapshot: &Snapshot, id: &str, repoint: bool) {
     println!(
         "{}: rotation {id} ({}) would, without writing anything now:",
@@ -227,6 +261,7 @@ fn print_intent(snapshot: &Snapshot, id: &str, repoint: bool) {
             "  deactivate Token 1 first, then restart every consumer (they fail until they restart)"
         );
     }
+    print_members(snapshot);
     let Some(platform) = &snapshot.spec.platform else {
         return;
     };

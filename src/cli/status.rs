@@ -87,6 +87,7 @@ pub async fn run(args: &Args, connect: &Connect) -> Outcome {
             "otherBlockers": others,
             "unlabelledReaders": status.consumers.as_ref().map(|summary| summary.unlabelled_readers.clone()).unwrap_or_default(),
             "platform": status.platform,
+            "clusters": status.clusters,
         });
         return args.output.print(&value);
     }
@@ -99,7 +100,32 @@ pub async fn run(args: &Args, connect: &Connect) -> Outcome {
     print_platform(&status);
     print_rotation(&status);
     print_consumers(&lines, &others);
+    print_members(&status);
     Ok(())
+}
+
+/// Member clusters (`spec.clusters`), as the operator last read them.
+fn print_members(status: &StreamingTokenStatus) {
+    if status.clusters.is_empty() {
+        return;
+    }
+    println!();
+    println!(
+        "{:<30} {:<14} {:>9} {:>9} DETAIL",
+        "MEMBER CLUSTER", "STATE", "CONSUMERS", "VERIFIED"
+    );
+    for member in &status.clusters {
+        println!(
+            "{:<30} {:<14} {:>9} {:>9} {}",
+            format!("{}/{}", member.name, member.namespace),
+            member.state,
+            member.consumers,
+            member
+                .verified
+                .map_or_else(|| "-".to_string(), |verified| verified.to_string()),
+            member.message
+        );
+    }
 }
 
 fn blocked_of(status: &StreamingTokenStatus) -> Vec<BlockedConsumer> {

@@ -304,6 +304,18 @@ async fn a_paused_consumer_in_one_member_holds_token1_everywhere() {
         old.0,
         "Token 1 deactivated at the hub while a member's consumer was paused"
     );
+    // What a person sees: the CLI's status names the members and what holds the rotation.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_streaming-token-operator"))
+        .env_clear()
+        .env("KUBECONFIG", support::kubeconfig_path())
+        .args(["status", NAME, "-n", fleet.namespace()])
+        .output()
+        .expect("the CLI runs");
+    let shown = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{shown}");
+    assert!(shown.contains("MEMBER CLUSTER"), "{shown}");
+    assert!(shown.contains(&format!("west/{namespace}")), "{shown}");
+    assert!(shown.contains(&format!("east/{namespace}")), "{shown}");
     for member in &fleet.members {
         assert_eq!(
             pair(&member.admin, fleet.namespace()).await.0,
