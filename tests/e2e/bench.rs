@@ -420,3 +420,162 @@ async fn bench_watch_memory_pods() {
         .await
         .expect("pods deleted");
 }
+
+/// Five member clusters (namespaces of the two member control planes, each reached with its own
+/// credentials) with 100 consumers each: a ZeroDowntime rotation from the trigger to Token 1's
+/// deactivation at the hub, the hub's memory, and the requests the hub made to each member.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "benchmark: run with `make bench`"]
+async fn bench_members_5_x_100_consumers() {
+    use crate::support::members;
+    use streaming_token_operator::api::{KubeconfigSecretRef, MemberCluster};
+    const PER_MEMBER: usize = 100;
+    let _serial = members::SERIAL.lock().await;
+    let admin = support::admin_client().await;
+    let namespace = support::namespace(&admin, "bench-members").await;
+    let operator = Operator::start(
+        &admin,
+        &namespace,
+        OperatorOptions {
+            rust_log: "info".into(),
+            ..OperatorOptions::default()
+        },
+    )
+    .await;
+    let planes = members::members().await;
+    let secrets: Api<Secret> = Api::namespaced(admin.clone(), &namespace);
+    let mut clusters = Vec::new();
+    let mut placed = Vec::new();
+    for index in 0..5 {
+        let plane = &planes[index % planes.len()];
+        let member_namespace = format!("{namespace}-m{index}");
+        plane.namespace(&member_namespace).await;
+        let kubeconfig = plane.hub_kubeconfig(&member_namespace, "bench").await;
+        let secret = format!("m{index}-kubeconfig");
+        support::apply(
+            &secrets,
+            &members::kubeconfig_secret(&secret, &namespace, &kubeconfig),
+        )
+        .await;
+        let deployments: Api<Deployment> = Api::namespaced(plane.admin.clone(), &member_namespace);
+        for consumer in 0..PER_MEMBER {
+            support::apply(
+                &deployments,
+                &fixtures::deployment(
+                    &format!("consumer-{consumer:03}"),
+                    &member_namespace,
+                    Some("bench"),
+                    1,
+                ),
+            )
+            .await;
+        }
+        clusters.push(MemberCluster {
+            name: format!("m{index}"),
+            kubeconfig_secret_ref: KubeconfigSecretRef {
+                name: secret,
+                key: "value".into(),
+            },
+            namespace: Some(member_namespace.clone()),
+        });
+        placed.push((index, plane, member_namespace));
+    }
+    let tokens: Api<StreamingToken> = Api::namespaced(admin.clone(), &namespace);
+    let mut token = fixtures::token("bench", &namespace)
+        .with_trigger("t0")
+        .build();
+    token.spec.clusters = clusters;
+    support::apply(&tokens, &token).await;
+    wait_for(
+        "every member synced with its consumers",
+        Duration::from_secs(600),
+        || async {
+            let status = tokens
+                .get("bench")
+                .await
+                .map_err(|error| error.to_string())?
+                .status
+                .unwrap_or_default();
+            let synced = status
+                .clusters
+                .iter()
+                .filter(|member| member.state == "Synced" && member.consumers == PER_MEMBER as i32)
+                .count();
+            if synced == 5 {
+                Ok(())
+            } else {
+                Err(format!("{synced}/5 synced"))
+            }
+        },
+    )
+    .await;
+    for (_, plane, member_namespace) in &placed {
+        wait_for(
+            "every member consumer available",
+            Duration::from_secs(600),
+            || async {
+                let list = Api::<Deployment>::namespaced(plane.admin.clone(), member_namespace)
+                    .list(&Default::default())
+                    .await
+                    .map_err(|error| error.to_string())?;
+                let ready = list
+                    .items
+                    .iter()
+                    .filter(|deployment| {
+                        deployment
+                            .status
+                            .as_ref()
+                            .and_then(|status| status.available_replicas)
+                            == Some(1)
+                    })
+                    .count();
+                if ready == PER_MEMBER {
+                    Ok(())
+                } else {
+                    Err(format!("{ready}/{PER_MEMBER}"))
+                }
+            },
+        )
+        .await;
+    }
+    let old_token2 = support::secret_value(&admin, &namespace, "bench", "token2")
+        .await
+        .expect("token2");
+    let rss_before = support::rss_kib(operator.child.id().expect("pid"));
+    let triggered_at = jiff::Timestamp::now();
+    let triggered = Instant::now();
+    support::set_trigger(&tokens, "bench", "t1").await;
+    let deactivated = wait_for(
+        "Token 1 deactivated at the hub",
+        Duration::from_secs(900),
+        || async {
+            match support::secret_value(&admin, &namespace, "bench", "token1").await {
+                Some(token1) if token1 == old_token2 => Ok(Instant::now()),
+                _ => Err("not yet".to_string()),
+            }
+        },
+    )
+    .await;
+    support::wait_rotation_done(&tokens, "bench", "r1", Duration::from_secs(600)).await;
+    let completed = Instant::now();
+    let rss_after = support::rss_kib(operator.child.id().expect("pid"));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let to = jiff::Timestamp::now();
+    eprintln!(
+        "[bench] 5 members x {PER_MEMBER} consumers: trigger -> deactivation {:.1} s, -> complete {:.1} s; hub operator RSS {rss_before} KiB -> {rss_after} KiB",
+        deactivated.duration_since(triggered).as_secs_f64(),
+        completed.duration_since(triggered).as_secs_f64()
+    );
+    for (index, plane, member_namespace) in &placed {
+        let requests = support::audited_requests_in(
+            &plane.dir.join("logs/audit.log"),
+            &support::service_account_user(member_namespace, "hub"),
+            triggered_at,
+            to,
+        );
+        let total: usize = requests.values().sum();
+        eprintln!(
+            "[bench] member m{index}: {total} requests from trigger to completion: {requests:?}"
+        );
+    }
+}

@@ -901,6 +901,16 @@ pub fn audited_requests(
     to: jiff::Timestamp,
 ) -> std::collections::BTreeMap<String, usize> {
     let path = std::env::var("STO_E2E_AUDIT_LOG").expect("STO_E2E_AUDIT_LOG is set");
+    audited_requests_in(Path::new(&path), username, from, to)
+}
+
+/// The same in the audit log at `path` (a member cluster's).
+pub fn audited_requests_in(
+    path: &Path,
+    username: &str,
+    from: jiff::Timestamp,
+    to: jiff::Timestamp,
+) -> std::collections::BTreeMap<String, usize> {
     let text = std::fs::read_to_string(path).expect("audit log readable");
     let mut counts = std::collections::BTreeMap::new();
     for entry in text
