@@ -26,8 +26,16 @@ pub const ROTATE_ANNOTATION: &str = "streamingtoken.io/rotate";
 /// `streaming-token-operator rotate --now` sets, for an emergency. It matches that one value only,
 /// so leaving it in Git lets later rotations wait for their window again.
 pub const IGNORE_WINDOWS_ANNOTATION: &str = "streamingtoken.io/ignore-windows";
-/// Pod-template (and so pod) annotation naming the rotation the template belongs to.
+/// Pod-template (and so pod) annotation naming the rotation the template belongs to: the stamp
+/// of the StreamingToken its `streamingtoken.io/token` label names.
 pub const ROTATION_ANNOTATION: &str = "streamingtoken.io/rotation";
+/// Annotation on a consumer (already labelled `streamingtoken.io/token: <name>`) naming more
+/// StreamingTokens it reads, comma-separated: it is a consumer of each. The label marks the
+/// object as a consumer (what the watches select); label values cannot hold a list of names.
+pub const TOKENS_ANNOTATION: &str = "streamingtoken.io/tokens";
+/// Prefix of the stamp annotation of a StreamingToken named in [`TOKENS_ANNOTATION`] (and not in
+/// the label): `rotation.streamingtoken.io/<name>`, so two StreamingTokens' stamps never collide.
+pub const TOKEN_STAMP_PREFIX: &str = "rotation.streamingtoken.io/";
 /// Label the operator puts on the Secrets it manages.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 /// Value of [`MANAGED_BY_LABEL`] on Secrets this operator manages.

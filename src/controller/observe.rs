@@ -482,12 +482,16 @@ pub(super) fn classify_mirror(target: &Target, secret: &Secret) -> MirrorObserva
 pub(super) fn fill_view(target: &Target, context: &Context, view: &mut NamespaceView, now: &Time) {
     let spec = target.spec();
     let secret = target.secret_name();
+    let writer = crate::model::consumer::Writer {
+        cluster: target.kind() == decide::TokenKind::Cluster,
+        name: target.name(),
+    };
     let observed = || -> Vec<ConsumerObservation> {
         let mut consumers: Vec<ConsumerObservation> = context
             .workloads
             .consumers(&view.namespace, &target.name())
             .iter()
-            .map(|workload| workload.observe(&spec.consumers.env_var, &secret))
+            .map(|workload| workload.observe(&spec.consumers.env_var, &secret, &writer))
             .collect();
         consumers.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
         consumers

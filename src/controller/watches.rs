@@ -236,6 +236,16 @@ struct ClusterWaker {
 }
 
 impl ClusterWaker {
+    /// Wakes each of the ClusterStreamingTokens `names` that is served.
+    fn offer_names(&self, names: &[String]) {
+        for name in names {
+            let reference = ObjectRef::new(name);
+            if self.store.get(&reference).is_some() {
+                let _ = self.wake.unbounded_send(reference);
+            }
+        }
+    }
+
     /// Wakes the ClusterStreamingToken that `labels` name, if it is served.
     fn offer(&self, labels: &std::collections::BTreeMap<String, String>) {
         for key in [TOKEN_LABEL, CLUSTER_TOKEN_LABEL] {
@@ -349,10 +359,20 @@ impl NamespacedWatches {
                 futures::stream::iter(pods::concerned(&token_store, &touched))
             })
             .flatten();
-        let workloads = self.workload_stream.filter_map(move |touched| {
-            waker.offer(&touched.labels);
-            futures::future::ready(token_ref(&touched.labels, Some(touched.namespace)))
-        });
+        // A consumer wakes every StreamingToken it reads (its label's and its annotation's).
+        let workloads = self
+            .workload_stream
+            .map(move |touched| {
+                waker.offer_names(&touched.tokens);
+                let namespace = touched.namespace;
+                futures::stream::iter(
+                    touched
+                        .tokens
+                        .into_iter()
+                        .map(move |name| ObjectRef::new(&name).within(&namespace)),
+                )
+            })
+            .flatten();
         Controller::for_stream(self.token_stream, self.tokens)
             .with_config(Shared::config())
             .watches_stream(self.secrets, |secret| {

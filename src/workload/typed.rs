@@ -44,6 +44,10 @@ where
         .filter_map(|result| {
             futures::future::ready(result.ok().map(|object| Touched {
                 namespace: object.namespace().unwrap_or_default(),
+                tokens: crate::model::consumer::tokens_of(
+                    object.meta().labels.as_ref(),
+                    object.meta().annotations.as_ref(),
+                ),
                 labels: object.labels().clone(),
             }))
         })
@@ -91,11 +95,28 @@ where
         + std::fmt::Debug,
     K::DynamicType: Default,
 {
-    let params = PatchParams::apply(manager_of(patch)).force();
-    Api::<K>::namespaced(client.clone(), &patch.namespace)
-        .patch(&patch.name, &params, &Patch::Apply(body))
-        .await
-        .map(drop)
+    let params = PatchParams::apply(&manager_of(patch)).force();
+    let api = Api::<K>::namespaced(client.clone(), &patch.namespace);
+    let empty = serde_json::json!({
+        "apiVersion": body["apiVersion"],
+        "kind": body["kind"],
+        "metadata": {"name": patch.name},
+    });
+    let applied = api.patch(&patch.name, &params, &Patch::Apply(body)).await?;
+    let managed = applied.meta().managed_fields.clone().unwrap_or_default();
+    super::release_legacy(patch, &managed, |legacy| {
+        let (api, empty) = (api.clone(), empty.clone());
+        async move {
+            api.patch(
+                &patch.name,
+                &PatchParams::apply(legacy),
+                &Patch::Apply(empty),
+            )
+            .await
+            .map(drop)
+        }
+    })
+    .await
 }
 
 /// Which pods an object of a kind controls, read from a pod's controller reference and labels.
