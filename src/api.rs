@@ -985,6 +985,17 @@ pub struct ConsumerSummary {
     pub unlabelled_readers: Vec<BlockedConsumer>,
 }
 
+/// A consumer a rotation started (repointed or restarted), and when.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumerStart {
+    /// `Kind/name` (`namespace/Kind/name` for a ClusterStreamingToken).
+    #[schemars(length(max = 400))]
+    pub consumer: String,
+    /// When this rotation first patched it.
+    pub started_at: Time,
+}
+
 /// A workload (or bare pod) that holds a rotation up or needs attention.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -1036,6 +1047,14 @@ pub struct RotationStatus {
     /// start of the rotation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consumers_started_at: Option<Time>,
+    /// (With a restart budget or waves) The consumers this rotation started and has not seen
+    /// verified yet, each with when it was started: each holds a slot of
+    /// `maxConcurrentConsumers` from its patch on, even before the workload watch shows its new
+    /// template, and `spec.rotation.rolloutTimeout` counts from its own start (later waves do
+    /// not extend it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1000))]
+    pub started: Vec<ConsumerStart>,
     /// Serial of the Token 1 this rotation deactivates.
     pub deactivates_serial: i64,
     /// A trigger that arrived during this rotation; it runs next (at most one is queued).

@@ -76,7 +76,11 @@ pub(super) async fn observe(
         source_namespace,
         generation: target.generation(),
         spec,
-        status: target.status().cloned().unwrap_or_default(),
+        status: super::with_remembered_starts(
+            context,
+            &target.uid().unwrap_or_default(),
+            target.status().cloned().unwrap_or_default(),
+        ),
         secret_name,
         mirror,
         source: observed_source,

@@ -74,11 +74,7 @@ pub async fn run(
         Api::<ClusterStreamingToken>::all(client.clone()),
         cluster_token_config(&serve),
     );
-    let (wake, woken) = futures::channel::mpsc::unbounded::<ObjectRef<ClusterStreamingToken>>();
-    let waker = ClusterWaker {
-        store: cluster_tokens.clone(),
-        wake,
-    };
+    let (waker, woken) = ClusterWaker::new(cluster_tokens.clone());
     let workloads = Arc::new(WorkloadCache::default());
     let workload_stream = workload::watch_every(&client, scope.namespace(), &workloads).await;
     let pod_records = Arc::new(PodCache::default());
@@ -94,6 +90,7 @@ pub async fn run(
         failures: Mutex::default(),
         platforms: Mutex::default(),
         unrecorded_calls: Mutex::default(),
+        started: Mutex::default(),
         halt_after: halt_after(),
         synced: ready.subscribe(),
         tokens: tokens.clone(),
@@ -236,6 +233,17 @@ struct ClusterWaker {
 }
 
 impl ClusterWaker {
+    /// A waker over `store`, and the stream of the ClusterStreamingTokens it wakes.
+    fn new(
+        store: Store<ClusterStreamingToken>,
+    ) -> (
+        Self,
+        futures::channel::mpsc::UnboundedReceiver<ObjectRef<ClusterStreamingToken>>,
+    ) {
+        let (wake, woken) = futures::channel::mpsc::unbounded();
+        (Self { store, wake }, woken)
+    }
+
     /// Wakes each of the ClusterStreamingTokens `names` that is served.
     fn offer_names(&self, names: &[String]) {
         for name in names {

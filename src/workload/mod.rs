@@ -170,7 +170,12 @@ where
 {
     for legacy in legacy_managers(patch) {
         let owns = managed.iter().any(|entry| {
-            entry.manager.as_deref() == Some(*legacy) && entry.operation.as_deref() == Some("Apply")
+            // Only an apply's ownership is released by an apply.
+            entry.manager.as_deref() == Some(*legacy)
+                && entry
+                    .operation
+                    .as_deref()
+                    .is_some_and(|operation| operation.eq_ignore_ascii_case("apply"))
         });
         if owns {
             apply_empty(legacy).await?;

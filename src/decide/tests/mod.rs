@@ -206,6 +206,7 @@ impl Fixture {
             queued_request: None,
             waves: None,
             consumers_started_at: None,
+            started: Vec::new(),
             left_alone: Vec::new(),
             platform_rotate: None,
         });
