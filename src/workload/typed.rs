@@ -33,8 +33,7 @@ where
     let config = watcher::Config::default()
         .labels(TOKEN_LABEL)
         .any_semantic();
-    watcher(api, config)
-        .default_backoff()
+    lagged(watcher(api, config).default_backoff())
         .inspect(move |event| {
             if let Ok(event) = event {
                 cache.apply(kind, event, convert);
@@ -50,6 +49,35 @@ where
                 ),
                 labels: object.labels().clone(),
             }))
+        })
+        .boxed()
+}
+
+/// The e2e tests' stand-in for a lagging watch (a busy API server, a slow connection): with the
+/// `e2e` feature and `STREAMING_TOKEN_OPERATOR_WORKLOAD_WATCH_LAG_MS`, every workload event
+/// reaches the cache that long after it arrived. A release build ignores the variable.
+fn lagged<S>(stream: S) -> BoxStream<'static, S::Item>
+where
+    S: futures::Stream + Send + 'static,
+    S::Item: Send + 'static,
+{
+    let lag = cfg!(feature = "e2e")
+        .then(|| std::env::var("STREAMING_TOKEN_OPERATOR_WORKLOAD_WATCH_LAG_MS").ok())
+        .flatten()
+        .and_then(|text| text.parse::<u64>().ok())
+        .map(std::time::Duration::from_millis);
+    let Some(lag) = lag else {
+        return stream.boxed();
+    };
+    let (sender, receiver) = futures::channel::mpsc::unbounded();
+    tokio::spawn(stream.for_each(move |item| {
+        let _ = sender.unbounded_send((tokio::time::Instant::now(), item));
+        futures::future::ready(())
+    }));
+    receiver
+        .then(move |(arrived, item)| async move {
+            tokio::time::sleep_until(arrived + lag).await;
+            item
         })
         .boxed()
 }
