@@ -26,8 +26,16 @@ pub const ROTATE_ANNOTATION: &str = "streamingtoken.io/rotate";
 /// `streaming-token-operator rotate --now` sets, for an emergency. It matches that one value only,
 /// so leaving it in Git lets later rotations wait for their window again.
 pub const IGNORE_WINDOWS_ANNOTATION: &str = "streamingtoken.io/ignore-windows";
-/// Pod-template (and so pod) annotation naming the rotation the template belongs to.
+/// Pod-template (and so pod) annotation naming the rotation the template belongs to: the stamp
+/// of the StreamingToken its `streamingtoken.io/token` label names.
 pub const ROTATION_ANNOTATION: &str = "streamingtoken.io/rotation";
+/// Annotation on a consumer (already labelled `streamingtoken.io/token: <name>`) naming more
+/// StreamingTokens it reads, comma-separated: it is a consumer of each. The label marks the
+/// object as a consumer (what the watches select); label values cannot hold a list of names.
+pub const TOKENS_ANNOTATION: &str = "streamingtoken.io/tokens";
+/// Prefix of the stamp annotation of a StreamingToken named in [`TOKENS_ANNOTATION`] (and not in
+/// the label): `rotation.streamingtoken.io/<name>`, so two StreamingTokens' stamps never collide.
+pub const TOKEN_STAMP_PREFIX: &str = "rotation.streamingtoken.io/";
 /// Label the operator puts on the Secrets it manages.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 /// Value of [`MANAGED_BY_LABEL`] on Secrets this operator manages.
@@ -1070,6 +1078,17 @@ pub struct ConsumerSummary {
     pub unlabelled_readers: Vec<BlockedConsumer>,
 }
 
+/// A consumer a rotation started (repointed or restarted), and when.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumerStart {
+    /// `Kind/name` (`namespace/Kind/name` for a ClusterStreamingToken).
+    #[schemars(length(max = 400))]
+    pub consumer: String,
+    /// When this rotation first patched it.
+    pub started_at: Time,
+}
+
 /// A workload (or bare pod) that holds a rotation up or needs attention.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -1121,6 +1140,14 @@ pub struct RotationStatus {
     /// start of the rotation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consumers_started_at: Option<Time>,
+    /// (With a restart budget or waves) The consumers this rotation started and has not seen
+    /// verified yet, each with when it was started: each holds a slot of
+    /// `maxConcurrentConsumers` from its patch on, even before the workload watch shows its new
+    /// template, and `spec.rotation.rolloutTimeout` counts from its own start (later waves do
+    /// not extend it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1000))]
+    pub started: Vec<ConsumerStart>,
     /// Serial of the Token 1 this rotation deactivates.
     pub deactivates_serial: i64,
     /// A trigger that arrived during this rotation; it runs next (at most one is queued).

@@ -55,6 +55,12 @@ pub fn record(pod: &Pod) -> Option<PodRecord> {
         name: pod.name_any(),
         owner: owner(pod),
         rotation: pod.annotations().get(ROTATION_ANNOTATION).cloned(),
+        token_stamps: pod
+            .annotations()
+            .iter()
+            .filter(|(key, _)| key.starts_with(crate::api::TOKEN_STAMP_PREFIX))
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect(),
         token_label,
         created_at: pod
             .metadata

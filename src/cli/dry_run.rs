@@ -53,7 +53,11 @@ pub async fn run(target: &Target, client: &Client) -> Outcome {
 async fn observe(client: &Client, target: &Target) -> Result<Snapshot, Box<dyn std::error::Error>> {
     let name = target.name.as_str();
     let (kind, spec, status, uid, secret, namespaces) = read_target(client, target).await?;
-    let views = namespace_views(client, name, &spec, &secret, namespaces).await?;
+    let writer = crate::model::consumer::Writer {
+        cluster: kind == TokenKind::Cluster,
+        name: name.to_string(),
+    };
+    let views = namespace_views(client, &writer, &spec, &secret, namespaces).await?;
     let source_namespace = match (&kind, views.first()) {
         (TokenKind::Namespaced, Some(view)) => view.namespace.clone(),
         _ => String::new(),
@@ -151,7 +155,7 @@ async fn read_target(
 /// Each namespace with its consumers and pods.
 async fn namespace_views(
     client: &Client,
-    name: &str,
+    writer: &crate::model::consumer::Writer,
     spec: &crate::api::StreamingTokenSpec,
     secret: &str,
     namespaces: Vec<String>,
@@ -160,7 +164,7 @@ async fn namespace_views(
     let mut views = Vec::new();
     for namespace in namespaces {
         let consumers =
-            consumers_in(client, &namespace, name, &spec.consumers.env_var, secret).await?;
+            consumers_in(client, &namespace, writer, &spec.consumers.env_var, secret).await?;
         let pods = crate::pods::list_fresh(client, &namespace)
             .await
             .map_err(|error| format!("listing pods in {namespace}: {error}"))?;

@@ -213,19 +213,21 @@ pub fn api_said(error: &kube::Error) -> String {
     }
 }
 
-/// The labelled consumers of `token_name` in `namespace`, as the operator observes them.
+/// The consumers of `writer` in `namespace` (labelled, or named by `streamingtoken.io/tokens`),
+/// as the operator observes them.
 async fn consumers_in(
     client: &Client,
     namespace: &str,
-    token_name: &str,
+    writer: &crate::model::consumer::Writer,
     env_var: &str,
     secret: &str,
 ) -> Result<Vec<crate::model::consumer::ConsumerObservation>, Box<dyn std::error::Error>> {
-    let selector = format!("{}={token_name}", crate::api::TOKEN_LABEL);
-    let cached = crate::workload::list_every(client, namespace, &selector).await?;
+    // Every consumer: the annotation naming more tokens cannot be selected by the API server.
+    let cached = crate::workload::list_every(client, namespace, crate::api::TOKEN_LABEL).await?;
     let mut consumers: Vec<_> = cached
         .iter()
-        .map(|workload| workload.observe(env_var, secret))
+        .filter(|workload| workload.reads(&writer.name))
+        .map(|workload| workload.observe(env_var, secret, writer))
         .collect();
     consumers.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
     Ok(consumers)

@@ -49,7 +49,10 @@ pub async fn run(args: &Args, connect: &Connect) -> Outcome {
     let observed = consumers_in(
         &client,
         &namespace,
-        name,
+        &crate::model::consumer::Writer {
+            cluster: false,
+            name: name.to_string(),
+        },
         &token.spec.consumers.env_var,
         &token.secret_name(),
     )

@@ -214,8 +214,11 @@ async fn fill_member(
             }
         }
     };
-    let selector = format!("{TOKEN_LABEL}={}", target.name());
+    // Every labelled workload: those naming this token in `streamingtoken.io/tokens` are
+    // labelled with another's name.
+    let selector = TOKEN_LABEL.to_string();
     let spec = target.spec();
+    let writer = writer_of(target);
     let mut consumers: Vec<ConsumerObservation> = Vec::new();
     for kind in workload::every() {
         let listed = kind
@@ -224,11 +227,18 @@ async fn fill_member(
             .map_err(|error| {
                 unreached(&format!("the list of {}s", kind.kind().as_str()), &error)
             })?;
-        consumers.extend(listed.iter().map(|workload| {
-            let mut consumer = workload.observe(&spec.consumers.env_var, &secret_name);
-            consumer.namespace = view.namespace.clone();
-            consumer
-        }));
+        let name = target.name();
+        consumers.extend(
+            listed
+                .iter()
+                .filter(|workload| workload.reads(&name))
+                .map(|workload| {
+                    let mut consumer =
+                        workload.observe(&spec.consumers.env_var, &secret_name, &writer);
+                    consumer.namespace = view.namespace.clone();
+                    consumer
+                }),
+        );
     }
     consumers.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
     fill_consumers(target, view, consumers);

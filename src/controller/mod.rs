@@ -104,6 +104,10 @@ pub struct Context {
     platforms: Mutex<HashMap<String, PlatformEntry>>,
     /// Rotate calls made whose outcome could not be recorded in status, by object uid.
     unrecorded_calls: Mutex<HashMap<String, (i32, String, String)>>,
+    /// The consumers this process started in each object's rotation in progress, by object uid:
+    /// `(rotation id, record)`. Merged into the observed status, which the StreamingToken watch
+    /// may deliver after the workloads' (see [`remember_starts`]).
+    started: Mutex<HashMap<String, (String, Vec<crate::api::ConsumerStart>)>>,
     halt_after: Option<String>,
     /// True once every cache has its first full list: before that, an empty consumer cache
     /// would look like "no consumers" and let a rotation deactivate Token 1 at once.
@@ -486,6 +490,7 @@ async fn write(
         plan.events.extend(slipped);
     }
     delete_copies(target, context, snapshot, plan).await?;
+    remember_starts(target, context, plan);
     let refused = write_consumers(target, context, plan).await?;
     if !refused.is_empty() {
         decide::after_write::consumers_refused(snapshot, plan, &refused, &now());
@@ -619,6 +624,51 @@ async fn write_consumers(
         }
     }
     Ok(refused)
+}
+
+/// Remembers the waves' record of started consumers the plan writes (before its patches): a
+/// pass that runs before the StreamingToken watch delivers the status that records them, and
+/// before the workload watch delivers their new templates, must still count them as rolling,
+/// or a consumer labelled meanwhile could take their slots.
+fn remember_starts(target: &Target, context: &Context, plan: &Plan) {
+    let uid = target.uid().unwrap_or_default();
+    let mut started = lock(&context.started);
+    match &plan.status.rotation {
+        Some(rotation) => {
+            started.insert(uid, (rotation.id.clone(), rotation.started.clone()));
+        }
+        None => {
+            started.remove(&uid);
+        }
+    }
+}
+
+/// `status` with what this process remembers starting in its rotation (see
+/// [`remember_starts`]): each consumer recorded once, with its first start.
+pub(super) fn with_remembered_starts(
+    context: &Context,
+    uid: &str,
+    mut status: crate::api::StreamingTokenStatus,
+) -> crate::api::StreamingTokenStatus {
+    let started = lock(&context.started);
+    let (Some(rotation), Some((id, remembered))) = (status.rotation.as_mut(), started.get(uid))
+    else {
+        return status;
+    };
+    if rotation.id != *id {
+        return status;
+    }
+    for start in remembered {
+        if !rotation
+            .started
+            .iter()
+            .any(|recorded| recorded.consumer == start.consumer)
+            && rotation.started.len() < decide::waves::MAX_RECORDED_STARTS
+        {
+            rotation.started.push(start.clone());
+        }
+    }
+    status
 }
 
 /// Writes the status when it changed.

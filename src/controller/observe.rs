@@ -76,7 +76,11 @@ pub(super) async fn observe(
         source_namespace,
         generation: target.generation(),
         spec,
-        status: target.status().cloned().unwrap_or_default(),
+        status: super::with_remembered_starts(
+            context,
+            &target.uid().unwrap_or_default(),
+            target.status().cloned().unwrap_or_default(),
+        ),
         secret_name,
         mirror,
         source: observed_source,
@@ -484,16 +488,25 @@ pub(super) fn classify_mirror(target: &Target, secret: &Secret) -> MirrorObserva
 pub(super) fn fill_view(target: &Target, context: &Context, view: &mut NamespaceView, now: &Time) {
     let spec = target.spec();
     let secret = target.secret_name();
+    let writer = writer_of(target);
     let mut consumers: Vec<ConsumerObservation> = context
         .workloads
         .consumers(&view.namespace, &target.name())
         .iter()
-        .map(|workload| workload.observe(&spec.consumers.env_var, &secret))
+        .map(|workload| workload.observe(&spec.consumers.env_var, &secret, &writer))
         .collect();
     consumers.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
     fill_consumers(target, view, consumers);
     let records = context.pods.in_namespace(&view.namespace);
     set_pods(target, view, records, now);
+}
+
+/// Who writes consumers for `target` (its stamps and field managers are its own).
+pub(super) fn writer_of(target: &Target) -> crate::model::consumer::Writer {
+    crate::model::consumer::Writer {
+        cluster: target.kind() == decide::TokenKind::Cluster,
+        name: target.name(),
+    }
 }
 
 /// Sets the consumers of `view` from those `observed` there: all of them where the pair is

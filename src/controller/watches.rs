@@ -74,11 +74,7 @@ pub async fn run(
         Api::<ClusterStreamingToken>::all(client.clone()),
         cluster_token_config(&serve),
     );
-    let (wake, woken) = futures::channel::mpsc::unbounded::<ObjectRef<ClusterStreamingToken>>();
-    let waker = ClusterWaker {
-        store: cluster_tokens.clone(),
-        wake,
-    };
+    let (waker, woken) = ClusterWaker::new(cluster_tokens.clone());
     let workloads = Arc::new(WorkloadCache::default());
     let workload_stream = workload::watch_every(&client, scope.namespace(), &workloads).await;
     let pod_records = Arc::new(PodCache::default());
@@ -94,6 +90,7 @@ pub async fn run(
         failures: Mutex::default(),
         platforms: Mutex::default(),
         unrecorded_calls: Mutex::default(),
+        started: Mutex::default(),
         halt_after: halt_after(),
         synced: ready.subscribe(),
         tokens: tokens.clone(),
@@ -235,6 +232,27 @@ struct ClusterWaker {
 }
 
 impl ClusterWaker {
+    /// A waker over `store`, and the stream of the ClusterStreamingTokens it wakes.
+    fn new(
+        store: Store<ClusterStreamingToken>,
+    ) -> (
+        Self,
+        futures::channel::mpsc::UnboundedReceiver<ObjectRef<ClusterStreamingToken>>,
+    ) {
+        let (wake, woken) = futures::channel::mpsc::unbounded();
+        (Self { store, wake }, woken)
+    }
+
+    /// Wakes each of the ClusterStreamingTokens `names` that is served.
+    fn offer_names(&self, names: &[String]) {
+        for name in names {
+            let reference = ObjectRef::new(name);
+            if self.store.get(&reference).is_some() {
+                let _ = self.wake.unbounded_send(reference);
+            }
+        }
+    }
+
     /// Wakes the ClusterStreamingToken that `labels` name, if it is served.
     fn offer(&self, labels: &std::collections::BTreeMap<String, String>) {
         for key in [TOKEN_LABEL, CLUSTER_TOKEN_LABEL] {
@@ -348,10 +366,20 @@ impl NamespacedWatches {
                 futures::stream::iter(pods::concerned(&token_store, &touched))
             })
             .flatten();
-        let workloads = self.workload_stream.filter_map(move |touched| {
-            waker.offer(&touched.labels);
-            futures::future::ready(token_ref(&touched.labels, Some(touched.namespace)))
-        });
+        // A consumer wakes every StreamingToken it reads (its label's and its annotation's).
+        let workloads = self
+            .workload_stream
+            .map(move |touched| {
+                waker.offer_names(&touched.tokens);
+                let namespace = touched.namespace;
+                futures::stream::iter(
+                    touched
+                        .tokens
+                        .into_iter()
+                        .map(move |name| ObjectRef::new(&name).within(&namespace)),
+                )
+            })
+            .flatten();
         Controller::for_stream(self.token_stream, self.tokens)
             .with_config(Shared::config())
             .watches_stream(self.secrets, |secret| {

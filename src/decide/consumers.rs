@@ -101,7 +101,12 @@ fn patch(snapshot: &Snapshot, consumer: &ConsumerObservation, id: &str) -> Consu
         namespace: consumer.namespace.clone(),
         name: consumer.name.clone(),
         rotation_id: id.into(),
+        stamp_key: consumer.stamp_key.clone(),
         token_name: snapshot.name.clone(),
+        writer: crate::model::consumer::Writer {
+            cluster: snapshot.kind == TokenKind::Cluster,
+            name: snapshot.name.clone(),
+        },
         repoint: None,
     }
 }
@@ -147,7 +152,7 @@ pub fn repoint_need(snapshot: &Snapshot, consumer: &ConsumerObservation, id: &st
     let mut containers = Vec::new();
     let mut pointed = true;
     for container in &consumer.containers {
-        match container_repoint(snapshot, container) {
+        match container_repoint(snapshot, container, consumer.shared) {
             Ok(Some((repoint, already))) => {
                 if stamped && !already && was_reverted(snapshot, container, &repoint) {
                     // This rotation's apply set every one of these to Token 2 together with the
@@ -232,10 +237,13 @@ fn reverted(
 }
 
 /// The variables of one container the repoint sets to the Token 2 key, and whether they all read
-/// it already; `None` when the container has none; an error when it cannot be repointed.
+/// it already; `None` when the container has none; an error when it cannot be repointed. In a
+/// consumer that reads several StreamingTokens (`shared`), only what reads this one's mirror
+/// Secret is its own: the variable you control set from another Secret is another's.
 fn container_repoint(
     snapshot: &Snapshot,
     container: &ContainerEnv,
+    shared: bool,
 ) -> Result<Option<(ContainerRepoint, bool)>, (&'static str, String)> {
     let named = &snapshot.spec.consumers.containers;
     let selected = named.is_empty() || named.contains(&container.name);
@@ -273,6 +281,7 @@ fn container_repoint(
         EnvSource::Literal | EnvSource::Other => {}
         // A container no longer selected keeps the variable the operator set (server-side apply
         // would remove it if the apply left it out).
+        EnvSource::SecretKey { secret, .. } if shared && secret != mirror => {}
         EnvSource::SecretKey { secret, key } if selected || secret == mirror => {
             variables.push(env_var.clone());
             pointed &= on_token2(secret, key);
@@ -476,6 +485,8 @@ mod tests {
             ready: 3,
             available: 3,
             template_rotation: Some("r1".into()),
+            stamp_key: crate::api::ROTATION_ANNOTATION.into(),
+            shared: false,
             containers: vec![],
             pods: Some(
                 (0..3)
@@ -813,6 +824,38 @@ mod tests {
         for (name, named, containers, rotation, want) in cases {
             assert_eq!(repointed(named, containers, rotation), want, "case {name}");
         }
+    }
+
+    #[test]
+    fn a_consumer_of_two_tokens_keeps_the_other_tokens_variable() {
+        // STREAMING_TOKEN (the variable you control, by default) reads another StreamingToken's
+        // Secret: in a consumer of both it is that one's, never repointed to this mirror.
+        let mut observed = consumer("api");
+        observed.containers = vec![container(
+            "app",
+            false,
+            EnvSource::SecretKey {
+                secret: "billing".into(),
+                key: "token2".into(),
+            },
+            &[("TELEMETRY", "token1")],
+        )];
+        observed.template_rotation = None;
+        observed.shared = true;
+        let Need::Patch(patch) = repoint_need(&snapshot(&[]), &observed, "r1") else {
+            panic!("a patch");
+        };
+        let repoint = patch.repoint.expect("repoint");
+        assert_eq!(repoint.containers[0].variables, ["TELEMETRY"]);
+        observed.shared = false;
+        let Need::Patch(patch) = repoint_need(&snapshot(&[]), &observed, "r1") else {
+            panic!("a patch");
+        };
+        assert_eq!(
+            patch.repoint.expect("repoint").containers[0].variables,
+            ["STREAMING_TOKEN", "TELEMETRY"],
+            "a consumer of one token: its variable is repointed to the mirror, as before"
+        );
     }
 
     #[test]

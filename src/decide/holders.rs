@@ -89,7 +89,7 @@ pub fn may_hold_token1<'a>(pod: &'a PodRecord, pair: &Pair) -> Option<Holding<'a
         .values_written_at
         .is_some_and(|written| pod.created_at > written + KUBELET_CACHE_MARGIN_SECONDS);
     let rolled_on_this_rotation =
-        pair.values_written_at.is_none() && pod.rotation.as_deref() == Some(pair.rotation_id);
+        pair.values_written_at.is_none() && pod.stamped_with(pair.rotation_id);
     if rolled_on_this_rotation || created_after_write {
         return None;
     }
@@ -400,6 +400,7 @@ mod tests {
                 name: "api".into(),
             }),
             rotation: None,
+            token_stamps: Vec::new(),
             token_label: None,
             created_at: 100,
             deletion_deadline: None,

@@ -759,6 +759,7 @@ fn start(
         queued_request: None,
         waves: None,
         consumers_started_at: None,
+        started: Vec::new(),
         left_alone: Vec::new(),
         platform_rotate: None,
     });
@@ -885,9 +886,15 @@ fn zero_downtime_guards(machine: &mut Machine, rotation: &mut RotationStatus) ->
     }
     machine.set_phase(rotation, PHASE_REPOINTING);
     let selection = repoints_now(machine, rotation, &stamp, needed);
+    let record = selection.progress.is_some().then_some(selection.started);
     rotation.waves = selection.progress;
     cannot.extend(selection.blocked);
-    Some(repoint(machine, rotation, selection.start, cannot))
+    Some(repoint(
+        machine,
+        rotation,
+        (selection.start, record),
+        cannot,
+    ))
 }
 
 /// The Event a pass that deactivated Token 1 never got to publish (a crash, a refused status
@@ -933,17 +940,30 @@ fn repoints_now(
             ..super::waves::Selection::default()
         }
     } else {
-        super::waves::select(machine.snapshot, stamp, needed, |_| false, waited, timeout)
+        let clock = super::waves::Clock {
+            now: machine.now,
+            waited,
+            timeout,
+        };
+        super::waves::select(
+            machine.snapshot,
+            stamp,
+            needed,
+            |_| false,
+            &rotation.started,
+            &clock,
+        )
     }
 }
 
 /// Writes the repoints that start now (`needed`) once every kubelet's cache holds the values
-/// last written; `cannot` (consumers that cannot be repointed, or hold the waves up) is reported
-/// as blocked either way.
+/// last written, and records them (`record`: the waves' record of started consumers, with
+/// them); `cannot` (consumers that cannot be repointed, or hold the waves up) is reported as
+/// blocked either way.
 fn repoint(
     machine: &mut Machine,
     rotation: &mut RotationStatus,
-    needed: Vec<ConsumerPatch>,
+    (needed, record): (Vec<ConsumerPatch>, Option<Vec<crate::api::ConsumerStart>>),
     cannot: Vec<BlockedConsumer>,
 ) -> Step {
     if !needed.is_empty()
@@ -956,6 +976,11 @@ fn repoint(
             requeue: Some(left),
             ..Waiting::default()
         });
+    }
+    if let Some(record) = record {
+        // Written with the patches (the status after them, and this process's memory before
+        // them): the next pass counts them as rolling even if the watch lags.
+        rotation.started = record;
     }
     if !needed.is_empty() && rotation.waves.is_some() {
         rotation.consumers_started_at = Some(machine.now.clone());
@@ -1372,27 +1397,12 @@ fn restarting(machine: &mut Machine, rotation: &mut RotationStatus) -> Step {
             ..Waiting::default()
         });
     }
-    let stamp = machine.snapshot.stamp(&rotation.id);
-    let (waited, timeout) = machine.rollout_clock(rotation);
-    let left_alone = |consumer: &crate::model::consumer::ConsumerObservation| {
-        rotation.left_alone.contains(&machine.snapshot.consumer_key(
-            consumer.kind.as_str(),
-            &consumer.namespace,
-            &consumer.name,
-        ))
-    };
-    let selection = super::waves::select(
-        machine.snapshot,
-        &stamp,
-        needed,
-        left_alone,
-        waited,
-        timeout,
-    );
-    let progress = selection.progress;
-    let needed = selection.start;
-    let blocked = selection.blocked;
-    rotation.waves = progress;
+    let selection = restarts_now(machine, rotation, needed);
+    if selection.progress.is_some() {
+        rotation.started = selection.started;
+    }
+    let (needed, blocked) = (selection.start, selection.blocked);
+    rotation.waves = selection.progress;
     if needed.is_empty() {
         // Waiting for a slot or for the current wave: the rollouts' watch events move it on.
         return Step::Wait(Waiting {
@@ -1418,6 +1428,37 @@ fn restarting(machine: &mut Machine, rotation: &mut RotationStatus) -> Step {
         blocked,
         ..Waiting::default()
     })
+}
+
+/// Which of the `needed` restarts start now: those the waves and the restart budget allow
+/// (consumers left alone count as done).
+fn restarts_now(
+    machine: &Machine,
+    rotation: &RotationStatus,
+    needed: Vec<ConsumerPatch>,
+) -> super::waves::Selection {
+    let stamp = machine.snapshot.stamp(&rotation.id);
+    let (waited, timeout) = machine.rollout_clock(rotation);
+    let left_alone = |consumer: &crate::model::consumer::ConsumerObservation| {
+        rotation.left_alone.contains(&machine.snapshot.consumer_key(
+            consumer.kind.as_str(),
+            &consumer.namespace,
+            &consumer.name,
+        ))
+    };
+    let clock = super::waves::Clock {
+        now: machine.now,
+        waited,
+        timeout,
+    };
+    super::waves::select(
+        machine.snapshot,
+        &stamp,
+        needed,
+        left_alone,
+        &rotation.started,
+        &clock,
+    )
 }
 
 /// `AwaitingRollout` (Restart): waits until every consumer has rolled out (a consumer labelled

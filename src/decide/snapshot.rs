@@ -682,7 +682,7 @@ impl NamespaceView {
 /// Grouped by owner once, so a reconcile costs one pass over the namespace's pods.
 fn attach_pods(consumers: &mut [ConsumerObservation], records: &[Arc<PodRecord>], now: &Time) {
     let now = now.0.as_second();
-    let mut by_owner: HashMap<(&str, &str), Vec<PodObservation>> = HashMap::new();
+    let mut by_owner: HashMap<(&str, &str), Vec<&PodRecord>> = HashMap::new();
     for record in records {
         let Some(owner) = &record.owner else {
             continue;
@@ -690,15 +690,17 @@ fn attach_pods(consumers: &mut [ConsumerObservation], records: &[Arc<PodRecord>]
         by_owner
             .entry((owner.kind.as_str(), owner.name.as_str()))
             .or_default()
-            .push(PodObservation {
-                name: record.name.clone(),
-                rotation: record.rotation.clone(),
-                terminating: record.terminating(),
-                // deletionTimestamp is when the grace period ends; past it, only a finalizer
-                // keeps the pod (and whatever token it holds) around.
-                held_by: record.held_by(now).to_vec(),
-            });
+            .push(record);
     }
+    // Each consumer reads its pods' stamp under its own key (the StreamingToken's).
+    let observe = |record: &PodRecord, stamp_key: &str| PodObservation {
+        name: record.name.clone(),
+        rotation: record.stamp(stamp_key).cloned(),
+        terminating: record.terminating(),
+        // deletionTimestamp is when the grace period ends; past it, only a finalizer
+        // keeps the pod (and whatever token it holds) around.
+        held_by: record.held_by(now).to_vec(),
+    };
     for consumer in consumers {
         let mut pods = by_owner
             .remove(&(consumer.kind.as_str(), consumer.name.as_str()))
@@ -711,6 +713,10 @@ fn attach_pods(consumers: &mut [ConsumerObservation], records: &[Arc<PodRecord>]
             );
             pods.extend(by_owner.remove(&key).unwrap_or_default());
         }
-        consumer.pods = Some(pods);
+        consumer.pods = Some(
+            pods.into_iter()
+                .map(|record| observe(record, &consumer.stamp_key))
+                .collect(),
+        );
     }
 }

@@ -149,7 +149,15 @@ impl Pass<'_> {
                 verified.insert(owner_of(consumer));
                 continue;
             }
-            match consumers::verify(consumer, &self.stamp, self.waited, self.timeout) {
+            // A consumer the waves started times out from its own start.
+            let key = self.snapshot.consumer_key(
+                consumer.kind.as_str(),
+                &consumer.namespace,
+                &consumer.name,
+            );
+            let waited =
+                super::waves::waited_for(&self.rotation.started, &key, self.now, self.waited);
+            match consumers::verify(consumer, &self.stamp, waited, self.timeout) {
                 Verdict::Verified => {
                     verified.insert(owner_of(consumer));
                 }

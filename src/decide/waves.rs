@@ -7,15 +7,20 @@
 //! its consumers start; unlabelled consumers form the last wave. A blocked consumer is not
 //! verified, so it keeps its slot and its wave: nothing after it starts until it clears.
 //!
-//! Everything is derived from the consumers themselves (their stamps and rollouts), never from
-//! a counter in status, so a wave survives SIGKILL and failover, and a replayed pass starts
-//! nobody twice.
+//! What is rolling is derived from the consumers themselves (their stamps and rollouts) *and*
+//! from the record of the consumers this rotation started (`status.rotation.started`, written
+//! with the pass that patches them): a consumer patched a moment ago whose new template the
+//! workload watch has not delivered yet still holds its slot, so a consumer labelled meanwhile
+//! cannot take it. A wave survives SIGKILL and failover (stamps and the record are on the API
+//! server), and a replayed pass starts nobody twice. Each started consumer's `rolloutTimeout`
+//! counts from its own start in the record: later starts never extend it.
 
 use super::consumers::{self, Verdict};
 use super::snapshot::Snapshot;
-use crate::api::{BlockedConsumer, WaveProgress};
+use crate::api::{BlockedConsumer, ConsumerStart, WaveProgress};
 use crate::model::consumer::{ConsumerObservation, ConsumerPatch, Wave};
 use crate::model::reason;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::time::Duration;
 
@@ -29,6 +34,35 @@ pub struct Selection {
     /// What holds the waves up, reported as blocked consumers: a started consumer whose rollout
     /// is blocked (it keeps its slot and its wave), a wave label that is not a whole number.
     pub blocked: Vec<BlockedConsumer>,
+    /// The record of consumers started and not verified yet, with this pass's starts (the
+    /// rotation's `started`).
+    pub started: Vec<ConsumerStart>,
+}
+
+/// The most consumers `status.rotation.started` records (its schema's bound): those started
+/// beyond it hold a slot once the watch shows their stamp, and time out from the latest start.
+pub const MAX_RECORDED_STARTS: usize = 1000;
+
+/// The rollout clock of a pass.
+#[derive(Debug, Clone)]
+pub struct Clock<'a> {
+    pub now: &'a Time,
+    /// How long the rollout has been waited for, for a consumer the record does not list.
+    pub waited: Duration,
+    pub timeout: Duration,
+}
+
+/// How long consumer `key` has been rolling: since this rotation started it (`started`, the
+/// record), else `fallback`.
+/// `now` in seconds.
+pub fn waited_for(started: &[ConsumerStart], key: &str, now: i64, fallback: Duration) -> Duration {
+    started
+        .iter()
+        .find(|start| start.consumer == key)
+        .map_or(fallback, |start| {
+            let seconds = now.saturating_sub(start.started_at.0.as_second());
+            Duration::from_secs(u64::try_from(seconds).unwrap_or(0))
+        })
 }
 
 /// The budget: `maxConcurrentConsumers` resolved against `total` consumers (a percentage rounded
@@ -61,14 +95,14 @@ fn label(rank: (u8, i64)) -> String {
 
 /// Picks, out of `needed` (the patches every consumer still needs for rotation `stamp`), those
 /// to write now. `done` tells a consumer that needs nothing more from this rotation (Restart:
-/// left alone) besides being verified; `waited` and `timeout` are the rollout clock.
+/// left alone) besides being verified; `started` is the record of consumers started so far.
 pub fn select(
     snapshot: &Snapshot,
     stamp: &str,
     needed: Vec<ConsumerPatch>,
     done: impl Fn(&ConsumerObservation) -> bool,
-    waited: Duration,
-    timeout: Duration,
+    started: &[ConsumerStart],
+    clock: &Clock,
 ) -> Selection {
     let consumers: Vec<&ConsumerObservation> = snapshot.consumers().collect();
     let budget = budget(
@@ -84,12 +118,31 @@ pub fn select(
             ..Selection::default()
         };
     }
-    let tally = tally(snapshot, &consumers, stamp, &needed, &done, waited, timeout);
+    let recorded = |consumer: &ConsumerObservation| {
+        let key = key_of(snapshot, consumer);
+        started.iter().any(|start| start.consumer == key)
+    };
+    let tally = tally(
+        snapshot,
+        &consumers,
+        stamp,
+        &needed,
+        &done,
+        (started, clock),
+    );
     let slots = budget.map_or(usize::MAX, |budget| budget.saturating_sub(tally.rolling));
     let candidates = in_wave_order(&consumers, needed);
-    let starts = start_now(candidates, stamp, tally.current, slots);
+    let starts = start_now(candidates, stamp, &recorded, tally.current, slots);
     let count = |value: usize| i32::try_from(value).unwrap_or(i32::MAX);
+    let record = record(
+        snapshot,
+        started,
+        &tally.unfinished,
+        &starts.fresh,
+        clock.now,
+    );
     Selection {
+        started: record,
         progress: Some(WaveProgress {
             current: tally.current.map_or_else(|| "done".to_string(), label),
             rolling: count(tally.rolling + starts.started_new),
@@ -102,8 +155,41 @@ pub fn select(
     }
 }
 
+/// How status names `consumer` (`Kind/name`, with its namespace for a ClusterStreamingToken).
+fn key_of(snapshot: &Snapshot, consumer: &ConsumerObservation) -> String {
+    snapshot.consumer_key(consumer.kind.as_str(), &consumer.namespace, &consumer.name)
+}
+
+/// The record after this pass: what was recorded and is not finished (a consumer gone or
+/// verified leaves it), and the consumers started now (`starting`, their first patch).
+fn record(
+    snapshot: &Snapshot,
+    started: &[ConsumerStart],
+    unfinished: &[String],
+    starting: &[ConsumerPatch],
+    now: &Time,
+) -> Vec<ConsumerStart> {
+    let mut record: Vec<ConsumerStart> = started
+        .iter()
+        .filter(|start| unfinished.contains(&start.consumer))
+        .cloned()
+        .collect();
+    for patch in starting {
+        let key = snapshot.consumer_key(patch.kind.as_str(), &patch.namespace, &patch.name);
+        if record.len() < MAX_RECORDED_STARTS && !record.iter().any(|start| start.consumer == key) {
+            record.push(ConsumerStart {
+                consumer: key,
+                started_at: now.clone(),
+            });
+        }
+    }
+    record
+}
+
 /// Where the consumers stand before anything starts in this pass.
 struct Tally {
+    /// The consumers not finished (not verified, needing more), as status names them.
+    unfinished: Vec<String>,
     /// What holds the waves up (see [`Selection::blocked`]).
     blocked: Vec<BlockedConsumer>,
     /// Started by this rotation and not verified yet: each holds a slot.
@@ -129,19 +215,24 @@ fn tally(
     stamp: &str,
     needed: &[ConsumerPatch],
     done: &impl Fn(&ConsumerObservation) -> bool,
-    waited: Duration,
-    timeout: Duration,
+    (started, clock): (&[ConsumerStart], &Clock),
 ) -> Tally {
     let is_needed =
         |consumer: &ConsumerObservation| needed.iter().any(|patch| is_for(patch, consumer));
     let mut tally = Tally {
+        unfinished: Vec::new(),
         blocked: Vec::new(),
         rolling: 0,
         verified: 0,
         current: None,
     };
     for consumer in consumers {
-        let stamped = consumer.template_rotation.as_deref() == Some(stamp);
+        let key = key_of(snapshot, consumer);
+        let recorded = started.iter().any(|start| start.consumer == key);
+        // Started by this rotation: its template carries the stamp, or the record says this
+        // rotation patched it (the watch may not show the new template yet).
+        let stamped = consumer.template_rotation.as_deref() == Some(stamp) || recorded;
+        let waited = waited_for(started, &key, clock.now.0.as_second(), clock.waited);
         if let Wave::Invalid(value) = &consumer.wave
             && !stamped
             && !done(consumer)
@@ -156,13 +247,14 @@ fn tally(
             ));
         }
         let verdict = (!is_needed(consumer) && !done(consumer))
-            .then(|| consumers::verify(consumer, stamp, waited, timeout));
+            .then(|| consumers::verify(consumer, stamp, waited, clock.timeout));
         let finished =
             !is_needed(consumer) && (done(consumer) || verdict == Some(Verdict::Verified));
         if finished {
             tally.verified += 1;
             continue;
         }
+        tally.unfinished.push(key);
         // Started by this rotation (stamped) and not verified: it holds a slot (also while it
         // needs a second patch). One that could not be started (blocked before its patch) holds
         // its wave, not a slot.
@@ -227,6 +319,8 @@ struct Starts {
     start: Vec<ConsumerPatch>,
     /// Consumers this pass starts (their first patch): each takes a slot.
     started_new: usize,
+    /// Their patches.
+    fresh: Vec<ConsumerPatch>,
     pending: usize,
 }
 
@@ -235,18 +329,20 @@ struct Starts {
 fn start_now(
     candidates: Vec<(&ConsumerObservation, ConsumerPatch)>,
     stamp: &str,
+    recorded: &impl Fn(&ConsumerObservation) -> bool,
     current: Option<(u8, i64)>,
     slots: usize,
 ) -> Starts {
     let mut starts = Starts {
         start: Vec::new(),
         started_new: 0,
+        fresh: Vec::new(),
         pending: 0,
     };
     for (consumer, patch) in candidates {
         // A consumer this rotation started already (a second patch: a container named since,
         // a reverted variable) keeps the slot it holds.
-        if consumer.template_rotation.as_deref() == Some(stamp) {
+        if consumer.template_rotation.as_deref() == Some(stamp) || recorded(consumer) {
             starts.start.push(patch);
             continue;
         }
@@ -254,6 +350,7 @@ fn start_now(
             && !matches!(consumer.wave, Wave::Invalid(_))
             && starts.started_new < slots;
         if startable {
+            starts.fresh.push(patch.clone());
             starts.start.push(patch);
             starts.started_new += 1;
         } else {

@@ -100,7 +100,15 @@ pub struct ConsumerObservation {
     pub updated: i32,
     pub ready: i32,
     pub available: i32,
+    /// The stamp of the StreamingToken observing it, read under [`ConsumerObservation::stamp_key`].
     pub template_rotation: Option<String>,
+    /// The annotation that carries that StreamingToken's stamp: `streamingtoken.io/rotation` for
+    /// the token its label names, `rotation.streamingtoken.io/<name>` for one named in
+    /// `streamingtoken.io/tokens` (see [`stamp_key`]).
+    pub stamp_key: String,
+    /// It reads more than one StreamingToken: the variable another one's Secret sets is that
+    /// one's, never repointed by this one.
+    pub shared: bool,
     pub containers: Vec<ContainerEnv>,
     /// The pods selected by the workload; `None` when they were not listed (not rotating).
     pub pods: Option<Vec<PodObservation>>,
@@ -150,8 +158,15 @@ pub struct ConsumerPatch {
     pub namespace: String,
     pub name: String,
     pub rotation_id: String,
-    /// The StreamingToken's name, set as a pod label so that new pods are watched.
+    /// The annotation the rotation id is stamped under (the consumer's
+    /// [`ConsumerObservation::stamp_key`]).
+    pub stamp_key: String,
+    /// The StreamingToken's name, set as a pod label so that new pods are watched (only by the
+    /// StreamingToken the consumer's own label names: two would fight over the label).
     pub token_name: String,
+    /// The StreamingToken that writes the patch: its own field managers, so that two
+    /// StreamingTokens' applies never strip each other's fields.
+    pub writer: Writer,
     /// Repoint these containers' variable to the mirror Secret's Token 2 key (ZeroDowntime).
     pub repoint: Option<Repoint>,
 }
@@ -171,4 +186,130 @@ pub struct ContainerRepoint {
     /// An init container (`spec.initContainers`).
     pub init: bool,
     pub variables: Vec<String>,
+}
+
+impl ConsumerPatch {
+    /// True when the writer is the StreamingToken the consumer's label names (its stamp is
+    /// `streamingtoken.io/rotation`).
+    pub fn by_label_token(&self) -> bool {
+        self.stamp_key == crate::api::ROTATION_ANNOTATION
+    }
+}
+
+/// A StreamingToken (or ClusterStreamingToken) as the writer of consumer patches.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Writer {
+    /// A ClusterStreamingToken (cluster-scoped: its name is unique in the cluster).
+    pub cluster: bool,
+    pub name: String,
+}
+
+impl Writer {
+    /// A (namespaced) StreamingToken named `name`.
+    pub fn namespaced(name: &str) -> Self {
+        Self {
+            cluster: false,
+            name: name.to_string(),
+        }
+    }
+}
+
+/// The names of the StreamingTokens a consumer reads: its `streamingtoken.io/token` label
+/// first, then those its `streamingtoken.io/tokens` annotation lists (comma-separated, blanks
+/// ignored, each once). Empty without the label: the annotation alone makes no consumer.
+pub fn tokens_of(
+    labels: Option<&std::collections::BTreeMap<String, String>>,
+    annotations: Option<&std::collections::BTreeMap<String, String>>,
+) -> Vec<String> {
+    let Some(label) = labels.and_then(|labels| labels.get(crate::api::TOKEN_LABEL)) else {
+        return Vec::new();
+    };
+    let mut tokens = vec![label.clone()];
+    let listed = annotations
+        .and_then(|annotations| annotations.get(crate::api::TOKENS_ANNOTATION))
+        .map(String::as_str)
+        .unwrap_or_default();
+    for name in listed.split(',').map(str::trim) {
+        if !name.is_empty() && !tokens.iter().any(|token| token == name) {
+            tokens.push(name.to_string());
+        }
+    }
+    tokens
+}
+
+/// The annotation a StreamingToken named `token` stamps a consumer's template with: the
+/// consumer's own label names it (`by_label`): `streamingtoken.io/rotation`, as always; else
+/// `rotation.streamingtoken.io/<token>`, the name cut to 47 characters and followed by a hash
+/// of the whole when it is longer than an annotation name may be (63).
+pub fn stamp_key(by_label: bool, token: &str) -> String {
+    if by_label {
+        return crate::api::ROTATION_ANNOTATION.to_string();
+    }
+    format!(
+        "{}{}",
+        crate::api::TOKEN_STAMP_PREFIX,
+        bounded_name(token, 63)
+    )
+}
+
+/// `name` when it has at most `limit` characters, else its first `limit - 17` characters, a
+/// `-` and 16 hex digits of a hash of the whole (FNV-1a: a name, not a secret), so two long
+/// names that share a beginning stay apart.
+pub fn bounded_name(name: &str, limit: usize) -> String {
+    if name.len() <= limit {
+        return name.to_string();
+    }
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    let keep: String = name.chars().take(limit.saturating_sub(17)).collect();
+    format!("{}-{hash:016x}", keep.trim_end_matches(['.', '-']))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_consumer_reads_the_label_token_and_those_the_annotation_lists() {
+        let labels = [(crate::api::TOKEN_LABEL.to_string(), "a".to_string())].into();
+        let annotations = [(
+            crate::api::TOKENS_ANNOTATION.to_string(),
+            " b, a ,,c.d , b".to_string(),
+        )]
+        .into();
+        assert_eq!(
+            tokens_of(Some(&labels), Some(&annotations)),
+            ["a", "b", "c.d"]
+        );
+        assert_eq!(tokens_of(Some(&labels), None), ["a"]);
+        assert!(
+            tokens_of(None, Some(&annotations)).is_empty(),
+            "no label: no consumer"
+        );
+    }
+
+    #[test]
+    fn stamp_keys_are_valid_annotation_names_and_distinct() {
+        assert_eq!(stamp_key(true, "billing"), "streamingtoken.io/rotation");
+        assert_eq!(
+            stamp_key(false, "billing"),
+            "rotation.streamingtoken.io/billing"
+        );
+        let long_a = format!("{}a", "x".repeat(80));
+        let long_b = format!("{}b", "x".repeat(80));
+        let (a, b) = (stamp_key(false, &long_a), stamp_key(false, &long_b));
+        assert_ne!(a, b);
+        for key in [a, b] {
+            let name = key
+                .strip_prefix(crate::api::TOKEN_STAMP_PREFIX)
+                .expect("prefix");
+            assert!(name.len() <= 63, "{name}");
+            assert!(
+                name.chars()
+                    .last()
+                    .is_some_and(|c| c.is_ascii_alphanumeric())
+            );
+        }
+    }
 }

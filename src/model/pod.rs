@@ -52,6 +52,9 @@ pub struct PodRecord {
     pub owner: Option<Owner>,
     /// The `streamingtoken.io/rotation` annotation it inherited from its template.
     pub rotation: Option<String>,
+    /// The stamps of StreamingTokens a consumer reads besides its label's:
+    /// `(rotation.streamingtoken.io/<name>, rotation)`.
+    pub token_stamps: Vec<(String, String)>,
     /// Its `streamingtoken.io/token` label.
     pub token_label: Option<String>,
     /// `creationTimestamp`, in seconds (API server clock).
@@ -70,6 +73,24 @@ impl AsRef<PodRecord> for PodRecord {
 }
 
 impl PodRecord {
+    /// The stamp under annotation `key` (see [`crate::model::consumer::stamp_key`]).
+    pub fn stamp(&self, key: &str) -> Option<&String> {
+        if key == crate::api::ROTATION_ANNOTATION {
+            return self.rotation.as_ref();
+        }
+        self.token_stamps
+            .iter()
+            .find(|(stamp_key, _)| stamp_key == key)
+            .map(|(_, rotation)| rotation)
+    }
+
+    /// True when any of its stamps is `rotation` (a rotation id names its StreamingToken's
+    /// incarnation, so it is never another's).
+    pub fn stamped_with(&self, rotation: &str) -> bool {
+        self.rotation.as_deref() == Some(rotation)
+            || self.token_stamps.iter().any(|(_, stamp)| stamp == rotation)
+    }
+
     pub fn terminating(&self) -> bool {
         self.deletion_deadline.is_some()
     }

@@ -96,7 +96,8 @@ impl WorkloadCache {
             .insert(kind);
     }
 
-    /// The consumers of StreamingToken `token` in `namespace`.
+    /// The consumers of StreamingToken `token` in `namespace`: those its name labels, and
+    /// those whose `streamingtoken.io/tokens` annotation names it.
     pub fn consumers(&self, namespace: &str, token: &str) -> Vec<Arc<CachedWorkload>> {
         let inner = self
             .inner
@@ -106,7 +107,7 @@ impl WorkloadCache {
             .entries
             .iter()
             .filter(|((_, entry_namespace, _), entry)| {
-                entry_namespace == namespace && entry.token == token
+                entry_namespace == namespace && entry.reads(token)
             })
             .map(|(_, entry)| entry.clone())
             .collect()
@@ -174,7 +175,7 @@ mod tests {
         let names: Vec<String> = cache
             .consumers("prod", "t")
             .iter()
-            .map(|entry| entry.observe("X", "t").name)
+            .map(|entry| entry.observe("X", "t", &Default::default()).name)
             .collect();
         assert_eq!(names, ["d"]);
         assert!(!cache.ready(), "StatefulSets and DaemonSets not listed yet");

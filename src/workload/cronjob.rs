@@ -76,6 +76,8 @@ fn observe(cronjob: &CronJob, template: &PodTemplateSpec) -> ConsumerObservation
         ready: 0,
         available: 0,
         template_rotation: template_rotation(template),
+        stamp_key: crate::api::ROTATION_ANNOTATION.into(),
+        shared: false,
         containers: Vec::new(),
         pods: None,
         selector: None,
@@ -89,6 +91,7 @@ fn observe(cronjob: &CronJob, template: &PodTemplateSpec) -> ConsumerObservation
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::consumer::Writer;
 
     #[test]
     fn a_cronjob_is_read_from_its_job_template_and_active_jobs() {
@@ -105,8 +108,12 @@ mod tests {
         }))
         .expect("cronjob");
         let cached = cache_cronjob(&cronjob);
-        assert_eq!(cached.token, "telemetry");
-        let observed = cached.observe("STREAMING_TOKEN", "telemetry");
+        assert_eq!(cached.tokens, ["telemetry"]);
+        let observed = cached.observe(
+            "STREAMING_TOKEN",
+            "telemetry",
+            &Writer::namespaced("telemetry"),
+        );
         assert_eq!(observed.kind, WorkloadKind::CronJob);
         assert_eq!(observed.template_rotation.as_deref(), Some("r4.abcd"));
         assert_eq!(

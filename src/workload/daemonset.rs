@@ -50,6 +50,8 @@ fn observe(daemonset: &DaemonSet) -> ConsumerObservation {
         ready: status.number_ready,
         available: status.number_available.unwrap_or(0),
         template_rotation,
+        stamp_key: crate::api::ROTATION_ANNOTATION.into(),
+        shared: false,
         containers: Vec::new(),
         pods: None,
         selector: pod_selector(&spec.selector),

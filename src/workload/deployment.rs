@@ -55,6 +55,8 @@ fn observe(deployment: &Deployment) -> ConsumerObservation {
         ready: status.ready_replicas.unwrap_or(0),
         available: status.available_replicas.unwrap_or(0),
         template_rotation,
+        stamp_key: crate::api::ROTATION_ANNOTATION.into(),
+        shared: false,
         containers: Vec::new(),
         pods: None,
         selector: pod_selector(&spec.selector),

@@ -40,6 +40,8 @@ pub fn cache_job(job: &Job) -> CachedWorkload {
         ready: 0,
         available: 0,
         template_rotation: template_rotation(&template),
+        stamp_key: crate::api::ROTATION_ANNOTATION.into(),
+        shared: false,
         containers: Vec::new(),
         pods: None,
         selector: None,

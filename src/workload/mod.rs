@@ -19,7 +19,7 @@ mod statefulset;
 pub mod template;
 mod typed;
 
-use crate::model::consumer::{ConsumerPatch, WorkloadKind};
+use crate::model::consumer::{ConsumerPatch, WorkloadKind, Writer};
 use cache::WorkloadCache;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
@@ -30,18 +30,62 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 pub use template::CachedWorkload;
 
-/// The field manager of repoints (variables and the rotation stamp) on consumers.
+/// The field manager of repoints (variables and the rotation stamp) on consumers before each
+/// StreamingToken had its own ([`consumers_manager`]): the first repoint by the StreamingToken a
+/// consumer's label names releases what it still owns ([`legacy_managers`]).
 pub const CONSUMERS_MANAGER: &str = "streamingtoken.io/consumers";
 /// Restarts apply only the template annotation and label. A field manager of their own: under
 /// server-side apply, an apply that omits a field its manager owned removes it, so a restart
-/// applied by the repointing manager would strip the environment variable it had set.
+/// applied by the repointing manager would strip the environment variable it had set. Like
+/// [`CONSUMERS_MANAGER`], the name shared by every StreamingToken before [`restarts_manager`].
 pub const RESTARTS_MANAGER: &str = "streamingtoken.io/restarts";
+
+/// The longest field manager name the API server accepts.
+const MANAGER_MAX: usize = 128;
+
+/// The field manager of `writer`'s repoints on consumers in `namespace`:
+/// `streamingtoken.io/consumers.<namespace>.<name>` (a ClusterStreamingToken's:
+/// `streamingtoken.io/cluster-consumers.<name>`). One per StreamingToken, so that an apply by
+/// one never removes a variable another set (an apply that omits a field its manager owned
+/// removes it). Cut and hashed when longer than 128 characters.
+pub fn consumers_manager(writer: &Writer, namespace: &str) -> String {
+    per_token(CONSUMERS_MANAGER, writer, namespace)
+}
+
+/// The field manager of `writer`'s restarts (its stamp only), as [`consumers_manager`].
+pub fn restarts_manager(writer: &Writer, namespace: &str) -> String {
+    per_token(RESTARTS_MANAGER, writer, namespace)
+}
+
+fn per_token(shared: &str, writer: &Writer, namespace: &str) -> String {
+    let name = if writer.cluster {
+        format!("{}.{}", shared.replacen('/', "/cluster-", 1), writer.name)
+    } else {
+        // A namespace holds no dot, so `<namespace>.<name>` names one StreamingToken.
+        format!("{shared}.{namespace}.{}", writer.name)
+    };
+    crate::model::consumer::bounded_name(&name, MANAGER_MAX)
+}
+
+/// The shared managers of earlier versions whose fields `patch` takes over, once, and releases
+/// (an apply with nothing by that manager): only by the StreamingToken the consumer's label
+/// names (the one they wrote for); the repointing manager only by a repoint (which applies the
+/// same variables again, so releasing removes nothing still wanted).
+pub fn legacy_managers(patch: &ConsumerPatch) -> &'static [&'static str] {
+    match (patch.by_label_token(), patch.repoint.is_some()) {
+        (false, _) => &[],
+        (true, true) => &[CONSUMERS_MANAGER, RESTARTS_MANAGER],
+        (true, false) => &[RESTARTS_MANAGER],
+    }
+}
 
 /// A labelled workload a watch saw change: enough to wake the StreamingToken it names.
 #[derive(Debug, Clone)]
 pub struct Touched {
     pub namespace: String,
     pub labels: BTreeMap<String, String>,
+    /// Every StreamingToken it reads (its label's and its `streamingtoken.io/tokens`).
+    pub tokens: Vec<String>,
 }
 
 /// Everything the operator does with one kind of consumer workload.
@@ -102,12 +146,42 @@ pub fn every() -> impl Iterator<Item = &'static dyn ConsumerKind> {
 }
 
 /// The field manager a patch is applied with.
-fn manager_of(patch: &ConsumerPatch) -> &'static str {
+fn manager_of(patch: &ConsumerPatch) -> String {
     if patch.repoint.is_some() {
-        CONSUMERS_MANAGER
+        consumers_manager(&patch.writer, &patch.namespace)
     } else {
-        RESTARTS_MANAGER
+        restarts_manager(&patch.writer, &patch.namespace)
     }
+}
+
+/// After `patch` was applied (the object now `managed`): releases the shared managers of
+/// earlier versions that still own fields there ([`legacy_managers`]), with an apply of
+/// nothing by each. What the new manager applied too stays (now its alone); what only the old
+/// one owned goes, as if the new manager had always applied it. `apply_empty` writes the empty
+/// apply for one manager.
+pub async fn release_legacy<F, Fut>(
+    patch: &ConsumerPatch,
+    managed: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry],
+    apply_empty: F,
+) -> Result<(), kube::Error>
+where
+    F: Fn(&'static str) -> Fut,
+    Fut: std::future::Future<Output = Result<(), kube::Error>>,
+{
+    for legacy in legacy_managers(patch) {
+        let owns = managed.iter().any(|entry| {
+            // Only an apply's ownership is released by an apply.
+            entry.manager.as_deref() == Some(*legacy)
+                && entry
+                    .operation
+                    .as_deref()
+                    .is_some_and(|operation| operation.eq_ignore_ascii_case("apply"))
+        });
+        if owns {
+            apply_empty(legacy).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Starts every kind's watch; the kinds the API server does not serve are left out.
@@ -158,4 +232,67 @@ pub fn owner_of(
             kind: controller.kind.clone(),
             name: controller.name.clone(),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::consumer::WorkloadKind;
+
+    #[test]
+    fn each_token_applies_with_managers_of_its_own() {
+        let telemetry = Writer::namespaced("telemetry");
+        let fleet = Writer {
+            cluster: true,
+            name: "prod.telemetry".into(),
+        };
+        assert_eq!(
+            consumers_manager(&telemetry, "prod"),
+            "streamingtoken.io/consumers.prod.telemetry"
+        );
+        assert_eq!(
+            restarts_manager(&telemetry, "prod"),
+            "streamingtoken.io/restarts.prod.telemetry"
+        );
+        assert_eq!(
+            consumers_manager(&fleet, "prod"),
+            "streamingtoken.io/cluster-consumers.prod.telemetry"
+        );
+        let long = |suffix: &str| Writer::namespaced(&format!("{}{suffix}", "n".repeat(240)));
+        let (a, b) = (
+            consumers_manager(&long("a"), "prod"),
+            consumers_manager(&long("b"), "prod"),
+        );
+        assert!(a.len() <= 128 && b.len() <= 128, "{a} {b}");
+        assert_ne!(a, b, "cut names stay apart");
+    }
+
+    #[test]
+    fn only_the_label_token_releases_the_shared_managers_of_earlier_versions() {
+        let patch = |stamp_key: &str, repoint: bool| ConsumerPatch {
+            kind: WorkloadKind::Deployment,
+            namespace: "prod".into(),
+            name: "api".into(),
+            rotation_id: "r1".into(),
+            stamp_key: stamp_key.into(),
+            token_name: "telemetry".into(),
+            writer: Writer::namespaced("telemetry"),
+            repoint: repoint.then(|| crate::model::consumer::Repoint {
+                containers: vec![],
+                secret: "telemetry".into(),
+                key: "token2".into(),
+            }),
+        };
+        let other = "rotation.streamingtoken.io/billing";
+        assert_eq!(
+            legacy_managers(&patch(crate::api::ROTATION_ANNOTATION, true)),
+            [CONSUMERS_MANAGER, RESTARTS_MANAGER]
+        );
+        assert_eq!(
+            legacy_managers(&patch(crate::api::ROTATION_ANNOTATION, false)),
+            [RESTARTS_MANAGER],
+            "a restart does not apply the variables: releasing them would remove them"
+        );
+        assert!(legacy_managers(&patch(other, true)).is_empty());
+    }
 }

@@ -21,7 +21,7 @@ use super::template::{
 };
 use super::typed::Controls;
 use super::{ConsumerKind, Touched, manager_of};
-use crate::api::{ROTATION_ANNOTATION, TOKEN_LABEL};
+use crate::api::TOKEN_LABEL;
 use crate::model::consumer::{ConsumerObservation, ConsumerPatch, Repoint, Wave, WorkloadKind};
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
@@ -193,6 +193,10 @@ fn watch_rollouts(
         .filter_map(|result| {
             futures::future::ready(result.ok().map(|resolved: Resolved| Touched {
                 namespace: resolved.namespace().unwrap_or_default(),
+                tokens: crate::model::consumer::tokens_of(
+                    resolved.rollout.metadata.labels.as_ref(),
+                    resolved.rollout.metadata.annotations.as_ref(),
+                ),
                 labels: resolved.labels().clone(),
             }))
         })
@@ -396,10 +400,29 @@ async fn patch_workload(
         Api::namespaced_with(client.clone(), &patch.namespace, &reference.resource);
     api.get(&reference.name).await?;
     let body = workload_body(reference, patch);
-    let params = PatchParams::apply(manager_of(patch)).force();
-    api.patch(&reference.name, &params, &Patch::Apply(body))
-        .await
-        .map(drop)
+    let params = PatchParams::apply(&manager_of(patch)).force();
+    let applied = api
+        .patch(&reference.name, &params, &Patch::Apply(body))
+        .await?;
+    let managed = applied.metadata.managed_fields.clone().unwrap_or_default();
+    let empty = json!({
+        "apiVersion": reference.resource.api_version,
+        "kind": reference.resource.kind,
+        "metadata": {"name": reference.name},
+    });
+    super::release_legacy(patch, &managed, |legacy| {
+        let (api, empty) = (api.clone(), empty.clone());
+        async move {
+            api.patch(
+                &reference.name,
+                &PatchParams::apply(legacy),
+                &Patch::Apply(empty),
+            )
+            .await
+            .map(drop)
+        }
+    })
+    .await
 }
 
 /// The server-side-apply body of `patch` for the workload `reference` names.
@@ -441,7 +464,7 @@ async fn patch_own_template(
         metadata["annotations"] = json!({REPOINTED_ANNOTATION: record.to_string()});
     }
     let params = PatchParams {
-        field_manager: Some(manager_of(patch).into()),
+        field_manager: Some(manager_of(patch)),
         ..PatchParams::default()
     };
     let body = json!({"metadata": metadata, "spec": {"template": template}});
@@ -534,7 +557,13 @@ pub fn cache_resolved(resolved: &Resolved) -> CachedWorkload {
         let writers = template_writers(&rollout.metadata, &[ROLLOUTS_CONTROLLER_MANAGER]);
         let ownership = (
             atomic_key_owners(&template, &writers),
-            recorded(&rollout.metadata, base.template_rotation.as_deref()),
+            // The record is kept for the rotation the label's StreamingToken stamped.
+            recorded(&rollout.metadata, base.template_rotation.as_deref())
+                .into_iter()
+                .map(|(container, variable)| {
+                    (super::CONSUMERS_MANAGER.to_string(), container, variable)
+                })
+                .collect(),
         );
         return cached_with(&rollout.metadata, base, &template, ownership);
     };
@@ -631,6 +660,8 @@ fn observe(rollout: &DynamicObject) -> ConsumerObservation {
         ready: int(&status["readyReplicas"]),
         available: int(&status["availableReplicas"]),
         template_rotation: None,
+        stamp_key: crate::api::ROTATION_ANNOTATION.into(),
+        shared: false,
         containers: Vec::new(),
         pods: None,
         selector: serde_json::from_value::<LabelSelector>(data["spec"]["selector"].clone())
@@ -645,8 +676,10 @@ fn observe(rollout: &DynamicObject) -> ConsumerObservation {
 /// list merge keys, so server-side apply would replace the containers list. Variables are
 /// set in place (or added), nothing else is touched.
 fn apply_to_template(patch: &ConsumerPatch, template: &mut Value) {
-    template["metadata"]["annotations"][ROTATION_ANNOTATION] = json!(patch.rotation_id);
-    template["metadata"]["labels"][crate::api::TOKEN_LABEL] = json!(patch.token_name);
+    template["metadata"]["annotations"][patch.stamp_key.as_str()] = json!(patch.rotation_id);
+    if patch.by_label_token() {
+        template["metadata"]["labels"][crate::api::TOKEN_LABEL] = json!(patch.token_name);
+    }
     let Some(repoint) = &patch.repoint else {
         return;
     };
@@ -690,6 +723,8 @@ fn apply_to_template(patch: &ConsumerPatch, template: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::ROTATION_ANNOTATION;
+    use crate::model::consumer::Writer;
 
     fn rollout(step_pause: Value, conditions: Value) -> DynamicObject {
         serde_json::from_value(json!({
@@ -717,8 +752,11 @@ mod tests {
             (json!({"duration": "20s"}), analysis, true),
         ];
         for (pause, conditions, blocked) in cases {
-            let observed = cache_rollout(&rollout(pause.clone(), conditions.clone()))
-                .observe("STREAMING_TOKEN", "t");
+            let observed = cache_rollout(&rollout(pause.clone(), conditions.clone())).observe(
+                "STREAMING_TOKEN",
+                "t",
+                &Writer::namespaced("telemetry"),
+            );
             assert_eq!(observed.paused, blocked, "{pause} {conditions}");
         }
     }
@@ -789,7 +827,11 @@ mod tests {
 
     fn need(rollout: &DynamicObject, id: &str) -> crate::decide::consumers::Need {
         let snapshot = crate::decide::tests::base_snapshot();
-        let observed = cache_rollout(rollout).observe("STREAMING_TOKEN", "telemetry");
+        let observed = cache_rollout(rollout).observe(
+            "STREAMING_TOKEN",
+            "telemetry",
+            &Writer::namespaced("telemetry"),
+        );
         crate::decide::consumers::repoint_need(&snapshot, &observed, id)
     }
 
@@ -848,7 +890,9 @@ mod tests {
             kind: WorkloadKind::Rollout,
             name: "web".into(),
             rotation_id: "r1".into(),
+            stamp_key: ROTATION_ANNOTATION.into(),
             token_name: "telemetry".into(),
+            writer: Writer::namespaced("telemetry"),
             repoint: Some(Repoint {
                 containers: vec![ContainerRepoint {
                     name: "app".into(),
@@ -926,7 +970,11 @@ mod tests {
             rollout: referencing(reference.clone(), status(observed), selector),
             workload: Some(deployment(4)),
         };
-        let observed = cache_resolved(&resolved("4", None)).observe("STREAMING_TOKEN", "telemetry");
+        let observed = cache_resolved(&resolved("4", None)).observe(
+            "STREAMING_TOKEN",
+            "telemetry",
+            &Writer::namespaced("telemetry"),
+        );
         assert_eq!(observed.template_rotation.as_deref(), Some("r1"));
         assert_eq!(observed.containers.len(), 1);
         assert_eq!(
@@ -942,7 +990,11 @@ mod tests {
             "the Deployment's selector when the Rollout names none"
         );
         assert_eq!(observed.observed_generation, observed.generation);
-        let behind = cache_resolved(&resolved("3", None)).observe("STREAMING_TOKEN", "telemetry");
+        let behind = cache_resolved(&resolved("3", None)).observe(
+            "STREAMING_TOKEN",
+            "telemetry",
+            &Writer::namespaced("telemetry"),
+        );
         assert!(
             behind.observed_generation < behind.generation,
             "Argo Rollouts has not acted on the Deployment's latest template yet"
@@ -952,7 +1004,11 @@ mod tests {
             rollout: referencing(reference.clone(), status("4"), None),
             workload: None,
         };
-        let observed = cache_resolved(&unread).observe("STREAMING_TOKEN", "telemetry");
+        let observed = cache_resolved(&unread).observe(
+            "STREAMING_TOKEN",
+            "telemetry",
+            &Writer::namespaced("telemetry"),
+        );
         assert_eq!(observed.template_rotation, None);
         assert!(observed.containers.is_empty());
 
@@ -961,7 +1017,9 @@ mod tests {
             kind: WorkloadKind::Rollout,
             name: "web".into(),
             rotation_id: "r2".into(),
+            stamp_key: ROTATION_ANNOTATION.into(),
             token_name: "telemetry".into(),
+            writer: Writer::namespaced("telemetry"),
             repoint: None,
         };
         let Some(Ok(parsed)) = workload_ref(&unread.rollout.data) else {

@@ -3,7 +3,7 @@
 
 use super::CONSUMERS_MANAGER;
 use crate::api::ROTATION_ANNOTATION;
-use crate::model::consumer::{ConsumerObservation, ConsumerPatch, ContainerEnv, EnvSource};
+use crate::model::consumer::{ConsumerObservation, ConsumerPatch, ContainerEnv, EnvSource, Writer};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use kube::api::ObjectMeta;
 use serde_json::{Value, json};
@@ -47,11 +47,11 @@ pub fn template_body(patch: &ConsumerPatch) -> Value {
             .collect()
     };
     let mut template = json!({
-        "metadata": {
-            "annotations": {ROTATION_ANNOTATION: patch.rotation_id},
-            "labels": {crate::api::TOKEN_LABEL: patch.token_name},
-        }
+        "metadata": {"annotations": {patch.stamp_key.as_str(): patch.rotation_id}}
     });
+    if patch.by_label_token() {
+        template["metadata"]["labels"] = json!({crate::api::TOKEN_LABEL: patch.token_name});
+    }
     let (containers, init_containers) = (entries(false), entries(true));
     if !containers.is_empty() {
         template["spec"]["containers"] = Value::Array(containers);
@@ -100,22 +100,43 @@ type CachedContainer = (String, bool, Vec<(String, EnvSource)>);
 /// of environment variable, and every container's variables in compact form.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CachedWorkload {
-    /// The value of its `streamingtoken.io/token` label.
-    pub token: String,
+    /// The StreamingTokens it reads: its `streamingtoken.io/token` label first, then those its
+    /// `streamingtoken.io/tokens` annotation lists.
+    pub tokens: Vec<String>,
     base: ConsumerObservation,
+    /// The stamps on its pod template: `(annotation, rotation)`.
+    stamps: Vec<(String, String)>,
     /// Every container and init container.
     containers: Vec<CachedContainer>,
     /// `((container, variable), managers)`: who else owns a variable's Secret key.
     key_owners: Vec<((String, String), Vec<String>)>,
-    /// `(container, variable)` entries the operator's repointing manager owns.
-    repointed: Vec<(String, String)>,
+    /// `(manager, container, variable)` entries the operator's repointing managers own.
+    repointed: Vec<(String, String, String)>,
 }
 
 impl CachedWorkload {
-    /// The observation for a StreamingToken whose consumers read `env_var`, mirrored into
-    /// Secret `mirror`.
-    pub fn observe(&self, env_var: &str, mirror: &str) -> ConsumerObservation {
+    /// True when it reads StreamingToken `token` (its label or its annotation names it).
+    pub fn reads(&self, token: &str) -> bool {
+        self.tokens.iter().any(|name| name == token)
+    }
+
+    /// The observation for StreamingToken `writer`, whose consumers read `env_var`, mirrored
+    /// into Secret `mirror`: its own stamp, and the variables its own manager applied.
+    pub fn observe(&self, env_var: &str, mirror: &str, writer: &Writer) -> ConsumerObservation {
+        let by_label = self.tokens.first() == Some(&writer.name);
+        let stamp_key = crate::model::consumer::stamp_key(by_label, &writer.name);
+        let manager = super::consumers_manager(writer, &self.base.namespace);
+        // Before each StreamingToken had a manager of its own, the shared one applied for the
+        // label's StreamingToken.
+        let ours = |entry: &str| entry == manager || (by_label && entry == CONSUMERS_MANAGER);
         let mut observation = self.base.clone();
+        observation.template_rotation = self
+            .stamps
+            .iter()
+            .find(|(key, _)| *key == stamp_key)
+            .map(|(_, rotation)| rotation.clone());
+        observation.stamp_key = stamp_key;
+        observation.shared = self.tokens.len() > 1;
         observation.containers = self
             .containers
             .iter()
@@ -145,8 +166,8 @@ impl CachedWorkload {
                 repointed: self
                     .repointed
                     .iter()
-                    .filter(|(container, _)| container == name)
-                    .map(|(_, variable)| variable.clone())
+                    .filter(|(entry, container, _)| container == name && ours(entry))
+                    .map(|(_, _, variable)| variable.clone())
                     .collect(),
             })
             .collect();
@@ -157,7 +178,10 @@ impl CachedWorkload {
 /// Who, besides the operator, owns each container variable's `valueFrom.secretKeyRef`, and
 /// which variables the operator's repointing manager has applied, read from the workload's
 /// managedFields (a GitOps tool that re-applies a manifest owns the fields it sets).
-pub(super) type EnvOwnership = (Vec<((String, String), Vec<String>)>, Vec<(String, String)>);
+pub(super) type EnvOwnership = (
+    Vec<((String, String), Vec<String>)>,
+    Vec<(String, String, String)>,
+);
 
 pub(super) fn key_owners(metadata: &ObjectMeta) -> EnvOwnership {
     let mut owners: std::collections::BTreeMap<(String, String), Vec<String>> =
@@ -171,7 +195,12 @@ pub(super) fn key_owners(metadata: &ObjectMeta) -> EnvOwnership {
         let Some(manager) = entry.manager.as_deref() else {
             continue;
         };
-        let ours = manager == CONSUMERS_MANAGER;
+        // The repointing managers: the shared one of earlier versions, and each
+        // StreamingToken's own (`streamingtoken.io/consumers.<namespace>.<name>`, a
+        // ClusterStreamingToken's `streamingtoken.io/cluster-consumers.<name>`).
+        let ours = manager == CONSUMERS_MANAGER
+            || manager.starts_with("streamingtoken.io/consumers.")
+            || manager.starts_with("streamingtoken.io/cluster-consumers.");
         if manager.starts_with("streamingtoken.io/") && !ours {
             continue;
         }
@@ -192,7 +221,11 @@ pub(super) fn key_owners(metadata: &ObjectMeta) -> EnvOwnership {
                 for (variable_key, variable) in env {
                     if ours {
                         if let Some(variable_name) = name_in(variable_key) {
-                            repointed.push((container_name.clone(), variable_name));
+                            repointed.push((
+                                manager.to_string(),
+                                container_name.clone(),
+                                variable_name,
+                            ));
                         }
                         continue;
                     }
@@ -314,14 +347,22 @@ pub(super) fn cached_with(
                 .collect()
         })
         .unwrap_or_default();
+    let stamps = template
+        .metadata
+        .iter()
+        .flat_map(|metadata| metadata.annotations.iter().flatten())
+        .filter(|(key, _)| {
+            *key == ROTATION_ANNOTATION || key.starts_with(crate::api::TOKEN_STAMP_PREFIX)
+        })
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
     CachedWorkload {
-        token: metadata
-            .labels
-            .as_ref()
-            .and_then(|labels| labels.get(crate::api::TOKEN_LABEL))
-            .cloned()
-            .unwrap_or_default(),
+        tokens: crate::model::consumer::tokens_of(
+            metadata.labels.as_ref(),
+            metadata.annotations.as_ref(),
+        ),
         base,
+        stamps,
         containers,
         key_owners,
         repointed,
@@ -336,6 +377,7 @@ pub(super) fn generation_of(metadata: &ObjectMeta) -> i64 {
 mod tests {
     use super::*;
     use crate::api::ROTATION_ANNOTATION;
+    use crate::model::consumer::Writer;
     use crate::model::consumer::{ContainerRepoint, Repoint, WorkloadKind};
     use crate::workload::deployment::cache_deployment;
     use k8s_openapi::api::apps::v1::Deployment;
@@ -377,8 +419,8 @@ mod tests {
         }))
         .expect("deployment");
         let cached = cache_deployment(&deployment);
-        assert_eq!(cached.token, "telemetry");
-        let observed = cached.observe("STREAMING_TOKEN", "t");
+        assert_eq!(cached.tokens, ["telemetry"]);
+        let observed = cached.observe("STREAMING_TOKEN", "t", &Writer::namespaced("telemetry"));
         assert_eq!(
             (
                 observed.kind,
@@ -403,7 +445,7 @@ mod tests {
         assert!(observed.selector.is_some());
         let sources = |variable: &str| -> Vec<(String, EnvSource)> {
             cached
-                .observe(variable, "t")
+                .observe(variable, "t", &Writer::namespaced("telemetry"))
                 .containers
                 .into_iter()
                 .map(|container| (container.name, container.source))
@@ -422,7 +464,10 @@ mod tests {
         );
         assert_eq!(sources("OTHER_TOKEN")[0].1, EnvSource::Literal);
         assert_eq!(
-            cached.observe("STREAMING_TOKEN", "t").containers[0].key_owners,
+            cached
+                .observe("STREAMING_TOKEN", "t", &Writer::namespaced("telemetry"))
+                .containers[0]
+                .key_owners,
             [(
                 "STREAMING_TOKEN".to_string(),
                 vec!["argocd-controller".to_string()]
@@ -430,7 +475,10 @@ mod tests {
             "who else owns the Secret reference (the operator's own manager left out)"
         );
         assert_eq!(
-            cached.observe("STREAMING_TOKEN", "t").containers[0].repointed,
+            cached
+                .observe("STREAMING_TOKEN", "t", &Writer::namespaced("telemetry"))
+                .containers[0]
+                .repointed,
             ["STREAMING_TOKEN"],
             "what the operator applied before"
         );
@@ -444,7 +492,9 @@ mod tests {
             kind: WorkloadKind::StatefulSet,
             name: "db".into(),
             rotation_id: "r7".into(),
+            stamp_key: ROTATION_ANNOTATION.into(),
             token_name: "telemetry".into(),
+            writer: Writer::namespaced("telemetry"),
             repoint: Some(Repoint {
                 containers: vec![
                     ContainerRepoint {
@@ -493,5 +543,96 @@ mod tests {
                 .get("spec")
                 .is_none()
         );
+    }
+
+    /// A Deployment labelled for `telemetry` and annotated for `billing`, stamped by both, with
+    /// one variable each applied by: the shared manager of earlier versions (`TELEMETRY`) and
+    /// billing's own (`BILLING`).
+    fn two_readers() -> Deployment {
+        let env_entry = |name: &str| {
+            json!({"f:containers": {"k:{\"name\":\"app\"}": {"f:env": {
+                format!("k:{{\"name\":\"{name}\"}}"): {".": {}, "f:name": {}, "f:valueFrom": {"f:secretKeyRef": {}}}
+            }}}})
+        };
+        serde_json::from_value(json!({
+            "metadata": {
+                "name": "api", "namespace": "prod",
+                "labels": {"streamingtoken.io/token": "telemetry"},
+                "annotations": {"streamingtoken.io/tokens": "billing"},
+                "managedFields": [
+                    {"manager": "streamingtoken.io/consumers", "operation": "Apply", "fieldsType": "FieldsV1",
+                     "fieldsV1": {"f:spec": {"f:template": {"f:spec": env_entry("TELEMETRY")}}}},
+                    {"manager": "streamingtoken.io/consumers.prod.billing", "operation": "Apply", "fieldsType": "FieldsV1",
+                     "fieldsV1": {"f:spec": {"f:template": {"f:spec": env_entry("BILLING")}}}}
+                ]
+            },
+            "spec": {
+                "selector": {"matchLabels": {"app": "api"}},
+                "template": {
+                    "metadata": {"annotations": {
+                        ROTATION_ANNOTATION: "r4.aaaa", "rotation.streamingtoken.io/billing": "r2.bbbb"
+                    }},
+                    "spec": {"containers": [{"name": "app", "env": [
+                        {"name": "TELEMETRY", "valueFrom": {"secretKeyRef": {"name": "telemetry", "key": "token2"}}},
+                        {"name": "BILLING", "valueFrom": {"secretKeyRef": {"name": "billing", "key": "token2"}}}
+                    ]}]}
+                }
+            }
+        }))
+        .expect("deployment")
+    }
+
+    #[test]
+    fn each_token_sees_its_own_stamp_and_what_its_own_manager_applied() {
+        let cached = cache_deployment(&two_readers());
+        assert_eq!(cached.tokens, ["telemetry", "billing"]);
+        assert!(cached.reads("billing") && cached.reads("telemetry") && !cached.reads("other"));
+        let telemetry = cached.observe(
+            "STREAMING_TOKEN",
+            "telemetry",
+            &Writer::namespaced("telemetry"),
+        );
+        assert_eq!(telemetry.stamp_key, ROTATION_ANNOTATION);
+        assert_eq!(telemetry.template_rotation.as_deref(), Some("r4.aaaa"));
+        assert!(telemetry.shared);
+        assert_eq!(
+            telemetry.containers[0].repointed,
+            ["TELEMETRY"],
+            "the shared manager of earlier versions applied for the label's token"
+        );
+        let billing = cached.observe("STREAMING_TOKEN", "billing", &Writer::namespaced("billing"));
+        assert_eq!(billing.stamp_key, "rotation.streamingtoken.io/billing");
+        assert_eq!(billing.template_rotation.as_deref(), Some("r2.bbbb"));
+        assert_eq!(billing.containers[0].repointed, ["BILLING"]);
+        assert_eq!(
+            billing.containers[0].mirror_reads,
+            [("BILLING".to_string(), "token2".to_string())],
+            "only what reads its own Secret"
+        );
+    }
+
+    #[test]
+    fn a_second_token_stamps_its_own_annotation_and_leaves_the_pod_label_alone() {
+        let patch = ConsumerPatch {
+            namespace: "prod".into(),
+            kind: WorkloadKind::Deployment,
+            name: "api".into(),
+            rotation_id: "r3.bbbb".into(),
+            stamp_key: crate::model::consumer::stamp_key(false, "billing"),
+            token_name: "billing".into(),
+            writer: Writer::namespaced("billing"),
+            repoint: None,
+        };
+        let body = apply_body(&patch, "apps/v1");
+        let metadata = &body["spec"]["template"]["metadata"];
+        assert_eq!(
+            metadata["annotations"]["rotation.streamingtoken.io/billing"],
+            "r3.bbbb"
+        );
+        assert!(
+            metadata["annotations"].get(ROTATION_ANNOTATION).is_none(),
+            "{body}"
+        );
+        assert!(metadata.get("labels").is_none(), "{body}");
     }
 }

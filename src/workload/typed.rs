@@ -33,8 +33,7 @@ where
     let config = watcher::Config::default()
         .labels(TOKEN_LABEL)
         .any_semantic();
-    watcher(api, config)
-        .default_backoff()
+    lagged(watcher(api, config).default_backoff())
         .inspect(move |event| {
             if let Ok(event) = event {
                 cache.apply(kind, event, convert);
@@ -44,8 +43,41 @@ where
         .filter_map(|result| {
             futures::future::ready(result.ok().map(|object| Touched {
                 namespace: object.namespace().unwrap_or_default(),
+                tokens: crate::model::consumer::tokens_of(
+                    object.meta().labels.as_ref(),
+                    object.meta().annotations.as_ref(),
+                ),
                 labels: object.labels().clone(),
             }))
+        })
+        .boxed()
+}
+
+/// The e2e tests' stand-in for a lagging watch (a busy API server, a slow connection): with the
+/// `e2e` feature and `STREAMING_TOKEN_OPERATOR_WORKLOAD_WATCH_LAG_MS`, every workload event
+/// reaches the cache that long after it arrived. A release build ignores the variable.
+fn lagged<S>(stream: S) -> BoxStream<'static, S::Item>
+where
+    S: futures::Stream + Send + 'static,
+    S::Item: Send + 'static,
+{
+    let lag = cfg!(feature = "e2e")
+        .then(|| std::env::var("STREAMING_TOKEN_OPERATOR_WORKLOAD_WATCH_LAG_MS").ok())
+        .flatten()
+        .and_then(|text| text.parse::<u64>().ok())
+        .map(std::time::Duration::from_millis);
+    let Some(lag) = lag else {
+        return stream.boxed();
+    };
+    let (sender, receiver) = futures::channel::mpsc::unbounded();
+    tokio::spawn(stream.for_each(move |item| {
+        let _ = sender.unbounded_send((tokio::time::Instant::now(), item));
+        futures::future::ready(())
+    }));
+    receiver
+        .then(move |(arrived, item)| async move {
+            tokio::time::sleep_until(arrived + lag).await;
+            item
         })
         .boxed()
 }
@@ -91,11 +123,28 @@ where
         + std::fmt::Debug,
     K::DynamicType: Default,
 {
-    let params = PatchParams::apply(manager_of(patch)).force();
-    Api::<K>::namespaced(client.clone(), &patch.namespace)
-        .patch(&patch.name, &params, &Patch::Apply(body))
-        .await
-        .map(drop)
+    let params = PatchParams::apply(&manager_of(patch)).force();
+    let api = Api::<K>::namespaced(client.clone(), &patch.namespace);
+    let empty = serde_json::json!({
+        "apiVersion": body["apiVersion"],
+        "kind": body["kind"],
+        "metadata": {"name": patch.name},
+    });
+    let applied = api.patch(&patch.name, &params, &Patch::Apply(body)).await?;
+    let managed = applied.meta().managed_fields.clone().unwrap_or_default();
+    super::release_legacy(patch, &managed, |legacy| {
+        let (api, empty) = (api.clone(), empty.clone());
+        async move {
+            api.patch(
+                &patch.name,
+                &PatchParams::apply(legacy),
+                &Patch::Apply(empty),
+            )
+            .await
+            .map(drop)
+        }
+    })
+    .await
 }
 
 /// Which pods an object of a kind controls, read from a pod's controller reference and labels.

@@ -20,5 +20,6 @@ mod rotation;
 mod secrecy;
 mod ship;
 mod support;
+mod tworeaders;
 mod waves;
 mod windows;

@@ -325,3 +325,92 @@ async fn a_blocked_consumer_in_wave_two_holds_wave_three() {
         );
     }
 }
+
+/// A budget of 1 while the operator's workload watch lags 2 s behind the API server (the e2e
+/// fault hook): consumers labelled one after another mid-wave (named to sort before those
+/// waiting) never push the consumers rolling at once past the budget. Counted from the
+/// Deployments' own status, as the API server serves it, not from the operator's status.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_consumer_labelled_mid_wave_while_the_watch_lags_never_exceeds_the_budget() {
+    let admin = support::admin_client().await;
+    let namespace = support::namespace(&admin, "waves-lag").await;
+    let options = OperatorOptions {
+        extra_env: vec![(
+            "STREAMING_TOKEN_OPERATOR_WORKLOAD_WATCH_LAG_MS".into(),
+            "2000".into(),
+        )],
+        ..OperatorOptions::default()
+    };
+    let _operator = Operator::start(&admin, &namespace, options).await;
+    let tokens: Api<StreamingToken> = Api::namespaced(admin.clone(), &namespace);
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &namespace);
+    let names: Vec<String> = (0..4).map(|index| format!("c{index}")).collect();
+    // Not consumers yet: labelled during the rotation.
+    let late: Vec<String> = (0..6).map(|index| format!("a{index}")).collect();
+    for name in names.iter().chain(&late) {
+        let token = names.contains(name).then_some("lag");
+        let mut deployment = fixtures::deployment(name, &namespace, token, 1);
+        // Each rollout lasts longer than the watch lags (a pod counts as available 4 s
+        // after it is ready).
+        deployment.spec.min_ready_seconds = Some(4);
+        support::apply(&deployments, &deployment).await;
+    }
+    let all: Vec<&str> = names.iter().chain(&late).map(String::as_str).collect();
+    support::wait_deployments_available(&admin, &namespace, &all).await;
+    let mut token = fixtures::token("lag", &namespace)
+        .with_trigger("t0")
+        .build();
+    token.spec.rotation.max_concurrent_consumers =
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1));
+    support::apply(&tokens, &token).await;
+    wait_condition(&tokens, "lag", "Ready", "True", "TokensReady", TIMEOUT).await;
+    let observed = observe(deployments.clone());
+    let ledger = Ledger::start(&admin, &namespace, "lag").await;
+    // Let the lagging watch deliver the first list before the rotation starts.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    support::set_trigger(&tokens, "lag", "t1").await;
+    // Each time a consumer finishes rolling, the operator (2 s behind) starts the next one about
+    // 2 s later; a consumer labelled 1 s after the finish shows up in its cache after that start
+    // and before the started consumer's new template does.
+    for (index, name) in late.iter().enumerate() {
+        wait_for("a consumer to finish rolling", TIMEOUT, || async {
+            let finished = observed.lock().expect("lock").finished.len();
+            if finished > index {
+                Ok(())
+            } else {
+                Err(format!("{finished} finished"))
+            }
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        deployments
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"labels": {"streamingtoken.io/token": "lag"}}})),
+            )
+            .await
+            .expect("labelled");
+    }
+    support::wait_rotation_done(&tokens, "lag", "r1", TIMEOUT).await;
+    ledger.assert_no_outage().await;
+    let (most_at_once, finished) = {
+        let observed = observed.lock().expect("lock");
+        (observed.most_at_once, observed.finished.len())
+    };
+    eprintln!(
+        "[waves] budget 1, watch lag 2 s: at most {most_at_once} of 10 consumers rolled at once"
+    );
+    assert_eq!(finished, 10, "every consumer rolled, the late ones too");
+    assert_eq!(
+        most_at_once, 1,
+        "{most_at_once} consumers rolled at once (budget 1)"
+    );
+    for name in names.iter().chain(&late) {
+        assert_eq!(
+            support::rollouts(&admin, &namespace, name).await,
+            1,
+            "{name} rolled exactly once"
+        );
+    }
+}

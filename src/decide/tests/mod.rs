@@ -208,6 +208,7 @@ impl Fixture {
             queued_request: None,
             waves: None,
             consumers_started_at: None,
+            started: Vec::new(),
             left_alone: Vec::new(),
             platform_rotate: None,
         });
@@ -268,6 +269,8 @@ fn consumer(name: &str, rotation: Option<&str>, pointed_at_token2: bool) -> Cons
         ready: 2,
         available: 2,
         template_rotation: rotation.map(Into::into),
+        stamp_key: crate::api::ROTATION_ANNOTATION.into(),
+        shared: false,
         containers: vec![ContainerEnv {
             name: "app".into(),
             init: false,
@@ -335,6 +338,7 @@ fn pod_record(
             name: name.into(),
         }),
         rotation: rotation.map(Into::into),
+        token_stamps: Vec::new(),
         token_label: None,
         created_at: 1_800_000_000 + 50,
         deletion_deadline: None,

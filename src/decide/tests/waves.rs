@@ -177,3 +177,85 @@ fn a_restart_under_a_budget_restarts_a_few_at_a_time_and_none_twice() {
     fixture.snapshot.namespaces[0].consumers[0] = consumer("a", Some("r1"), true);
     assert_eq!(patched(&fixture.plan()), ["b"]);
 }
+
+fn started(consumer: &str, seconds: i64) -> crate::api::ConsumerStart {
+    crate::api::ConsumerStart {
+        consumer: format!("Deployment/{consumer}"),
+        started_at: at(seconds),
+    }
+}
+
+#[test]
+fn a_consumer_patched_but_not_yet_seen_by_the_watch_holds_its_slot() {
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let mut fixture = fixture()
+        .established(("one", "two"), (1, 2))
+        .rotating(PHASE_REPOINTING, 1, RotationStrategy::ZeroDowntime)
+        // Labelled a moment ago, sorted first.
+        .consumer(consumer("a-new", None, false))
+        // Patched by the previous pass; the workload watch still shows its old template.
+        .consumer(consumer("b", None, false))
+        .consumer(rolling_consumer("c"))
+        .consumer(consumer("d", None, false));
+    fixture.snapshot.spec.rotation.max_concurrent_consumers = Some(IntOrString::Int(2));
+    if let Some(rotation) = fixture.snapshot.status.rotation.as_mut() {
+        rotation.started = vec![started("b", 90), started("c", 50)];
+    }
+    let plan = fixture.plan();
+    assert_eq!(
+        patched(&plan),
+        ["b"],
+        "b holds its slot (its patch written again, a no-op); a-new waits"
+    );
+    let rotation = plan.status.rotation.expect("rotation");
+    let waves = rotation.waves.expect("waves");
+    assert_eq!((waves.rolling, waves.pending), (2, 2));
+    assert_eq!(
+        rotation.started,
+        [started("b", 90), started("c", 50)],
+        "first starts kept"
+    );
+    // c verified: it leaves the record, and its slot goes to the next in order (a-new).
+    fixture.snapshot.namespaces[0].consumers[2] = consumer("c", Some("r1"), true);
+    let plan = fixture.plan();
+    assert_eq!(patched(&plan), ["a-new", "b"]);
+    assert_eq!(
+        plan.status.rotation.expect("rotation").started,
+        [started("b", 90), started("a-new", 100)]
+    );
+}
+
+#[test]
+fn a_consumer_stuck_in_an_early_wave_keeps_its_own_deadline() {
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    for (phase, pending) in [(PHASE_REPOINTING, true), (PHASE_AWAITING_ROLLOUT, false)] {
+        let mut fixture = fixture()
+            .established(("one", "two"), (1, 2))
+            .rotating(phase, 1, RotationStrategy::ZeroDowntime)
+            .consumer(waved(rolling_consumer("stuck"), 0))
+            .consumer(waved(rolling_consumer("late"), 0));
+        if pending {
+            fixture = fixture.consumer(waved(consumer("pending", None, false), 0));
+        }
+        fixture.snapshot.spec.rotation.max_concurrent_consumers = Some(IntOrString::Int(2));
+        fixture.snapshot.spec.rotation.rollout_timeout = "60s".into();
+        if let Some(rotation) = fixture.snapshot.status.rotation.as_mut() {
+            // stuck started at 10 s; late at 80 s (the latest start of the rotation).
+            rotation.rollout_started_at = Some(at(0));
+            rotation.consumers_started_at = Some(at(80));
+            rotation.started = vec![started("stuck", 10), started("late", 80)];
+        }
+        let plan = fixture.plan();
+        let blocked = plan.status.consumers.expect("summary").blocked;
+        let reasons: Vec<(&str, &str)> = blocked
+            .iter()
+            .map(|entry| (entry.name.as_str(), entry.reason.as_str()))
+            .collect();
+        assert_eq!(
+            reasons,
+            [("stuck", "RolloutTimeout")],
+            "{phase}: 90 s since stuck started, 20 s since late did"
+        );
+        assert!(plan.secret.is_none(), "{phase}");
+    }
+}
