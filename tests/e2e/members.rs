@@ -435,6 +435,11 @@ async fn member_down(prefix: &str, after_repoint: bool) {
             line("west").is_some_and(|line| line.ends_with(" 1.0")),
             "{metrics}"
         );
+        // GitOps tools see a rotation that is not done, not a healthy object.
+        let held = fleet.tokens.get(NAME).await.expect("StreamingToken");
+        let (kstatus, argocd) = judged(&held);
+        assert_ne!(kstatus, "Current", "kstatus while east is down");
+        assert_ne!(argocd, "Healthy", "Argo CD while east is down");
     });
     let outcome = futures::FutureExt::catch_unwind(started).await;
     east.start_apiserver();
@@ -451,6 +456,8 @@ async fn member_down(prefix: &str, after_repoint: bool) {
         TIMEOUT,
     )
     .await;
+    let done = fleet.tokens.get(NAME).await.expect("StreamingToken");
+    assert_eq!(judged(&done), ("Current".into(), "Healthy".into()));
     assert!(
         !fleet
             .scenario
@@ -790,4 +797,14 @@ async fn a_member_removed_from_the_spec_is_revoked() {
         })
         .await;
     assert_eq!(status.clusters.len(), 1);
+}
+
+/// What kstatus and Argo CD's health check (the shipped Lua) say of `token`.
+fn judged(token: &StreamingToken) -> (String, String) {
+    let mut value = serde_json::to_value(token).expect("serializes");
+    value["apiVersion"] = json!("streamingtoken.io/v1alpha1");
+    value["kind"] = json!("StreamingToken");
+    let kstatus = crate::ecosystem::kstatus_of(std::slice::from_ref(&value));
+    let argocd = crate::ecosystem::argocd_health_of(std::slice::from_ref(&value));
+    (kstatus[0].0.clone(), argocd[0].0.clone())
 }
