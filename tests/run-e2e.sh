@@ -23,7 +23,11 @@ tests/controlplane/cluster.sh up
 # (tests/e2e/members.rs, which fail without STO_E2E_MEMBERS).
 STO_E2E_MEMBERS=
 for member in "${MEMBERS[@]}"; do
-  CLUSTER_DIR=$CLUSTER_DIR/members/$member CLUSTER_NODES=1 tests/controlplane/cluster.sh up
+  # No watch cache: a watch that resumes after the member's API server restarted is served from
+  # etcd's history (every event, with its revision) instead of a relist, so the ledgers there
+  # know when each pod went.
+  CLUSTER_DIR=$CLUSTER_DIR/members/$member CLUSTER_NODES=1 CLUSTER_APISERVER_FLAGS=--watch-cache=false \
+    tests/controlplane/cluster.sh up
   STO_E2E_MEMBERS+="${STO_E2E_MEMBERS:+,}$member=$CLUSTER_DIR/members/$member"
 done
 export STO_E2E_MEMBERS

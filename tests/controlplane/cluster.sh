@@ -164,7 +164,7 @@ EOF
     --service-account-key-file="$pki/sa.pub" --service-account-signing-key-file="$pki/sa.key" \
     --authorization-mode=Node,RBAC --service-cluster-ip-range=10.96.0.0/16 \
     --audit-policy-file="$CLUSTER_DIR/audit-policy.yaml" --audit-log-path="$CLUSTER_DIR/logs/audit.log" \
-    --audit-log-maxsize=500 --audit-log-mode=blocking)
+    --audit-log-maxsize=500 --audit-log-mode=blocking ${CLUSTER_APISERVER_FLAGS:-})
   # Kept so that `restart-apiserver` starts it again exactly so (tests that stop a member's).
   printf '%q ' "${apiserver[@]}" >"$CLUSTER_DIR/run/kube-apiserver.cmd"
   start kube-apiserver "${apiserver[@]}"

@@ -492,7 +492,15 @@ async fn a_kubectl_apply_revert_of_a_rollout_is_reported_not_fought() {
     }
     let patches = audited_rollout_patches(&user, &namespace, "web") - patches_repointed;
     let revisions = revision(&rollouts, "web").await - revision_repointed;
-    let blocked = blocked_entry(&tokens, "rv", "web").await;
+    // Reported once the operator has seen the last apply's Rollout settle (a pass may read it
+    // while Argo Rollouts is still progressing the reverted template).
+    let blocked = wait_for("the revert reported", TIMEOUT, || async {
+        match blocked_entry(&tokens, "rv", "web").await {
+            Some(entry) => Ok(Some(entry)),
+            None => Err("not listed as blocked".to_string()),
+        }
+    })
+    .await;
     eprintln!(
         "a minute of kubectl apply every 5 s after the repoint: {patches} more operator patch(es) of the Rollout, {revisions} more revision(s) (revision {revision_repointed} at the repoint); blocked: {blocked:?}"
     );

@@ -113,10 +113,13 @@ pub struct History {
     relist: Option<PodRelist>,
     /// The pair of record lives in another cluster (a member cluster's ledger): its
     /// resourceVersions are another etcd's and say nothing of this one's order. Each record
-    /// version is then placed where the observer received it: after everything it had received
-    /// from this cluster, before anything it receives next (this cluster's resourceVersions are
-    /// scaled by [`REMOTE_SCALE`] to leave room). Watch delivery on loopback takes milliseconds;
-    /// the operator's margins are seconds.
+    /// version is then given a position in this cluster's own order: as soon as the observer
+    /// receives it, it writes a marker object in this cluster (retrying while its API server is
+    /// down), and the record version is placed right after the marker's resourceVersion (this
+    /// cluster's resourceVersions are scaled by [`REMOTE_SCALE`] to leave room). The marker is
+    /// written after the record version was, so the position is never earlier than the truth:
+    /// a pod this cluster still had when the marker was written was alive after the
+    /// deactivation (a watch that lags or reconnects cannot make it look gone, nor alive).
     remote_record: bool,
 }
 
@@ -159,8 +162,9 @@ impl History {
     /// Records a version of the pair of record's Secret as the apiserver returned it.
     pub fn record_observed(&mut self, rv: u64, secret: &Secret) {
         let pair = self.pair_of(secret);
+        // Remote: `rv` is the marker's, in this cluster's order.
         let rv = if self.remote_record {
-            self.max_rv + 1
+            self.local(rv) + REMOTE_SCALE / 2
         } else {
             rv
         };
@@ -732,22 +736,25 @@ impl Ledger {
                 Api::namespaced(member.clone(), namespace),
                 Watched::Copy,
                 format!("{namespace}/{secret}"),
+                None,
             ),
             (
                 Api::namespaced(hub.clone(), home),
                 Watched::Record,
                 format!("{home}/{secret} (hub)"),
+                Some(Api::namespaced(member.clone(), namespace)),
             ),
         ];
         let mut waits = Vec::new();
-        for (api, watched, what) in watches {
+        for (api, watched, what, clock) in watches {
             let (listed, ready) = oneshot::channel();
-            ledger.tasks.push(tokio::spawn(watch_secret(
+            ledger.tasks.push(tokio::spawn(watch_secret_with(
                 api,
                 secret.to_string(),
                 ledger.history.clone(),
                 listed,
                 watched,
+                clock,
             )));
             waits.push((what, ready));
         }
@@ -824,6 +831,47 @@ async fn watch_secret(
     listed: oneshot::Sender<()>,
     watched: Watched,
 ) {
+    watch_secret_with(api, name, history, listed, watched, None).await;
+}
+
+/// Writes the marker ConfigMap with `clock` (retrying every 100 ms while the API server does not
+/// answer) and returns its resourceVersion: a point of that cluster's order after now.
+async fn mark(clock: &Api<k8s_openapi::api::core::v1::ConfigMap>) -> u64 {
+    use kube::api::{Patch, PatchParams};
+    let mut sequence = 0u64;
+    loop {
+        sequence += 1;
+        let body = serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "ledger-clock"},
+            "data": {"mark": format!("{:?}-{sequence}", std::time::Instant::now())},
+        });
+        match clock
+            .patch(
+                "ledger-clock",
+                &PatchParams::apply("ledger").force(),
+                &Patch::Apply(&body),
+            )
+            .await
+        {
+            Ok(written) => match resource_version(&written.metadata) {
+                Some(rv) => return rv,
+                None => panic!("ledger: a marker without a numeric resourceVersion"),
+            },
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// The same; a remote record's versions are positioned by a marker written with `clock`.
+async fn watch_secret_with(
+    api: Api<Secret>,
+    name: String,
+    history: Arc<Mutex<History>>,
+    listed: oneshot::Sender<()>,
+    watched: Watched,
+    clock: Option<Api<k8s_openapi::api::core::v1::ConfigMap>>,
+) {
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
     let mut stream = watcher(api, config).default_backoff().boxed();
     let mut listed = Some(listed);
@@ -836,15 +884,27 @@ async fn watch_secret(
                 continue;
             }
         };
+        // A remote record's version: its position in the pods' cluster, taken before locking.
+        let marker = match (&event, &clock) {
+            (watcher::Event::InitApply(_) | watcher::Event::Apply(_), Some(clock)) => {
+                Some(mark(clock).await)
+            }
+            _ => None,
+        };
         let mut history = lock(&history);
         match event {
             watcher::Event::Init => seen_in_list = false,
             watcher::Event::InitApply(secret) | watcher::Event::Apply(secret) => {
                 seen_in_list = true;
-                match resource_version(&secret.metadata) {
-                    Some(rv) if watched == Watched::Record => history.record_observed(rv, &secret),
-                    Some(rv) => history.secret_observed(rv, &secret),
-                    None => eprintln!("ledger: Secret {name} without a numeric resourceVersion"),
+                match (resource_version(&secret.metadata), marker) {
+                    (Some(_), Some(marker)) => history.record_observed(marker, &secret),
+                    (Some(rv), None) if watched == Watched::Record => {
+                        history.record_observed(rv, &secret)
+                    }
+                    (Some(rv), None) => history.secret_observed(rv, &secret),
+                    (None, _) => {
+                        eprintln!("ledger: Secret {name} without a numeric resourceVersion")
+                    }
                 }
             }
             // The record is never deleted under a running test.
