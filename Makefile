@@ -9,7 +9,7 @@ E2E_CLUSTER_DIR ?= $(CURDIR)/.cluster/e2e
 CRD := crds/streamingtokens.streamingtoken.io.yaml
 CLUSTER_CRD := crds/clusterstreamingtokens.streamingtoken.io.yaml
 
-.PHONY: all build crds controlplane cluster-up cluster-down registry-up run test test-unit test-e2e lint helm-test bench release
+.PHONY: all build crds controlplane cluster-up members-up cluster-down registry-up run test test-unit test-e2e lint helm-test bench release
 
 all: build
 
@@ -32,9 +32,18 @@ controlplane:
 cluster-up:
 	@CLUSTER_DIR=$(CLUSTER_DIR) tests/controlplane/cluster.sh up
 
-## Stop every process cluster-up (and registry-up) started and remove its state.
+## Start two member clusters (east, west) next to it for the member-cluster tests, as make test
+## does; their kubeconfigs in .cluster/members/<name>/kubeconfig.
+members-up:
+	@for member in east west; do \
+	  CLUSTER_DIR=$(CLUSTER_DIR)/members/$$member CLUSTER_NODES=1 CLUSTER_APISERVER_FLAGS=--watch-cache=false \
+	    tests/controlplane/cluster.sh up; \
+	done
+
+## Stop every process cluster-up (and members-up, registry-up) started and remove its state.
 cluster-down:
 	@tests/registry/registry.sh down $(CLUSTER_DIR)/registry
+	@for member in east west; do CLUSTER_DIR=$(CLUSTER_DIR)/members/$$member tests/controlplane/cluster.sh down; done
 	@CLUSTER_DIR=$(CLUSTER_DIR) tests/controlplane/cluster.sh down
 
 ## Start an OCI registry on 127.0.0.1 (state in .cluster/registry) and publish the chart and the
@@ -91,6 +100,7 @@ test-e2e:
 	STO_E2E_REGISTRY=$$(cat $(CLUSTER_DIR)/registry/address 2>/dev/null) \
 	STO_E2E_RELEASE=$(CLUSTER_DIR)/registry/release STO_E2E_KREW=$$(tests/go-helper.sh krew) \
 	STO_E2E_IMAGE_PLATFORMS="$${STO_IMAGE_PLATFORMS:-linux/amd64}" \
+	STO_E2E_MEMBERS=east=$(CLUSTER_DIR)/members/east,west=$(CLUSTER_DIR)/members/west \
 	$(CARGO) test --locked --features e2e --test e2e -- --test-threads=4
 
 ## What a release runs (tests/release.sh: helm package, helm push to oci://REGISTRY/charts, the
