@@ -808,3 +808,76 @@ fn judged(token: &StreamingToken) -> (String, String) {
     let argocd = crate::ecosystem::argocd_health_of(std::slice::from_ref(&value));
     (kstatus[0].0.clone(), argocd[0].0.clone())
 }
+
+/// A member removed mid-rotation, after its consumer moved to Token 2: the rotation no longer
+/// waits for it and its copy never receives the new pair, but its pods read the Token 2 key of
+/// that copy, which stays valid after the deactivation: no outage there (its ledger), and its
+/// copy stays until nothing reads it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_member_removed_mid_rotation_keeps_its_copy_while_read() {
+    let _serial = members::SERIAL.lock().await;
+    let fleet = Fleet::start("members-leave-mid").await;
+    let old = fleet.wait_synced().await;
+    let west = fleet.member("west");
+    let west_ledger = Ledger::against_remote_record(
+        &west.admin,
+        fleet.namespace(),
+        NAME,
+        &fleet.scenario.admin,
+        fleet.namespace(),
+    )
+    .await;
+    fleet.set_paused(&fleet.scenario.admin, true).await;
+    support::set_trigger(&fleet.tokens, NAME, "r1").await;
+    let stamp = support::rotation_stamp(&fleet.tokens, NAME, "r1").await;
+    wait_for("west's consumer rolled onto Token 2", TIMEOUT, || async {
+        let deployment = Api::<Deployment>::namespaced(west.admin.clone(), fleet.namespace())
+            .get("api")
+            .await
+            .map_err(|error| error.to_string())?;
+        let status = deployment.status.clone().unwrap_or_default();
+        let template = serde_json::to_string(&deployment.spec.template).unwrap_or_default();
+        if template.contains("token2")
+            && template.contains(&stamp)
+            && status.updated_replicas == Some(2)
+            && status.replicas == Some(2)
+        {
+            Ok(())
+        } else {
+            Err(format!("{status:?}"))
+        }
+    })
+    .await;
+    fleet
+        .tokens
+        .patch(
+            NAME,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"clusters": [fleet.clusters[0]]}})),
+        )
+        .await
+        .expect("west removed");
+    fleet
+        .wait_status("west leaving", |status| {
+            member_state(status, "west").is_some_and(|west| west.state == "Leaving")
+        })
+        .await;
+    fleet.set_paused(&fleet.scenario.admin, false).await;
+    support::wait_rotation_done(&fleet.tokens, NAME, "r1", TIMEOUT).await;
+    assert_eq!(
+        pair(&fleet.scenario.admin, fleet.namespace()).await.0,
+        old.1
+    );
+    assert_eq!(
+        pair(&west.admin, fleet.namespace()).await,
+        old,
+        "the revoked member's copy received a later pair"
+    );
+    west_ledger.assert_no_outage().await;
+    let status = fleet.status().await;
+    assert!(
+        member_state(&status, "west").is_some_and(|west| west.state == "Leaving"),
+        "{:?}",
+        status.clusters
+    );
+}
