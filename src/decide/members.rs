@@ -40,7 +40,13 @@ pub fn statuses(snapshot: &Snapshot, listed: &[NamespaceStatus], now: &Time) -> 
                     .or_else(|| before.map(|before| before.kubeconfig_secret_ref.clone()))
                     .unwrap_or_default(),
                 state: entry.state.clone(),
-                consumers: entry.consumers,
+                // An unreadable member's consumers are not known now: the last count stays.
+                consumers: match before {
+                    Some(before) if entry.state == NamespaceState::Unreachable.as_str() => {
+                        before.consumers
+                    }
+                    _ => entry.consumers,
+                },
                 verified: entry.verified,
                 last_transition_time: since,
                 message: entry.message.clone(),

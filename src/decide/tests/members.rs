@@ -57,9 +57,25 @@ fn a_member_in_sync_lets_the_rotation_deactivate_token1() {
 
 #[test]
 fn a_member_that_cannot_be_read_holds_the_rotation() {
-    let plan = deactivating_with(member_view(CopyObservation::Unreachable(
-        "its API server did not answer".into(),
-    )));
+    let mut fixture = fixture()
+        .established(("one", "two"), (1, 2))
+        .rotating(PHASE_AWAITING_ROLLOUT, 1, RotationStrategy::ZeroDowntime)
+        .consumer(consumer("api", Some("r1"), true))
+        .member(member_view(CopyObservation::Unreachable(
+            "its API server did not answer".into(),
+        )));
+    fixture.snapshot.status.clusters = vec![crate::api::MemberStatus {
+        name: "east".into(),
+        namespace: "prod".into(),
+        state: "Synced".into(),
+        consumers: 3,
+        ..Default::default()
+    }];
+    let plan = fixture.plan();
+    assert_eq!(
+        plan.status.clusters[0].consumers, 3,
+        "the last count is kept"
+    );
     assert!(!plan.deactivates);
     assert!(plan.copies.is_empty(), "nothing is written to it");
     let blocked = &plan.status.consumers.as_ref().expect("consumers").blocked;
