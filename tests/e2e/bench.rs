@@ -16,6 +16,33 @@ use std::time::{Duration, Instant};
 use streaming_token_operator::api::ROTATION_ANNOTATION;
 use streaming_token_operator::api::StreamingToken;
 
+/// Waits until `count` Deployments of `deployments` have their one replica available.
+async fn wait_available(deployments: &Api<Deployment>, count: usize, timeout: Duration) {
+    wait_for("every consumer available", timeout, || async {
+        let list = deployments
+            .list(&Default::default())
+            .await
+            .map_err(|error| error.to_string())?;
+        let ready = list
+            .items
+            .iter()
+            .filter(|deployment| {
+                deployment
+                    .status
+                    .as_ref()
+                    .and_then(|status| status.available_replicas)
+                    == Some(1)
+            })
+            .count();
+        if ready == count {
+            Ok(())
+        } else {
+            Err(format!("{ready}/{count}"))
+        }
+    })
+    .await;
+}
+
 async fn rotation_latency(consumers: usize) {
     rotation_latency_with(consumers, None).await;
 }
@@ -69,33 +96,7 @@ async fn rotation_latency_with(consumers: usize, budget: Option<i32>) {
         Duration::from_secs(120),
     )
     .await;
-    wait_for(
-        "every consumer available",
-        Duration::from_secs(300),
-        || async {
-            let list = deployments
-                .list(&Default::default())
-                .await
-                .map_err(|error| error.to_string())?;
-            let ready = list
-                .items
-                .iter()
-                .filter(|deployment| {
-                    deployment
-                        .status
-                        .as_ref()
-                        .and_then(|status| status.available_replicas)
-                        == Some(1)
-                })
-                .count();
-            if ready == consumers {
-                Ok(())
-            } else {
-                Err(format!("{ready}/{consumers}"))
-            }
-        },
-    )
-    .await;
+    wait_available(&deployments, consumers, Duration::from_secs(300)).await;
 
     // Independent observers: phases of the StreamingToken, deletions of old pods, the Secret.
     let phases: Arc<Mutex<BTreeMap<String, Instant>>> = Arc::default();
@@ -510,33 +511,8 @@ async fn bench_members_5_x_100_consumers() {
     )
     .await;
     for (_, plane, member_namespace) in &placed {
-        wait_for(
-            "every member consumer available",
-            Duration::from_secs(600),
-            || async {
-                let list = Api::<Deployment>::namespaced(plane.admin.clone(), member_namespace)
-                    .list(&Default::default())
-                    .await
-                    .map_err(|error| error.to_string())?;
-                let ready = list
-                    .items
-                    .iter()
-                    .filter(|deployment| {
-                        deployment
-                            .status
-                            .as_ref()
-                            .and_then(|status| status.available_replicas)
-                            == Some(1)
-                    })
-                    .count();
-                if ready == PER_MEMBER {
-                    Ok(())
-                } else {
-                    Err(format!("{ready}/{PER_MEMBER}"))
-                }
-            },
-        )
-        .await;
+        let deployments = Api::<Deployment>::namespaced(plane.admin.clone(), member_namespace);
+        wait_available(&deployments, PER_MEMBER, Duration::from_secs(600)).await;
     }
     let old_token2 = support::secret_value(&admin, &namespace, "bench", "token2")
         .await

@@ -197,19 +197,21 @@ impl Fleet {
     async fn ledgers(&self) -> Vec<(String, Ledger)> {
         let mut ledgers = Vec::new();
         for member in &self.members {
-            ledgers.push((
-                member.name.clone(),
-                Ledger::against_remote_record(
-                    &member.admin,
-                    self.namespace(),
-                    NAME,
-                    &self.scenario.admin,
-                    self.namespace(),
-                )
-                .await,
-            ));
+            ledgers.push((member.name.clone(), self.ledger(member).await));
         }
         ledgers
+    }
+
+    /// The ledger of `member`'s namespace, judged against the hub's pair of record.
+    async fn ledger(&self, member: &Member) -> Ledger {
+        Ledger::against_remote_record(
+            &member.admin,
+            self.namespace(),
+            NAME,
+            &self.scenario.admin,
+            self.namespace(),
+        )
+        .await
     }
 
     async fn assert_members_on_token2(&self) {
@@ -600,14 +602,7 @@ async fn a_member_that_joins_mid_rotation_is_verified_before_token1_goes() {
         })
         .await;
     let west = fleet.member("west");
-    let west_ledger = Ledger::against_remote_record(
-        &west.admin,
-        fleet.namespace(),
-        NAME,
-        &fleet.scenario.admin,
-        fleet.namespace(),
-    )
-    .await;
+    let west_ledger = fleet.ledger(west).await;
     fleet.join_all().await;
     support::wait_event(
         &fleet.scenario.admin,
@@ -718,14 +713,7 @@ async fn a_member_removed_from_the_spec_is_revoked() {
     let fleet = Fleet::start("members-leave").await;
     let old = fleet.wait_synced().await;
     let west = fleet.member("west");
-    let west_ledger = Ledger::against_remote_record(
-        &west.admin,
-        fleet.namespace(),
-        NAME,
-        &fleet.scenario.admin,
-        fleet.namespace(),
-    )
-    .await;
+    let west_ledger = fleet.ledger(west).await;
     fleet
         .tokens
         .patch(
@@ -819,14 +807,7 @@ async fn a_member_removed_mid_rotation_keeps_its_copy_while_read() {
     let fleet = Fleet::start("members-leave-mid").await;
     let old = fleet.wait_synced().await;
     let west = fleet.member("west");
-    let west_ledger = Ledger::against_remote_record(
-        &west.admin,
-        fleet.namespace(),
-        NAME,
-        &fleet.scenario.admin,
-        fleet.namespace(),
-    )
-    .await;
+    let west_ledger = fleet.ledger(west).await;
     fleet.set_paused(&fleet.scenario.admin, true).await;
     support::set_trigger(&fleet.tokens, NAME, "r1").await;
     let stamp = support::rotation_stamp(&fleet.tokens, NAME, "r1").await;
